@@ -1,0 +1,207 @@
+"""The command line: parse options (each also an environment variable), call one activity, print its result."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__, render
+from .chat import chat_request, figures, run_chat
+from .config import all_routes, load_file, parse_params, resolve_route
+from .doctor import run_doctor
+from .emulator import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults, serve_forever
+from .errors import K2ProbeError, ProbeFailed, UsageError
+from .quickstart import run_quickstart
+from .session import open_session
+from .smoke import run_smoke
+from .snippets import LANGS
+from .snippets import render as render_snippet
+from .store import Store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Test and evaluate coding-model APIs: Kimi K2.7 Code through any OpenAI-compatible route.")
+
+RouteOpt = Annotated[str | None, typer.Option("--route", envvar="K2PROBE_ROUTE", help="route name from k2probe.toml")]
+JsonOpt = Annotated[bool, typer.Option("--json", envvar="K2PROBE_JSON", help="print one JSON document on stdout")]
+StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
+                                         help="refuse a request the model would reject instead of fixing it")]
+
+
+def _notices(session_notices: list[str], as_json: bool) -> None:
+    for line in session_notices:
+        render.notice(line)
+
+
+@app.command()
+def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Option(
+        "--param", help="a parameter your client sends by default, NAME=VALUE (repeatable)")] = None,
+        as_json: JsonOpt = False) -> None:
+    """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
+    params = parse_params(param or [])
+    with open_session("doctor", route, config_snapshot={"params": params}) as session:
+        _notices(session.notices, as_json)
+        result = asyncio.run(run_doctor(session, params))
+        session.summary = {"diagnosis": result.diagnosis}
+    if as_json:
+        render.emit_json(result.as_json(), session.redactor)
+    else:
+        render.diagnosis(result)
+    if result.diagnosis != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
+def smoke(route: RouteOpt = None, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+    """The guide's first code-review request; saves the known-good record."""
+    with open_session("smoke", route) as session:
+        _notices(session.notices, as_json)
+        result = asyncio.run(run_smoke(session, strict=strict))
+    outcome = result.outcome
+    if as_json:
+        render.emit_json({"route": session.route.name, "ok": result.known_good is not None,
+                          "error": outcome.failure.line() if outcome.failure else None,
+                          "answer": outcome.content, "known_good_path": result.path,
+                          "changes": [c.line() for c in result.changes], **figures(outcome.last)}, session.redactor)
+    else:
+        render.changes(result.changes)
+        if outcome.failure is None:
+            render.out.print(outcome.content)
+            render.out.print(render.figures_line(outcome.last), style="bold")
+            render.notice(f"known-good record saved: {result.path}")
+    if result.known_good is None:
+        raise ProbeFailed(f"smoke failed: {outcome.failure.line() if outcome.failure else 'empty answer'}",
+                          fix="run `k2probe doctor` to find out why")
+
+
+@app.command()
+def chat(prompt: str, route: RouteOpt = None,
+         system: Annotated[str | None, typer.Option("--system", help="a system message")] = None,
+         stream: Annotated[bool, typer.Option("--stream", envvar="K2PROBE_STREAM")] = False,
+         max_tokens: Annotated[int | None, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS")] = None,
+         param: Annotated[list[str] | None, typer.Option("--param", help="extra body field NAME=VALUE")] = None,
+         strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+    """One request; --stream shows reasoning dimmed, then the answer, then its figures."""
+    params = parse_params(param or [])
+    with open_session("chat", route) as session:
+        _notices(session.notices, as_json)
+        request = chat_request(session.route.model, prompt, system=system, stream=stream, max_tokens=max_tokens,
+                               params={**session.route.params, **params})
+        live = render.LivePrinter() if stream and not as_json else None
+        result = asyncio.run(run_chat(session, request, strict=strict, listener=live))
+        if live:
+            live.finish()
+    outcome = result.outcome
+    if as_json:
+        render.emit_json({"route": session.route.name, "ok": outcome.ok,
+                          "error": outcome.failure.line() if outcome.failure else None, "answer": outcome.content,
+                          "reasoning": outcome.reasoning, "changes": [c.line() for c in result.changes],
+                          "retries": outcome.retries, **figures(outcome.last)}, session.redactor)
+    else:
+        render.changes(result.changes)
+        if not stream and outcome.ok:
+            if outcome.reasoning:
+                render.out.print(outcome.reasoning, style="dim")
+            render.out.print(outcome.content)
+        render.out.print(render.figures_line(outcome.last), style="bold")
+    if outcome.failure is not None:
+        raise ProbeFailed(outcome.failure.line(), fix="run `k2probe doctor` to find out why")
+
+
+@app.command()
+def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join(LANGS)}")] = "python",
+            route: RouteOpt = None,
+            out: Annotated[Path | None, typer.Option("--out", help="write to this file")] = None) -> None:
+    """The known-good request as runnable code that reads the key from the environment."""
+    if lang not in LANGS:
+        raise UsageError(f"unknown language {lang!r}", fix=f"use one of: {', '.join(LANGS)}")
+    name = resolve_route(route, load_file()).name
+    store = Store()
+    record = store.known_good(name)
+    store.dispose()
+    if record is None:
+        raise UsageError(f"no known-good record for route {name!r}", fix="run `k2probe smoke` first")
+    code = render_snippet(record, lang)
+    if out:
+        out.write_text(code, encoding="utf-8")
+        render.notice(f"wrote {out}")
+    else:
+        sys.stdout.write(code)
+
+
+@app.command()
+def routes(as_json: JsonOpt = False) -> None:
+    """The configured routes, keys masked."""
+    items = [r.public() for r in all_routes()]
+    if as_json:
+        render.emit_json({"routes": items})
+        return
+    from rich.table import Table
+
+    table = Table(title="routes")
+    for column in ("name", "base_url", "model", "api_key", "key from"):
+        table.add_column(column, overflow="fold")
+    for r in items:
+        base = r["base_url"] or "(built-in emulator)"
+        table.add_row(r["name"], base, r["model"], r["api_key"] or "(none)", r["api_key_env"] or "–")
+    render.out.print(table)
+
+
+@app.command()
+def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST")] = "127.0.0.1",
+             port: Annotated[int, typer.Option(envvar="K2PROBE_EMULATOR_PORT")] = 8765,
+             api_key: Annotated[str, typer.Option("--api-key", envvar="K2PROBE_EMULATOR_KEY")] = "sk-k2probe-emulator",
+             personality: Annotated[str, typer.Option(help=f"one of {', '.join(PERSONALITIES)}")] = "moonshot",
+             fault: Annotated[list[str] | None, typer.Option(
+                 "--fault", help=f"KIND=RATE, KIND in {', '.join(FAULT_KINDS)}")] = None,
+             ttft_ms: Annotated[float, typer.Option("--ttft-ms")] = 0.0,
+             itl_ms: Annotated[float, typer.Option("--itl-ms")] = 0.0,
+             rpm: Annotated[int | None, typer.Option("--rpm")] = None,
+             max_concurrency: Annotated[int | None, typer.Option("--max-concurrency")] = None,
+             seed: Annotated[int, typer.Option("--seed")] = 0) -> None:
+    """Serve the Kimi emulator on loopback."""
+    try:
+        settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
+                                    ttft_ms=ttft_ms, itl_ms=itl_ms, rpm=rpm, max_concurrency=max_concurrency,
+                                    seed=seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")
+    serve_forever(settings, host=host, port=port)
+
+
+@app.command()
+def quickstart(route: RouteOpt = None, as_json: JsonOpt = False) -> None:
+    """The whole seed path: doctor, smoke, streaming, snippets; then a report."""
+    result = run_quickstart(route, quiet=as_json)
+    if as_json:
+        render.emit_json(result.as_json())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def version() -> None:
+    """Print k2probe's version."""
+    render.out.print(__version__)
+
+
+def main() -> None:
+    """Entry point: K2ProbeError becomes one line on stderr and its exit code; nothing else escapes as a traceback."""
+    try:
+        app()
+    except K2ProbeError as exc:
+        render.err.print(f"k2probe: {exc.line()}", markup=False)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: say it in one line, keep the traceback for those who ask
+        if os.environ.get("K2PROBE_DEBUG"):
+            raise
+        render.err.print(f"k2probe: internal error: {type(exc).__name__}: {exc} (set K2PROBE_DEBUG=1 for the "
+                         "traceback and report it)", markup=False)
+        sys.exit(2)
+
+

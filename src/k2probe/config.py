@@ -1,0 +1,250 @@
+"""Configuration: environment variables and an optional k2probe.toml become Routes; base URLs and keys are checked."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import ConfigError
+
+KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")
+BASE_URL_ENV = "AI_GATEWAY_BASE_URL"
+MODEL_ENV = "KIMI_CODING_MODEL"
+DEFAULT_MODEL = "kimi-k2.7-code"
+EMULATOR_KEY = "sk-k2probe-emulator"
+CONFIG_FILE = "k2probe.toml"
+
+
+class PriceOverride(BaseModel):
+    """A user's own price for a route, USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+    cache_hit_input: float | None = None
+    cache_miss_input: float
+    output: float
+    source: str = "k2probe.toml"
+
+
+class RouteSpec(BaseModel):
+    """One `[routes.NAME]` table of k2probe.toml. The key itself never appears here, only its variable's name."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str | None = None
+    api_key_env: str | None = None
+    model: str = DEFAULT_MODEL
+    profile: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    price: PriceOverride | None = None
+    emulator: bool = False  # serve this route from the built-in emulator
+    personality: str = "moonshot"  # emulator personality when `emulator` is true
+
+
+class ConfigFile(BaseModel):
+    """The whole k2probe.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+    default_route: str | None = None
+    routes: dict[str, RouteSpec] = Field(default_factory=dict)
+
+
+class Route(BaseModel):
+    """A resolved route: where to send requests, with which key and model. `api_key` lives in memory only."""
+
+    name: str
+    base_url: str | None  # None until an emulator route is started
+    api_key: SecretStr | None
+    api_key_env: str | None
+    model: str
+    profile: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    price: PriceOverride | None = None
+    emulated: bool = False
+    personality: str = "moonshot"
+
+    def key(self) -> str:
+        return self.api_key.get_secret_value() if self.api_key else ""
+
+    def public(self) -> dict[str, Any]:
+        """The route as it may be stored or printed: the key masked, the variable's name kept."""
+        return {
+            "name": self.name,
+            "base_url": self.base_url,
+            "model": self.model,
+            "profile": self.profile,
+            "api_key": mask_key(self.key()) if self.api_key else None,
+            "api_key_env": self.api_key_env,
+            "headers": {k: ("***" if _is_secret_header(k) else v) for k, v in self.headers.items()},
+            "params": self.params,
+            "emulated": self.emulated,
+            "personality": self.personality if self.emulated else None,
+        }
+
+
+def _is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in ("auth", "key", "token", "secret", "cookie"))
+
+
+def mask_key(key: str) -> str:
+    """Show just enough of a key to tell two apart: its last four characters."""
+    if not key:
+        return "(none)"
+    return f"…{key[-4:]} ({len(key)} chars)" if len(key) >= 16 else f"*** ({len(key)} chars)"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something that looks wrong in a base URL or key: a diagnosis code, what is wrong, and the fix."""
+
+    code: str
+    message: str
+    fix: str
+
+
+def check_base_url(url: str) -> list[Finding]:
+    """What looks wrong in a base URL. Never rewrites it: the caller decides."""
+    found: list[Finding] = []
+    stripped = url.strip().strip("'\"")
+    if stripped != url:
+        found.append(Finding("bad_base_url", "the base URL has spaces or quotes around it", "remove them"))
+    parts = urlsplit(stripped)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        found.append(
+            Finding("bad_base_url", f"the base URL {stripped!r} has no http(s) scheme or host",
+                    "write it in full, e.g. https://api.moonshot.ai/v1")
+        )
+        return found
+    path = parts.path
+    if path.endswith("/") and path != "/":
+        found.append(Finding("bad_base_url", "the base URL ends with '/'", f"use {stripped.rstrip('/')}"))
+    if parts.query or parts.fragment:
+        found.append(Finding("bad_base_url", "the base URL carries a query or fragment", "remove everything after '?'"))
+    segments = [s for s in path.split("/") if s]
+    if "chat" in segments or "completions" in segments:
+        base = stripped.split("/chat/completions")[0].rstrip("/")
+        found.append(
+            Finding("bad_base_url", "the base URL includes the endpoint path /chat/completions",
+                    f"the SDK appends it: use {base}")
+        )
+    if segments.count("v1") > 1:
+        fixed = stripped.replace("/v1/v1", "/v1")
+        found.append(Finding("doubled_v1", "the base URL repeats /v1", f"use {fixed}: do not append /v1 again"))
+    elif "v1" not in segments and not any(s.startswith("v") and s[1:].isdigit() for s in segments):
+        found.append(
+            Finding("missing_v1", "the base URL has no /v1 version segment",
+                    f"OpenAI-compatible routes usually end in /v1: try {stripped.rstrip('/')}/v1")
+        )
+    return found
+
+
+def check_key(key: str) -> list[Finding]:
+    """What looks wrong in a key's text (never its value: nothing here quotes the key)."""
+    found: list[Finding] = []
+    if key != key.strip() or key.strip() != key.strip().strip("'\""):
+        found.append(Finding("invalid_key", "the API key has spaces or quotes around it", "remove them"))
+    if key.lower().startswith("bearer "):
+        found.append(Finding("invalid_key", "the API key starts with 'Bearer '", "set only the key; the SDK adds Bearer"))
+    return found
+
+
+def home() -> Path:
+    """K2PROBE_HOME: where the database and saved records live."""
+    return Path(os.environ.get("K2PROBE_HOME", ".k2probe"))
+
+
+def load_file(path: Path | None = None) -> ConfigFile:
+    """Read k2probe.toml (or return an empty config when there is none); malformed files are a ConfigError."""
+    path = path or Path(os.environ.get("K2PROBE_CONFIG", CONFIG_FILE))
+    if not path.exists():
+        return ConfigFile()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", fix="fix the syntax or move the file away") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", fix="check the file's permissions and encoding") from exc
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}: {where}: {err['msg']}", fix="see README.md, section Configuration") from exc
+
+
+def _env_key() -> tuple[str | None, str | None]:
+    for name in KEY_ENVS:
+        value = os.environ.get(name)
+        if value:
+            return value, name
+    return None, None
+
+
+def _env_route() -> Route:
+    key, key_env = _env_key()
+    base = os.environ.get(BASE_URL_ENV) or None
+    model = os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if key is None and base is None:
+        return Route(name="emulator", base_url=None, api_key=SecretStr(EMULATOR_KEY), api_key_env=None,
+                     model=model, emulated=True)
+    return Route(name="env", base_url=base or "https://api.moonshot.ai/v1",
+                 api_key=SecretStr(key) if key else None, api_key_env=key_env or KEY_ENVS[0], model=model)
+
+
+def _spec_route(name: str, spec: RouteSpec) -> Route:
+    if spec.emulator:
+        return Route(name=name, base_url=None, api_key=SecretStr(EMULATOR_KEY), api_key_env=None, model=spec.model,
+                     profile=spec.profile, headers=spec.headers, params=spec.params, price=spec.price,
+                     emulated=True, personality=spec.personality)
+    key_env = spec.api_key_env or KEY_ENVS[0]
+    key = os.environ.get(key_env) or None
+    base = spec.base_url or os.environ.get(BASE_URL_ENV)
+    if not base:
+        raise ConfigError(f"route {name!r} has no base_url", fix=f"set base_url in {CONFIG_FILE} or {BASE_URL_ENV}")
+    return Route(name=name, base_url=base, api_key=SecretStr(key) if key else None, api_key_env=key_env,
+                 model=spec.model, profile=spec.profile, headers=spec.headers, params=spec.params, price=spec.price)
+
+
+def all_routes(config: ConfigFile | None = None) -> list[Route]:
+    """Every route: the one from the environment first, then each table of k2probe.toml."""
+    config = config or load_file()
+    return [_env_route(), *(_spec_route(n, s) for n, s in config.routes.items())]
+
+
+def resolve_route(name: str | None = None, config: ConfigFile | None = None) -> Route:
+    """The route called `name`; without a name, k2probe.toml's default_route, else the environment's."""
+    config = config or load_file()
+    name = name or config.default_route
+    if name is None or (name in ("env", "emulator") and name not in config.routes):
+        route = _env_route()
+        if name == "emulator" and not route.emulated:
+            return Route(name="emulator", base_url=None, api_key=SecretStr(EMULATOR_KEY), api_key_env=None,
+                         model=route.model, emulated=True)
+        return route
+    if name not in config.routes:
+        known = ", ".join(["env", "emulator", *config.routes]) or "(none)"
+        raise ConfigError(f"unknown route {name!r}", fix=f"known routes: {known}")
+    return _spec_route(name, config.routes[name])
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """Parse --param NAME=VALUE items; values are JSON when they parse as JSON, else strings."""
+    import json
+
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip() or not name.strip().replace("_", "").isalnum():
+            raise ConfigError(f"bad --param {item!r}", fix="write NAME=VALUE, e.g. --param temperature=0.2")
+        try:
+            params[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name.strip()] = raw
+    return params

@@ -1,0 +1,47 @@
+"""Emulator settings: key, personality, injected latency and faults, limits, seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FAULT_KINDS = ("rate_limit", "overloaded", "quota", "server_error", "unavailable", "cut", "malformed")
+PERSONALITIES = ("moonshot", "openrouter", "lossy-relay", "param-dropper")
+DEFAULT_KEY = "sk-k2probe-emulator"
+
+
+@dataclass
+class EmulatorSettings:
+    """How the emulator behaves. Faults map a kind from FAULT_KINDS to the share of requests (0..1) it hits."""
+
+    api_key: str = DEFAULT_KEY
+    personality: str = "moonshot"
+    faults: dict[str, float] = field(default_factory=dict)
+    ttft_ms: float = 0.0
+    itl_ms: float = 0.0
+    rpm: int | None = None
+    max_concurrency: int | None = None
+    seed: int = 0
+    retry_after_s: float = 1.0
+    organization: str = "org-k2probe-emulator"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+        bad = {k: v for k, v in self.faults.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"fault rates must be between 0 and 1: {bad}")
+        if self.personality not in PERSONALITIES:
+            raise ValueError(f"unknown personality {self.personality!r}; known: {', '.join(PERSONALITIES)}")
+
+
+def parse_faults(items: list[str]) -> dict[str, float]:
+    """Parse `KIND=RATE` items (RATE defaults to 1)."""
+    faults: dict[str, float] = {}
+    for item in items:
+        kind, _, rate = item.partition("=")
+        try:
+            faults[kind.strip()] = float(rate) if rate else 1.0
+        except ValueError as exc:
+            raise ValueError(f"bad fault {item!r}: write KIND=RATE, e.g. rate_limit=0.1") from exc
+    return faults

@@ -1,0 +1,119 @@
+"""Turn whatever went wrong on the wire into a Failure: status, the provider's error type and message, retryability."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+RETRYABLE_STATUS = {408, 409, 500, 502, 503, 504}
+NOT_RETRYABLE_TYPES = {"exceeded_current_quota_error", "insufficient_quota"}
+
+
+@dataclass
+class Failure:
+    """Why a request did not give a usable answer."""
+
+    status: int | None
+    type: str
+    message: str
+    retry_after_s: float | None = None
+    mid_stream: bool = False
+
+    @property
+    def retryable(self) -> bool:
+        if self.mid_stream or self.type in NOT_RETRYABLE_TYPES:
+            return False
+        if self.status is None:
+            return self.type in ("connection_error", "timeout")
+        return self.status == 429 or self.status in RETRYABLE_STATUS
+
+    def line(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
+        return f"{status} {self.type}: {self.message}"
+
+
+def _envelope(body: Any) -> tuple[str | None, str | None]:
+    """(type, message) from Moonshot's envelope, OpenAI's, or OpenRouter's with the upstream error in metadata.raw."""
+    if not isinstance(body, dict):
+        return None, None
+    error = body.get("error", body)
+    if not isinstance(error, dict):
+        return None, str(error)
+    metadata = error.get("metadata") or {}
+    raw = metadata.get("raw") if isinstance(metadata, dict) else None
+    if isinstance(raw, str):
+        try:
+            inner_type, inner_message = _envelope(json.loads(raw))
+        except json.JSONDecodeError:
+            inner_type, inner_message = None, None
+        if inner_type:
+            return inner_type, inner_message
+    kind = error.get("type") or (str(error["code"]) if error.get("code") is not None else None)
+    message = error.get("message")
+    return (str(kind) if kind else None), (str(message) if message is not None else None)
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _non_json(status: int, text: str, content_type: str) -> Failure:
+    snippet = " ".join(text.split())[:80]
+    kind = content_type.split(";")[0] or "unknown type"
+    return Failure(status, "non_json_response",
+                   f"the server answered HTTP {status} with a non-JSON body ({kind}): {snippet!r}")
+
+
+def from_exception(exc: BaseException, *, mid_stream: bool = False) -> Failure:
+    """Classify an exception raised by the openai SDK (or by parsing its output)."""
+    if isinstance(exc, openai.APIStatusError):
+        headers = exc.response.headers
+        kind, message = _envelope(exc.body)
+        if kind is None and not isinstance(exc.body, dict):
+            return _non_json(exc.status_code, str(exc.body or ""), headers.get("content-type", ""))
+        return Failure(exc.status_code, kind or "unknown_error", message or str(exc), _retry_after(headers))
+    if isinstance(exc, openai.APITimeoutError):
+        return Failure(None, "timeout", "the request timed out", mid_stream=mid_stream)
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return Failure(None, "connection_error", f"cannot connect: {cause}", mid_stream=mid_stream)
+    if isinstance(exc, openai.APIError):  # an error event inside a 200 stream
+        kind, message = _envelope(exc.body if exc.body is not None else {})
+        return Failure(200, kind or "stream_error", message or exc.message, mid_stream=True)
+    if isinstance(exc, json.JSONDecodeError):
+        return Failure(200, "malformed_response", f"a chunk was not valid JSON: {exc.msg}", mid_stream=mid_stream)
+    return Failure(None, type(exc).__name__, str(exc), mid_stream=mid_stream)
+
+
+def from_body(status: int, text: str, content_type: str) -> Failure | dict[str, Any]:
+    """A 2xx body parsed as JSON, or the Failure saying it was not JSON."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return _non_json(status, text, content_type)
+    if not isinstance(data, dict):
+        return _non_json(status, text, content_type)
+    if "error" in data and "choices" not in data:
+        kind, message = _envelope(data)
+        return Failure(status, kind or "unknown_error", message or text[:200])
+    return data

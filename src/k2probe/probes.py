@@ -1,0 +1,80 @@
+"""Raw HTTP probes (httpx) for what the SDK hides: does anything answer at a base URL, and is it an API?"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from .failures import Failure, from_body
+from .records import CallRecord
+
+
+@dataclass
+class ProbeResult:
+    url: str
+    status: int | None
+    data: dict[str, Any] | None
+    failure: Failure | None
+    record: CallRecord
+
+    @property
+    def api_like(self) -> bool:
+        """The URL answered like an OpenAI-compatible API: a JSON model list, or an auth error in JSON."""
+        if self.status == 200 and self.data is not None:
+            return True
+        return self.status in (401, 403) and self.failure is not None and self.failure.type != "non_json_response"
+
+
+async def probe_models(base_url: str, key: str, route: str, model: str, timeout_s: float = 10.0) -> ProbeResult:
+    """GET {base_url}/models with the key; never raises for network or protocol trouble."""
+    url = base_url.rstrip("/") + "/models"
+    record = CallRecord(route=route, model=model, endpoint="GET /models", stream=False,
+                        request={"url": url}, started_at=time.time())
+    started = time.perf_counter()
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        failure = Failure(None, "connection_error", f"nothing answered at {_host(url)}: {type(exc).__name__}")
+        record.latency_ms = (time.perf_counter() - started) * 1000.0
+        record.error_type, record.error_message = failure.type, failure.message
+        return ProbeResult(url, None, None, failure, record)
+    record.latency_ms = (time.perf_counter() - started) * 1000.0
+    record.status = response.status_code
+    parsed = from_body(response.status_code, response.text, response.headers.get("content-type", ""))
+    failure: Failure | None = parsed if isinstance(parsed, Failure) else None
+    if failure is None and response.status_code >= 400:
+        failure = Failure(response.status_code, "http_error", response.text[:200])
+    data = parsed if isinstance(parsed, dict) and failure is None else None
+    if failure is not None:
+        record.error_type, record.error_message = failure.type, failure.message
+    return ProbeResult(url, response.status_code, data, failure, record)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def url_variants(base_url: str) -> list[str]:
+    """Plausible corrections of a base URL, most likely first: one /v1 too many, none, an endpoint pasted in."""
+    parts = urlsplit(base_url.strip().strip("'\""))
+    path = parts.path.rstrip("/")
+    for suffix in ("/chat/completions", "/completions", "/models"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    candidates = []
+    while "/v1/v1" in path:
+        path = path.replace("/v1/v1", "/v1")
+    candidates.append(path)
+    if not path.endswith("/v1"):
+        candidates.append(path + "/v1")
+    out = []
+    for candidate in candidates:
+        url = urlunsplit((parts.scheme, parts.netloc, candidate, "", ""))
+        if url != base_url and url not in out:
+            out.append(url)
+    return out

@@ -1,0 +1,132 @@
+"""The whole seed path in one go: doctor, smoke, streaming, snippets; each step printed with its outcome, then a report."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+
+from . import render
+from .chat import figures, run_chat
+from .config import home
+from .doctor import run_doctor
+from .guide import streaming_request
+from .report import write_report
+from .session import Session, open_session
+from .smoke import run_smoke
+from .snippets import EXTENSIONS, LANGS, node_runnable, run_snippet
+from .snippets import render as render_snippet
+
+MARK = {"pass": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✘", "bold red")}
+
+
+@dataclass
+class Step:
+    id: str
+    status: str  # pass | warn | fail
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QuickstartResult:
+    route: str
+    steps: list[Step]
+    report: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(step.status != "fail" for step in self.steps)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"route": self.route, "ok": self.ok, "report": self.report, "steps": [asdict(s) for s in self.steps]}
+
+
+async def _doctor(session: Session) -> Step:
+    result = await run_doctor(session, {})
+    warns = [c.id for c in result.checks if c.status == "warn"]
+    status = "fail" if result.diagnosis != "ok" else ("warn" if warns else "pass")
+    detail = f"diagnosis {result.diagnosis}; {len(result.checks)} checks" + (f", warnings: {warns}" if warns else "")
+    return Step("doctor", status, detail, result.as_json())
+
+
+async def _smoke(session: Session) -> Step:
+    result = await run_smoke(session)
+    if result.known_good is None:
+        failure = result.outcome.failure
+        return Step("smoke", "fail", failure.line() if failure else "empty answer")
+    return Step("smoke", "pass", f"{render.figures_line(result.outcome.last)}; known-good saved to {result.path}",
+                figures(result.outcome.last))
+
+
+async def _streaming(session: Session) -> Step:
+    result = await run_chat(session, streaming_request(session.route.model))
+    if result.outcome.failure is not None:
+        return Step("streaming", "fail", result.outcome.failure.line())
+    return Step("streaming", "pass", render.figures_line(result.outcome.last), figures(result.outcome.last))
+
+
+async def _snippets(session: Session) -> Step:
+    record = session.store.known_good(session.route.name)
+    if record is None:
+        return Step("snippets", "fail", "no known-good record to replay (smoke failed)")
+    folder = home() / "snippets" / session.route.name
+    folder.mkdir(parents=True, exist_ok=True)
+    key_env = record.get("api_key_env") or "AI_GATEWAY_API_KEY"
+    env = {**os.environ, "AI_GATEWAY_BASE_URL": session.route.base_url or "", key_env: session.route.key(),
+           "KIMI_CODING_MODEL": session.route.model}
+    results: dict[str, str] = {}
+    status = "pass"
+    for lang in LANGS:
+        path = folder / f"known_good.{EXTENSIONS[lang]}"
+        path.write_text(render_snippet(record, lang), encoding="utf-8")
+        why_not = node_runnable(folder) if lang == "node" else None
+        if why_not:
+            results[lang] = f"written, not run: {why_not}"
+            status = "warn" if status == "pass" else status
+            continue
+        code, stdout, _ = await asyncio.to_thread(run_snippet, path, lang, env)
+        results[lang] = "ran: answer received" if code == 0 and stdout.strip() else f"failed (exit {code})"
+        if code != 0 or not stdout.strip():
+            status = "fail"
+    detail = "; ".join(f"{lang} {text}" for lang, text in results.items()) + f" — in {folder}"
+    return Step("snippets", status, detail, {"folder": str(folder), **results})
+
+
+STEPS: list[Callable[[Session], Awaitable[Step]]] = [_doctor, _smoke, _streaming, _snippets]
+
+
+def _show(step: Step) -> None:
+    mark, style = MARK[step.status]
+    render.out.print(Text(f"{mark} {step.id:<10} ", style=style), Text(step.detail))
+
+
+def run_quickstart(route_name: str | None, *, quiet: bool = False) -> QuickstartResult:
+    """Run every step on one route (the emulator when nothing is configured) and write the HTML report."""
+    with open_session("quickstart", route_name) as session:
+        for line in session.notices:
+            render.notice(line)
+        result = QuickstartResult(session.route.name, [])
+
+        async def steps() -> None:
+            for step_fn in STEPS:
+                step = await step_fn(session)
+                result.steps.append(step)
+                if not quiet:
+                    _show(step)
+
+        asyncio.run(steps())
+        path = home() / "reports" / f"quickstart-{session.run_id[:8]}.html"
+        write_report(Path(path), f"k2probe quickstart — route {session.route.name}",
+                     [asdict(s) for s in result.steps], session.calls, session.redactor,
+                     emulated=session.route.emulated)
+        result.report = str(path)
+        session.summary = {"ok": result.ok, "report": str(path)}
+    if not quiet:
+        render.notice(f"report: {path}")
+    return result

@@ -1,0 +1,79 @@
+"""What k2probe records about each HTTP request: the call record, token usage and its cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .profiles import Price
+
+
+@dataclass
+class Usage:
+    """Token counts under the API's own names; completion_tokens already includes reasoning_tokens."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+    gateway_cost: float | None = None  # a gateway's own usage.cost (OpenRouter)
+
+    @classmethod
+    def from_api(cls, usage: dict[str, Any] | None) -> Usage:
+        if not usage:
+            return cls()
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        cached = usage.get("cached_tokens") or prompt_details.get("cached_tokens") or 0
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        cost = usage.get("cost")
+        return cls(prompt, completion, int(completion_details.get("reasoning_tokens") or 0), int(cached),
+                   int(usage.get("total_tokens") or prompt + completion),
+                   float(cost) if isinstance(cost, int | float) else None)
+
+
+def cost_of(usage: Usage, price: Price | None) -> float | None:
+    """USD for these tokens at this price; None ("cost unknown") without a price, never a silent $0."""
+    if price is None:
+        return None
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    return (cached * price.cache_hit_input + (usage.prompt_tokens - cached) * price.cache_miss_input
+            + usage.completion_tokens * price.output) / 1e6
+
+
+@dataclass
+class CallRecord:
+    """One HTTP request and what came of it. Holds no key, no Authorization header, no token-bearing URL."""
+
+    route: str
+    model: str
+    endpoint: str
+    stream: bool
+    request: dict[str, Any]
+    attempt: int = 0  # 0 for the first try, k for the k-th retry
+    status: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    retry_reason: str | None = None  # why this attempt was followed by another
+    queue_ms: float = 0.0
+    ttft_ms: float | None = None
+    ttfc_ms: float | None = None
+    latency_ms: float | None = None
+    itl_ms: list[float] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+    price_source: str | None = None
+    finish_reason: str | None = None
+    usage_location: str | None = None
+    reasoning_field: str | None = None
+    response_shape: list[str] = field(default_factory=list)
+    media: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = 0.0  # wall-clock epoch seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,72 @@
+"""One command's working context: the resolved route (starting the emulator when needed), its profile, store and run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Route, load_file, resolve_route
+from .emulator import EmulatorServer, EmulatorSettings
+from .profiles import Profile, profile_for
+from .records import CallRecord
+from .redact import Redactor
+from .store import Store
+from .transport import RetryPolicy, Transport
+
+EMULATOR_NOTICE = ("no API key or base URL configured: using the built-in Kimi emulator on {url} "
+                   "(numbers describe the pipeline, not the model)")
+
+
+@dataclass
+class Session:
+    """What an activity needs: route, profile, store, the current run, and notices to show the user."""
+
+    command: str
+    route: Route
+    profile: Profile
+    store: Store
+    run_id: str
+    redactor: Redactor
+    emulator: EmulatorServer | None = None
+    notices: list[str] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, call: CallRecord) -> None:
+        """Store one call as soon as it happened."""
+        self.calls.append(call)
+        self.store.add_call(self.run_id, call)
+
+    def transport(self, *, policy: RetryPolicy | None = None, concurrency: int | None = None) -> Transport:
+        return Transport(self.route, self.profile, on_call=self.record, policy=policy, concurrency=concurrency)
+
+
+@contextmanager
+def open_session(command: str, route_name: str | None = None, *, emulator: EmulatorSettings | None = None,
+                 config_snapshot: dict[str, Any] | None = None, route: Route | None = None) -> Iterator[Session]:
+    """Resolve the route, start the emulator if the route is emulated, open the store and a run; close all at the end."""
+    route = route or resolve_route(route_name, load_file())
+    redactor = Redactor([route.key()])
+    server: EmulatorServer | None = None
+    notices: list[str] = []
+    if route.emulated:
+        settings = emulator or EmulatorSettings(api_key=route.key(), personality=route.personality)
+        server = EmulatorServer(settings).start()
+        route = route.model_copy(update={"base_url": server.base_url})
+        notices.append(EMULATOR_NOTICE.format(url=server.base_url))
+    store = Store(redactor=redactor)
+    profile = profile_for(route.model, route.profile)
+    snapshot = {"route": route.public(), "profile": profile.name, **(config_snapshot or {})}
+    run_id = store.start_run(command, route.name, snapshot)
+    session = Session(command, route, profile, store, run_id, redactor, server, notices)
+    status = "error"
+    try:
+        yield session
+        status = "finished"
+    finally:
+        store.finish_run(run_id, status, {"calls": len(session.calls), **session.summary})
+        store.dispose()
+        if server is not None:
+            server.stop()

@@ -1,0 +1,66 @@
+"""The first clean request (the guide's code review), and the known-good record it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .guide import review_request
+from .sanitize import Change, sanitise
+from .session import Session
+from .store import known_good_path
+from .transport import Outcome
+
+
+@dataclass
+class SmokeResult:
+    outcome: Outcome
+    changes: list[Change]
+    known_good: dict[str, Any] | None
+    path: str | None
+
+
+def known_good_record(session: Session, body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The exact working setup: base URL, model id, request body, response shape, latency, tokens."""
+    call = outcome.last
+    return {
+        "route": session.route.name,
+        "base_url": session.route.base_url,
+        "model": session.route.model,
+        "api_key_env": session.route.api_key_env or "AI_GATEWAY_API_KEY",
+        "emulated": session.route.emulated,
+        "request": body,
+        "response_shape": outcome.shape,
+        "finish_reason": outcome.finish_reason,
+        "latency_ms": call.latency_ms,
+        "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": call.completion_tokens,
+        "reasoning_tokens": call.reasoning_tokens,
+        "cached_tokens": call.cached_tokens,
+        "cost_usd": call.cost_usd,
+        "price_source": call.price_source,
+        "retries": outcome.retries,
+        "saved_at": time.time(),
+        "tool_version": __version__,
+    }
+
+
+async def run_smoke(session: Session, *, strict: bool = False) -> SmokeResult:
+    """Send the guide's review request; on success save the known-good record in the store and as JSON."""
+    sanitised = sanitise(review_request(session.route.model), session.profile, strict=strict)
+    transport = session.transport()
+    try:
+        outcome = await transport.chat(sanitised.body)
+    finally:
+        await transport.aclose()
+    if not outcome.ok or not outcome.content:
+        return SmokeResult(outcome, sanitised.changes, None, None)
+    record = known_good_record(session, sanitised.body, outcome)
+    session.store.save_known_good(session.run_id, session.route.name, record)
+    path = known_good_path(session.route.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(session.redactor.text(json.dumps(record, indent=2)) + "\n", encoding="utf-8")
+    return SmokeResult(outcome, sanitised.changes, record, str(path))

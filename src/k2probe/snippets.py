@@ -1,0 +1,71 @@
+"""Replay the known-good request as runnable cURL, Python or Node.js code that reads the key from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import pprint
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from . import __version__
+from .errors import UsageError
+
+LANGS = {"curl": "curl.sh.j2", "python": "python.py.j2", "node": "node.mjs.j2"}
+EXTENSIONS = {"curl": "sh", "python": "py", "node": "mjs"}
+SDK_KWARGS = ("max_tokens", "max_completion_tokens", "stop", "stream", "stream_options", "tools", "tool_choice",
+              "response_format", "logprobs", "top_logprobs", "prompt_cache_key", "temperature", "top_p", "n",
+              "presence_penalty", "frequency_penalty")
+
+_env = Environment(loader=PackageLoader("k2probe", "templates"), undefined=StrictUndefined,
+                   keep_trailing_newline=True, autoescape=False)
+
+
+def _py(value: Any) -> str:
+    return pprint.pformat(value, indent=1, width=110, sort_dicts=False)
+
+
+def render(record: dict[str, Any], lang: str) -> str:
+    """The snippet for one language, from a known-good record."""
+    if lang not in LANGS:
+        raise UsageError(f"unknown language {lang!r}", fix=f"use one of: {', '.join(LANGS)}")
+    body = dict(record["request"])
+    key_env = record.get("api_key_env") or "AI_GATEWAY_API_KEY"
+    rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
+    context = {
+        "route": record["route"], "model": record["model"], "version": __version__, "key_env": key_env,
+        "base_url": record["base_url"],
+        "body_json": json.dumps(body, indent=2, ensure_ascii=False),
+        "body_js": json.dumps(body, indent=2, ensure_ascii=False),
+        "messages_py": _py(body["messages"]).replace("\n", "\n    "),
+        "kwargs_py": [(k, _py(v)) for k, v in rest.items() if k in SDK_KWARGS],
+        "extra_py": _py({k: v for k, v in rest.items() if k not in SDK_KWARGS}) if any(
+            k not in SDK_KWARGS for k in rest) else "",
+    }
+    return _env.get_template(LANGS[lang]).render(**context)
+
+
+def node_runnable(folder: Path) -> str | None:
+    """Why the Node snippet cannot run from `folder` (None when it can): node missing or npm `openai` not found."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    modules = os.environ.get("K2PROBE_NODE_MODULES")
+    link = folder / "node_modules"
+    if modules and not link.exists():
+        link.symlink_to(Path(modules).resolve(), target_is_directory=True)
+    probe = subprocess.run(["node", "--input-type=module", "-e", "await import('openai')"], cwd=folder,
+                           capture_output=True, text=True, timeout=60)
+    return None if probe.returncode == 0 else "npm package openai not found (npm install openai)"
+
+
+def run_snippet(path: Path, lang: str, env: dict[str, str], timeout_s: float = 120.0) -> tuple[int, str, str]:
+    """Run a written snippet; returns (exit code, stdout, stderr)."""
+    path = path.resolve()
+    command = {"curl": ["sh", str(path)], "python": [sys.executable, str(path)], "node": ["node", str(path)]}[lang]
+    done = subprocess.run(command, cwd=path.parent, env=env, capture_output=True, text=True, timeout=timeout_s)
+    return done.returncode, done.stdout, done.stderr

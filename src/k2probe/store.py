@@ -1,0 +1,164 @@
+"""The store: runs and their calls, known-good records, in SQLite under K2PROBE_HOME (WAL) or PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from . import __version__
+from .config import home
+from .errors import ConfigError
+from .records import CallRecord
+from .redact import Redactor
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    command: Mapped[str] = mapped_column(String(64))
+    route: Mapped[str | None] = mapped_column(String(128))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tool_version: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(32), default="running")
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CallRow(Base):
+    __tablename__ = "calls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    route: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    endpoint: Mapped[str] = mapped_column(String(128))
+    stream: Mapped[bool]
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[int | None]
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    retry_reason: Mapped[str | None] = mapped_column(Text)
+    queue_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    ttfc_ms: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    itl_ms: Mapped[list[float]] = mapped_column(JSON)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    price_source: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    usage_location: Mapped[str | None] = mapped_column(String(64))
+    reasoning_field: Mapped[str | None] = mapped_column(String(64))
+    response_shape: Mapped[list[str]] = mapped_column(JSON)
+    media: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    started_at: Mapped[float] = mapped_column(Float)
+
+
+class KnownGoodRow(Base):
+    __tablename__ = "known_good"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    route: Mapped[str] = mapped_column(String(128), index=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    saved_at: Mapped[float] = mapped_column(Float)
+
+
+def database_url() -> str:
+    """K2PROBE_DB_URL, else a SQLite file under K2PROBE_HOME."""
+    url = os.environ.get("K2PROBE_DB_URL")
+    if url:
+        return url
+    root = home()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(root / 'k2probe.db').resolve()}"
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+
+class Store:
+    """Writes each record as soon as it exists, so a killed command loses nothing already recorded."""
+
+    def __init__(self, url: str | None = None, redactor: Redactor | None = None) -> None:
+        self.url = url or database_url()
+        self.redactor = redactor or Redactor()
+        try:
+            self.engine = create_engine(self.url)
+            if self.engine.dialect.name == "sqlite":
+                _sqlite_pragmas(self.engine)
+            Base.metadata.create_all(self.engine)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            safe = self.redactor.text(str(exc).splitlines()[0])
+            raise ConfigError(f"cannot open the store: {safe}", fix="check K2PROBE_DB_URL / K2PROBE_HOME") from exc
+
+    def start_run(self, command: str, route: str | None, config: dict[str, Any]) -> str:
+        run_id = str(uuid.uuid4())
+        with Session(self.engine) as session, session.begin():
+            session.add(RunRow(id=run_id, command=command, route=route, config=self.redactor.value(config),
+                               tool_version=__version__, started_at=time.time(), status="running"))
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(RunRow, run_id)
+            if row is not None:
+                row.finished_at, row.status = time.time(), status
+                row.summary = self.redactor.value(summary) if summary is not None else None
+
+    def add_call(self, run_id: str, record: CallRecord) -> None:
+        data = self.redactor.value(record.as_dict())
+        with Session(self.engine) as session, session.begin():
+            session.add(CallRow(run_id=run_id, **data))
+
+    def save_known_good(self, run_id: str, route: str, record: dict[str, Any]) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add(KnownGoodRow(route=route, run_id=run_id, record=self.redactor.value(record),
+                                     saved_at=time.time()))
+
+    def known_good(self, route: str) -> dict[str, Any] | None:
+        with Session(self.engine) as session:
+            row = session.scalars(select(KnownGoodRow).where(KnownGoodRow.route == route)
+                                  .order_by(KnownGoodRow.id.desc()).limit(1)).first()
+            return dict(row.record) if row else None
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)).all()
+            return [{"id": r.id, "command": r.command, "route": r.route, "status": r.status,
+                     "started_at": r.started_at, "finished_at": r.finished_at, "summary": r.summary} for r in rows]
+
+    def calls(self, run_id: str) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(CallRow).where(CallRow.run_id == run_id).order_by(CallRow.id)).all()
+            return [{c.name: getattr(r, c.name) for c in CallRow.__table__.columns} for r in rows]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def known_good_path(route: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in route)
+    return home() / "known-good" / f"{safe}.json"

@@ -1,0 +1,244 @@
+"""The request path: the official openai SDK underneath, our own retry policy on top, every attempt timed and recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+from openai import AsyncOpenAI, DefaultAsyncHttpx2Client
+
+from . import __version__
+from .config import Route
+from .errors import ConfigError
+from .failures import Failure, from_body, from_exception
+from .profiles import Price, Profile
+from .records import CallRecord, Usage, cost_of
+from .stream import Listener, StreamAccumulator
+
+OnCall = Callable[[CallRecord], None]
+
+
+@dataclass
+class RetryPolicy:
+    """Retry 429 rate limits and overloads, 5xx and connection errors, honouring Retry-After; never a quota 429."""
+
+    max_retries: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    max_retry_after_s: float = 60.0  # a longer Retry-After means: give up now and say so
+
+    def delay(self, failure: Failure, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None to stop."""
+        if not failure.retryable or attempt >= self.max_retries:
+            return None
+        if failure.retry_after_s is not None:
+            return None if failure.retry_after_s > self.max_retry_after_s else failure.retry_after_s
+        backoff: float = min(self.max_delay_s, self.base_delay_s * 2**attempt)
+        return backoff * (0.75 + random.random() / 2)
+
+
+@dataclass
+class Outcome:
+    """The result of one logical request: the answer (or the failure) and every HTTP attempt it took."""
+
+    message: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    failure: Failure | None = None
+    calls: list[CallRecord] = field(default_factory=list)
+    shape: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def last(self) -> CallRecord:
+        return self.calls[-1]
+
+    @property
+    def content(self) -> str:
+        return str((self.message or {}).get("content") or "")
+
+    @property
+    def reasoning(self) -> str | None:
+        message = self.message or {}
+        value = message.get("reasoning_content", message.get("reasoning"))
+        return value if isinstance(value, str) else None
+
+    @property
+    def retries(self) -> int:
+        return len(self.calls) - 1
+
+
+def key_paths(value: Any, prefix: str = "") -> set[str]:
+    """The set of key paths in a JSON document (lists as `[]`): the response shape."""
+    paths: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else key
+            paths.add(path)
+            paths |= key_paths(item, path)
+    elif isinstance(value, list):
+        for item in value:
+            paths |= key_paths(item, f"{prefix}[]")
+    return paths
+
+
+def make_client(route: Route, timeout_s: float = 600.0) -> AsyncOpenAI:
+    """An AsyncOpenAI client for a route; TCP_NODELAY so small SSE writes are not held back by Nagle's algorithm."""
+    if not route.api_key or not route.key():
+        env = route.api_key_env or "AI_GATEWAY_API_KEY"
+        raise ConfigError(f"no API key for route {route.name!r}", fix=f"export {env}=<your key>")
+    if not route.base_url:
+        raise ConfigError(f"route {route.name!r} has no base URL", fix="set AI_GATEWAY_BASE_URL")
+    transport = httpx2.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    http_client = DefaultAsyncHttpx2Client(transport=transport, timeout=httpx2.Timeout(timeout_s, connect=5.0))
+    headers = {"User-Agent": f"k2probe/{__version__}", **route.headers}
+    return AsyncOpenAI(api_key=route.key(), base_url=route.base_url, max_retries=0, default_headers=headers,
+                       http_client=http_client)
+
+
+class Transport:
+    """Sends chat requests for one route and records each HTTP attempt through `on_call`."""
+
+    def __init__(self, route: Route, profile: Profile, *, on_call: OnCall | None = None,
+                 policy: RetryPolicy | None = None, concurrency: int | None = None, timeout_s: float = 600.0) -> None:
+        self.route = route
+        self.profile = profile
+        self.client = make_client(route, timeout_s)
+        self.on_call = on_call
+        self.policy = policy or RetryPolicy()
+        self._gate = asyncio.Semaphore(concurrency) if concurrency else None
+        override = route.price
+        self.price: Price | None = (
+            Price(override.cache_hit_input if override.cache_hit_input is not None else override.cache_miss_input,
+                  override.cache_miss_input, override.output, override.source, "user override")
+            if override else profile.price
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def chat(self, body: dict[str, Any], *, media: list[dict[str, Any]] | None = None,
+                   listener: Listener | None = None) -> Outcome:
+        """Send a (sanitised) chat body, retrying under the policy; the outcome lists every attempt."""
+        outcome = Outcome()
+        attempt = 0
+        while True:
+            record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
+                                stream=bool(body.get("stream")), request=body, attempt=attempt,
+                                media=media or [], started_at=time.time())
+            await self._attempt(body, record, outcome, listener)
+            outcome.calls.append(record)
+            wait = self.policy.delay(outcome.failure, attempt) if outcome.failure else None
+            if wait is not None and outcome.failure is not None:
+                record.retry_reason = f"{outcome.failure.type} (HTTP {outcome.failure.status}); waited {wait:.2f}s"
+            self._emit(record)
+            if wait is None:
+                return outcome
+            await asyncio.sleep(wait)
+            attempt += 1
+            outcome.failure = None
+
+    def _emit(self, record: CallRecord) -> None:
+        if self.on_call is not None:
+            self.on_call(record)
+
+    async def _attempt(self, body: dict[str, Any], record: CallRecord, outcome: Outcome,
+                       listener: Listener | None = None) -> None:
+        queued = time.perf_counter()
+        if self._gate is not None:
+            await self._gate.acquire()
+        try:
+            started = time.perf_counter()
+            record.queue_ms = (started - queued) * 1000.0
+            if body.get("stream"):
+                await self._stream(body, record, outcome, started, listener)
+            else:
+                await self._plain(body, record, outcome, started)
+        finally:
+            if self._gate is not None:
+                self._gate.release()
+        if outcome.failure is not None:
+            record.error_type, record.error_message = outcome.failure.type, outcome.failure.message
+            record.status = record.status or outcome.failure.status
+        record.response_shape = outcome.shape
+
+    def _split(self, body: dict[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+        return {"model": body["model"], "messages": body["messages"], "extra_body": rest}
+
+    async def _plain(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, started: float) -> None:
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(**self._split(body))
+        except (openai.APIError, json.JSONDecodeError) as exc:
+            record.latency_ms = (time.perf_counter() - started) * 1000.0
+            outcome.failure = from_exception(exc)
+            return
+        response = raw.http_response
+        record.latency_ms = (time.perf_counter() - started) * 1000.0
+        record.status = response.status_code
+        parsed = from_body(response.status_code, response.text, response.headers.get("content-type", ""))
+        if isinstance(parsed, Failure):
+            outcome.failure = parsed
+            return
+        outcome.shape = sorted(key_paths(parsed))
+        choice = (parsed.get("choices") or [{}])[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            outcome.failure = Failure(response.status_code, "unexpected_shape", "the response has no choices[0].message")
+            return
+        outcome.message = message
+        outcome.finish_reason = record.finish_reason = choice.get("finish_reason")
+        record.reasoning_field = next((k for k in ("reasoning_content", "reasoning") if k in message), None)
+        usage = parsed.get("usage") or choice.get("usage")
+        record.usage_location = "usage" if parsed.get("usage") else ("choices[0].usage" if usage else None)
+        self._account(Usage.from_api(usage), record, outcome)
+
+    async def _stream(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, started: float,
+                      listener: Listener | None = None) -> None:
+        acc = StreamAccumulator(started=started, listener=listener)
+        content_type = ""
+        try:
+            stream = await self.client.chat.completions.create(**self._split(body), stream=True)
+            record.status = stream.response.status_code
+            content_type = stream.response.headers.get("content-type", "")
+            async for chunk in stream:
+                acc.feed(chunk.to_dict(), time.perf_counter())
+        except (openai.APIError, json.JSONDecodeError) as exc:
+            outcome.failure = from_exception(exc, mid_stream=acc.chunks > 0 or record.status is not None)
+        record.ttft_ms, record.ttfc_ms = acc.ms(acc.first_token_at), acc.ms(acc.first_content_at)
+        end = acc.last_token_at if acc.last_token_at is not None else time.perf_counter()
+        record.latency_ms = (end - started) * 1000.0
+        record.itl_ms = acc.inter_token_ms()
+        outcome.shape = sorted(acc.shape)
+        record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location
+        record.finish_reason = outcome.finish_reason = acc.finish_reason
+        if outcome.failure is None and acc.chunks == 0 and "event-stream" not in content_type:
+            outcome.failure = Failure(record.status, "non_json_response",
+                                      f"asked for a stream, the server answered {content_type or 'no content type'}")
+        elif outcome.failure is None and acc.finish_reason is None:
+            outcome.failure = Failure(record.status, "stream_cut",
+                                      f"the stream ended before any finish_reason ({acc.chunks} chunks received)",
+                                      mid_stream=True)
+        outcome.message = acc.message() if acc.chunks else None
+        self._account(Usage.from_api(acc.usage), record, outcome)
+
+    def _account(self, usage: Usage, record: CallRecord, outcome: Outcome) -> None:
+        outcome.usage = usage
+        record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        record.reasoning_tokens, record.cached_tokens = usage.reasoning_tokens, usage.cached_tokens
+        if usage.prompt_tokens or usage.completion_tokens:
+            record.cost_usd = cost_of(usage, self.price)
+            record.price_source = f"{self.price.source} ({self.price.as_of})" if self.price else "cost unknown"
+            if record.cost_usd is None and usage.gateway_cost is not None:
+                record.cost_usd, record.price_source = usage.gateway_cost, "gateway usage.cost"
