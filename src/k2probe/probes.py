@@ -39,10 +39,10 @@ async def probe_models(base_url: str, key: str, route: str, model: str, timeout_
         async with httpx.AsyncClient(timeout=timeout_s) as client:
             response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
     except httpx.HTTPError as exc:
-        failure = Failure(None, "connection_error", f"nothing answered at {_host(url)}: {type(exc).__name__}")
+        down = Failure(None, "connection_error", f"nothing answered at {_host(url)}: {type(exc).__name__}")
         record.latency_ms = (time.perf_counter() - started) * 1000.0
-        record.error_type, record.error_message = failure.type, failure.message
-        return ProbeResult(url, None, None, failure, record)
+        record.error_type, record.error_message = down.type, down.message
+        return ProbeResult(url, None, None, down, record)
     record.latency_ms = (time.perf_counter() - started) * 1000.0
     record.status = response.status_code
     parsed = from_body(response.status_code, response.text, response.headers.get("content-type", ""))

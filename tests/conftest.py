@@ -1,0 +1,79 @@
+"""Shared fixtures: a clean environment per test, emulators on loopback, and the CLI run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k2probe.emulator import EmulatorServer, EmulatorSettings
+
+EMULATOR_KEY = "sk-k2probe-emulator"
+SCRUB = ("AI_GATEWAY_API_KEY", "AI_GATEWAY_BASE_URL", "KIMI_CODING_MODEL", "MOONSHOT_API_KEY", "OPENAI_API_KEY",
+         "OPENAI_BASE_URL", "K2PROBE_DB_URL", "K2PROBE_ROUTE", "K2PROBE_CONFIG", "K2PROBE_JSON", "K2PROBE_STRICT")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory with K2PROBE_HOME inside it and no provider variables set."""
+    for name in SCRUB:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("K2PROBE_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+@pytest.fixture
+def emulator() -> Iterator[Callable[..., EmulatorServer]]:
+    """Start emulators with given settings; all are stopped at the end of the test."""
+    started: list[EmulatorServer] = []
+
+    def start(**settings: Any) -> EmulatorServer:
+        server = EmulatorServer(EmulatorSettings(**settings)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(workdir: Path) -> Callable[..., CliResult]:
+    """Run `python -m k2probe ARGS` in the work directory with the test's environment plus `env`."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+        full_env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+        full_env.update(env or {})
+        full_env["COLUMNS"] = "200"
+        done = subprocess.run([sys.executable, "-m", "k2probe", *args], cwd=workdir, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+def route_env(server: EmulatorServer, key: str = EMULATOR_KEY, base_url: str | None = None,
+              model: str | None = None) -> dict[str, str]:
+    """The guide's three environment variables pointed at an emulator."""
+    env = {"AI_GATEWAY_API_KEY": key, "AI_GATEWAY_BASE_URL": base_url or server.base_url}
+    if model:
+        env["KIMI_CODING_MODEL"] = model
+    return env

@@ -1,0 +1,127 @@
+"""`k2probe doctor` names each broken setup precisely, in the guide's order, with the fix."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from .conftest import EMULATOR_KEY, route_env
+
+
+def _doctor(cli, env, *args):
+    result = cli("doctor", "--json", *args, env=env)
+    data = result.json()
+    checks = {c["id"]: c for c in data["checks"]}
+    return result, data, checks
+
+
+def test_ok_on_a_correct_setup(cli, emulator):
+    result, data, checks = _doctor(cli, route_env(emulator()))
+    assert result.code == 0, result.stderr
+    assert data["diagnosis"] == "ok"
+    assert [c["id"] for c in data["checks"]][:3] == ["key", "base_url", "model"]
+    assert all(c["status"] == "pass" for c in data["checks"]), data
+    assert "choices[0].usage" in checks["streaming"]["detail"]
+    assert set(data) >= {"route", "diagnosis", "checks"}
+    assert set(data["checks"][0]) >= {"id", "status", "detail", "fix"}
+
+
+def test_no_key(cli, emulator):
+    server = emulator()
+    result, data, checks = _doctor(cli, {"AI_GATEWAY_BASE_URL": server.base_url})
+    assert result.code == 1
+    assert data["diagnosis"] == "missing_key"
+    assert "AI_GATEWAY_API_KEY" in checks["key"]["fix"]
+    assert server.state.requests_seen == 0  # nothing was sent without a key
+
+
+def test_wrong_key(cli, emulator):
+    result, data, checks = _doctor(cli, route_env(emulator(), key="sk-wrong-key-0000000000"))
+    assert result.code == 1
+    assert data["diagnosis"] == "invalid_key"
+    assert "401" in checks["key"]["detail"] and "Invalid Authentication" in checks["key"]["detail"]
+    assert "sk-wrong-key-0000000000" not in result.stdout + result.stderr
+
+
+def test_doubled_v1_names_the_url_that_works(cli, emulator):
+    server = emulator()
+    result, data, checks = _doctor(cli, route_env(server, base_url=server.base_url + "/v1"))
+    assert data["diagnosis"] == "doubled_v1"
+    assert f"use {server.base_url} " in checks["base_url"]["fix"]
+
+
+def test_base_url_without_v1(cli, emulator):
+    server = emulator()
+    bare = server.base_url.removesuffix("/v1")
+    result, data, checks = _doctor(cli, route_env(server, base_url=bare))
+    assert data["diagnosis"] == "missing_v1"
+    assert f"use {server.base_url} " in checks["base_url"]["fix"]
+
+
+def test_misspelt_model_suggests_the_right_one(cli, emulator):
+    result, data, checks = _doctor(cli, route_env(emulator(), model="kimi-k2.7-cod"))
+    assert data["diagnosis"] == "unknown_model"
+    assert "Not found the model kimi-k2.7-cod or Permission denied" in checks["model"]["detail"]
+    assert checks["model"]["evidence"]["suggestions"][0] == "kimi-k2.7-code"
+    assert "kimi-k2.7-code" in checks["model"]["fix"]
+
+
+def test_team_default_temperature(cli, emulator):
+    result, data, checks = _doctor(cli, route_env(emulator()), "--param", "temperature=0.2")
+    assert data["diagnosis"] == "unsupported_param"
+    assert "invalid temperature: only 1 is allowed for this model" in checks["params"]["detail"]
+    assert "temperature" in checks["params"]["fix"]
+
+
+def test_team_default_tool_choice_required(cli, emulator):
+    result, data, checks = _doctor(cli, route_env(emulator()), "--param", "tools=[]", "--param",
+                                   "tool_choice=required")
+    assert data["diagnosis"] == "tool_choice_rejected"
+
+
+def test_lossy_relay_drops_reasoning(cli, emulator):
+    result, data, checks = _doctor(cli, route_env(emulator(personality="lossy-relay")))
+    assert data["diagnosis"] == "reasoning_dropped"
+    assert checks["reasoning"]["status"] == "fail"
+    assert "reasoning_content is missing in assistant tool call message at index 1" in checks["reasoning"]["detail"]
+
+
+def test_param_dropper_is_a_warning_not_a_failure(cli, emulator):
+    result, data, checks = _doctor(cli, route_env(emulator(personality="param-dropper")))
+    assert data["diagnosis"] == "ok"
+    assert checks["fixed_params"]["status"] == "warn"
+
+
+def test_openrouter_reasoning_field_is_named(cli, emulator):
+    server = emulator(personality="openrouter")
+    result, data, checks = _doctor(cli, route_env(server, model="moonshotai/kimi-k2.7-code"))
+    assert data["diagnosis"] == "ok", data
+    assert checks["reasoning"]["status"] == "warn" and "'reasoning'" in checks["reasoning"]["detail"]
+
+
+@pytest.mark.parametrize(("fault", "diagnosis"), [("rate_limit", "rate_limited"), ("quota", "quota_exhausted"),
+                                                  ("server_error", "server_error")])
+def test_rate_limited_vs_quota(cli, emulator, fault, diagnosis):
+    result, data, checks = _doctor(cli, route_env(emulator(faults={fault: 1.0}, retry_after_s=0.01)))
+    assert result.code == 1
+    assert data["diagnosis"] == diagnosis
+
+
+def test_nothing_listening(cli):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {"AI_GATEWAY_API_KEY": EMULATOR_KEY, "AI_GATEWAY_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+    result, data, checks = _doctor(cli, env)
+    assert result.code == 1
+    assert data["diagnosis"] == "unreachable"
+    assert f"127.0.0.1:{port}" in checks["base_url"]["detail"]
+
+
+def test_doctor_table_output(cli, emulator):
+    result = cli("doctor", env=route_env(emulator(personality="lossy-relay")))
+    assert result.code == 1
+    assert "diagnosis: reasoning_dropped" in result.stdout
+    assert "Traceback" not in result.stderr
