@@ -77,3 +77,15 @@ def route_env(server: EmulatorServer, key: str = EMULATOR_KEY, base_url: str | N
     if model:
         env["KIMI_CODING_MODEL"] = model
     return env
+
+
+@pytest.fixture(scope="session")
+def node_modules(tmp_path_factory) -> Path:
+    """A node_modules with the npm `openai` package: K2PROBE_NODE_MODULES (CI installs it), else npm install."""
+    given = os.environ.get("K2PROBE_NODE_MODULES")
+    if given and (Path(given) / "openai").is_dir():
+        return Path(given)
+    folder = tmp_path_factory.mktemp("npm")
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "openai"], cwd=folder, check=True,
+                   capture_output=True, timeout=300)
+    return folder / "node_modules"

@@ -13,9 +13,10 @@ import typer
 from . import __version__, render
 from .chat import chat_request, figures, run_chat
 from .config import all_routes, load_file, parse_params, resolve_route
-from .doctor import run_doctor
+from .doctor import code_for, run_doctor
 from .emulator import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults, serve_forever
-from .errors import K2ProbeError, ProbeFailed, UsageError
+from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
+from .failures import Failure
 from .quickstart import run_quickstart
 from .session import open_session
 from .smoke import run_smoke
@@ -32,9 +33,21 @@ StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
                                          help="refuse a request the model would reject instead of fixing it")]
 
 
+CONFIG_CODES = {"invalid_key", "bad_base_url", "unreachable", "unknown_model", "doubled_v1", "missing_v1"}
+
+
 def _notices(session_notices: list[str], as_json: bool) -> None:
     for line in session_notices:
         render.notice(line)
+
+
+def _failed(what: str, failure: Failure | None) -> K2ProbeError:
+    """A setup problem (key, URL, model) is bad configuration, exit 2; anything else means the tested thing failed."""
+    if failure is None:
+        return ProbeFailed(f"{what}: the answer was empty", fix="run `k2probe doctor` to find out why")
+    code = code_for(failure)
+    error = ConfigError if code in CONFIG_CODES else ProbeFailed
+    return error(f"{what}: {failure.line()}", fix=f"looks like {code}: run `k2probe doctor` for the fix")
 
 
 @app.command()
@@ -74,8 +87,7 @@ def smoke(route: RouteOpt = None, strict: StrictOpt = False, as_json: JsonOpt = 
             render.out.print(render.figures_line(outcome.last), style="bold")
             render.notice(f"known-good record saved: {result.path}")
     if result.known_good is None:
-        raise ProbeFailed(f"smoke failed: {outcome.failure.line() if outcome.failure else 'empty answer'}",
-                          fix="run `k2probe doctor` to find out why")
+        raise _failed("smoke failed", outcome.failure)
 
 
 @app.command()
@@ -109,7 +121,7 @@ def chat(prompt: str, route: RouteOpt = None,
             render.out.print(outcome.content)
         render.out.print(render.figures_line(outcome.last), style="bold")
     if outcome.failure is not None:
-        raise ProbeFailed(outcome.failure.line(), fix="run `k2probe doctor` to find out why")
+        raise _failed("chat failed", outcome.failure)
 
 
 @app.command()

@@ -56,7 +56,7 @@ def node_runnable(folder: Path) -> str | None:
         return "node is not installed"
     modules = os.environ.get("K2PROBE_NODE_MODULES")
     link = folder / "node_modules"
-    if modules and not link.exists():
+    if modules and Path(modules).is_dir() and not link.exists():
         link.symlink_to(Path(modules).resolve(), target_is_directory=True)
     probe = subprocess.run(["node", "--input-type=module", "-e", "await import('openai')"], cwd=folder,
                            capture_output=True, text=True, timeout=60)
