@@ -10,8 +10,11 @@ from .conftest import EMULATOR_KEY, route_env
 
 
 def _doctor(cli, env, *args):
+    """Run doctor --json; its exit code must agree with the diagnosis (0 only for ok)."""
     result = cli("doctor", "--json", *args, env=env)
     data = result.json()
+    assert result.code == (0 if data["diagnosis"] == "ok" else 1), result.stderr
+    assert "Traceback" not in result.stderr
     checks = {c["id"]: c for c in data["checks"]}
     return result, data, checks
 
@@ -46,7 +49,7 @@ def test_wrong_key(cli, emulator):
 
 def test_doubled_v1_names_the_url_that_works(cli, emulator):
     server = emulator()
-    result, data, checks = _doctor(cli, route_env(server, base_url=server.base_url + "/v1"))
+    _, data, checks = _doctor(cli, route_env(server, base_url=server.base_url + "/v1"))
     assert data["diagnosis"] == "doubled_v1"
     assert f"use {server.base_url} " in checks["base_url"]["fix"]
 
@@ -54,13 +57,13 @@ def test_doubled_v1_names_the_url_that_works(cli, emulator):
 def test_base_url_without_v1(cli, emulator):
     server = emulator()
     bare = server.base_url.removesuffix("/v1")
-    result, data, checks = _doctor(cli, route_env(server, base_url=bare))
+    _, data, checks = _doctor(cli, route_env(server, base_url=bare))
     assert data["diagnosis"] == "missing_v1"
     assert f"use {server.base_url} " in checks["base_url"]["fix"]
 
 
 def test_misspelt_model_suggests_the_right_one(cli, emulator):
-    result, data, checks = _doctor(cli, route_env(emulator(), model="kimi-k2.7-cod"))
+    _, data, checks = _doctor(cli, route_env(emulator(), model="kimi-k2.7-cod"))
     assert data["diagnosis"] == "unknown_model"
     assert "Not found the model kimi-k2.7-cod or Permission denied" in checks["model"]["detail"]
     assert checks["model"]["evidence"]["suggestions"][0] == "kimi-k2.7-code"
@@ -68,34 +71,33 @@ def test_misspelt_model_suggests_the_right_one(cli, emulator):
 
 
 def test_team_default_temperature(cli, emulator):
-    result, data, checks = _doctor(cli, route_env(emulator()), "--param", "temperature=0.2")
+    _, data, checks = _doctor(cli, route_env(emulator()), "--param", "temperature=0.2")
     assert data["diagnosis"] == "unsupported_param"
     assert "invalid temperature: only 1 is allowed for this model" in checks["params"]["detail"]
     assert "temperature" in checks["params"]["fix"]
 
 
 def test_team_default_tool_choice_required(cli, emulator):
-    result, data, checks = _doctor(cli, route_env(emulator()), "--param", "tools=[]", "--param",
-                                   "tool_choice=required")
+    _, data, _ = _doctor(cli, route_env(emulator()), "--param", "tools=[]", "--param", "tool_choice=required")
     assert data["diagnosis"] == "tool_choice_rejected"
 
 
 def test_lossy_relay_drops_reasoning(cli, emulator):
-    result, data, checks = _doctor(cli, route_env(emulator(personality="lossy-relay")))
+    _, data, checks = _doctor(cli, route_env(emulator(personality="lossy-relay")))
     assert data["diagnosis"] == "reasoning_dropped"
     assert checks["reasoning"]["status"] == "fail"
     assert "reasoning_content is missing in assistant tool call message at index 1" in checks["reasoning"]["detail"]
 
 
 def test_param_dropper_is_a_warning_not_a_failure(cli, emulator):
-    result, data, checks = _doctor(cli, route_env(emulator(personality="param-dropper")))
+    _, data, checks = _doctor(cli, route_env(emulator(personality="param-dropper")))
     assert data["diagnosis"] == "ok"
     assert checks["fixed_params"]["status"] == "warn"
 
 
 def test_openrouter_reasoning_field_is_named(cli, emulator):
     server = emulator(personality="openrouter")
-    result, data, checks = _doctor(cli, route_env(server, model="moonshotai/kimi-k2.7-code"))
+    _, data, checks = _doctor(cli, route_env(server, model="moonshotai/kimi-k2.7-code"))
     assert data["diagnosis"] == "ok", data
     assert checks["reasoning"]["status"] == "warn" and "'reasoning'" in checks["reasoning"]["detail"]
 
@@ -103,7 +105,7 @@ def test_openrouter_reasoning_field_is_named(cli, emulator):
 @pytest.mark.parametrize(("fault", "diagnosis"), [("rate_limit", "rate_limited"), ("quota", "quota_exhausted"),
                                                   ("server_error", "server_error")])
 def test_rate_limited_vs_quota(cli, emulator, fault, diagnosis):
-    result, data, checks = _doctor(cli, route_env(emulator(faults={fault: 1.0}, retry_after_s=0.01)))
+    result, data, _ = _doctor(cli, route_env(emulator(faults={fault: 1.0}, retry_after_s=0.01)))
     assert result.code == 1
     assert data["diagnosis"] == diagnosis
 

@@ -1,0 +1,71 @@
+"""Configuration from the environment and k2probe.toml; base URL and key checks that never rewrite silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k2probe.config import check_base_url, check_key, mask_key, resolve_route
+from k2probe.errors import ConfigError
+
+
+@pytest.mark.parametrize(("url", "code", "fragment"), [
+    ("https://api.moonshot.ai/v1/v1", "doubled_v1", "use https://api.moonshot.ai/v1"),
+    ("https://api.moonshot.ai", "missing_v1", "try https://api.moonshot.ai/v1"),
+    ("https://api.moonshot.ai/v1/", "bad_base_url", "use https://api.moonshot.ai/v1"),
+    ("https://api.moonshot.ai/v1/chat/completions", "bad_base_url", "use https://api.moonshot.ai/v1"),
+    ("api.moonshot.ai/v1", "bad_base_url", "https://"),
+    (" https://api.moonshot.ai/v1", "bad_base_url", "remove"),
+])
+def test_base_url_findings(url, code, fragment):
+    findings = check_base_url(url)
+    assert (findings and findings[0].code == code) or any(f.code == code for f in findings)
+    assert any(fragment in f.fix for f in findings)
+
+
+def test_good_urls_have_no_findings():
+    for url in ("https://api.moonshot.ai/v1", "https://openrouter.ai/api/v1", "http://127.0.0.1:8000/v1"):
+        assert check_base_url(url) == []
+
+
+def test_key_findings_do_not_quote_the_key():
+    findings = check_key(' "sk-abc123" ')
+    assert findings and all("sk-abc123" not in f.message + f.fix for f in findings)
+    assert check_key("Bearer sk-x")[0].code == "invalid_key"
+    assert mask_key("sk-1234567890abcdefXYZW") == "…XYZW (23 chars)" and "sk-1" not in mask_key("sk-1234")
+
+
+def test_environment_route(workdir, monkeypatch):
+    assert resolve_route().emulated  # nothing configured: the emulator
+    monkeypatch.setenv("MOONSHOT_API_KEY", "sk-moon")
+    monkeypatch.setenv("KIMI_CODING_MODEL", "kimi-k2.7-code-highspeed")
+    route = resolve_route()
+    assert not route.emulated and route.base_url == "https://api.moonshot.ai/v1"
+    assert route.api_key_env == "MOONSHOT_API_KEY" and route.model == "kimi-k2.7-code-highspeed"
+    monkeypatch.setenv("AI_GATEWAY_API_KEY", "sk-gw")
+    assert resolve_route().api_key_env == "AI_GATEWAY_API_KEY"
+
+
+def test_toml_routes(workdir: Path, monkeypatch):
+    (workdir / "k2probe.toml").write_text(
+        "default_route = 'gw'\n"
+        "[routes.gw]\nbase_url = 'https://wisgate.ai/v1'\napi_key_env = 'WISGATE_KEY'\n"
+        "params = { temperature = 0.2 }\nprice = { cache_miss_input = 1.0, output = 5.0 }\n"
+        "[routes.local]\nemulator = true\npersonality = 'lossy-relay'\n")
+    monkeypatch.setenv("WISGATE_KEY", "sk-wis-12345678901234")
+    route = resolve_route()
+    assert route.name == "gw" and route.key() == "sk-wis-12345678901234" and route.params == {"temperature": 0.2}
+    assert "sk-wis" not in str(route.public())
+    local = resolve_route("local")
+    assert local.emulated and local.personality == "lossy-relay"
+    with pytest.raises(ConfigError, match="unknown route"):
+        resolve_route("missing")
+
+
+def test_routes_command_masks_keys(cli, workdir: Path):
+    (workdir / "k2probe.toml").write_text("[routes.gw]\nbase_url = 'https://wisgate.ai/v1'\napi_key_env = 'K'\n")
+    result = cli("routes", "--json", env={"K": "sk-secret-abcdefghijklmnop"})
+    routes = {r["name"]: r for r in result.json()["routes"]}
+    assert routes["gw"]["api_key"] == "…mnop (26 chars)" and "secret" not in result.stdout
+    assert routes["emulator"]["emulated"] is True
