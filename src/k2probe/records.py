@@ -57,7 +57,8 @@ class CallRecord:
     error_type: str | None = None
     error_message: str | None = None
     retry_reason: str | None = None  # why this attempt was followed by another
-    queue_ms: float = 0.0
+    queue_ms: float = 0.0  # waiting for a concurrency slot inside k2probe
+    prep_ms: float = 0.0  # the SDK building the request, before it reached the wire; TTFT etc. count from there
     ttft_ms: float | None = None
     ttfc_ms: float | None = None
     latency_ms: float | None = None

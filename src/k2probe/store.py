@@ -52,6 +52,7 @@ class CallRow(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     retry_reason: Mapped[str | None] = mapped_column(Text)
     queue_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    prep_ms: Mapped[float] = mapped_column(Float, default=0.0)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     ttfc_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)

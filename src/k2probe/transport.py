@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import random
 import socket
@@ -24,6 +25,14 @@ from .records import CallRecord, Usage, cost_of
 from .stream import Listener, StreamAccumulator
 
 OnCall = Callable[[CallRecord], None]
+_WIRE: contextvars.ContextVar[list[float]] = contextvars.ContextVar("k2probe_wire")
+
+
+async def _stamp_wire(_request: httpx2.Request) -> None:
+    """httpx2 request hook: when the request leaves the SDK for the network (after the SDK has built it)."""
+    stamps = _WIRE.get(None)
+    if stamps is not None:
+        stamps.append(time.perf_counter())
 
 
 @dataclass
@@ -101,10 +110,28 @@ def make_client(route: Route, timeout_s: float = 600.0) -> AsyncOpenAI:
     if not route.base_url:
         raise ConfigError(f"route {route.name!r} has no base URL", fix="set AI_GATEWAY_BASE_URL")
     transport = httpx2.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    http_client = DefaultAsyncHttpx2Client(transport=transport, timeout=httpx2.Timeout(timeout_s, connect=5.0))
+    http_client = DefaultAsyncHttpx2Client(transport=transport, timeout=httpx2.Timeout(timeout_s, connect=5.0),
+                                           event_hooks={"request": [_stamp_wire]})
     headers = {"User-Agent": f"k2probe/{__version__}", **route.headers}
     return AsyncOpenAI(api_key=route.key(), base_url=route.base_url, max_retries=0, default_headers=headers,
                        http_client=http_client)
+
+
+@dataclass
+class Clock:
+    """An attempt's clock: started when handed to the SDK; server timings count from when it reached the wire."""
+
+    started: float
+    wire: list[float]
+
+    def wire_start(self) -> float:
+        return self.wire[-1] if self.wire else self.started
+
+    def since_wire(self, at: float) -> float:
+        return (at - self.wire_start()) * 1000.0
+
+    def prep_ms(self) -> float:
+        return (self.wire_start() - self.started) * 1000.0
 
 
 class Transport:
@@ -158,14 +185,19 @@ class Transport:
         queued = time.perf_counter()
         if self._gate is not None:
             await self._gate.acquire()
+        wire: list[float] = []
+        token = _WIRE.set(wire)
         try:
             started = time.perf_counter()
             record.queue_ms = (started - queued) * 1000.0
+            clock = Clock(started, wire)
             if body.get("stream"):
-                await self._stream(body, record, outcome, started, listener)
+                await self._stream(body, record, outcome, clock, listener)
             else:
-                await self._plain(body, record, outcome, started)
+                await self._plain(body, record, outcome, clock)
+            record.prep_ms = clock.prep_ms()
         finally:
+            _WIRE.reset(token)
             if self._gate is not None:
                 self._gate.release()
         if outcome.failure is not None:
@@ -177,15 +209,15 @@ class Transport:
         rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
         return {"model": body["model"], "messages": body["messages"], "extra_body": rest}
 
-    async def _plain(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, started: float) -> None:
+    async def _plain(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, clock: Clock) -> None:
         try:
             raw = await self.client.chat.completions.with_raw_response.create(**self._split(body))
         except (openai.APIError, json.JSONDecodeError) as exc:
-            record.latency_ms = (time.perf_counter() - started) * 1000.0
+            record.latency_ms = clock.since_wire(time.perf_counter())
             outcome.failure = from_exception(exc)
             return
         response = raw.http_response
-        record.latency_ms = (time.perf_counter() - started) * 1000.0
+        record.latency_ms = clock.since_wire(time.perf_counter())
         record.status = response.status_code
         parsed = from_body(response.status_code, response.text, response.headers.get("content-type", ""))
         if isinstance(parsed, Failure):
@@ -204,9 +236,9 @@ class Transport:
         record.usage_location = "usage" if parsed.get("usage") else ("choices[0].usage" if usage else None)
         self._account(Usage.from_api(usage), record, outcome)
 
-    async def _stream(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, started: float,
+    async def _stream(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, clock: Clock,
                       listener: Listener | None = None) -> None:
-        acc = StreamAccumulator(started=started, listener=listener)
+        acc = StreamAccumulator(started=clock.started, listener=listener)
         content_type = ""
         try:
             stream = await self.client.chat.completions.create(**self._split(body), stream=True)
@@ -216,9 +248,10 @@ class Transport:
                 acc.feed(chunk.to_dict(), time.perf_counter())
         except (openai.APIError, json.JSONDecodeError) as exc:
             outcome.failure = from_exception(exc, mid_stream=acc.chunks > 0 or record.status is not None)
+        acc.started = clock.wire_start()
         record.ttft_ms, record.ttfc_ms = acc.ms(acc.first_token_at), acc.ms(acc.first_content_at)
         end = acc.last_token_at if acc.last_token_at is not None else time.perf_counter()
-        record.latency_ms = (end - started) * 1000.0
+        record.latency_ms = clock.since_wire(end)
         record.itl_ms = acc.inter_token_ms()
         outcome.shape = sorted(acc.shape)
         record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location

@@ -111,6 +111,7 @@ class Emulator:
         return body
 
     async def chat(self, request: Request) -> Response:
+        arrived = time.monotonic()  # injected latency counts from here, so the emulator's own work does not add to it
         self.requests_seen += 1
         if not self.authorised(request):
             return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
@@ -141,7 +142,7 @@ class Emulator:
             except ApiError as err:
                 return self.error(err)
             answer = answer_for(body, self.settings.seed)
-            turn = Turn(self, body, bare, answer, prompt_tokens)
+            turn = Turn(self, body, bare, answer, prompt_tokens, arrived)
             if stream:
                 released = True
                 gen = turn.stream(late_error=fault_error if late_error else None,
@@ -190,13 +191,14 @@ class Emulator:
 class Turn:
     """One chat completion being answered: the answer cut into pieces, the budget applied, usage that adds up."""
 
-    def __init__(self, emu: Emulator, body: dict[str, Any], model: str, answer: Answer, prompt_tokens: int) -> None:
+    def __init__(self, emu: Emulator, body: dict[str, Any], model: str, answer: Answer, prompt_tokens: int,
+                 arrived: float) -> None:
         self.emu = emu
         self.body = body
         self.model = body.get("model", model)
         self.bare = model
         self.answer = answer
-        self.arrived = time.monotonic()  # TTFT is injected from arrival, so server work does not add to it
+        self.arrived = arrived
         self.first_token_event: int | None = None
         self.id = "chatcmpl-" + secrets.token_hex(12)
         self.created = int(time.time())
