@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,12 @@ def chat_request(model: str, prompt: str, *, system: str | None = None, stream: 
 
 
 async def run_chat(session: Session, request: dict[str, Any], *, strict: bool = False,
-                   listener: Listener | None = None) -> ChatResult:
+                   listener: Listener | None = None, on_changes: Callable[[list[Change]], None] | None = None
+                   ) -> ChatResult:
+    """Sanitise (telling `on_changes` what changed before anything is sent), send, and return the outcome."""
     sanitised = sanitise(request, session.profile, strict=strict)
+    if on_changes is not None:
+        on_changes(sanitised.changes)
     transport = session.transport()
     try:
         outcome = await transport.chat(sanitised.body, listener=listener)

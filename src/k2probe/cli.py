@@ -104,7 +104,8 @@ def chat(prompt: str, route: RouteOpt = None,
         request = chat_request(session.route.model, prompt, system=system, stream=stream, max_tokens=max_tokens,
                                params={**session.route.params, **params})
         live = render.LivePrinter() if stream and not as_json else None
-        result = asyncio.run(run_chat(session, request, strict=strict, listener=live))
+        result = asyncio.run(run_chat(session, request, strict=strict, listener=live,
+                                      on_changes=None if as_json else render.changes))
         if live:
             live.finish()
     outcome = result.outcome
@@ -114,7 +115,6 @@ def chat(prompt: str, route: RouteOpt = None,
                           "reasoning": outcome.reasoning, "changes": [c.line() for c in result.changes],
                           "retries": outcome.retries, **figures(outcome.last)}, session.redactor)
     else:
-        render.changes(result.changes)
         if not stream and outcome.ok:
             if outcome.reasoning:
                 render.out.print(outcome.reasoning, style="dim")
