@@ -17,6 +17,8 @@ from .doctor import code_for, run_doctor
 from .emulator import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults, serve_forever
 from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
 from .failures import Failure
+from .media import load_media
+from .profiles import profile_for
 from .quickstart import run_quickstart
 from .session import open_session
 from .smoke import run_smoke
@@ -96,16 +98,28 @@ def chat(prompt: str, route: RouteOpt = None,
          stream: Annotated[bool, typer.Option("--stream", envvar="K2PROBE_STREAM")] = False,
          max_tokens: Annotated[int | None, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS")] = None,
          param: Annotated[list[str] | None, typer.Option("--param", help="extra body field NAME=VALUE")] = None,
+         image: Annotated[list[Path] | None, typer.Option("--image", help="an image to send (repeatable)")] = None,
+         video: Annotated[list[Path] | None, typer.Option("--video", help="a video to send (repeatable)")] = None,
+         fit: Annotated[bool, typer.Option("--fit", envvar="K2PROBE_FIT",
+                                           help="scale media that exceed the model's limits")] = False,
+         upload: Annotated[bool, typer.Option("--upload", envvar="K2PROBE_UPLOAD",
+                                              help="send media through the files API")] = False,
          strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
     """One request; --stream shows reasoning dimmed, then the answer, then its figures."""
     params = parse_params(param or [])
-    with open_session("chat", route) as session:
+    selected = resolve_route(route, load_file())
+    limits = profile_for(selected.model, selected.profile).media
+    media = [load_media(p, "image", limits, fit=fit) for p in image or []]
+    media += [load_media(p, "video", limits, fit=fit) for p in video or []]
+    with open_session("chat", route=selected) as session:
         _notices(session.notices, as_json)
         request = chat_request(session.route.model, prompt, system=system, stream=stream, max_tokens=max_tokens,
                                params={**session.route.params, **params})
         live = render.LivePrinter() if stream and not as_json else None
+        quiet = as_json
         result = asyncio.run(run_chat(session, request, strict=strict, listener=live,
-                                      on_changes=None if as_json else render.changes))
+                                      on_changes=None if quiet else render.changes, media=media,
+                                      force_upload=upload, on_notes=None if quiet else render.media_notes))
         if live:
             live.finish()
     outcome = result.outcome
@@ -113,6 +127,7 @@ def chat(prompt: str, route: RouteOpt = None,
         render.emit_json({"route": session.route.name, "ok": outcome.ok,
                           "error": outcome.failure.line() if outcome.failure else None, "answer": outcome.content,
                           "reasoning": outcome.reasoning, "changes": [c.line() for c in result.changes],
+                          "media": [m.record() for m in media], "media_notes": result.media_notes,
                           "retries": outcome.retries, **figures(outcome.last)}, session.redactor)
     else:
         if not stream and outcome.ok:

@@ -12,11 +12,13 @@ from typing import Any
 from rich.text import Text
 
 from . import render
-from .chat import figures, run_chat
+from .chat import chat_request, figures, run_chat
 from .config import home
 from .doctor import run_doctor
 from .guide import streaming_request
+from .media import load_media
 from .report import write_report
+from .samples import CHECKOUT_PROMPT, checkout_screenshot
 from .session import Session, open_session
 from .smoke import run_smoke
 from .snippets import EXTENSIONS, LANGS, node_runnable, run_snippet
@@ -71,6 +73,23 @@ async def _streaming(session: Session) -> Step:
     return Step("streaming", "pass", render.figures_line(result.outcome.last), figures(result.outcome.last))
 
 
+async def _multimodal(session: Session) -> Step:
+    """The guide's first multimodal test: a screenshot review, with a screenshot k2probe draws itself."""
+    path = home() / "samples" / "checkout-screen.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(checkout_screenshot())
+    media = [load_media(path, "image", session.profile.media)]
+    request = chat_request(session.route.model, CHECKOUT_PROMPT, max_tokens=2048)
+    result = await run_chat(session, request, media=media)
+    if result.outcome.failure is not None:
+        return Step("multimodal", "fail", result.outcome.failure.line())
+    shown = media[0].record()
+    detail = (f"{shown['mime']} {shown['width']}×{shown['height']} ({shown['bytes']} bytes, {shown['delivery']}); "
+              f"{render.figures_line(result.outcome.last)}")
+    return Step("multimodal", "pass" if result.outcome.content else "fail", detail,
+                {**figures(result.outcome.last), "media": shown, "answer": result.outcome.content[:2000]})
+
+
 async def _snippets(session: Session) -> Step:
     record = session.store.known_good(session.route.name)
     if record is None:
@@ -98,7 +117,7 @@ async def _snippets(session: Session) -> Step:
     return Step("snippets", status, detail, {"folder": str(folder), **results})
 
 
-STEPS: list[Callable[[Session], Awaitable[Step]]] = [_doctor, _smoke, _streaming, _snippets]
+STEPS: list[Callable[[Session], Awaitable[Step]]] = [_doctor, _smoke, _streaming, _multimodal, _snippets]
 
 
 def _show(step: Step) -> None:

@@ -38,6 +38,11 @@ def changes(items: list[Change]) -> None:
         err.print(Text(f"sanitiser: {change.line()}", style=style))
 
 
+def media_notes(lines: list[str]) -> None:
+    for line in lines:
+        err.print(Text(f"media: {line}", style="dim"))
+
+
 def diagnosis(result: Diagnosis) -> None:
     table = Table(title=f"doctor: route {result.route}", show_lines=False)
     for column in ("check", "status", "detail", "fix"):

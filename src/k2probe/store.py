@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from . import __version__
 from .config import home
 from .errors import ConfigError
+from .media import compact_media
 from .records import CallRecord
 from .redact import Redactor
 
@@ -130,13 +131,13 @@ class Store:
                 row.summary = self.redactor.value(summary) if summary is not None else None
 
     def add_call(self, run_id: str, record: CallRecord) -> None:
-        data = self.redactor.value(record.as_dict())
+        data = self.redactor.value(compact_media(record.as_dict()))
         with Session(self.engine) as session, session.begin():
             session.add(CallRow(run_id=run_id, **data))
 
     def save_known_good(self, run_id: str, route: str, record: dict[str, Any]) -> None:
         with Session(self.engine) as session, session.begin():
-            session.add(KnownGoodRow(route=route, run_id=run_id, record=self.redactor.value(record),
+            session.add(KnownGoodRow(route=route, run_id=run_id, record=self.redactor.value(compact_media(record)),
                                      saved_at=time.time()))
 
     def known_good(self, route: str) -> dict[str, Any] | None:

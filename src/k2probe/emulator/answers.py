@@ -81,6 +81,15 @@ async def upload(file: UploadFile = File(...)) -> dict[str, int]:
 ```"""
 
 
+CHECKOUT = """Checklist:
+- [ ] Every input has a visible label tied to it (`<label for>`), not only placeholder text.
+- [ ] The pay button text meets 4.5:1 contrast against its background.
+- [ ] Error messages are announced (aria-live) and say how to fix the field.
+- [ ] Card number, expiry and CVC use `autocomplete` and numeric input modes.
+- [ ] Focus order follows the visual order; the pay button is reachable by keyboard.
+- [ ] Totals are computed server-side; the client only displays them."""
+
+
 @dataclass
 class ToolCall:
     id: str
@@ -153,6 +162,9 @@ def answer_for(body: dict[str, Any], seed: int, extra_notes: list[str] | None = 
         return Answer(f"{opener} the JavaScript: Number() coerces silently, which hides bad input.", REVIEW_JS)
     if "FastAPI" in prompt:
         return Answer(f"{opener} what is needed: an upload endpoint, CSV parsing and a header check.", FASTAPI)
+    if notes and "checkout" in prompt.lower():
+        return Answer(f"{opener} the screenshot: form fields, labels, contrast and the pay button.",
+                      f"{notes}\n\n{CHECKOUT}")
     summary = prompt.strip().splitlines()[0][:120] if prompt.strip() else "(empty)"
     content = f"Emulated answer to: {summary}"
     if notes:

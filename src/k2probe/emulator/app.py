@@ -21,6 +21,7 @@ from .answers import Answer, answer_for
 from .contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
 from .faults import STREAM_ONLY, FaultPlan
 from .files import FileStore
+from .media import inspect_media
 from .personalities import PERSONALITY, Personality
 from .settings import EmulatorSettings
 
@@ -42,7 +43,7 @@ class Emulator:
         self.settings = settings
         self.personality: Personality = PERSONALITY[settings.personality]
         self.plan = FaultPlan(settings)
-        self.files = FileStore()
+        self.files = FileStore(settings.file_max_bytes, settings.file_max_count, settings.file_max_total_bytes)
         self._cache: set[str] = set()
         self.requests_seen = 0
 
@@ -102,8 +103,13 @@ class Emulator:
         return JSONResponse({"data": {"total_tokens": estimate_tokens(body.get("messages"))}})
 
     async def _json(self, request: Request) -> dict[str, Any] | Response:
+        raw = await request.body()
+        if len(raw) > self.settings.max_body_bytes:
+            limit_mb = self.settings.max_body_bytes / (1024 * 1024)
+            return self.error(bad_request(f"Invalid request: request body of {len(raw)} bytes exceeds the "
+                                          f"{limit_mb:g} MB limit"))
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return self.error(bad_request("Invalid request: the body is not valid JSON"))
         if not isinstance(body, dict):
@@ -137,11 +143,13 @@ class Emulator:
             if not self.personality.enforce_fixed:
                 body = {k: v for k, v in body.items() if k not in FIXED}
             try:
+                seen = inspect_media(body, self.files)
                 prompt_tokens = validate_chat(body, enforce_fixed=self.personality.enforce_fixed,
-                                              reasoning_keys=self.personality.reasoning_keys())
+                                              reasoning_keys=self.personality.reasoning_keys(),
+                                              media_tokens=sum(m.tokens for m in seen))
             except ApiError as err:
                 return self.error(err)
-            answer = answer_for(body, self.settings.seed)
+            answer = answer_for(body, self.settings.seed, [m.note(i + 1) for i, m in enumerate(seen)])
             turn = Turn(self, body, bare, answer, prompt_tokens, arrived)
             if stream:
                 released = True

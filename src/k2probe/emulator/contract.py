@@ -119,16 +119,20 @@ def check_stop(body: dict[str, Any]) -> None:
         raise bad_request("Invalid request: stop accepts at most 5 strings of at most 32 bytes each")
 
 
-def check_context(body: dict[str, Any]) -> int:
-    """Estimate the prompt's tokens; over the context window is Moonshot's token-limit error."""
-    tokens = estimate_tokens(body.get("messages")) + (estimate_tokens(body["tools"]) if body.get("tools") else 0)
+def check_context(body: dict[str, Any], media_tokens: int = 0) -> int:
+    """Estimate the prompt's tokens (media counted apart); over the context window is Moonshot's token-limit error."""
+    from .media import text_only
+
+    tokens = estimate_tokens(text_only(body.get("messages") or [])) + media_tokens
+    tokens += estimate_tokens(body["tools"]) if body.get("tools") else 0
     if tokens > CONTEXT_LIMIT:
         raise bad_request(f"Your request exceeded model token limit : {CONTEXT_LIMIT}")
     return tokens
 
 
 def validate_chat(
-    body: dict[str, Any], *, enforce_fixed: bool = True, reasoning_keys: tuple[str, ...] = ("reasoning_content",)
+    body: dict[str, Any], *, enforce_fixed: bool = True, reasoning_keys: tuple[str, ...] = ("reasoning_content",),
+    media_tokens: int = 0,
 ) -> int:
     """Raise the ApiError Moonshot would answer for this body, in Moonshot's order; return the prompt token estimate."""
     if enforce_fixed:
@@ -137,4 +141,4 @@ def validate_chat(
     check_tools(body)
     check_stop(body)
     check_messages(body, reasoning_keys)
-    return check_context(body)
+    return check_context(body, media_tokens)

@@ -39,7 +39,7 @@ class FileStore:
         if purpose not in PURPOSES:
             raise bad_request(f"Invalid request: purpose must be one of {', '.join(PURPOSES)}")
         if len(data) > self.max_file_bytes:
-            raise bad_request(f"file size exceeds the limit of {self.max_file_bytes // (1024 * 1024)} MB")
+            raise bad_request(f"file size exceeds the limit: {len(data)} bytes > {self.max_file_bytes} bytes")
         if len(self._files) >= self.max_files:
             raise bad_request(f"too many files: the limit is {self.max_files}; delete some first")
         if sum(len(f.data) for f in self._files.values()) + len(data) > self.max_total_bytes:

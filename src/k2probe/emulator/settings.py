@@ -23,6 +23,10 @@ class EmulatorSettings:
     seed: int = 0
     retry_after_s: float = 1.0
     organization: str = "org-k2probe-emulator"
+    max_body_bytes: int = 100 * 1024 * 1024
+    file_max_bytes: int = 100 * 1024 * 1024
+    file_max_count: int = 1000
+    file_max_total_bytes: int = 10 * 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
