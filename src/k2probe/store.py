@@ -81,6 +81,47 @@ class KnownGoodRow(Base):
     saved_at: Mapped[float] = mapped_column(Float)
 
 
+class AttemptRow(Base):
+    """One task attempted by the agent loop: its outcome, verification and totals."""
+
+    __tablename__ = "attempts"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(128))
+    suite: Mapped[str | None] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    statement: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32), default="running")  # running | passed | failed
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    diff: Mapped[str | None] = mapped_column(Text)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    reasoning_preserved: Mapped[list[bool | None] | None] = mapped_column(JSON)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    trajectory_path: Mapped[str | None] = mapped_column(Text)
+    isolation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class StepRow(Base):
+    """One step of the loop, stored as soon as it happened."""
+
+    __tablename__ = "steps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    reasoning_preserved: Mapped[bool | None]
+    failures: Mapped[list[str]] = mapped_column(JSON)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 def database_url() -> str:
     """K2PROBE_DB_URL, else a SQLite file under K2PROBE_HOME."""
     url = os.environ.get("K2PROBE_DB_URL")
@@ -156,6 +197,33 @@ class Store:
         with Session(self.engine) as session:
             rows = session.scalars(select(CallRow).where(CallRow.run_id == run_id).order_by(CallRow.id)).all()
             return [{c.name: getattr(r, c.name) for c in CallRow.__table__.columns} for r in rows]
+
+    def start_attempt(self, run_id: str, **fields: Any) -> str:
+        attempt_id = str(uuid.uuid4())
+        with Session(self.engine) as session, session.begin():
+            session.add(AttemptRow(id=attempt_id, run_id=run_id, started_at=time.time(),
+                                   **self.redactor.value(fields)))
+        return attempt_id
+
+    def add_step(self, attempt_id: str, index: int, reasoning_preserved: bool | None, failures: list[str],
+                 latency_ms: float | None, record: dict[str, Any]) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add(StepRow(attempt_id=attempt_id, index=index, reasoning_preserved=reasoning_preserved,
+                                failures=failures, latency_ms=latency_ms,
+                                record=self.redactor.value(compact_media(record))))
+
+    def finish_attempt(self, attempt_id: str, **fields: Any) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(AttemptRow, attempt_id)
+            if row is not None:
+                for name, value in self.redactor.value(fields).items():
+                    setattr(row, name, value)
+                row.finished_at = time.time()
+
+    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id)).all()
+            return [{c.name: getattr(r, c.name) for c in AttemptRow.__table__.columns} for r in rows]
 
     def dispose(self) -> None:
         self.engine.dispose()

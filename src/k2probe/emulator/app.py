@@ -22,7 +22,9 @@ from .contract import FIXED, ApiError, bad_request, estimate_tokens, validate_ch
 from .faults import STREAM_ONLY, FaultPlan
 from .files import FileStore
 from .media import inspect_media
+from ..suites import task_in_text
 from .personalities import PERSONALITY, Personality
+from .scripted import scripted_answer
 from .settings import EmulatorSettings
 
 MODELS: list[dict[str, Any]] = [
@@ -75,6 +77,16 @@ class Emulator:
         hit = key in self._cache
         self._cache.add(key)
         return estimate_tokens(messages[0].get("content")) if hit else 0
+
+    def answer(self, body: dict[str, Any], notes: list[str]) -> Answer:
+        """A scripted trajectory when the request is one of the shipped tasks with tools, else the generic answer."""
+        messages = body.get("messages") or []
+        if body.get("tools") and body.get("tool_choice", "auto") != "none":
+            first_user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+            task = task_in_text(str(first_user.get("content"))) if first_user else None
+            if task is not None:
+                return scripted_answer(task, messages, self.settings.seed, self.settings.slip_rate)
+        return answer_for(body, self.settings.seed, notes)
 
     # ---- endpoints -----------------------------------------------------------------------------------------------
     async def list_models(self, request: Request) -> Response:
@@ -149,7 +161,7 @@ class Emulator:
                                               media_tokens=sum(m.tokens for m in seen))
             except ApiError as err:
                 return self.error(err)
-            answer = answer_for(body, self.settings.seed, [m.note(i + 1) for i, m in enumerate(seen)])
+            answer = self.answer(body, [m.note(i + 1) for i, m in enumerate(seen)])
             turn = Turn(self, body, bare, answer, prompt_tokens, arrived)
             if stream:
                 released = True

@@ -1,0 +1,220 @@
+"""The tool-calling loop: keep every assistant message exactly as received (reasoning included), run its tool calls,
+log each step, stop on a named limit; mini-swe-agent's shape, made correct for thinking models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sanitize import sanitise
+from ..session import Session
+from ..transport import Transport
+from .tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
+
+SYSTEM_PROMPT = (
+    "You are a careful software engineer working in a Python repository through tools. Look at the code before "
+    "changing it, make the smallest correct change, run the tests with run_tests, and call finish with a one-line "
+    "summary when the task is done. Paths are relative to the repository root."
+)
+RESULT_LOG_CHARS = 2000
+REASONING_KEYS = ("reasoning_content", "reasoning", "reasoning_details")
+
+History = list[dict[str, Any]]
+
+
+class LimitReached(Exception):  # noqa: N818 - a named stop, like mini-swe-agent's LimitsExceeded
+    """A limit ended the loop: `reason` is steps, cost, timeout, context or tool_failures."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class AgentLimits:
+    max_steps: int = 30
+    max_cost_usd: float | None = None
+    timeout_s: float = 900.0
+    max_consecutive_failures: int = 3
+    context_fraction: float = 0.9
+
+
+@dataclass
+class ToolLog:
+    id: str | None
+    name: str
+    arguments: str
+    result: str
+    result_chars: int
+    failure: str | None = None
+
+
+@dataclass
+class Step:
+    """One request and what came of it: the assistant message as received and each tool call's result."""
+
+    index: int
+    reasoning_preserved: bool | None  # every earlier tool-call turn still carried its reasoning when sent
+    assistant: dict[str, Any] | None = None
+    tools: list[ToolLog] = field(default_factory=list)
+    latency_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class LoopResult:
+    end_reason: str  # finished | steps | cost | timeout | context | tool_failures | api_error
+    detail: str
+    steps: list[Step]
+    failures: Counter[str]
+    summary: str | None = None
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [s.cost_usd for s in self.steps if s.cost_usd is not None]
+        return sum(costs) if costs else None
+
+
+def reasoning_kept(history: History) -> bool:
+    """Does every assistant message with tool calls still carry its reasoning?"""
+    return all(any(message.get(key) is not None for key in REASONING_KEYS)
+               for message in history if message.get("role") == "assistant" and message.get("tool_calls"))
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= RESULT_LOG_CHARS else text[:RESULT_LOG_CHARS] + f"… [{len(text)} chars in all]"
+
+
+class AgentLoop:
+    """Runs one task: `history_transform` lets a test (or a framework under study) rewrite what is sent."""
+
+    def __init__(self, session: Session, transport: Transport, toolbox: Toolbox, statement: str,
+                 limits: AgentLimits | None = None, *, on_step: Callable[[Step], None] | None = None,
+                 history_transform: Callable[[History], History] | None = None) -> None:
+        self.session = session
+        self.transport = transport
+        self.toolbox = toolbox
+        self.limits = limits or AgentLimits()
+        self.on_step = on_step
+        self.transform = history_transform
+        self.history: History = [{"role": "system", "content": SYSTEM_PROMPT},
+                                 {"role": "user", "content": f"Task:\n{statement}"}]
+        self.steps: list[Step] = []
+        self.failures: Counter[str] = Counter()
+        self.in_a_row = 0
+        self.started = time.monotonic()
+
+    async def run(self) -> LoopResult:
+        try:
+            while True:
+                self._check_limits()
+                await self._step()
+        except Finished as done:
+            return LoopResult("finished", "the model called finish", self.steps, self.failures, done.summary)
+        except LimitReached as stop:
+            return LoopResult(stop.reason, stop.detail, self.steps, self.failures)
+
+    def _check_limits(self) -> None:
+        limits = self.limits
+        if len(self.steps) >= limits.max_steps:
+            raise LimitReached("steps", f"{limits.max_steps} steps without finishing")
+        spent = sum(s.cost_usd or 0.0 for s in self.steps)
+        if limits.max_cost_usd is not None and spent >= limits.max_cost_usd:
+            raise LimitReached("cost", f"spent ${spent:.4f} of ${limits.max_cost_usd:.4f}")
+        if time.monotonic() - self.started >= limits.timeout_s:
+            raise LimitReached("timeout", f"{limits.timeout_s:.0f} s wall time used")
+        last = self.steps[-1].prompt_tokens if self.steps else 0
+        window = self.session.profile.context_window
+        if last > limits.context_fraction * window:
+            raise LimitReached("context", f"prompt at {last} tokens of a {window}-token window")
+        if self.in_a_row >= limits.max_consecutive_failures:
+            raise LimitReached("tool_failures", f"{self.in_a_row} failed tool calls in a row")
+
+    async def _step(self) -> None:
+        outgoing = self.transform(self.history) if self.transform else self.history
+        preserved = reasoning_kept(outgoing) if self.session.profile.reasoning_in_history else None
+        step = Step(len(self.steps), preserved)
+        body = sanitise({"model": self.session.route.model, "messages": outgoing, "tools": TOOL_SCHEMAS,
+                         "tool_choice": "auto"}, self.session.profile).body
+        remaining = self.limits.timeout_s - (time.monotonic() - self.started)
+        try:
+            outcome = await asyncio.wait_for(self.transport.chat(body), timeout=max(remaining, 0.001))
+        except TimeoutError as exc:
+            raise LimitReached("timeout", f"{self.limits.timeout_s:.0f} s wall time used") from exc
+        call = outcome.last
+        step.latency_ms, step.cost_usd = call.latency_ms, call.cost_usd
+        step.prompt_tokens, step.completion_tokens = call.prompt_tokens, call.completion_tokens
+        step.reasoning_tokens = call.reasoning_tokens
+        if outcome.failure is not None or outcome.message is None:
+            step.error = outcome.failure.line() if outcome.failure else "empty response"
+            self._log(step)
+            raise LimitReached("api_error", step.error)
+        message = outcome.message
+        step.assistant = message
+        self.history.append(message)  # exactly as received: reasoning_content and all
+        try:
+            self._run_tools(message, step)
+        finally:
+            self._log(step)
+
+    def _run_tools(self, message: dict[str, Any], step: Step) -> None:
+        calls = message.get("tool_calls") or []
+        if not calls:
+            kind = "no_tool_call"
+            text = ("ERROR (no_tool_call): answer with a tool call; call finish when the task is done."
+                    if (message.get("content") or "").strip() else
+                    "ERROR (no_tool_call): the reply had neither a tool call nor an answer.")
+            self._failed(kind)
+            step.tools.append(ToolLog(None, "(none)", "", text, len(text), kind))
+            self.history.append({"role": "user", "content": text})
+            return
+        for call in calls:
+            function = call.get("function") or {}
+            name, arguments = str(function.get("name") or ""), str(function.get("arguments") or "")
+            try:
+                output = self.toolbox.call(name, arguments)
+            except ToolFailure as failure:
+                self._failed(failure.kind)
+                text = f"ERROR ({failure.kind}): {failure.message}"
+                step.tools.append(ToolLog(call.get("id"), name, arguments, _truncate(text), len(text), failure.kind))
+            except Finished:
+                step.tools.append(ToolLog(call.get("id"), name, arguments, "finished", 8))
+                raise
+            else:
+                self.in_a_row = 0
+                text = output.text
+                step.tools.append(ToolLog(call.get("id"), name, arguments, _truncate(text), len(text)))
+            self.history.append({"role": "tool", "tool_call_id": call.get("id"), "name": name, "content": text})
+
+    def _failed(self, kind: str) -> None:
+        self.failures[kind] += 1
+        self.in_a_row += 1
+
+    def _log(self, step: Step) -> None:
+        self.steps.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
+
+
+def save_trajectory(path: Path, document: dict[str, Any]) -> None:
+    """Write the trajectory atomically (a killed run leaves the last complete version)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def step_dict(step: Step) -> dict[str, Any]:
+    return asdict(step)

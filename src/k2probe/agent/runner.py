@@ -1,0 +1,138 @@
+"""Run one task through the loop: private workspace, sandboxed tests, trajectory after every step, final verification."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import home
+from ..session import Session
+from .loop import AgentLimits, AgentLoop, History, LoopResult, Step, save_trajectory, step_dict
+from .sandbox import Limits, SandboxResult, isolation, run
+from .tools import Toolbox
+from .workspace import Workspace
+
+
+@dataclass
+class AgentTask:
+    """What to do, where, and how to check it. Hidden tests are laid in only for the final verification."""
+
+    statement: str
+    repo: Path
+    test_cmd: str
+    hidden: Path | None = None
+    hidden_cmd: str | None = None
+    task_id: str | None = None
+    suite: str | None = None
+
+
+@dataclass
+class Verification:
+    passed: bool
+    reason: str
+    command: str
+    output: str = ""
+    duration_ms: float = 0.0
+
+
+@dataclass
+class AgentResult:
+    attempt_id: str
+    task: AgentTask
+    loop: LoopResult
+    verification: Verification
+    diff: str
+    trajectory: str
+    isolation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verification.passed
+
+    def tokens(self) -> dict[str, int]:
+        steps = self.loop.steps
+        return {"prompt_tokens": sum(s.prompt_tokens for s in steps),
+                "completion_tokens": sum(s.completion_tokens for s in steps),
+                "reasoning_tokens": sum(s.reasoning_tokens for s in steps)}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "attempt_id": self.attempt_id, "task": self.task.task_id, "statement": self.task.statement,
+            "verification": asdict(self.verification) | {"status": "passed" if self.passed else "failed"},
+            "end_reason": self.loop.end_reason, "end_detail": self.loop.detail, "summary": self.loop.summary,
+            "steps": len(self.loop.steps), "tool_call_failures": dict(self.loop.failures),
+            "reasoning_preserved": [s.reasoning_preserved for s in self.loop.steps],
+            **self.tokens(), "cost_usd": self.loop.cost_usd, "diff": self.diff, "trajectory": self.trajectory,
+            "isolation": self.isolation,
+        }
+
+
+def verify(workspace: Workspace, task: AgentTask, limits: Limits) -> Verification:
+    """The hidden tests (or the task's test command) on a fresh copy of the final state."""
+    command = task.hidden_cmd or task.test_cmd
+    target = workspace.copy_for_verification(task.hidden)
+    try:
+        result: SandboxResult = run(command, target, limits)
+    finally:
+        import shutil
+
+        shutil.rmtree(target.parent, ignore_errors=True)
+    which = "hidden tests" if task.hidden else "tests"
+    if result.passed:
+        reason = f"{which} passed"
+    elif result.timed_out:
+        reason = f"{which} timed out after {limits.wall_s:.0f} s"
+    else:
+        reason = f"{which} failed: {result.summary()}"
+    return Verification(result.passed, reason, command, (result.stdout + result.stderr)[-4000:], result.duration_ms)
+
+
+async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | None = None,
+                    sandbox_limits: Limits | None = None, *, on_step: Callable[[Step], None] | None = None,
+                    history_transform: Callable[[History], History] | None = None) -> AgentResult:
+    """The loop on a private copy of `task.repo`, every step stored and written to the trajectory file."""
+    limits = limits or AgentLimits()
+    sandbox_limits = sandbox_limits or Limits()
+    store = session.store
+    iso = asdict(isolation())
+    attempt_id = store.start_attempt(session.run_id, task_id=task.task_id, suite=task.suite,
+                                     route=session.route.name, model=session.route.model,
+                                     statement=task.statement, isolation=iso)
+    path = home() / "trajectories" / f"{attempt_id}.json"
+    document: dict[str, Any] = {"attempt_id": attempt_id, "task": task.task_id, "statement": task.statement,
+                                "route": session.route.public(), "limits": asdict(limits), "isolation": iso,
+                                "steps": [], "outcome": None}
+    workspace = Workspace(task.repo)
+
+    def logged(step: Step) -> None:
+        record = step_dict(step)
+        store.add_step(attempt_id, step.index, step.reasoning_preserved, [t.failure for t in step.tools if t.failure],
+                       step.latency_ms, record)
+        document["steps"].append(record)
+        save_trajectory(path, session.redactor.value(document))
+        if on_step is not None:
+            on_step(step)
+
+    transport = session.transport()
+    try:
+        loop = AgentLoop(session, transport, Toolbox(workspace, task.test_cmd, sandbox_limits), task.statement,
+                         limits, on_step=logged, history_transform=history_transform)
+        outcome = await loop.run()
+        verification = verify(workspace, task, sandbox_limits)
+        diff = workspace.diff()
+    finally:
+        await transport.aclose()
+        workspace.cleanup()
+    result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso)
+    summary = result.as_json()
+    document["outcome"] = {k: v for k, v in summary.items() if k not in ("statement",)}
+    save_trajectory(path, session.redactor.value(document))
+    store.finish_attempt(attempt_id, status="passed" if result.passed else "failed", end_reason=outcome.end_reason,
+                         verification=summary["verification"], diff=diff, steps=len(outcome.steps),
+                         failures=dict(outcome.failures), reasoning_preserved=summary["reasoning_preserved"],
+                         prompt_tokens=summary["prompt_tokens"], completion_tokens=summary["completion_tokens"],
+                         reasoning_tokens=summary["reasoning_tokens"], cost_usd=outcome.cost_usd,
+                         trajectory_path=str(path))
+    return result

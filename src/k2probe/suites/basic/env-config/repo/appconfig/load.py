@@ -1,0 +1,2 @@
+def load_config(defaults, env):
+    return dict(defaults)

@@ -1,0 +1,2 @@
+def parse_total(row):
+    return float(row["price"]) * int(row["qty"])
