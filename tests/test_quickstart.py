@@ -10,7 +10,7 @@ def test_quickstart_with_nothing_configured(cli, workdir: Path, node_modules):
     assert result.code == 0, result.stdout + result.stderr
     data = result.json()
     assert "built-in Kimi emulator" in result.stderr
-    assert [s["id"] for s in data["steps"]] == ["doctor", "smoke", "streaming", "multimodal", "snippets"]
+    assert [s["id"] for s in data["steps"]] == ["doctor", "smoke", "streaming", "multimodal", "agent", "snippets"]
     assert all(s["status"] == "pass" for s in data["steps"]), data["steps"]
     assert data["steps"][2]["data"]["ttft_ms"] is not None
     report = Path(data["report"])
@@ -23,7 +23,7 @@ def test_quickstart_with_nothing_configured(cli, workdir: Path, node_modules):
 def test_quickstart_without_npm_openai_warns_but_passes(cli, workdir: Path):
     result = cli("quickstart", env={"K2PROBE_NODE_MODULES": str(workdir / "nowhere")})
     assert result.code == 0, result.stdout + result.stderr
-    for step in ("doctor", "smoke", "streaming", "multimodal"):
+    for step in ("doctor", "smoke", "streaming", "multimodal", "agent"):
         assert f"✔ {step}" in result.stdout
     assert "! snippets" in result.stdout and "node written, not run" in result.stdout
     assert "report:" in result.stderr

@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from . import __version__, render
+from .agent import AgentLimits
+from .agent_cmd import choose_task, run_agent_command, show_result
 from .chat import chat_request, figures, run_chat
 from .config import all_routes, load_file, parse_params, resolve_route
 from .doctor import code_for, run_doctor
@@ -25,6 +27,7 @@ from .smoke import run_smoke
 from .snippets import LANGS
 from .snippets import render as render_snippet
 from .store import Store
+from .suites import load_suite
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Test and evaluate coding-model APIs: Kimi K2.7 Code through any OpenAI-compatible route.")
@@ -137,6 +140,40 @@ def chat(prompt: str, route: RouteOpt = None,
         render.out.print(render.figures_line(outcome.last), style="bold")
     if outcome.failure is not None:
         raise _failed("chat failed", outcome.failure)
+
+
+@app.command()
+def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words")] = None,
+          repo: Annotated[Path | None, typer.Option("--repo", help="the repository (copied; never modified)")] = None,
+          test_cmd: Annotated[str | None, typer.Option("--test-cmd", envvar="K2PROBE_TEST_CMD",
+                                                       help="the command that verifies the task")] = None,
+          task_ref: Annotated[str | None, typer.Option("--task", help="a shipped task, e.g. parse-total")] = None,
+          list_tasks: Annotated[bool, typer.Option("--list-tasks", help="list the shipped tasks")] = False,
+          route: RouteOpt = None,
+          max_steps: Annotated[int, typer.Option("--max-steps", envvar="K2PROBE_MAX_STEPS")] = 30,
+          max_cost: Annotated[float | None, typer.Option("--max-cost", envvar="K2PROBE_MAX_COST",
+                                                         help="USD")] = None,
+          timeout: Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", help="seconds")] = 900.0,
+          test_timeout: Annotated[float, typer.Option("--test-timeout", envvar="K2PROBE_TEST_TIMEOUT",
+                                                      help="seconds per test run")] = 120.0,
+          as_json: JsonOpt = False) -> None:
+    """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
+    if list_tasks:
+        for item in load_suite():
+            render.out.print(f"{item.suite}/{item.id:<14} {item.title}")
+        return
+    chosen = choose_task(task, repo, test_cmd, task_ref)
+    limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost, timeout_s=timeout)
+    with open_session("agent", route, config_snapshot={"task": chosen.task_id, "limits": limits.__dict__}) as session:
+        _notices(session.notices, as_json)
+        result = run_agent_command(session, chosen, limits, test_timeout, as_json)
+        session.summary = {"attempt": result.attempt_id, "passed": result.passed}
+    if as_json:
+        render.emit_json(result.as_json(), session.redactor)
+    else:
+        show_result(result)
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import Any
 from rich.text import Text
 
 from . import render
+from .agent import AgentLimits, AgentTask, run_agent
 from .chat import chat_request, figures, run_chat
 from .config import home
 from .doctor import run_doctor
@@ -23,6 +24,7 @@ from .session import Session, open_session
 from .smoke import run_smoke
 from .snippets import EXTENSIONS, LANGS, node_runnable, run_snippet
 from .snippets import render as render_snippet
+from .suites import find_task
 
 MARK = {"pass": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✘", "bold red")}
 
@@ -90,6 +92,20 @@ async def _multimodal(session: Session) -> Step:
                 {**figures(result.outcome.last), "media": shown, "answer": result.outcome.content[:2000]})
 
 
+async def _agent(session: Session) -> Step:
+    """One shipped task (the guide's parse_total) through the tool-calling loop, verified by hidden tests."""
+    task = find_task("parse-total")
+    result = await run_agent(session, AgentTask(task.statement, task.repo, task.test_cmd, task.hidden,
+                                                task.hidden_cmd, task.id, task.suite), AgentLimits(max_steps=20))
+    data = result.as_json()
+    kept = all(flag is not False for flag in data["reasoning_preserved"])
+    detail = (f"{task.id}: {result.verification.reason}; {data['steps']} steps, ended {data['end_reason']}, "
+              f"reasoning_content {'kept' if kept else 'DROPPED'} on every step; trajectory {data['trajectory']}")
+    return Step("agent", "pass" if result.passed and kept else "fail", detail,
+                {k: data[k] for k in ("steps", "end_reason", "tool_call_failures", "reasoning_preserved",
+                                      "prompt_tokens", "completion_tokens", "cost_usd", "trajectory")})
+
+
 async def _snippets(session: Session) -> Step:
     record = session.store.known_good(session.route.name)
     if record is None:
@@ -117,7 +133,7 @@ async def _snippets(session: Session) -> Step:
     return Step("snippets", status, detail, {"folder": str(folder), **results})
 
 
-STEPS: list[Callable[[Session], Awaitable[Step]]] = [_doctor, _smoke, _streaming, _multimodal, _snippets]
+STEPS: list[Callable[[Session], Awaitable[Step]]] = [_doctor, _smoke, _streaming, _multimodal, _agent, _snippets]
 
 
 def _show(step: Step) -> None:

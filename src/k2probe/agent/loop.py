@@ -29,7 +29,7 @@ REASONING_KEYS = ("reasoning_content", "reasoning", "reasoning_details")
 History = list[dict[str, Any]]
 
 
-class LimitReached(Exception):  # noqa: N818 - a named stop, like mini-swe-agent's LimitsExceeded
+class LimitReached(Exception):
     """A limit ended the loop: `reason` is steps, cost, timeout, context or tool_failures."""
 
     def __init__(self, reason: str, detail: str) -> None:

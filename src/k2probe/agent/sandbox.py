@@ -3,6 +3,7 @@ workspace (bubblewrap), no network, no secrets in the environment, output captur
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
@@ -216,10 +217,8 @@ def run(command: str, workspace: Path, limits: Limits | None = None) -> SandboxR
                 os.killpg(process.pid, signal.SIGKILL)
                 code = process.wait()
             else:
-                try:  # whatever it left behind in its session goes too
+                with contextlib.suppress(ProcessLookupError):  # whatever it left behind in its session goes too
                     os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         stdout, out_size = _read_capped(out_path, limits.output_bytes)
         stderr, err_size = _read_capped(err_path, limits.output_bytes)
     duration = (time.perf_counter() - started) * 1000.0

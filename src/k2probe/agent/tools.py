@@ -31,7 +31,7 @@ class ToolFailure(Exception):
         self.message = message
 
 
-class Finished(Exception):  # noqa: N818 - control flow, like mini-swe-agent's Submitted
+class Finished(Exception):
     """The model called finish."""
 
     def __init__(self, summary: str) -> None:

@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..suites import task_in_text
 from .answers import Answer, answer_for
 from .contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
 from .faults import STREAM_ONLY, FaultPlan
 from .files import FileStore
 from .media import inspect_media
-from ..suites import task_in_text
 from .personalities import PERSONALITY, Personality
 from .scripted import scripted_answer
 from .settings import EmulatorSettings

@@ -1,5 +1,4 @@
 import pytest
-
 from iterutil.chunks import chunked
 
 

@@ -1,5 +1,4 @@
 import pytest
-
 from timefmt.duration import parse_duration
 
 

@@ -1,5 +1,4 @@
 import pytest
-
 from appconfig.load import load_config
 
 

@@ -1,7 +1,6 @@
 from decimal import Decimal
 
 import pytest
-
 from billing.rows import parse_total
 
 

@@ -1,5 +1,4 @@
 import pytest
-
 from numerals.roman import to_roman
 
 

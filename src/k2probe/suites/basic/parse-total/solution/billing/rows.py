@@ -1,5 +1,5 @@
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Mapping
 
 
 def parse_total(row: Mapping[str, str]) -> Decimal:

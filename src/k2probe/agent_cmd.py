@@ -1,0 +1,71 @@
+"""What `k2probe agent` does between the CLI and the loop: pick the task, run it, show each step as it happens."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rich.syntax import Syntax
+from rich.text import Text
+
+from . import render
+from .agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
+from .errors import UsageError
+from .session import Session
+from .suites import find_task
+
+DEFAULT_TEST_CMD = "python -m pytest -q -p no:cacheprovider"
+
+
+def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, task_ref: str | None) -> AgentTask:
+    """A shipped task by reference, or the user's statement on the user's repository."""
+    if task_ref:
+        task = find_task(task_ref)
+        return AgentTask(task.statement, task.repo, test_cmd or task.test_cmd, task.hidden, task.hidden_cmd, task.id,
+                         task.suite)
+    if not statement or repo is None:
+        raise UsageError("give a TASK and --repo PATH, or --task ID for a shipped task",
+                         fix='e.g. k2probe agent "fix the failing test" --repo . --test-cmd "pytest -q"')
+    if not repo.is_dir():
+        raise UsageError(f"--repo {repo} is not a folder", fix="point --repo at the repository's root folder")
+    if test_cmd is None:
+        has_tests = (repo / "tests").is_dir() or any(repo.glob("test_*.py")) or (repo / "pytest.ini").exists()
+        if not has_tests:
+            raise UsageError(f"no --test-cmd and no tests found in {repo}",
+                             fix="pass --test-cmd with the command that decides whether the task is done")
+        test_cmd = DEFAULT_TEST_CMD
+    return AgentTask(statement, repo.resolve(), test_cmd)
+
+
+def show_step(step: Step) -> None:
+    for tool in step.tools:
+        mark, style = ("✘", "red") if tool.failure else ("✔", "green")
+        first = next((line for line in tool.result.splitlines() if line and not line.startswith("$ ")), "")
+        label = f"{tool.failure}: " if tool.failure else ""
+        render.out.print(Text(f"  step {step.index + 1:>2} {mark} {tool.name:<12} ", style=style),
+                         Text(f"{label}{first[:100]}"))
+    if step.error:
+        render.out.print(Text(f"  step {step.index + 1:>2} ✘ request failed: {step.error}", style="red"))
+    if step.reasoning_preserved is False:
+        render.out.print(Text("          reasoning_content was NOT preserved in the history sent", style="bold red"))
+
+
+def show_result(result: AgentResult) -> None:
+    if result.diff:
+        render.out.print(Syntax(result.diff, "diff", word_wrap=True))
+    v = result.verification
+    style = "bold green" if v.passed else "bold red"
+    render.out.print(Text(f"verification: {'passed' if v.passed else 'failed'} ({v.reason})", style=style))
+    data = result.as_json()
+    cost = "cost unknown" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
+    failures = ", ".join(f"{k} {n}" for k, n in data["tool_call_failures"].items()) or "none"
+    render.out.print(f"ended: {result.loop.end_reason} ({result.loop.detail}) · {data['steps']} steps · "
+                     f"tool-call failures: {failures} · tokens {data['prompt_tokens']} in / "
+                     f"{data['completion_tokens']} out ({data['reasoning_tokens']} reasoning) · {cost}")
+    render.notice(f"trajectory: {result.trajectory}")
+
+
+def run_agent_command(session: Session, task: AgentTask, limits: AgentLimits, test_timeout_s: float,
+                      quiet: bool) -> AgentResult:
+    sandbox = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
+    return asyncio.run(run_agent(session, task, limits, sandbox, on_step=None if quiet else show_step))

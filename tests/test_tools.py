@@ -1,0 +1,90 @@
+"""The agent's tools: schemas, argument checks by failure type, path confinement, and the patch fallbacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from k2probe.agent.tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
+from k2probe.agent.workspace import Workspace
+from k2probe.emulator.contract import TOOL_NAME
+
+
+@pytest.fixture
+def box(tmp_path: Path):
+    repo = tmp_path / "src"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "mod.py").write_text("".join(f"line {i}\n" for i in range(1, 21)))
+    ws = Workspace(repo)
+    yield Toolbox(ws, "python -c 'print(1)'")
+    ws.cleanup()
+
+
+def test_schemas_fit_moonshots_dialect():
+    names = [t["function"]["name"] for t in TOOL_SCHEMAS]
+    assert names == ["list_files", "read_file", "search", "write_file", "apply_patch", "run_tests", "finish"]
+    for tool in TOOL_SCHEMAS:
+        assert TOOL_NAME.match(tool["function"]["name"])
+        params = tool["function"]["parameters"]
+        assert params["type"] == "object" and "anyOf" not in json.dumps(params) and "$ref" not in json.dumps(params)
+
+
+@pytest.mark.parametrize(("name", "raw", "kind"), [
+    ("grep", "{}", "unknown_tool"),
+    ("read_file", '{"path": ', "invalid_json"),
+    ("read_file", "[1]", "invalid_json"),
+    ("read_file", "{}", "schema"),
+    ("read_file", '{"path": 3}', "schema"),
+    ("read_file", '{"path": "a", "colour": 1}', "schema"),
+    ("read_file", '{"path": "../outside"}', "path_denied"),
+    ("write_file", '{"path": "/etc/passwd", "content": ""}', "path_denied"),
+    ("read_file", '{"path": ".git/config"}', "path_denied"),
+    ("read_file", '{"path": "nope.py"}', "tool_error"),
+])
+def test_failures_by_type(box, name, raw, kind):
+    with pytest.raises(ToolFailure) as caught:
+        box.call(name, raw)
+    assert caught.value.kind == kind
+
+
+def test_read_search_write(box):
+    assert "    3  line 3" in box.call("read_file", '{"path": "pkg/mod.py", "start_line": 3, "end_line": 4}').text
+    assert "pkg/mod.py:12: line 12" in box.call("search", '{"pattern": "line 1[2]"}').text
+    box.call("write_file", '{"path": "new/file.txt", "content": "hi"}')
+    assert "new/file.txt" in box.call("list_files", "{}").text
+    with pytest.raises(Finished):
+        box.call("finish", '{"summary": "done"}')
+
+
+def _patch(old: str, new: str, line: int) -> str:
+    return (f"--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -{line},3 +{line},3 @@\n"
+            f" line {line}\n-{old}\n+{new}\n line {line + 2}\n")
+
+
+def test_patch_clean_offset_and_fuzzy(box):
+    assert box.call("apply_patch", json.dumps({"patch": _patch("line 6", "six", 5)})).text.endswith("git apply")
+    # the hunk header says line 2 but the text is at line 9: git apply finds it by offset
+    offset = _patch("line 10", "ten", 9).replace("@@ -9,3 +9,3 @@", "@@ -2,3 +2,3 @@")
+    assert box.call("apply_patch", json.dumps({"patch": offset})).text.endswith("git apply")
+    # a context line that no longer matches: only the fuzzy patch applies it
+    fuzzy = "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -14,3 +14,3 @@\n line 14\n-line 15\n+fifteen\n line 16 CHANGED\n"
+    assert box.call("apply_patch", json.dumps({"patch": fuzzy})).text == "patch applied with fuzzy patch (patch --fuzz=3)"
+    text = (box.ws.root / "pkg" / "mod.py").read_text()
+    assert "six\n" in text and "ten\n" in text and "fifteen\n" in text
+
+
+def test_a_patch_that_does_not_apply_changes_nothing(box):
+    before = (box.ws.root / "pkg" / "mod.py").read_text()
+    bad = "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -1,2 +1,2 @@\n-not here\n-nor here\n+x\n+y\n"
+    with pytest.raises(ToolFailure) as caught:
+        box.call("apply_patch", json.dumps({"patch": bad}))
+    assert caught.value.kind == "patch_failed" and "git apply" in caught.value.message
+    assert (box.ws.root / "pkg" / "mod.py").read_text() == before
+    assert box.ws.diff() == ""
+
+
+def test_run_tests_reports(box):
+    out = box.call("run_tests", "{}")
+    assert out.test_run is not None and out.test_run.passed and "passed: exit 0" in out.text
