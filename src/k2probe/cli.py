@@ -226,12 +226,14 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST")] 
              itl_ms: Annotated[float, typer.Option("--itl-ms")] = 0.0,
              rpm: Annotated[int | None, typer.Option("--rpm")] = None,
              max_concurrency: Annotated[int | None, typer.Option("--max-concurrency")] = None,
-             seed: Annotated[int, typer.Option("--seed")] = 0) -> None:
+             seed: Annotated[int, typer.Option("--seed")] = 0,
+             slip_rate: Annotated[float, typer.Option("--slip-rate", help="share of scripted agent steps that slip")
+                                  ] = 0.0) -> None:
     """Serve the Kimi emulator on loopback."""
     try:
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
                                     ttft_ms=ttft_ms, itl_ms=itl_ms, rpm=rpm, max_concurrency=max_concurrency,
-                                    seed=seed)
+                                    seed=seed, slip_rate=slip_rate)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")

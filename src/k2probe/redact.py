@@ -9,6 +9,7 @@ from typing import Any
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
 _URL_TOKEN = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|auth)=)[^&\s\"']+")
 _SK = re.compile(r"\bsk-[A-Za-z0-9_-]{12,}")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 
 class Redactor:
@@ -26,6 +27,7 @@ class Redactor:
             value = value.replace(secret, "***")
         value = _BEARER.sub(r"\1***", value)
         value = _URL_TOKEN.sub(r"\1***", value)
+        value = _URL_PASSWORD.sub(r"\1***@", value)
         return _SK.sub("sk-***", value)
 
     def value(self, value: Any) -> Any:
