@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,81 @@ def test_guide_code_with_temperature_gets_moonshots_400(emulator, tmp_path: Path
     assert response.status_code == 400
     assert response.json() == {"error": {"message": "invalid temperature: only 1 is allowed for this model",
                                          "type": "invalid_request_error"}}
+
+
+STEP_2_CURL = '''curl "$AI_GATEWAY_BASE_URL/chat/completions" \\
+-H "Authorization: Bearer $AI_GATEWAY_API_KEY" \\
+-H "Content-Type: application/json" \\
+-d '{
+"model": "kimi-k2.7-code",
+"messages": [
+{
+"role": "system",
+"content": "You are a senior software engineer. Return concise code review notes and a safe patch plan."
+},
+{
+"role": "user",
+"content": "Review this Python function for edge cases and propose a typed rewrite:\\n\\n
+def parse_total(row):\\n return float(row[\\"price\\"]) * int(row[\\"qty\\"])"
+}
+],
+"max_tokens": 2048
+}'
+'''
+
+STEP_4_NODE = '''import OpenAI from "openai";
+const client = new OpenAI({
+apiKey: process.env.AI_GATEWAY_API_KEY,
+baseURL: process.env.AI_GATEWAY_BASE_URL,
+});
+const response = await client.chat.completions.create({
+model: process.env.KIMI_CODING_MODEL || "kimi-k2.7-code",
+messages: [
+{
+role: "system",
+content:
+"You are a senior software engineer. Return concise code review notes and a safe patch plan.",
+},
+{
+role: "user",
+content:
+"Review this JavaScript function for edge cases and propose a safer rewrite:\\n\\nfunction total(row) { return Number(row.price) * Number(row.qty) }",
+},
+],
+max_tokens: 2048,
+});
+console.log(response.choices[0].message.content);
+'''
+
+
+def _env(base_url: str) -> dict[str, str]:
+    return {**os.environ, "AI_GATEWAY_API_KEY": EMULATOR_KEY, "AI_GATEWAY_BASE_URL": base_url,
+            "KIMI_CODING_MODEL": "kimi-k2.7-code"}
+
+
+def test_guide_step_2_curl_as_printed(emulator, tmp_path: Path):
+    """The page's cURL breaks the JSON string across a line (a raw newline inside a string): the emulator answers
+    what Moonshot's JSON parser would, a 400 for a body that is not valid JSON; with that one line joined it works."""
+    server = emulator()
+    printed = subprocess.run(["sh", "-c", STEP_2_CURL], env=_env(server.base_url), capture_output=True, text=True,
+                             timeout=60)
+    assert printed.returncode == 0 and '"invalid_request_error"' in printed.stdout
+    assert "not valid JSON" in printed.stdout
+    joined = STEP_2_CURL.replace("\\n\\n\ndef parse_total", "\\n\\ndef parse_total")
+    assert joined != STEP_2_CURL
+    done = subprocess.run(["sh", "-c", joined], env=_env(server.base_url), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert "parse_total" in answer["choices"][0]["message"]["content"]
+    assert answer["choices"][0]["message"]["reasoning_content"]
+
+
+def test_guide_step_4_node_runs_unchanged(emulator, tmp_path: Path, node_modules):
+    server = emulator()
+    script = tmp_path / "guide.mjs"
+    script.write_text(STEP_4_NODE)
+    (tmp_path / "node_modules").symlink_to(node_modules, target_is_directory=True)
+    done = subprocess.run(["node", str(script)], env=_env(server.base_url), capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Number(undefined)" in done.stdout  # the emulator's review of the JavaScript function

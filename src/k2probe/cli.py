@@ -242,7 +242,7 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST")] 
 
 @app.command()
 def quickstart(route: RouteOpt = None, as_json: JsonOpt = False) -> None:
-    """The whole seed path: doctor, smoke, streaming, snippets; then a report."""
+    """The whole seed path: doctor, smoke, streaming, screenshot review, agent task, snippets; then a report."""
     result = run_quickstart(route, quiet=as_json)
     if as_json:
         render.emit_json(result.as_json())

@@ -57,8 +57,11 @@ class Emulator:
             headers["retry-after-ms"] = str(int(err.retry_after * 1000))
         return JSONResponse(self.personality.error_body(err), status_code=err.status, headers=headers)
 
-    def authorised(self, request: Request) -> bool:
-        return request.headers.get("authorization", "") == f"Bearer {self.settings.api_key}"
+    def deny(self, request: Request) -> Response | None:
+        """Moonshot's 401 unless the request carries the emulator's key."""
+        if request.headers.get("authorization", "") == f"Bearer {self.settings.api_key}":
+            return None
+        return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
 
     def model_ids(self) -> list[str]:
         return [self.personality.model_prefix + m["id"] for m in MODELS]
@@ -90,8 +93,8 @@ class Emulator:
 
     # ---- endpoints -----------------------------------------------------------------------------------------------
     async def list_models(self, request: Request) -> Response:
-        if not self.authorised(request):
-            return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
+        if (denied := self.deny(request)) is not None:
+            return denied
         data = [
             {"id": self.personality.model_prefix + m["id"], "object": "model", "created": 1767225600,
              "owned_by": "moonshot", "context_length": 262144, "supports_image_in": m["image"],
@@ -101,14 +104,14 @@ class Emulator:
         return JSONResponse({"object": "list", "data": data})
 
     async def balance(self, request: Request) -> Response:
-        if not self.authorised(request):
-            return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
+        if (denied := self.deny(request)) is not None:
+            return denied
         return JSONResponse({"code": 0, "data": {"available_balance": 42.0, "voucher_balance": 0.0,
                                                  "cash_balance": 42.0}, "scode": "0x0", "status": True})
 
     async def estimate(self, request: Request) -> Response:
-        if not self.authorised(request):
-            return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
+        if (denied := self.deny(request)) is not None:
+            return denied
         body = await self._json(request)
         if isinstance(body, Response):
             return body
@@ -131,8 +134,8 @@ class Emulator:
     async def chat(self, request: Request) -> Response:
         arrived = time.monotonic()  # injected latency counts from here, so the emulator's own work does not add to it
         self.requests_seen += 1
-        if not self.authorised(request):
-            return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
+        if (denied := self.deny(request)) is not None:
+            return denied
         body = await self._json(request)
         if isinstance(body, Response):
             return body
@@ -178,8 +181,8 @@ class Emulator:
                 self.plan.release()
 
     async def upload_file(self, request: Request) -> Response:
-        if not self.authorised(request):
-            return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
+        if (denied := self.deny(request)) is not None:
+            return denied
         form = await request.form(max_part_size=self.files.max_file_bytes + 1)
         upload = form.get("file")
         purpose = str(form.get("purpose") or "")
@@ -192,13 +195,13 @@ class Emulator:
             return self.error(err)
 
     async def files_list(self, request: Request) -> Response:
-        if not self.authorised(request):
-            return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
+        if (denied := self.deny(request)) is not None:
+            return denied
         return JSONResponse({"object": "list", "data": self.files.list()})
 
     async def file_item(self, request: Request) -> Response:
-        if not self.authorised(request):
-            return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
+        if (denied := self.deny(request)) is not None:
+            return denied
         file_id = request.path_params["file_id"]
         try:
             if request.method == "DELETE":
