@@ -22,6 +22,8 @@ from .failures import Failure
 from .media import load_media
 from .profiles import profile_for
 from .quickstart import run_quickstart
+from .results import print_run, print_runs, run_detail
+from .results import review as review_run
 from .session import open_session
 from .smoke import run_smoke
 from .snippets import LANGS
@@ -195,6 +197,50 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
         render.notice(f"wrote {out}")
     else:
         sys.stdout.write(code)
+
+
+@app.command()
+def runs(limit: Annotated[int, typer.Option("--limit")] = 20, as_json: JsonOpt = False) -> None:
+    """The recorded runs, newest first."""
+    store = Store()
+    items = store.runs(limit)
+    store.dispose()
+    if as_json:
+        render.emit_json({"runs": items})
+    else:
+        print_runs(items)
+
+
+@app.command()
+def show(run: Annotated[str, typer.Argument(help="a run id or its first characters")], as_json: JsonOpt = False) -> None:
+    """One run: its calls (timings, tokens, cost, media), attempts and reviews."""
+    store = Store()
+    detail = run_detail(store, run)
+    store.dispose()
+    if as_json:
+        render.emit_json(detail)
+    else:
+        print_run(detail)
+
+
+@app.command()
+def review(run: Annotated[str, typer.Argument(help="a run id or its first characters")],
+           accept: Annotated[bool | None, typer.Option("--accept/--reject", help="was the output accepted?")] = None,
+           repair_minutes: Annotated[float | None, typer.Option("--repair-minutes")] = None,
+           rollback: Annotated[bool, typer.Option("--rollback")] = False,
+           handoff: Annotated[bool, typer.Option("--handoff")] = False,
+           note: Annotated[str | None, typer.Option("--note")] = None,
+           attempt: Annotated[str | None, typer.Option("--attempt", help="one agent attempt of the run")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Record a human verdict on a run: accepted or not, repair time, rollback, handoff."""
+    store = Store()
+    detail = review_run(store, run, accepted=accept, repair_minutes=repair_minutes, rollback=rollback,
+                        handoff=handoff, note=note, attempt=attempt)
+    store.dispose()
+    if as_json:
+        render.emit_json(detail)
+    else:
+        render.notice(f"review recorded for run {detail['id'][:8]}: {'accepted' if accept else 'rejected'}")
 
 
 @app.command()

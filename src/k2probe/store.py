@@ -122,6 +122,21 @@ class StepRow(Base):
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class ReviewRow(Base):
+    """A human verdict on a run (or one attempt of it): accepted, repair time, rollback, handoff."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempts.id"))
+    accepted: Mapped[bool]
+    repair_minutes: Mapped[float | None] = mapped_column(Float)
+    rollback: Mapped[bool] = mapped_column(default=False)
+    handoff: Mapped[bool] = mapped_column(default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 def database_url() -> str:
     """K2PROBE_DB_URL, else a SQLite file under K2PROBE_HOME."""
     url = os.environ.get("K2PROBE_DB_URL")
@@ -224,6 +239,24 @@ class Store:
         with Session(self.engine) as session:
             rows = session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id)).all()
             return [{c.name: getattr(r, c.name) for c in AttemptRow.__table__.columns} for r in rows]
+
+    def find_run(self, prefix: str) -> dict[str, Any]:
+        """The run whose id starts with `prefix` (as printed by `k2probe runs`)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(RunRow).where(RunRow.id.startswith(prefix)).limit(2)).all()
+        if len(rows) != 1:
+            what = "no run" if not rows else "more than one run"
+            raise ConfigError(f"{what} with id starting {prefix!r}", fix="copy an id from `k2probe runs`")
+        return next(r for r in self.runs(limit=10_000) if r["id"] == rows[0].id)
+
+    def add_review(self, run_id: str, **fields: Any) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add(ReviewRow(run_id=run_id, created_at=time.time(), **self.redactor.value(fields)))
+
+    def reviews(self, run_id: str) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
+            return [{c.name: getattr(r, c.name) for c in ReviewRow.__table__.columns} for r in rows]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,73 @@
+"""Looking at what was recorded: list runs, show one with its calls and attempts, record a human review."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from . import render
+from .errors import UsageError
+from .store import Store
+
+
+def run_detail(store: Store, prefix: str) -> dict[str, Any]:
+    """A run with its calls, attempts and reviews; `accepted` is the latest review's verdict (None: not reviewed)."""
+    run = store.find_run(prefix)
+    reviews = store.reviews(run["id"])
+    return {**run, "calls": store.calls(run["id"]), "attempts": store.attempts(run["id"]), "reviews": reviews,
+            "accepted": reviews[-1]["accepted"] if reviews else None}
+
+
+def review(store: Store, prefix: str, *, accepted: bool | None, repair_minutes: float | None, rollback: bool,
+           handoff: bool, note: str | None, attempt: str | None) -> dict[str, Any]:
+    if accepted is None:
+        raise UsageError("say whether the output was accepted", fix="pass --accept or --reject")
+    if repair_minutes is not None and repair_minutes < 0:
+        raise UsageError("--repair-minutes cannot be negative", fix="give the minutes a human spent fixing it")
+    run = store.find_run(prefix)
+    attempt_ids = [a["id"] for a in store.attempts(run["id"])]
+    if attempt is not None and attempt not in attempt_ids:
+        raise UsageError(f"run {run['id'][:8]} has no attempt {attempt!r}", fix=f"attempts: {attempt_ids or 'none'}")
+    store.add_review(run["id"], attempt_id=attempt, accepted=accepted, repair_minutes=repair_minutes,
+                     rollback=rollback, handoff=handoff, note=note)
+    return run_detail(store, run["id"])
+
+
+def _time(epoch: float | None) -> str:
+    import datetime
+
+    return "–" if epoch is None else datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_runs(runs: list[dict[str, Any]]) -> None:
+    table = Table(title="runs (newest first)")
+    for column in ("id", "command", "route", "status", "started", "summary"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        summary = ", ".join(f"{k}={v}" for k, v in (run["summary"] or {}).items())
+        table.add_row(run["id"][:8], run["command"], run["route"] or "", run["status"], _time(run["started_at"]),
+                      summary)
+    render.out.print(table)
+
+
+def print_run(detail: dict[str, Any]) -> None:
+    verdict = {None: "not reviewed", True: "accepted", False: "rejected"}[detail["accepted"]]
+    render.out.print(f"run {detail['id']} · {detail['command']} · route {detail['route']} · {detail['status']} · "
+                     f"{verdict}")
+    table = Table(title="calls")
+    for column in ("#", "endpoint", "status", "error", "TTFT ms", "latency ms", "tokens in/out", "cost", "media"):
+        table.add_column(column, overflow="fold")
+    for i, call in enumerate(detail["calls"], 1):
+        media = "; ".join(f"{m['mime']} {m['width']}×{m['height']} {m['bytes']} B {m['delivery']}"
+                          for m in call["media"] or [])
+        cost = "unknown" if call["cost_usd"] is None else f"${call['cost_usd']:.6f}"
+        table.add_row(str(i), call["endpoint"], str(call["status"]), call["error_type"] or "",
+                      f"{call['ttft_ms']:.0f}" if call["ttft_ms"] is not None else "",
+                      f"{call['latency_ms']:.0f}" if call["latency_ms"] is not None else "",
+                      f"{call['prompt_tokens']}/{call['completion_tokens']}", cost, media)
+    render.out.print(table)
+    for attempt in detail["attempts"]:
+        verification = attempt["verification"] or {}
+        render.out.print(f"attempt {attempt['id'][:8]} {attempt['task_id'] or ''}: {attempt['status']} "
+                         f"({verification.get('reason', '')}), ended {attempt['end_reason']}, {attempt['steps']} steps")
