@@ -68,7 +68,7 @@ def test_slips_are_recovered_and_counted_by_type(workdir):
             failures[kind] = failures.get(kind, 0) + count
         tool_failures = [t.failure for s in result.loop.steps for t in s.tools if t.failure]
         assert len(tool_failures) == sum(result.loop.failures.values())
-    assert set(failures) <= {"invalid_json", "unknown_tool", "patch_failed"}
+    assert set(failures) <= {"invalid_json", "unknown_tool", "patch_failed", "no_tool_call"}
     assert len(failures) >= 2 and sum(failures.values()) >= 4, failures
 
 
@@ -150,3 +150,32 @@ def test_a_hanging_test_command_is_a_recorded_failure(cli, workdir: Path):
 
 def test_route_is_the_emulator_here(workdir):
     assert resolve_route().emulated
+
+
+def test_wall_time_limit(workdir):
+    result = _run(_task(TASKS[5]), EmulatorSettings(ttft_ms=400), AgentLimits(timeout_s=0.2))
+    assert result.loop.end_reason == "timeout" and not result.passed
+
+
+def test_an_empty_turn_is_a_counted_failure(workdir):
+    for seed in range(40):  # find a seed whose first slip is an empty turn; the script is deterministic per seed
+        result = _run(_task(TASKS[6]), EmulatorSettings(slip_rate=0.5, seed=seed))
+        if result.loop.failures.get("no_tool_call"):
+            break
+    assert result.loop.failures["no_tool_call"] >= 1 and result.passed
+    empty = next(s for s in result.loop.steps if any(t.failure == "no_tool_call" for t in s.tools))
+    assert empty.assistant["content"] == "" and not empty.assistant.get("tool_calls")
+    assert "neither a tool call nor an answer" in empty.tools[0].result
+
+
+def test_agent_task_with_a_screenshot(cli, workdir: Path):
+    from .media_files import image
+
+    shot = image(workdir / "bug.png", "PNG", (640, 360))
+    result = cli("agent", "--task", "slugify", "--image", str(shot), "--json")
+    assert result.code == 0, result.stderr
+    trajectory = json.loads(Path(result.json()["trajectory"]).read_text())
+    assert "I received image 1: PNG 640x360" in trajectory["steps"][0]["assistant"]["reasoning_content"]
+    with sqlite3.connect(workdir / "home" / "k2probe.db") as db:
+        media = db.execute("select media from calls where endpoint = '/chat/completions' limit 1").fetchone()[0]
+    assert json.loads(media)[0]["width"] == 640

@@ -166,3 +166,12 @@ def test_emulator_body_limit(emulator, workdir: Path):
     png = image(workdir / "n.bmp", "BMP", (100, 100)).read_bytes()
     response = _send_part(server, _data_url("image/bmp", png))
     assert response.status_code == 400 and "exceeds the 0.00953674 MB limit" in response.text
+
+
+def test_upload_count_limit_is_reported(cli, emulator, workdir: Path):
+    server = emulator(file_max_count=1)
+    first = image(workdir / "one.png", "PNG", (10, 10), "red")
+    second = image(workdir / "two.png", "PNG", (10, 10), "blue")
+    assert cli("chat", "x", "--image", str(first), "--upload", env=route_env(server)).code == 0
+    result = cli("chat", "x", "--image", str(second), "--upload", env=route_env(server))
+    assert result.code == 1 and "too many files: the limit is 1; delete some first" in result.stderr

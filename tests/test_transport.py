@@ -165,3 +165,21 @@ def test_html_answer_is_a_clear_failure(emulator):
     failed = asyncio.run(go())
     assert failed.failure.type == "non_json_response" and failed.failure.status == 404
     assert "404 page not found" in failed.failure.message
+
+
+def test_client_queue_time_is_recorded_apart(emulator):
+    server = emulator(ttft_ms=150)
+
+    async def go():
+        route = Route(name="q", base_url=server.base_url, api_key=SecretStr(EMULATOR_KEY), api_key_env=None,
+                      model="kimi-k2.7-code")
+        transport = Transport(route, profile_for(route.model), concurrency=1)
+        try:
+            body = {"model": "kimi-k2.7-code", "messages": HI, "max_tokens": 64}
+            return await asyncio.gather(transport.chat(body), transport.chat(body))
+        finally:
+            await transport.aclose()
+
+    first, second = sorted(asyncio.run(go()), key=lambda o: o.last.queue_ms)
+    assert first.last.queue_ms < 20 and second.last.queue_ms >= 140  # waited for the first one's slot
+    assert second.last.latency_ms < second.last.queue_ms + 100  # server latency does not include the wait

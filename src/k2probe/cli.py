@@ -19,7 +19,7 @@ from .doctor import code_for, run_doctor
 from .emulator import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults, serve_forever
 from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
 from .failures import Failure
-from .media import load_media
+from .media import Media, load_media
 from .profiles import profile_for
 from .quickstart import run_quickstart
 from .results import print_run, print_runs, run_detail
@@ -46,6 +46,17 @@ CONFIG_CODES = {"invalid_key", "bad_base_url", "unreachable", "unknown_model", "
 def _notices(session_notices: list[str], as_json: bool) -> None:
     for line in session_notices:
         render.notice(line)
+
+
+def load_all_media(route: str | None, images: list[Path] | None, videos: list[Path] | None, *,
+                   fit: bool) -> list[Media]:
+    """Read and check every --image and --video before anything starts (bad files are exit 2, nothing sent)."""
+    if not images and not videos:
+        return []
+    selected = resolve_route(route, load_file())
+    limits = profile_for(selected.model, selected.profile).media
+    return ([load_media(p, "image", limits, fit=fit) for p in images or []]
+            + [load_media(p, "video", limits, fit=fit) for p in videos or []])
 
 
 def _failed(what: str, failure: Failure | None) -> K2ProbeError:
@@ -113,9 +124,7 @@ def chat(prompt: str, route: RouteOpt = None,
     """One request; --stream shows reasoning dimmed, then the answer, then its figures."""
     params = parse_params(param or [])
     selected = resolve_route(route, load_file())
-    limits = profile_for(selected.model, selected.profile).media
-    media = [load_media(p, "image", limits, fit=fit) for p in image or []]
-    media += [load_media(p, "video", limits, fit=fit) for p in video or []]
+    media = load_all_media(route, image, video, fit=fit)
     with open_session("chat", route=selected) as session:
         _notices(session.notices, as_json)
         request = chat_request(session.route.model, prompt, system=system, stream=stream, max_tokens=max_tokens,
@@ -158,6 +167,10 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
           timeout: Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", help="seconds")] = 900.0,
           test_timeout: Annotated[float, typer.Option("--test-timeout", envvar="K2PROBE_TEST_TIMEOUT",
                                                       help="seconds per test run")] = 120.0,
+          image: Annotated[list[Path] | None, typer.Option("--image", help="an image for the task (repeatable)")] = None,
+          video: Annotated[list[Path] | None, typer.Option("--video", help="a video for the task (repeatable)")] = None,
+          fit: Annotated[bool, typer.Option("--fit", envvar="K2PROBE_FIT")] = False,
+          upload: Annotated[bool, typer.Option("--upload", envvar="K2PROBE_UPLOAD")] = False,
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
     if list_tasks:
@@ -165,6 +178,8 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
             render.out.print(f"{item.suite}/{item.id:<14} {item.title}")
         return
     chosen = choose_task(task, repo, test_cmd, task_ref)
+    chosen.media = load_all_media(route, image, video, fit=fit)
+    chosen.force_upload = upload
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost, timeout_s=timeout)
     with open_session("agent", route, config_snapshot={"task": chosen.task_id, "limits": limits.__dict__}) as session:
         _notices(session.notices, as_json)

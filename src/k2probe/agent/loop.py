@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..media import Media
 from ..sanitize import sanitise
 from ..session import Session
 from ..transport import Transport
@@ -102,15 +103,19 @@ class AgentLoop:
 
     def __init__(self, session: Session, transport: Transport, toolbox: Toolbox, statement: str,
                  limits: AgentLimits | None = None, *, on_step: Callable[[Step], None] | None = None,
-                 history_transform: Callable[[History], History] | None = None) -> None:
+                 history_transform: Callable[[History], History] | None = None,
+                 media: list[Media] | None = None) -> None:
         self.session = session
         self.transport = transport
         self.toolbox = toolbox
         self.limits = limits or AgentLimits()
         self.on_step = on_step
         self.transform = history_transform
-        self.history: History = [{"role": "system", "content": SYSTEM_PROMPT},
-                                 {"role": "user", "content": f"Task:\n{statement}"}]
+        text = f"Task:\n{statement}"
+        content: str | list[dict[str, Any]] = [{"type": "text", "text": text}, *(m.part() for m in media)] \
+            if media else text
+        self.history: History = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+        self.media_records = [m.record() for m in media or []]
         self.steps: list[Step] = []
         self.failures: Counter[str] = Counter()
         self.in_a_row = 0
@@ -150,7 +155,8 @@ class AgentLoop:
                          "tool_choice": "auto"}, self.session.profile).body
         remaining = self.limits.timeout_s - (time.monotonic() - self.started)
         try:
-            outcome = await asyncio.wait_for(self.transport.chat(body), timeout=max(remaining, 0.001))
+            outcome = await asyncio.wait_for(self.transport.chat(body, media=self.media_records),
+                                             timeout=max(remaining, 0.001))
         except TimeoutError as exc:
             raise LimitReached("timeout", f"{self.limits.timeout_s:.0f} s wall time used") from exc
         call = outcome.last
@@ -163,7 +169,9 @@ class AgentLoop:
             raise LimitReached("api_error", step.error)
         message = outcome.message
         step.assistant = message
-        self.history.append(message)  # exactly as received: reasoning_content and all
+        if message.get("tool_calls") or str(message.get("content") or "").strip():
+            self.history.append(message)  # exactly as received: reasoning_content and all
+        # an empty turn (no tool call, no text) is logged but not sent back: an empty assistant message is a 400
         try:
             self._run_tools(message, step)
         finally:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import home
+from ..media import Media
 from ..session import Session
+from ..uploads import deliver
 from .loop import AgentLimits, AgentLoop, History, LoopResult, Step, save_trajectory, step_dict
 from .sandbox import Limits, SandboxResult, isolation, run
 from .tools import Toolbox
@@ -26,6 +28,8 @@ class AgentTask:
     hidden_cmd: str | None = None
     task_id: str | None = None
     suite: str | None = None
+    media: list[Media] = field(default_factory=list)  # screenshots or clips that come with the statement
+    force_upload: bool = False
 
 
 @dataclass
@@ -117,8 +121,10 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
 
     transport = session.transport()
     try:
+        if task.media:
+            await deliver(session, transport, task.media, force_upload=task.force_upload)
         loop = AgentLoop(session, transport, Toolbox(workspace, task.test_cmd, sandbox_limits), task.statement,
-                         limits, on_step=logged, history_transform=history_transform)
+                         limits, on_step=logged, history_transform=history_transform, media=task.media)
         outcome = await loop.run()
         verification = verify(workspace, task, sandbox_limits)
         diff = workspace.diff()

@@ -109,7 +109,7 @@ class Answer:
         return _PIECE.findall(text)
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -137,12 +137,12 @@ def answer_for(body: dict[str, Any], seed: int, extra_notes: list[str] | None = 
     digest = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()
     rng = random.Random(f"{seed}:{digest}")
     last = messages[-1] if messages else {}
-    prompt = _text_of(last.get("content"))
+    prompt = text_of(last.get("content"))
     tools = body.get("tools") or []
     notes = " ".join(extra_notes or [])
 
     if last.get("role") == "tool":
-        result = _text_of(last.get("content"))[:200]
+        result = text_of(last.get("content"))[:200]
         return Answer(
             reasoning=f"The tool answered. I will report its result to the user. {notes}".strip(),
             content=f"The tool returned: {result}",

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from ..suites import task_in_text
-from .answers import Answer, answer_for
+from .answers import Answer, answer_for, text_of
 from .contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
 from .faults import STREAM_ONLY, FaultPlan
 from .files import FileStore
@@ -86,9 +86,11 @@ class Emulator:
         messages = body.get("messages") or []
         if body.get("tools") and body.get("tool_choice", "auto") != "none":
             first_user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
-            task = task_in_text(str(first_user.get("content"))) if first_user else None
+            task = task_in_text(text_of(first_user.get("content"))) if first_user else None
             if task is not None:
-                return scripted_answer(task, messages, self.settings.seed, self.settings.slip_rate)
+                answer = scripted_answer(task, messages, self.settings.seed, self.settings.slip_rate)
+                answer.reasoning = " ".join([answer.reasoning, *notes])
+                return answer
         return answer_for(body, self.settings.seed, notes)
 
     # ---- endpoints -----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The emulator playing a coding model on the shipped tasks: a scripted trajectory per task, built from the task's
-solution, with deliberate slips (malformed arguments, a wrong patch, an unknown tool) at a chosen rate."""
+solution, with deliberate slips (malformed arguments, a wrong patch, an unknown tool, an empty turn) at a chosen rate."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from ..suites import Task
 from .answers import Answer, ToolCall
 
-SLIPS = ("malformed_args", "unknown_tool", "wrong_patch")
+SLIPS = ("malformed_args", "unknown_tool", "wrong_patch", "empty_turn")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ def scripted_answer(task: Task, messages: list[dict[str, Any]], seed: int, slip_
     if errors == 0 and slip_rate > 0 and rng.random() < slip_rate:
         kinds = [k for k in SLIPS if k != "wrong_patch" or step.tool == "apply_patch"]
         slip = rng.choice(kinds)
+        if slip == "empty_turn":  # neither a tool call nor an answer
+            return Answer(reasoning=reasoning + " (slip: empty_turn)", content="")
         if slip == "malformed_args":
             arguments = arguments[: max(1, len(arguments) // 2)]
         elif slip == "unknown_tool":
