@@ -179,3 +179,9 @@ def test_agent_task_with_a_screenshot(cli, workdir: Path):
     with sqlite3.connect(workdir / "home" / "k2probe.db") as db:
         media = db.execute("select media from calls where endpoint = '/chat/completions' limit 1").fetchone()[0]
     assert json.loads(media)[0]["width"] == 640
+
+
+def test_context_limit(workdir):
+    result = _run(_task(TASKS[7]), limits=AgentLimits(context_fraction=0.001))  # 0.1% of 262144 tokens: ~262
+    assert result.loop.end_reason == "context" and len(result.loop.steps) == 1
+    assert "of a 262144-token window" in result.loop.detail

@@ -175,3 +175,22 @@ def test_upload_count_limit_is_reported(cli, emulator, workdir: Path):
     assert cli("chat", "x", "--image", str(first), "--upload", env=route_env(server)).code == 0
     result = cli("chat", "x", "--image", str(second), "--upload", env=route_env(server))
     assert result.code == 1 and "too many files: the limit is 1; delete some first" in result.stderr
+
+
+def _heic(width: int, height: int) -> bytes:
+    """The boxes that say what a HEIC file is and how big (ftyp, then an ispe property), as an iPhone writes them."""
+    ftyp = (24).to_bytes(4, "big") + b"ftypheic" + (0).to_bytes(4, "big") + b"mif1heic"
+    ispe = (20).to_bytes(4, "big") + b"ispe" + bytes(4) + width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return ftyp + b"\x00\x00\x00\x10meta" + bytes(8) + ispe + bytes(64)
+
+
+def test_heic_is_accepted_with_its_size(cli, emulator, workdir: Path):
+    path = workdir / "photo.heic"
+    path.write_bytes(_heic(1200, 900))
+    data = _chat_json(cli, route_env(emulator()), "--image", str(path))
+    assert data["media"][0]["mime"] == "image/heic" and (data["media"][0]["width"], data["media"][0]["height"]) == (
+        1200, 900)
+    assert "I received image 1: HEIC 1200x900" in data["answer"]
+    (workdir / "big.heic").write_bytes(_heic(8000, 6000))
+    refused = cli("chat", "x", "--image", str(workdir / "big.heic"), "--fit", env=route_env(emulator()))
+    assert refused.code == 2 and "convert it to JPEG first" in refused.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .mediatypes import IMAGE_TYPES, VIDEO_TYPES, describe_unknown, kind_of, sniff
+from .mediatypes import IMAGE_TYPES, VIDEO_TYPES, describe_unknown, heif_size, kind_of, sniff
 from .profiles import MediaLimits
 
 PILLOW_SAVE = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF", "image/bmp": "BMP"}
@@ -65,6 +65,12 @@ def fitted_size(width: int, height: int, limit: tuple[int, int], even: bool = Fa
 
 def _image_size(data: bytes, name: str, mime: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
+
+    if mime in ("image/heic", "image/heif"):
+        size = heif_size(data)
+        if size is None:
+            raise UsageError(f"{name}: {mime} without a readable size (no ispe box)", fix="re-export the image")
+        return size
 
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -152,9 +158,9 @@ def load_media(path: Path, expected: str, limits: MediaLimits, *, fit: bool = Fa
     media = Media(path.name, expected, mime, data, width, height, duration)
     if fits(width, height, limit):
         return media
-    if not fit:
-        raise UsageError(f"{name}: {expected} is {width}×{height}, over the {limit[0]}×{limit[1]} limit",
-                         fix="pass --fit to scale it down, or resize it yourself")
+    if not fit or mime in ("image/heic", "image/heif"):
+        how = "pass --fit to scale it down, or resize it yourself" if fit is False else "convert it to JPEG first"
+        raise UsageError(f"{name}: {expected} is {width}×{height}, over the {limit[0]}×{limit[1]} limit", fix=how)
     if expected == "image":
         size = fitted_size(width, height, limit)
         new, new_mime = fit_image(data, mime, size)

@@ -64,3 +64,13 @@ def describe_unknown(data: bytes) -> str:
 
 def kind_of(mime: str) -> str:
     return "image" if mime.startswith("image/") else "video"
+
+
+def heif_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a HEIC/HEIF file's `ispe` box (Pillow cannot decode HEIF without a plugin)."""
+    at = data.find(b"ispe", 0, 1 << 20)
+    if at < 4 or len(data) < at + 16:
+        return None
+    width = int.from_bytes(data[at + 8:at + 12], "big")
+    height = int.from_bytes(data[at + 12:at + 16], "big")
+    return (width, height) if width and height else None

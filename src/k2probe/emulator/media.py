@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..mediatypes import IMAGE_TYPES, VIDEO_TYPES, sniff
+from ..mediatypes import IMAGE_TYPES, VIDEO_TYPES, heif_size, sniff
 from .contract import bad_request
 from .files import FileStore
 
@@ -45,6 +45,12 @@ def _fits(width: int, height: int, limit: tuple[int, int]) -> bool:
 
 def _decode_image(data: bytes) -> tuple[int, int]:
     from PIL import Image
+
+    if sniff(data) in ("image/heic", "image/heif"):
+        size = heif_size(data)
+        if size is None:
+            raise ValueError("no ispe box")
+        return size
 
     with Image.open(io.BytesIO(data)) as image:
         image.load()
