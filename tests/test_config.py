@@ -69,3 +69,22 @@ def test_routes_command_masks_keys(cli, workdir: Path):
     routes = {r["name"]: r for r in result.json()["routes"]}
     assert routes["gw"]["api_key"] == "…mnop (26 chars)" and "secret" not in result.stdout
     assert routes["emulator"]["emulated"] is True
+
+
+def test_toml_emulator_routes_end_to_end(cli, workdir: Path):
+    (workdir / "k2probe.toml").write_text(
+        "[routes.relay]\nemulator = true\npersonality = 'lossy-relay'\n"
+        "[routes.generic]\nemulator = true\nprofile = 'openai-compatible'\n"
+        "[routes.priced]\nemulator = true\nprice = { cache_miss_input = 2.0, output = 10.0, source = 'team sheet' }\n")
+    doctor = cli("doctor", "--route", "relay", "--json")
+    assert doctor.code == 1 and doctor.json()["diagnosis"] == "reasoning_dropped"
+    relay_chat = cli("chat", "hi", "--route", "relay")
+    assert relay_chat.code == 0 and "may strip reasoning_content" in relay_chat.stderr
+    unknown = cli("chat", "hi", "--route", "generic", "--json").json()
+    assert unknown["cost_usd"] is None and unknown["price_source"] == "cost unknown"  # never a silent $0
+    assert "cost unknown" in cli("chat", "hi", "--route", "generic").stdout
+    priced = cli("chat", "hi", "--route", "priced", "--json").json()
+    expected = (priced["prompt_tokens"] * 2.0 + priced["completion_tokens"] * 10.0) / 1e6
+    assert priced["cost_usd"] == pytest.approx(expected) and priced["price_source"] == "team sheet (user override)"
+    kimi = cli("chat", "hi", "--json").json()
+    assert "platform.kimi.ai" in kimi["price_source"] and kimi["cost_usd"] > 0

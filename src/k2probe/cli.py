@@ -149,6 +149,9 @@ def chat(prompt: str, route: RouteOpt = None,
                 render.out.print(outcome.reasoning, style="dim")
             render.out.print(outcome.content)
         render.out.print(render.figures_line(outcome.last), style="bold")
+    if outcome.ok and session.profile.reasoning_in_history and outcome.reasoning is None:
+        render.notice(f"warning: no reasoning came back from {session.route.model}, a thinking model: this route may "
+                      "strip reasoning_content, which breaks tool loops (run `k2probe doctor`)")
     if outcome.failure is not None:
         raise _failed("chat failed", outcome.failure)
 
