@@ -43,7 +43,8 @@ StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
 CONFIG_CODES = {"invalid_key", "bad_base_url", "unreachable", "unknown_model", "doubled_v1", "missing_v1"}
 
 
-def _notices(session_notices: list[str], as_json: bool) -> None:
+def _notices(session_notices: list[str]) -> None:
+    """Notices go to stderr, so --json keeps stdout to the one document."""
     for line in session_notices:
         render.notice(line)
 
@@ -75,7 +76,7 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
     """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
     params = parse_params(param or [])
     with open_session("doctor", route, config_snapshot={"params": params}) as session:
-        _notices(session.notices, as_json)
+        _notices(session.notices)
         result = asyncio.run(run_doctor(session, params))
         session.summary = {"diagnosis": result.diagnosis}
     if as_json:
@@ -90,7 +91,7 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
 def smoke(route: RouteOpt = None, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
     """The guide's first code-review request; saves the known-good record."""
     with open_session("smoke", route) as session:
-        _notices(session.notices, as_json)
+        _notices(session.notices)
         result = asyncio.run(run_smoke(session, strict=strict))
     outcome = result.outcome
     if as_json:
@@ -126,7 +127,7 @@ def chat(prompt: str, route: RouteOpt = None,
     selected = resolve_route(route, load_file())
     media = load_all_media(route, image, video, fit=fit)
     with open_session("chat", route=selected) as session:
-        _notices(session.notices, as_json)
+        _notices(session.notices)
         request = chat_request(session.route.model, prompt, system=system, stream=stream, max_tokens=max_tokens,
                                params={**session.route.params, **params})
         live = render.LivePrinter() if stream and not as_json else None
@@ -185,7 +186,7 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
     chosen.force_upload = upload
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost, timeout_s=timeout)
     with open_session("agent", route, config_snapshot={"task": chosen.task_id, "limits": limits.__dict__}) as session:
-        _notices(session.notices, as_json)
+        _notices(session.notices)
         result = run_agent_command(session, chosen, limits, test_timeout, as_json)
         session.summary = {"attempt": result.attempt_id, "passed": result.passed}
     if as_json:
