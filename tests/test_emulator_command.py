@@ -1,0 +1,47 @@
+"""`k2probe emulator` serves on loopback with its options, and refuses bad ones with one line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_emulator_command_serves_with_its_options(tmp_path):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "k2probe", "emulator", "--port", str(port), "--api-key",
+                                "sk-cmd-key", "--personality", "openrouter", "--fault", "quota=1"],
+                               cwd=tmp_path, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        for _ in range(100):
+            try:
+                models = httpx.get(f"{base}/models", headers={"Authorization": "Bearer sk-cmd-key"}, timeout=1)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert models.status_code == 200
+        assert models.json()["data"][0]["id"] == "moonshotai/kimi-k2.7-code"  # the openrouter personality
+        chat = httpx.post(f"{base}/chat/completions", headers={"Authorization": "Bearer sk-cmd-key"},
+                          json={"model": "moonshotai/kimi-k2.7-code", "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 429 and "exceeded_current_quota_error" in chat.json()["error"]["metadata"]["raw"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_bad_fault_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "k2probe", "emulator", "--fault", "meteor=0.5"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown fault kind(s) ['meteor']" in done.stderr
+    assert "Traceback" not in done.stderr
