@@ -31,4 +31,5 @@ def test_calls_and_runs_are_recorded(cli, emulator, workdir: Path):
     assert last["ttft_ms"] > 0 and last["ttfc_ms"] >= last["ttft_ms"] and last["latency_ms"] >= last["ttfc_ms"]
     assert last["reasoning_tokens"] > 0 and last["prompt_tokens"] > 0 and last["cost_usd"] > 0
     assert last["usage_location"] == "choices[0].usage" and last["finish_reason"] == "stop"
+    assert {c["purpose"] for c in calls} == {"chat"}
     assert data["ttft_ms"] == last["ttft_ms"] and data["completion_tokens"] == last["completion_tokens"]

@@ -41,7 +41,7 @@ def chat_request(model: str, prompt: str, *, system: str | None = None, stream: 
 async def run_chat(session: Session, request: dict[str, Any], *, strict: bool = False,
                    listener: Listener | None = None, on_changes: Callable[[list[Change]], None] | None = None,
                    media: list[Media] | None = None, force_upload: bool = False,
-                   on_notes: Callable[[list[str]], None] | None = None) -> ChatResult:
+                   on_notes: Callable[[list[str]], None] | None = None, purpose: str = "chat") -> ChatResult:
     """Deliver media (uploading where needed), sanitise (telling `on_changes` what changed before anything is
     sent), check the body size, send, and return the outcome."""
     transport = session.transport()
@@ -56,7 +56,7 @@ async def run_chat(session: Session, request: dict[str, Any], *, strict: bool = 
         if on_changes is not None:
             on_changes(sanitised.changes)
         check_body_size(sanitised.body, session.profile.media.body_max_bytes)
-        outcome = await transport.chat(sanitised.body, listener=listener,
+        outcome = await transport.chat(sanitised.body, listener=listener, purpose=purpose,
                                        media=[m.record() for m in media or []])
     finally:
         await transport.aclose()

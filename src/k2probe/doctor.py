@@ -123,12 +123,12 @@ class Doctor:
         if check.status == "fail" and check.id in ("key", "base_url", "model"):
             raise Stop
 
-    async def send(self, extra: dict[str, Any], *, raw: bool = False) -> Outcome:
+    async def send(self, check: str, extra: dict[str, Any], *, raw: bool = False) -> Outcome:
         body: dict[str, Any] = {"model": self.route.model, "messages": [PING], "max_tokens": 512, **extra}
         if not raw:
             body = sanitise(body, self.profile).body
         assert self.transport is not None
-        return await self.transport.chat(body)
+        return await self.transport.chat(body, purpose=f"doctor: {check}")
 
     # ---- rungs ---------------------------------------------------------------------------------------------------
     def key_and_url_static(self) -> None:
@@ -178,7 +178,7 @@ class Doctor:
 
     async def model(self) -> None:
         model = self.route.model
-        outcome = await self.send({})
+        outcome = await self.send("model", {})
         if outcome.failure is not None:
             check = _fail("model", outcome.failure)
             if check.code == "unknown_model":
@@ -194,7 +194,7 @@ class Doctor:
         if not self.params:
             self.add(Check("params", "pass", "no team defaults configured (use --param or params in k2probe.toml)"))
             return
-        outcome = await self.send(dict(self.params), raw=True)
+        outcome = await self.send("params (your client's defaults)", dict(self.params), raw=True)
         shown = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         if outcome.failure is not None:
             check = _fail("params", outcome.failure)
@@ -218,7 +218,7 @@ class Doctor:
     async def fixed_param_enforcement(self) -> None:
         if "temperature" not in self.profile.fixed or "temperature" in self.params:
             return
-        outcome = await self.send({"temperature": 0.2}, raw=True)
+        outcome = await self.send("fixed_params (expects a 400)", {"temperature": 0.2}, raw=True)
         if outcome.failure is None:
             self.add(Check("fixed_params", "warn",
                            "the route accepted temperature=0.2 for a model that fixes it at 1.0: it drops or ignores "
@@ -232,7 +232,8 @@ class Doctor:
         allowed = self.profile.tool_choice_allowed
         if allowed is None or "tool_choice" in self.params:
             return
-        outcome = await self.send({"tools": [LOOKUP_TOOL], "tool_choice": "required"}, raw=True)
+        outcome = await self.send("tool_choice (expects a 400)", {"tools": [LOOKUP_TOOL], "tool_choice": "required"},
+                                  raw=True)
         if outcome.failure is None:
             self.add(Check("tool_choice", "warn", "the route accepted tool_choice='required' with thinking on: it "
                            "rewrites the request", "send 'auto' or 'none'; k2probe does"))
@@ -242,7 +243,7 @@ class Doctor:
             self.add(_fail("tool_choice", outcome.failure))
 
     async def streaming(self) -> None:
-        outcome = await self.send({"stream": True})
+        outcome = await self.send("streaming", {"stream": True})
         call = outcome.last
         if outcome.failure is not None:
             self.add(_fail("streaming", outcome.failure))
@@ -260,7 +261,7 @@ class Doctor:
         if not self.profile.reasoning_in_history:
             return
         ask = {"role": "user", "content": "Where is parse_total defined? Use the lookup_symbol tool."}
-        first = await self.send({"messages": [ask], "tools": [LOOKUP_TOOL], "tool_choice": "auto"})
+        first = await self.send("reasoning: tool call", {"messages": [ask], "tools": [LOOKUP_TOOL], "tool_choice": "auto"})
         if first.failure is not None or first.message is None:
             self.add(_fail("reasoning", first.failure or Failure(200, "empty", "no message")))
             return
@@ -272,7 +273,8 @@ class Doctor:
         dropped = first.reasoning is None
         history = [ask, first.message, {"role": "tool", "tool_call_id": calls[0]["id"],
                                         "content": "parse_total is defined in billing/rows.py line 12"}]
-        second = await self.send({"messages": history, "tools": [LOOKUP_TOOL], "tool_choice": "auto"})
+        second = await self.send("reasoning: sent back", {"messages": history, "tools": [LOOKUP_TOOL],
+                                                          "tool_choice": "auto"})
         evidence = {"reasoning_field": first.last.reasoning_field,
                     "second_status": second.last.status, "second_error": second.last.error_message}
         if dropped:

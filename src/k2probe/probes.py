@@ -33,7 +33,7 @@ async def probe_models(base_url: str, key: str, route: str, model: str, timeout_
     """GET {base_url}/models with the key; never raises for network or protocol trouble."""
     url = base_url.rstrip("/") + "/models"
     record = CallRecord(route=route, model=model, endpoint="GET /models", stream=False,
-                        request={"url": url}, started_at=time.time())
+                        request={"url": url}, started_at=time.time(), purpose="doctor: base URL")
     started = time.perf_counter()
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:

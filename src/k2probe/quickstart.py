@@ -69,7 +69,7 @@ async def _smoke(session: Session) -> Step:
 
 
 async def _streaming(session: Session) -> Step:
-    result = await run_chat(session, streaming_request(session.route.model))
+    result = await run_chat(session, streaming_request(session.route.model), purpose="quickstart: streaming")
     if result.outcome.failure is not None:
         return Step("streaming", "fail", result.outcome.failure.line())
     return Step("streaming", "pass", render.figures_line(result.outcome.last), figures(result.outcome.last))
@@ -82,7 +82,7 @@ async def _multimodal(session: Session) -> Step:
     path.write_bytes(checkout_screenshot())
     media = [load_media(path, "image", session.profile.media)]
     request = chat_request(session.route.model, CHECKOUT_PROMPT, max_tokens=2048)
-    result = await run_chat(session, request, media=media)
+    result = await run_chat(session, request, media=media, purpose="quickstart: screenshot review")
     if result.outcome.failure is not None:
         return Step("multimodal", "fail", result.outcome.failure.line())
     shown = media[0].record()

@@ -53,6 +53,7 @@ class CallRecord:
     stream: bool
     request: dict[str, Any]
     attempt: int = 0  # 0 for the first try, k for the k-th retry
+    purpose: str | None = None  # why it was sent: "doctor: model", "smoke", "agent step 3"…
     status: int | None = None
     error_type: str | None = None
     error_message: str | None = None

@@ -17,7 +17,7 @@ _env = Environment(loader=PackageLoader("k2probe", "templates"), autoescape=sele
 def bars(calls: list[CallRecord]) -> list[dict[str, Any]]:
     """One bar per call: end-to-end latency, with TTFT marked, scaled to the slowest call."""
     longest = max((c.latency_ms or 0.0 for c in calls), default=0.0) or 1.0
-    return [{"label": f"#{i + 1} {c.endpoint}{' (stream)' if c.stream else ''}",
+    return [{"label": f"#{i + 1} {c.purpose or c.endpoint}{' (stream)' if c.stream else ''}",
              "latency_ms": c.latency_ms or 0.0, "ttft_ms": c.ttft_ms,
              "width": 100.0 * (c.latency_ms or 0.0) / longest,
              "ttft_width": 100.0 * (c.ttft_ms or 0.0) / longest,

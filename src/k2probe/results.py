@@ -56,13 +56,14 @@ def print_run(detail: dict[str, Any]) -> None:
     render.out.print(f"run {detail['id']} · {detail['command']} · route {detail['route']} · {detail['status']} · "
                      f"{verdict}")
     table = Table(title="calls")
-    for column in ("#", "endpoint", "status", "error", "TTFT ms", "latency ms", "tokens in/out", "cost", "media"):
+    for column in ("#", "purpose", "endpoint", "status", "error", "TTFT ms", "latency ms", "tokens in/out", "cost",
+                   "media"):
         table.add_column(column, overflow="fold")
     for i, call in enumerate(detail["calls"], 1):
         media = "; ".join(f"{m['mime']} {m['width']}×{m['height']} {m['bytes']} B {m['delivery']}"
                           for m in call["media"] or [])
         cost = "unknown" if call["cost_usd"] is None else f"${call['cost_usd']:.6f}"
-        table.add_row(str(i), call["endpoint"], str(call["status"]), call["error_type"] or "",
+        table.add_row(str(i), call["purpose"] or "", call["endpoint"], str(call["status"]), call["error_type"] or "",
                       f"{call['ttft_ms']:.0f}" if call["ttft_ms"] is not None else "",
                       f"{call['latency_ms']:.0f}" if call["latency_ms"] is not None else "",
                       f"{call['prompt_tokens']}/{call['completion_tokens']}", cost, media)

@@ -53,7 +53,7 @@ async def run_smoke(session: Session, *, strict: bool = False) -> SmokeResult:
     sanitised = sanitise(review_request(session.route.model), session.profile, strict=strict)
     transport = session.transport()
     try:
-        outcome = await transport.chat(sanitised.body)
+        outcome = await transport.chat(sanitised.body, purpose="smoke: the guide's code review")
     finally:
         await transport.aclose()
     if not outcome.ok or not outcome.content:

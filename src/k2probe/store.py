@@ -47,6 +47,7 @@ class CallRow(Base):
     endpoint: Mapped[str] = mapped_column(String(128))
     stream: Mapped[bool]
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    purpose: Mapped[str | None] = mapped_column(String(128))
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[int | None]
     error_type: Mapped[str | None] = mapped_column(String(64))

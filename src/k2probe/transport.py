@@ -156,14 +156,15 @@ class Transport:
         await self.client.close()
 
     async def chat(self, body: dict[str, Any], *, media: list[dict[str, Any]] | None = None,
-                   listener: Listener | None = None) -> Outcome:
-        """Send a (sanitised) chat body, retrying under the policy; the outcome lists every attempt."""
+                   listener: Listener | None = None, purpose: str | None = None) -> Outcome:
+        """Send a (sanitised) chat body, retrying under the policy; the outcome lists every attempt.
+        `purpose` says why the request was made (a doctor check, an agent step), for whoever reads the records."""
         outcome = Outcome()
         attempt = 0
         while True:
             record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                                 stream=bool(body.get("stream")), request=body, attempt=attempt,
-                                media=media or [], started_at=time.time())
+                                media=media or [], started_at=time.time(), purpose=purpose)
             await self._attempt(body, record, outcome, listener)
             outcome.calls.append(record)
             wait = self.policy.delay(outcome.failure, attempt) if outcome.failure else None

@@ -155,7 +155,8 @@ class AgentLoop:
                          "tool_choice": "auto"}, self.session.profile).body
         remaining = self.limits.timeout_s - (time.monotonic() - self.started)
         try:
-            outcome = await asyncio.wait_for(self.transport.chat(body, media=self.media_records),
+            chat = self.transport.chat(body, media=self.media_records, purpose=f"agent step {step.index + 1}")
+            outcome = await asyncio.wait_for(chat,
                                              timeout=max(remaining, 0.001))
         except TimeoutError as exc:
             raise LimitReached("timeout", f"{self.limits.timeout_s:.0f} s wall time used") from exc
