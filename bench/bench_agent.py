@@ -26,6 +26,7 @@ from k2probe.agent import tools as tools_module
 from k2probe.agent.sandbox import isolation, prepare_workspace, run
 from k2probe.emulator import EmulatorSettings
 from k2probe.session import open_session
+from k2probe.stats import percentile
 from k2probe.suites import load_suite
 from k2probe.transport import Transport
 
@@ -68,8 +69,7 @@ def loop_overhead(rounds: int) -> None:
                 assert result.passed, task.id
                 per_step.append((wall - sum(MODEL_WAIT) - sum(SANDBOX_RUNS)) / len(result.loop.steps))
                 all_runs.extend(SANDBOX_RUNS)
-    per_step.sort()
-    p95 = per_step[min(len(per_step) - 1, round(0.95 * (len(per_step) - 1)))]
+    p95 = percentile(per_step, 95) or 0.0
     print(f"loop overhead per step (workspace copy + verification copy, tools, trajectory file + SQLite writes; "
           f"model wait and sandboxed test runs excluded): median {statistics.median(per_step) * 1000:.1f} ms, "
           f"p95 {p95 * 1000:.1f} ms (n={len(per_step)} task runs)")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from k2probe.agent import AgentLimits, AgentTask, run_agent
-from k2probe.config import resolve_route
 from k2probe.emulator import EmulatorSettings
 from k2probe.session import open_session
 from k2probe.suites import load_suite
@@ -146,10 +145,6 @@ def test_a_hanging_test_command_is_a_recorded_failure(cli, workdir: Path):
     assert result.code == 1
     assert result.json()["verification"]["reason"] in ("tests timed out after 2 s",
                                                        "tests failed: exit 152 (CPU-time limit)")
-
-
-def test_route_is_the_emulator_here(workdir):
-    assert resolve_route().emulated
 
 
 def test_wall_time_limit(workdir):

@@ -44,8 +44,7 @@ async def run_chat(session: Session, request: dict[str, Any], *, strict: bool = 
                    on_notes: Callable[[list[str]], None] | None = None, purpose: str = "chat") -> ChatResult:
     """Deliver media (uploading where needed), sanitise (telling `on_changes` what changed before anything is
     sent), check the body size, send, and return the outcome."""
-    transport = session.transport()
-    try:
+    async with session.transport() as transport:
         notes: list[str] = []
         if media:
             notes = await deliver(session, transport, media, force_upload=force_upload)
@@ -58,8 +57,6 @@ async def run_chat(session: Session, request: dict[str, Any], *, strict: bool = 
         check_body_size(sanitised.body, session.profile.media.body_max_bytes)
         outcome = await transport.chat(sanitised.body, listener=listener, purpose=purpose,
                                        media=[m.record() for m in media or []])
-    finally:
-        await transport.aclose()
     return ChatResult(outcome, sanitised.changes, sanitised.body, notes)
 
 

@@ -104,16 +104,13 @@ class Doctor:
         try:
             self.key_and_url_static()
             await self.reachability()
-            self.transport = self.session.transport(policy=RetryPolicy(max_retries=0))
-            try:
+            async with self.session.transport(policy=RetryPolicy(max_retries=0)) as self.transport:
                 await self.model()
                 await self.team_params()
                 await self.fixed_param_enforcement()
                 await self.tool_choice()
                 await self.streaming()
                 await self.reasoning_round_trip()
-            finally:
-                await self.transport.aclose()
         except Stop:
             pass
         return Diagnosis(self.route.name, self.checks)

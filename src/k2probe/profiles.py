@@ -71,8 +71,6 @@ PROFILES: dict[str, Profile] = {
     "openai-compatible": Profile(name="openai-compatible", default_max_tokens=4096, supports_video=False),
 }
 
-KNOWN_MODELS = tuple(name for name in PROFILES if name != "openai-compatible")
-
 
 def profile_for(model: str, explicit: str | None = None) -> Profile:
     """The profile named explicitly, else the one whose model id ends the given model (gateway prefixes allowed)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -17,10 +16,6 @@ class Redactor:
 
     def __init__(self, secrets: list[str] | None = None) -> None:
         self.secrets = sorted({s for s in (secrets or []) if s and len(s) >= 4}, key=len, reverse=True)
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4 and secret not in self.secrets:
-            self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
 
     def text(self, value: str) -> str:
         for secret in self.secrets:
@@ -39,6 +34,3 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
-
-    def json(self, value: Any) -> str:
-        return self.text(json.dumps(value, ensure_ascii=False, default=str))

@@ -51,11 +51,8 @@ def known_good_record(session: Session, body: dict[str, Any], outcome: Outcome) 
 async def run_smoke(session: Session, *, strict: bool = False) -> SmokeResult:
     """Send the guide's review request; on success save the known-good record in the store and as JSON."""
     sanitised = sanitise(review_request(session.route.model), session.profile, strict=strict)
-    transport = session.transport()
-    try:
+    async with session.transport() as transport:
         outcome = await transport.chat(sanitised.body, purpose="smoke: the guide's code review")
-    finally:
-        await transport.aclose()
     if not outcome.ok or not outcome.content:
         return SmokeResult(outcome, sanitised.changes, None, None)
     record = known_good_record(session, sanitised.body, outcome)

@@ -14,14 +14,3 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     rank = (len(ordered) - 1) * q / 100.0
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def summary(values: Sequence[float]) -> dict[str, float | int | None]:
-    """n, mean, p50, p95, max of a sample."""
-    return {
-        "n": len(values),
-        "mean": sum(values) / len(values) if values else None,
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "max": max(values) if values else None,
-    }

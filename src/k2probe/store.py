@@ -138,6 +138,11 @@ class ReviewRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+def _as_dict(row: Base) -> dict[str, Any]:
+    """A row as a plain dict of its columns."""
+    return {column.name: getattr(row, column.name) for column in row.__table__.columns}
+
+
 def database_url() -> str:
     """K2PROBE_DB_URL, else a SQLite file under K2PROBE_HOME."""
     url = os.environ.get("K2PROBE_DB_URL")
@@ -206,13 +211,12 @@ class Store:
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)).all()
-            return [{"id": r.id, "command": r.command, "route": r.route, "status": r.status,
-                     "started_at": r.started_at, "finished_at": r.finished_at, "summary": r.summary} for r in rows]
+            return [_as_dict(r) for r in rows]
 
     def calls(self, run_id: str) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(CallRow).where(CallRow.run_id == run_id).order_by(CallRow.id)).all()
-            return [{c.name: getattr(r, c.name) for c in CallRow.__table__.columns} for r in rows]
+            return [_as_dict(r) for r in rows]
 
     def start_attempt(self, run_id: str, **fields: Any) -> str:
         attempt_id = str(uuid.uuid4())
@@ -239,16 +243,16 @@ class Store:
     def attempts(self, run_id: str) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id)).all()
-            return [{c.name: getattr(r, c.name) for c in AttemptRow.__table__.columns} for r in rows]
+            return [_as_dict(r) for r in rows]
 
     def find_run(self, prefix: str) -> dict[str, Any]:
         """The run whose id starts with `prefix` (as printed by `k2probe runs`)."""
         with Session(self.engine) as session:
             rows = session.scalars(select(RunRow).where(RunRow.id.startswith(prefix)).limit(2)).all()
-        if len(rows) != 1:
-            what = "no run" if not rows else "more than one run"
-            raise ConfigError(f"{what} with id starting {prefix!r}", fix="copy an id from `k2probe runs`")
-        return next(r for r in self.runs(limit=10_000) if r["id"] == rows[0].id)
+            if len(rows) != 1:
+                what = "no run" if not rows else "more than one run"
+                raise ConfigError(f"{what} with id starting {prefix!r}", fix="copy an id from `k2probe runs`")
+            return _as_dict(rows[0])
 
     def add_review(self, run_id: str, **fields: Any) -> None:
         with Session(self.engine) as session, session.begin():
@@ -257,7 +261,7 @@ class Store:
     def reviews(self, run_id: str) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
-            return [{c.name: getattr(r, c.name) for c in ReviewRow.__table__.columns} for r in rows]
+            return [_as_dict(r) for r in rows]
 
     def dispose(self) -> None:
         self.engine.dispose()

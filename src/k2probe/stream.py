@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ class ToolCallParts:
 class StreamAccumulator:
     """Collects content, reasoning, tool-call deltas (with or without `index`) and usage from either place."""
 
-    started: float  # perf_counter when the request was handed to the SDK
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     reasoning_field: str | None = None
@@ -113,9 +111,6 @@ class StreamAccumulator:
         self.last_token_at = now
 
     # ---- results -------------------------------------------------------------------------------------------------
-    def ms(self, at: float | None) -> float | None:
-        return None if at is None else (at - self.started) * 1000.0
-
     def inter_token_ms(self) -> list[float]:
         """Gaps between token-carrying chunks after the first one (TTFT excluded)."""
         times = self.token_times
@@ -129,12 +124,3 @@ class StreamAccumulator:
         if self.tool_calls:
             message["tool_calls"] = [self.tool_calls[i].as_message() for i in sorted(self.tool_calls)]
         return message
-
-
-def arguments_json(arguments: str) -> dict[str, Any] | None:
-    """Tool-call arguments parsed as a JSON object, or None when they are not one."""
-    try:
-        value = json.loads(arguments or "{}")
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None

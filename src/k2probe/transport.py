@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import httpx2
 import openai
@@ -127,8 +127,12 @@ class Clock:
     def wire_start(self) -> float:
         return self.wire[-1] if self.wire else self.started
 
-    def since_wire(self, at: float) -> float:
-        return (at - self.wire_start()) * 1000.0
+    @overload
+    def since_wire(self, at: float) -> float: ...
+    @overload
+    def since_wire(self, at: None) -> None: ...
+    def since_wire(self, at: float | None) -> float | None:
+        return None if at is None else (at - self.wire_start()) * 1000.0
 
     def prep_ms(self) -> float:
         return (self.wire_start() - self.started) * 1000.0
@@ -154,6 +158,12 @@ class Transport:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
 
     async def chat(self, body: dict[str, Any], *, media: list[dict[str, Any]] | None = None,
                    listener: Listener | None = None, purpose: str | None = None) -> Outcome:
@@ -239,7 +249,7 @@ class Transport:
 
     async def _stream(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, clock: Clock,
                       listener: Listener | None = None) -> None:
-        acc = StreamAccumulator(started=clock.started, listener=listener)
+        acc = StreamAccumulator(listener=listener)
         content_type = ""
         try:
             stream = await self.client.chat.completions.create(**self._split(body), stream=True)
@@ -249,8 +259,7 @@ class Transport:
                 acc.feed(chunk.to_dict(), time.perf_counter())
         except (openai.APIError, json.JSONDecodeError) as exc:
             outcome.failure = from_exception(exc, mid_stream=acc.chunks > 0 or record.status is not None)
-        acc.started = clock.wire_start()
-        record.ttft_ms, record.ttfc_ms = acc.ms(acc.first_token_at), acc.ms(acc.first_content_at)
+        record.ttft_ms, record.ttfc_ms = clock.since_wire(acc.first_token_at), clock.since_wire(acc.first_content_at)
         end = acc.last_token_at if acc.last_token_at is not None else time.perf_counter()
         record.latency_ms = clock.since_wire(end)
         record.itl_ms = acc.inter_token_ms()

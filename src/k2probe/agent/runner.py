@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,8 +81,6 @@ def verify(workspace: Workspace, task: AgentTask, limits: Limits) -> Verificatio
     try:
         result: SandboxResult = run(command, target, limits)
     finally:
-        import shutil
-
         shutil.rmtree(target.parent, ignore_errors=True)
     which = "hidden tests" if task.hidden else "tests"
     if result.passed:
@@ -119,17 +118,16 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
         if on_step is not None:
             on_step(step)
 
-    transport = session.transport()
     try:
-        if task.media:
-            await deliver(session, transport, task.media, force_upload=task.force_upload)
-        loop = AgentLoop(session, transport, Toolbox(workspace, task.test_cmd, sandbox_limits), task.statement,
-                         limits, on_step=logged, history_transform=history_transform, media=task.media)
-        outcome = await loop.run()
+        async with session.transport() as transport:
+            if task.media:
+                await deliver(session, transport, task.media, force_upload=task.force_upload)
+            loop = AgentLoop(session, transport, Toolbox(workspace, task.test_cmd, sandbox_limits), task.statement,
+                             limits, on_step=logged, history_transform=history_transform, media=task.media)
+            outcome = await loop.run()
         verification = verify(workspace, task, sandbox_limits)
         diff = workspace.diff()
     finally:
-        await transport.aclose()
         workspace.cleanup()
     result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso)
     summary = result.as_json()
