@@ -1,30 +1,43 @@
-"""The sandbox holds: runaway code ends as a recorded failure, never a hung or crashed k2probe."""
+"""The sandbox holds: runaway or hostile code ends as a recorded result, never a hung or crashed k2probe, and nothing it
+does reaches the host: no file outside, not the workspace either, no socket, no key, no shared process budget."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from k2probe.agent.sandbox import Limits, isolation, prepare_workspace, run
+from k2probe.agent.sandbox import Limits, isolation, make_readable, run
 
 
 @pytest.fixture
 def ws():
-    root = Path(tempfile.mkdtemp(prefix="k2probe-test-ws-")) / "repo"
+    base = Path(tempfile.mkdtemp(prefix="k2probe-test-ws-"))
+    root = base / "repo"
     root.mkdir()
-    prepare_workspace(root.parent)
+    (root / "keep.txt").write_text("original\n")
+    make_readable(root)
     yield root
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def test_isolation_is_complete_here():
     iso = isolation()
-    assert "bubblewrap" in iso.filesystem and iso.network.startswith("cut"), iso
+    assert iso.sandbox == "bubblewrap" and iso.network.startswith("cut"), iso
+    if os.geteuid() == 0:
+        assert iso.processes == "own budget (own uid)", iso
 
 
 def test_infinite_loop(ws):
@@ -48,20 +61,30 @@ def test_allocating_8_gib(ws):
     assert result.exit_code == 1 and "MemoryError" in result.stderr
 
 
-def test_writing_outside_the_workspace(ws):
+def test_nothing_written_reaches_the_host_not_even_the_workspace(ws):
     outside = Path(tempfile.mkdtemp(prefix="k2probe-outside-"))
     os.chmod(outside, 0o777)  # even a world-writable folder outside stays out of reach
+    before = _tree(ws)
     script = (f"echo a > {outside}/evil; echo b > ../evil; echo c > $HOME/evil; echo d > /etc/evil; "
-              "echo inside > ok.txt")
+              "echo inside > ok.txt; echo changed > keep.txt; ln -s /etc/passwd link; cat ok.txt")
     result = run(script, ws)
-    assert (ws / "ok.txt").read_text() == "inside\n"
+    assert result.stdout.strip() == "inside"  # it could write its private copy
     assert not (outside / "evil").exists() and not (ws.parent / "evil").exists() and not Path("/etc/evil").exists()
-    assert "Read-only file system" in result.stderr
+    assert "Read-only file system" in result.stderr or "No such file" in result.stderr
+    assert _tree(ws) == before and not (ws / "link").is_symlink()
 
 
 def test_file_size_limit(ws):
     result = run("python -c 'open(\"big\", \"wb\").write(b\"x\" * (80 << 20))'", ws, Limits(file_bytes=1 << 20))
     assert not result.passed and "File too large" in result.stderr
+
+
+def test_disk_cap(ws):
+    """Many files under the per-file limit still cannot fill the host's disk: the private copy is a capped tmpfs."""
+    script = "python -c 'import os\nfor i in range(64): open(f\"f{i}\", \"wb\").write(os.urandom(4 << 20))'"
+    result = run(script, ws, Limits(disk_bytes=32 << 20))
+    assert not result.passed and "No space left on device" in result.stderr
+    assert _tree(ws) == {"keep.txt": b"original\n"}
 
 
 def test_api_key_cannot_be_read(ws, monkeypatch):
@@ -74,6 +97,14 @@ def test_api_key_cannot_be_read(ws, monkeypatch):
     result = run(script, ws)
     assert canary not in result.stdout + result.stderr
     assert "PATH=" in result.stdout  # it did run and print its environment
+
+
+def test_root_only_files_and_home_are_out_of_sight(ws):
+    secret = Path(tempfile.mkdtemp(prefix="k2probe-secret-")) / "secret"
+    secret.write_text("root-only-canary")
+    secret.chmod(0o600)
+    result = run(f"cat {secret}; cat /root/.bash_history; ls /home /run /var", ws)
+    assert "root-only-canary" not in result.stdout and not result.passed
 
 
 def test_socket_to_a_loopback_port(ws):
@@ -97,7 +128,68 @@ def test_socket_to_a_loopback_port(ws):
     assert "ConnectionRefusedError" in result.stderr or "Network is unreachable" in result.stderr
 
 
+@pytest.mark.parametrize("folder", ["/tmp", "/run"])
+def test_a_host_unix_socket_is_unreachable(ws, folder):
+    path = Path(tempfile.mkdtemp(prefix="k2probe-sock-", dir=folder)) / "open.sock"
+    path.parent.chmod(0o755)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    path.chmod(0o777)
+    server.listen()
+    server.settimeout(3)
+    accepted: list[object] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            accepted.append(server.accept())
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    probe = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(path)!r}); print('CONNECTED')"
+    result = run(f"python -c \"{probe}\"", ws)
+    thread.join()
+    server.close()
+    assert accepted == [] and "CONNECTED" not in result.stdout and not result.passed
+
+
 def test_output_is_captured_and_truncated(ws):
     result = run("python -c 'print(\"x\" * 100000); print(\"THE END\")'", ws, Limits(output_bytes=4096))
     assert result.truncated and result.output_bytes > 100000 and len(result.stdout) < 5000
     assert "THE END" in result.stdout  # the tail is kept: that is where test summaries are
+
+
+def test_laid_in_folders_replace_a_link_without_writing_through_it(ws):
+    host = Path(tempfile.mkdtemp(prefix="k2probe-host-"))
+    os.symlink(host, ws / "hidden_tests")
+    hidden = Path(tempfile.mkdtemp(prefix="k2probe-hidden-"))
+    (hidden / "test_h.py").write_text("def test_h():\n    pass\n")
+    make_readable(hidden)
+    result = run("ls -la hidden_tests; cat hidden_tests/test_h.py", ws, lay={"hidden_tests": hidden})
+    assert result.passed and "def test_h" in result.stdout, result.stderr
+    assert list(host.iterdir()) == []
+
+
+def test_a_venv_under_tmp_runs_inside(tmp_path):
+    """The interpreter is mounted wherever it lives: a venv under /tmp, over a base interpreter under /root or /usr."""
+    venv = Path(tempfile.mkdtemp(prefix="k2probe-venv-", dir="/tmp")) / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    script = ("import pathlib, tempfile\n"
+              "from k2probe.agent.sandbox import run, make_readable\n"
+              "ws = pathlib.Path(tempfile.mkdtemp()) / 'repo'; ws.mkdir(); make_readable(ws)\n"
+              "r = run('python -c \"import sys, pytest; print(sys.prefix)\"', ws)\n"
+              "print(r.exit_code, r.stdout.strip(), r.stderr.strip()[-300:])\n")
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[:2] == ["0", str(venv)], done.stdout + done.stderr
+
+
+def test_eight_sandboxes_forking_50_each_and_a_fork_bomb_beside_them(ws):
+    fifty = ("python -c 'import os, time\npids = [os.fork() or (time.sleep(1.5), os._exit(0)) for _ in range(50)]\n"
+             "[os.waitpid(p, 0) for p in pids]\nprint(\"forked\", len(pids))'")
+    bomb = "python -c 'import os\nwhile True:\n  try: os.fork()\n  except OSError: pass'"
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        bombing = pool.submit(run, bomb, ws, Limits(wall_s=8, cpu_s=8, processes=64))
+        results = list(pool.map(lambda _: run(fifty, ws, Limits(wall_s=60, processes=64)), range(8)))
+        bombing.result()
+    for result in results:
+        assert result.passed and "forked 50" in result.stdout, result.stderr[-500:]
+        assert "Cannot fork" not in result.stderr and "Resource temporarily unavailable" not in result.stderr

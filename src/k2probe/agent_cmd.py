@@ -10,6 +10,7 @@ from rich.text import Text
 
 from . import render
 from .agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
+from .agent.sandbox import Isolation
 from .errors import UsageError
 from .session import Session
 from .suites import find_task
@@ -66,6 +67,10 @@ def show_result(result: AgentResult) -> None:
 
 
 def run_agent_command(session: Session, task: AgentTask, limits: AgentLimits, test_timeout_s: float,
-                      quiet: bool) -> AgentResult:
+                      quiet: bool, iso: Isolation) -> AgentResult:
     sandbox = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
-    return asyncio.run(run_agent(session, task, limits, sandbox, on_step=None if quiet else show_step))
+    if not quiet:
+        render.notice(f"isolation: {iso.line()}")
+        for note in iso.notes:
+            render.notice(f"warning: {note}")
+    return asyncio.run(run_agent(session, task, limits, sandbox, on_step=None if quiet else show_step, iso=iso))

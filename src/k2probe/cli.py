@@ -12,9 +12,10 @@ import typer
 
 from . import __version__, render
 from .agent import AgentLimits
+from .agent.sandbox import isolation
 from .agent_cmd import choose_task, run_agent_command, show_result
 from .chat import chat_request, figures, run_chat
-from .config import all_routes, load_file, parse_params, resolve_route
+from .config import KEY_ENVS, all_routes, load_file, parse_params, resolve_route
 from .doctor import code_for, run_doctor
 from .emulator import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults, serve_forever
 from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
@@ -22,6 +23,7 @@ from .failures import Failure
 from .media import Media, load_media
 from .profiles import profile_for
 from .quickstart import run_quickstart
+from .redact import RedactingStream, remember
 from .results import print_run, print_runs, run_detail
 from .results import review as review_run
 from .session import open_session
@@ -75,7 +77,7 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
         as_json: JsonOpt = False) -> None:
     """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
     params = parse_params(param or [])
-    with open_session("doctor", route, config_snapshot={"params": params}) as session:
+    with open_session("doctor", route, config_snapshot={"params": params}, diagnose_key=True) as session:
         _notices(session.notices)
         result = asyncio.run(run_doctor(session, params))
         session.summary = {"diagnosis": result.diagnosis}
@@ -175,19 +177,23 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
           video: Annotated[list[Path] | None, typer.Option("--video", help="a video for the task (repeatable)")] = None,
           fit: Annotated[bool, typer.Option("--fit", envvar="K2PROBE_FIT")] = False,
           upload: Annotated[bool, typer.Option("--upload", envvar="K2PROBE_UPLOAD")] = False,
+          sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX", help=(
+              "auto (bubblewrap, refuse without it), bwrap, or none: run model-written code unisolated, at your "
+              "risk"))] = "auto",
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
     if list_tasks:
         for item in load_suite():
             render.out.print(f"{item.suite}/{item.id:<14} {item.title}")
         return
+    iso = isolation(sandbox)  # fail closed before anything is sent: no isolation, no agent (unless --sandbox none)
     chosen = choose_task(task, repo, test_cmd, task_ref)
     chosen.media = load_all_media(route, image, video, fit=fit)
     chosen.force_upload = upload
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost, timeout_s=timeout)
     with open_session("agent", route, config_snapshot={"task": chosen.task_id, "limits": limits.__dict__}) as session:
         _notices(session.notices)
-        result = run_agent_command(session, chosen, limits, test_timeout, as_json)
+        result = run_agent_command(session, chosen, limits, test_timeout, as_json, iso)
         session.summary = {"attempt": result.attempt_id, "passed": result.passed}
     if as_json:
         render.emit_json(result.as_json(), session.redactor)
@@ -323,6 +329,10 @@ def version() -> None:
 
 def main() -> None:
     """Entry point: K2ProbeError becomes one line on stderr and its exit code; nothing else escapes as a traceback."""
+    sys.stdout = RedactingStream(sys.stdout)
+    sys.stderr = RedactingStream(sys.stderr)
+    for name in KEY_ENVS:  # known before anything can print
+        remember(os.environ.get(name))
     try:
         app()
     except K2ProbeError as exc:

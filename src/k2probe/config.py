@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
+from .redact import remember
 
 KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")
 BASE_URL_ENV = "AI_GATEWAY_BASE_URL"
@@ -44,6 +46,15 @@ class RouteSpec(BaseModel):
     price: PriceOverride | None = None
     emulator: bool = False  # serve this route from the built-in emulator
     personality: str = "moonshot"  # emulator personality when `emulator` is true
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, value: str | None) -> str | None:
+        if value is not None and looks_like_a_key(value):
+            remember(value)  # never echoed, whatever prints it next
+            raise ValueError("api_key_env holds the variable's *name*; this looks like the key itself "
+                             "(write e.g. api_key_env = \"WISGATE_API_KEY\" and export the key in that variable)")
+        return value
 
 
 class ConfigFile(BaseModel):
@@ -145,9 +156,32 @@ def check_base_url(url: str) -> list[Finding]:
     return found
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def looks_like_a_key(name: str) -> bool:
+    """An environment variable's name cannot hold '-', spaces or control characters; a mixed-case name with digits
+    that long is a key, not a name."""
+    if not _ENV_NAME.fullmatch(name) or name.lower().startswith(("sk_", "sk-")):
+        return True
+    return len(name) >= 24 and any(c.isdigit() for c in name) and any(c.islower() for c in name)
+
+
+def key_problem(key: str) -> Finding | None:
+    """Whitespace or control characters anywhere in a key: no server accepts it, and httpx would quote it in its error."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in key):
+        return Finding("invalid_key", "the API key contains whitespace or control characters (a trailing newline or "
+                       "\\r from a file or a copy-paste?); it is not shown",
+                       "set it again without them, e.g. export NAME=\"$(printf %s \"$NAME\" | tr -d '[:space:]')\"")
+    return None
+
+
 def check_key(key: str) -> list[Finding]:
     """What looks wrong in a key's text (never its value: nothing here quotes the key)."""
     found: list[Finding] = []
+    problem = key_problem(key)
+    if problem is not None and key == key.strip():
+        found.append(problem)
     if key != key.strip() or key.strip() != key.strip().strip("'\""):
         found.append(Finding("invalid_key", "the API key has spaces or quotes around it", "remove them"))
     if key.lower().startswith("bearer "):
@@ -183,6 +217,7 @@ def _env_key() -> tuple[str | None, str | None]:
     for name in KEY_ENVS:
         value = os.environ.get(name)
         if value:
+            remember(value)
             return value, name
     return None, None
 
@@ -205,6 +240,7 @@ def _spec_route(name: str, spec: RouteSpec) -> Route:
                      emulated=True, personality=spec.personality)
     key_env = spec.api_key_env or KEY_ENVS[0]
     key = os.environ.get(key_env) or None
+    remember(key)
     base = spec.base_url or os.environ.get(BASE_URL_ENV)
     if not base:
         raise ConfigError(f"route {name!r} has no base_url", fix=f"set base_url in {CONFIG_FILE} or {BASE_URL_ENV}")

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from . import render
 from .agent import AgentLimits, AgentTask, run_agent
+from .agent.sandbox import SandboxUnavailable, isolation
 from .chat import chat_request, figures, run_chat
 from .config import home
 from .doctor import run_doctor
@@ -95,8 +96,13 @@ async def _multimodal(session: Session) -> Step:
 async def _agent(session: Session) -> Step:
     """One shipped task (the guide's parse_total) through the tool-calling loop, verified by hidden tests."""
     task = find_task("parse-total")
+    try:
+        iso = isolation()
+    except SandboxUnavailable as exc:  # fail closed: no isolation, no model-written code run; the rest still counts
+        return Step("agent", "warn", f"skipped: {exc.message} — {exc.fix}", {"skipped": exc.line()})
     result = await run_agent(session, AgentTask(task.statement, task.repo, task.test_cmd, task.hidden,
-                                                task.hidden_cmd, task.id, task.suite), AgentLimits(max_steps=20))
+                                                task.hidden_cmd, task.id, task.suite), AgentLimits(max_steps=20),
+                             iso=iso)
     data = result.as_json()
     kept = all(flag is not False for flag in data["reasoning_preserved"])
     detail = (f"{task.id}: {result.verification.reason}; {data['steps']} steps, ended {data['end_reason']}, "

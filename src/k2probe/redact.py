@@ -1,36 +1,88 @@
-"""Keep secrets in memory: replace any known key, Bearer token or token-bearing URL parameter before anything is written."""
+"""Keep secrets in memory: replace any known key, Bearer token or token-bearing URL parameter before anything is written
+or printed. A key given to any Redactor is known to all of them (and to the guarded stdout/stderr) from then on."""
 
 from __future__ import annotations
 
+import io
 import re
-from typing import Any
+from typing import Any, TextIO
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
 _URL_TOKEN = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|auth)=)[^&\s\"']+")
 _SK = re.compile(r"\bsk-[A-Za-z0-9_-]{12,}")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+_KNOWN: set[str] = set()
+_ordered: list[str] = []
+
+
+def remember(secret: str | None) -> None:
+    """Redact `secret` everywhere from now on, with the forms it takes once quoted (stripped, repr-escaped)."""
+    if not secret:
+        return
+    forms = {secret, secret.strip(), repr(secret)[1:-1], secret.encode("unicode_escape").decode("ascii", "replace")}
+    fresh = {f for f in forms if len(f) >= 4} - _KNOWN
+    if fresh:
+        _KNOWN.update(fresh)
+        _ordered[:] = sorted(_KNOWN, key=len, reverse=True)
+
+
+def redact(value: str) -> str:
+    """`value` with every known secret, Bearer token, URL token or password and sk- key replaced by ***."""
+    for secret in _ordered:
+        if secret in value:
+            value = value.replace(secret, "***")
+    value = _BEARER.sub(r"\1***", value)
+    value = _URL_TOKEN.sub(r"\1***", value)
+    value = _URL_PASSWORD.sub(r"\1***@", value)
+    return _SK.sub("sk-***", value)
 
 
 class Redactor:
-    """Redacts the given secrets (and anything shaped like a key) out of text and JSON-like values."""
+    """Redacts the given secrets (and every other known one, and anything shaped like a key) out of text and JSON."""
 
     def __init__(self, secrets: list[str] | None = None) -> None:
-        self.secrets = sorted({s for s in (secrets or []) if s and len(s) >= 4}, key=len, reverse=True)
+        for secret in secrets or []:
+            remember(secret)
 
     def text(self, value: str) -> str:
-        for secret in self.secrets:
-            value = value.replace(secret, "***")
-        value = _BEARER.sub(r"\1***", value)
-        value = _URL_TOKEN.sub(r"\1***", value)
-        value = _URL_PASSWORD.sub(r"\1***@", value)
-        return _SK.sub("sk-***", value)
+        return redact(value)
 
     def value(self, value: Any) -> Any:
         """A JSON-like value with every string redacted (dict keys included)."""
         if isinstance(value, str):
-            return self.text(value)
+            return redact(value)
         if isinstance(value, dict):
-            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+            return {redact(str(k)): self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+class RedactingStream(io.TextIOBase):
+    """stdout or stderr with every write redacted: nothing k2probe (or a library under it) prints can show a key."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self.inner = inner
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError("write() argument must be str")
+        self.inner.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def isatty(self) -> bool:
+        return self.inner.isatty()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.inner, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.inner, "errors", None)

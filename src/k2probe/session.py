@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Route, load_file, resolve_route
+from .config import Route, check_key, load_file, resolve_route
 from .emulator import EmulatorServer, EmulatorSettings
+from .errors import ConfigError
 from .profiles import Profile, profile_for
 from .records import CallRecord
 from .redact import Redactor
@@ -45,9 +46,16 @@ class Session:
 
 @contextmanager
 def open_session(command: str, route_name: str | None = None, *, emulator: EmulatorSettings | None = None,
-                 config_snapshot: dict[str, Any] | None = None, route: Route | None = None) -> Iterator[Session]:
-    """Resolve the route, start the emulator if the route is emulated, open the store and a run; close all at the end."""
+                 config_snapshot: dict[str, Any] | None = None, route: Route | None = None,
+                 diagnose_key: bool = False) -> Iterator[Session]:
+    """Resolve the route, start the emulator if the route is emulated, open the store and a run; close all at the end.
+    A key no server could accept (whitespace, control characters, quotes, 'Bearer ') is refused here, before any
+    request and without being shown, unless the command's job is to diagnose it (`doctor`)."""
     route = route or resolve_route(route_name, load_file())
+    findings = check_key(route.key()) if route.api_key is not None and not diagnose_key else []
+    if findings:
+        raise ConfigError(f"{findings[0].message} (in {route.api_key_env})",
+                          fix=findings[0].fix.replace("NAME", route.api_key_env or "NAME"))
     redactor = Redactor([route.key()])
     server: EmulatorServer | None = None
     notices: list[str] = []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from ..media import Media
 from ..session import Session
 from ..uploads import deliver
 from .loop import AgentLimits, AgentLoop, History, LoopResult, Step, save_trajectory, step_dict
-from .sandbox import Limits, SandboxResult, isolation, run
+from .sandbox import Isolation, Limits, SandboxResult, isolation, make_readable, run
 from .tools import Toolbox
 from .workspace import Workspace
 
@@ -74,14 +75,16 @@ class AgentResult:
         }
 
 
-def verify(workspace: Workspace, task: AgentTask, limits: Limits) -> Verification:
-    """The hidden tests (or the task's test command) on a fresh copy of the final state."""
+VERIFY_GRACE_S = 5.0  # verification may run this long past --timeout (at most 15% of it), so a run still gets a verdict
+
+
+def verify(workspace: Workspace, task: AgentTask, limits: Limits, iso: Isolation) -> Verification:
+    """The hidden tests (or the task's test command) on a fresh private copy of the final state, hidden tests laid in
+    by the sandbox itself (whatever the workspace has at their place is replaced, never written through)."""
     command = task.hidden_cmd or task.test_cmd
-    target = workspace.copy_for_verification(task.hidden)
-    try:
-        result: SandboxResult = run(command, target, limits)
-    finally:
-        shutil.rmtree(target.parent, ignore_errors=True)
+    lay = {task.hidden.name: task.hidden} if task.hidden is not None else {}
+    make_readable(workspace.root)
+    result: SandboxResult = run(command, workspace.root, limits, iso, lay=lay)
     which = "hidden tests" if task.hidden else "tests"
     if result.passed:
         reason = f"{which} passed"
@@ -94,20 +97,25 @@ def verify(workspace: Workspace, task: AgentTask, limits: Limits) -> Verificatio
 
 async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | None = None,
                     sandbox_limits: Limits | None = None, *, on_step: Callable[[Step], None] | None = None,
-                    history_transform: Callable[[History], History] | None = None) -> AgentResult:
-    """The loop on a private copy of `task.repo`, every step stored and written to the trajectory file."""
+                    history_transform: Callable[[History], History] | None = None,
+                    iso: Isolation | None = None) -> AgentResult:
+    """The loop on a private copy of `task.repo`, every step stored and written to the trajectory file. `--timeout`
+    bounds it all: requests, test runs and (with a short grace) the verification. The attempt always ends recorded:
+    an exception or an interrupt marks it `error` before it propagates."""
     limits = limits or AgentLimits()
     sandbox_limits = sandbox_limits or Limits()
+    iso = iso or isolation()
+    started = time.monotonic()
+    deadline = started + limits.timeout_s
     store = session.store
-    iso = asdict(isolation())
+    iso_record = asdict(iso)
     attempt_id = store.start_attempt(session.run_id, task_id=task.task_id, suite=task.suite,
                                      route=session.route.name, model=session.route.model,
-                                     statement=task.statement, isolation=iso)
+                                     statement=task.statement, isolation=iso_record)
     path = home() / "trajectories" / f"{attempt_id}.json"
     document: dict[str, Any] = {"attempt_id": attempt_id, "task": task.task_id, "statement": task.statement,
-                                "route": session.route.public(), "limits": asdict(limits), "isolation": iso,
+                                "route": session.route.public(), "limits": asdict(limits), "isolation": iso_record,
                                 "steps": [], "outcome": None}
-    workspace = Workspace(task.repo)
 
     def logged(step: Step) -> None:
         record = step_dict(step)
@@ -118,18 +126,31 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
         if on_step is not None:
             on_step(step)
 
+    workspace: Workspace | None = None
     try:
+        workspace = Workspace(task.repo)
         async with session.transport() as transport:
             if task.media:
                 await deliver(session, transport, task.media, force_upload=task.force_upload)
-            loop = AgentLoop(session, transport, Toolbox(workspace, task.test_cmd, sandbox_limits), task.statement,
-                             limits, on_step=logged, history_transform=history_transform, media=task.media)
+            toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, iso, deadline)
+            loop = AgentLoop(session, transport, toolbox, task.statement, limits, on_step=logged,
+                             history_transform=history_transform, media=task.media)
             outcome = await loop.run()
-        verification = verify(workspace, task, sandbox_limits)
+        grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
+        verification = await asyncio.to_thread(verify, workspace, task,
+                                                sandbox_limits.within(deadline + grace - time.monotonic()), iso)
         diff = workspace.diff()
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+        reason = "interrupted" if interrupted else f"k2probe failed: {type(exc).__name__}: {exc}"
+        store.finish_attempt(attempt_id, status="error", end_reason="interrupted" if interrupted else "crashed",
+                             verification={"status": "error", "passed": False, "reason": session.redactor.text(reason)},
+                             steps=len(document["steps"]), trajectory_path=str(path))
+        raise
     finally:
-        workspace.cleanup()
-    result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso)
+        if workspace is not None:
+            workspace.cleanup()
+    result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso_record)
     summary = result.as_json()
     document["outcome"] = {k: v for k, v in summary.items() if k not in ("statement",)}
     save_trajectory(path, session.redactor.value(document))

@@ -1,11 +1,14 @@
-"""Run code the model wrote: own process group, CPU/memory/file/process limits, a read-only world outside the
-workspace (bubblewrap), no network, no secrets in the environment, output captured and truncated."""
+"""Run code the model wrote, away from the host: bubblewrap with only the system folders and the interpreter mounted
+read-only, the workspace copied into a size-capped private tmpfs (writes never reach the host), no network, no host
+sockets, an environment rebuilt from scratch, a uid of its own when k2probe runs as root (its own process budget), and
+CPU / memory / file-size limits. Where bubblewrap cannot run, nothing runs unless the user accepts `--sandbox none`."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
+import random
 import resource
 import shutil
 import signal
@@ -13,12 +16,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-NOBODY = 65534
+from ..errors import ConfigError
+
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
+SYSTEM_DIRS = ("/usr", "/etc")
+SYSTEM_LINKS_OR_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SANDBOX_UIDS = (0x60000000, 0x7FFFFFFE)  # uids no account uses: one per sandbox, so each has its own process budget
+SOURCE = "/k2probe/src"  # where the workspace is seen, read-only, inside the sandbox
+MODES = ("auto", "bwrap", "none")
+INSTALL_FIX = "apt-get install bubblewrap (or pass --sandbox none to run model-written code unisolated, at your risk)"
+
+
+class SandboxUnavailable(ConfigError):
+    """No isolation can be had on this machine and the user did not accept running without it: exit 2."""
 
 
 @dataclass(frozen=True)
@@ -31,16 +46,33 @@ class Limits:
     file_bytes: int = 64 * 1024**2
     processes: int = 128
     output_bytes: int = 16 * 1024
+    disk_bytes: int = 512 * 1024**2  # the private copy of the workspace: tmpfs size
+
+    def within(self, seconds: float) -> Limits:
+        """The same limits with the wall time cut to what is left of a deadline."""
+        wall = max(0.5, min(self.wall_s, seconds))
+        return Limits(wall, max(1, min(self.cpu_s, int(wall) + 1)), self.memory_bytes, self.file_bytes,
+                      self.processes, self.output_bytes, self.disk_bytes)
 
 
 @dataclass
 class Isolation:
     """How much isolation this machine gave; said in every record, never assumed."""
 
+    sandbox: str  # bubblewrap | none
     filesystem: str
     network: str
     user: str
+    processes: str
+    disk: str
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def isolated(self) -> bool:
+        return self.sandbox == "bubblewrap"
+
+    def line(self) -> str:
+        return f"sandbox {self.sandbox}: {self.filesystem}; network {self.network}; user {self.user}"
 
 
 @dataclass
@@ -68,58 +100,73 @@ class SandboxResult:
 
 
 @functools.lru_cache(maxsize=1)
-def _bwrap_works() -> bool:
+def bwrap_problem() -> str | None:
+    """Why bubblewrap cannot isolate here (None when it can): not installed, or no namespaces allowed."""
     if shutil.which("bwrap") is None:
-        return False
-    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-net",
-                            "--unshare-pid", "true"], capture_output=True, timeout=10)
-    return probe.returncode == 0
+        return "bubblewrap (bwrap) is not installed"
+    try:
+        probe = subprocess.run(["bwrap", *_system_mounts(), "--dev", "/dev", "--proc", "/proc", "--unshare-net",
+                                "--unshare-pid", "--unshare-ipc", "true"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bubblewrap could not start: {exc}"
+    if probe.returncode != 0:
+        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:200]}"
+    return None
 
 
-@functools.lru_cache(maxsize=1)
-def _unshare_net_works() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10).returncode == 0
+def _as_root() -> bool:
+    return os.geteuid() == 0 and shutil.which("setpriv") is not None
 
 
-def isolation() -> Isolation:
-    root = os.geteuid() == 0
-    user = "nobody (uid 65534)" if root and shutil.which("setpriv") else "the calling user"
-    if _bwrap_works():
-        return Isolation("read-only outside the workspace; private /tmp (bubblewrap)",
-                         "cut: empty network namespace (bubblewrap)", user)
-    notes = ["bubblewrap unavailable: the filesystem outside the workspace is NOT protected (apt-get install bubblewrap)"]
-    network = "cut: empty network namespace (unshare)" if _unshare_net_works() else "NOT cut: no network namespace"
-    return Isolation("not isolated", network, user, notes)
+def isolation(mode: str = "auto") -> Isolation:
+    """What `mode` gives on this machine. SandboxUnavailable when isolation is asked for (auto, bwrap) but missing."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown --sandbox {mode!r}", fix=f"use one of: {', '.join(MODES)}")
+    if mode == "none":
+        return Isolation("none", "NOT isolated: the code can read and write whatever the calling user can",
+                         "NOT cut", "the calling user", "shared with the calling user",
+                         f"{Limits().file_bytes // 2**20} MiB per file only",
+                         ["--sandbox none: model-written code ran without isolation, accepted by the user"])
+    problem = bwrap_problem()
+    if problem is not None:
+        raise SandboxUnavailable(f"cannot isolate model-written code: {problem}", fix=INSTALL_FIX)
+    root = _as_root()
+    user = "a uid of its own per sandbox (no account, no groups)" if root else "the calling user, in a user namespace"
+    processes = "own budget (own uid)" if root else "shared with the calling user's processes"
+    notes = [] if root else ["not root: the process limit counts the calling user's own processes too"]
+    return Isolation("bubblewrap", "only system folders and the interpreter, read-only; the workspace a private copy",
+                     "cut: empty network namespace", user, processes, "private tmpfs, capped", notes)
 
 
-def _scrubbed_env(workspace: Path) -> dict[str, str]:
-    """A fresh environment: nothing from the caller's but PATH and locale, so no key can be read."""
-    python_bin = str(Path(sys.executable).parent)
-    path = os.pathsep.join([python_bin, "/usr/local/bin", "/usr/bin", "/bin"])
+def _scrubbed_env(extra_path: list[str]) -> dict[str, str]:
+    """A fresh environment: nothing from the caller's but locale, so no key can be read."""
+    path = os.pathsep.join(dict.fromkeys([*extra_path, "/usr/local/bin", "/usr/bin", "/bin"]))
     env = {"PATH": path, "HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-           "PYTHONUNBUFFERED": "1", "K2PROBE_SANDBOX": "1"}
+           "PYTHONUNBUFFERED": "1", "K2PROBE_IN_SANDBOX": "1"}
     env.update({k: os.environ[k] for k in SAFE_ENV if k in os.environ})
     env.setdefault("LANG", "C.UTF-8")
     return env
 
 
-def _own_processes() -> int:
-    uid = os.getuid()
+def _processes_of(uid: int) -> int:
     count = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    count += 1
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                count += entry.stat().st_uid == uid
     return count
 
 
-def _preexec(limits: Limits, drop_to_nobody: bool) -> Any:
-    processes = limits.processes if drop_to_nobody else _own_processes() + limits.processes
+def _free_uid() -> int:
+    """A uid no process uses now: the sandbox's process budget is its own."""
+    while True:
+        uid = random.randint(*SANDBOX_UIDS)
+        if _processes_of(uid) == 0:
+            return uid
+
+
+def _preexec(limits: Limits, own_uid: bool) -> Any:
+    processes = limits.processes if own_uid else _processes_of(os.getuid()) + limits.processes
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
@@ -131,46 +178,126 @@ def _preexec(limits: Limits, drop_to_nobody: bool) -> Any:
     return apply
 
 
-def prepare_workspace(workspace: Path) -> None:
-    """Let the sandbox user write the workspace (and only it)."""
-    if os.geteuid() != 0:
-        return
-    for root, dirs, files in os.walk(workspace):
-        os.chown(root, NOBODY, NOBODY)
-        for name in dirs + files:
-            os.chown(os.path.join(root, name), NOBODY, NOBODY, follow_symlinks=False)
+def make_readable(folder: Path) -> None:
+    """Let any uid read the workspace (the sandbox copies it in); links are left alone, never followed."""
+    for root, dirs, files in os.walk(folder):
+        os.chmod(root, 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            mode = os.lstat(path).st_mode
+            if not os.path.islink(path):
+                os.chmod(path, (mode & 0o7777) | 0o444)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
 
 
-def _python_paths() -> list[str]:
-    """The interpreter's installation, which the sandbox user must be able to run even when it lives under a
-    private home directory (pyenv under /root)."""
-    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    return sorted(paths)
+def runtime_paths(command: str) -> list[str]:
+    """Installations the command needs, wherever they live (/tmp, /root/.pyenv, /opt): the interpreter's prefixes
+    and the prefix of what the command's first word resolves to on the caller's PATH."""
+    paths = {p for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    words = command.split()
+    found = shutil.which(words[0]) if words else None
+    if found:
+        paths.add(str(Path(found).parent.parent))
+        paths.add(str(Path(os.path.realpath(found)).parent.parent))
+    paths |= {os.path.realpath(p) for p in list(paths)}
+    return sorted(p for p in paths if p not in ("/", "/usr") and os.path.isdir(p))
 
 
-def _parents(path: str, under: str) -> list[str]:
-    """bwrap arguments creating `path`'s missing parents below `under` as 0755 (bwrap's default is 0700, which
-    would lock the sandbox user out of its own workspace)."""
-    parents = [str(a) for a in reversed(Path(path).parents) if str(a).startswith(under)]
-    return [arg for parent in parents for arg in ("--perms", "0755", "--dir", parent)]
+def _bin_dirs(command: str) -> list[str]:
+    dirs = [str(Path(sys.executable).parent)]
+    words = command.split()
+    found = shutil.which(words[0]) if words else None
+    if found:
+        dirs.append(str(Path(found).parent))
+    return dirs
 
 
-def _wrap(command: str, workspace: Path, iso: Isolation) -> list[str]:
-    inner = ["sh", "-c", command]
-    if "nobody" in iso.user:
-        inner = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *inner]
-    ws = str(workspace)
-    if "bubblewrap" in iso.filesystem:
-        hide_home = ["--tmpfs", "/root"]
-        for path in (p for p in _python_paths() if p.startswith("/root/")):
-            hide_home += [*_parents(path, "/root/"), "--ro-bind", path, path]
-        return ["bwrap", "--ro-bind", "/", "/", *hide_home, "--tmpfs", "/tmp", *_parents(ws, "/tmp/"),
-                "--bind", ws, ws, "--dev", "/dev",
-                "--proc", "/proc", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
-                "--new-session", "--chdir", ws, *inner]
-    if iso.network.startswith("cut"):
-        return ["unshare", "--net", "--", *inner]
-    return inner
+def _system_mounts() -> list[str]:
+    args: list[str] = []
+    for path in SYSTEM_DIRS:
+        if os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for path in SYSTEM_LINKS_OR_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+class _Mounts:
+    """bwrap arguments, creating each mount point's missing parents 0755 (bwrap's own are 0700, which would lock
+    the sandbox user out) and skipping what an earlier mount already shows."""
+
+    def __init__(self) -> None:
+        self.args: list[str] = _system_mounts()
+        self.covered: list[str] = [*SYSTEM_DIRS, "/tmp"]
+        self.made: set[str] = set()
+
+    def _parents(self, path: str) -> None:
+        for parent in reversed(Path(path).parents):
+            name = str(parent)
+            if name == "/" or name in self.made or any(name == c for c in self.covered):
+                continue
+            self.args += ["--perms", "0755", "--dir", name]
+            self.made.add(name)
+
+    def ro(self, source: str, dest: str) -> None:
+        if any(dest == c or dest.startswith(c.rstrip("/") + "/") for c in self.covered if c != "/tmp"):
+            return  # already visible, read-only
+        self._parents(dest)
+        self.args += ["--ro-bind", source, dest]
+        self.covered.append(dest)
+        self.made.add(dest)
+
+    def tmpfs(self, dest: str, size: int) -> None:
+        self._parents(dest)
+        self.args += ["--perms", "0777", "--size", str(size), "--tmpfs", dest]
+        self.made.add(dest)
+
+
+def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, uid: int | None) -> list[str]:
+    """bubblewrap around a shell that copies the workspace (and what is laid in) into a private tmpfs and runs."""
+    mounts = _Mounts()
+    mounts.args += ["--tmpfs", "/tmp"]
+    for path in runtime_paths(command):
+        mounts.ro(path, path)
+    mounts.ro(str(source), SOURCE)
+    laid = []
+    for index, (name, folder) in enumerate(lay.items()):
+        mounts.ro(str(folder), f"/k2probe/lay{index}")
+        laid.append((name, f"/k2probe/lay{index}"))
+    target = str(source)
+    mounts.tmpfs(str(source.parent), limits.disk_bytes)
+    script = 'cp -a "$1" "$2" || exit 125; cd "$2" || exit 125; '
+    for name, mount in laid:
+        script += f'rm -rf "$2/{name}" && cp -a {mount} "$2/{name}" || exit 125; '
+    script += 'exec sh -c "$3"'
+    inner = ["sh", "-c", script, "k2probe-sandbox", SOURCE, target, command]
+    if uid is not None:
+        inner = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                 "--bounding-set=-all", "--no-new-privs", "--", *inner]
+    return ["bwrap", *mounts.args, "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid",
+            "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--chdir", "/", *inner]
+
+
+@contextlib.contextmanager
+def _host_copy(source: Path, lay: Mapping[str, Path]) -> Iterator[Path]:
+    """--sandbox none: a throwaway copy on the host, so test runs still leave the workspace as the tools made it."""
+    folder = Path(tempfile.mkdtemp(prefix="k2probe-run-")).resolve()
+    target = folder / source.name
+    try:
+        shutil.copytree(source, target, symlinks=True)
+        for name, hidden in lay.items():
+            entry = target / name
+            if entry.is_symlink() or entry.is_file():
+                entry.unlink()
+            elif entry.is_dir():
+                shutil.rmtree(entry)
+            shutil.copytree(hidden, entry, symlinks=True)
+        yield target
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _why_killed(code: int | None, timed_out: bool) -> str | None:
@@ -178,7 +305,7 @@ def _why_killed(code: int | None, timed_out: bool) -> str | None:
         return "wall-clock limit"
     if code is None or code >= 0:
         return {128 + signal.SIGXCPU: "CPU-time limit", 128 + signal.SIGXFSZ: "file-size limit",
-                128 + signal.SIGKILL: "killed"}.get(code or 0)
+                128 + signal.SIGKILL: "killed", 125: "sandbox set-up failed (disk cap?)"}.get(code or 0)
     return {-signal.SIGXCPU: "CPU-time limit", -signal.SIGXFSZ: "file-size limit", -signal.SIGKILL: "killed",
             -signal.SIGSEGV: "crashed (memory?)"}.get(code, f"signal {-code}")
 
@@ -197,18 +324,29 @@ def _read_capped(path: Path, limit: int) -> tuple[str, int]:
             + tail.decode("utf-8", "replace")), size
 
 
-def run(command: str, workspace: Path, limits: Limits | None = None) -> SandboxResult:
-    """Run `command` (a shell line) in the workspace under the limits; never raises for what the command does."""
+def run(command: str, workspace: Path, limits: Limits | None = None, iso: Isolation | None = None, *,
+        lay: Mapping[str, Path] | None = None) -> SandboxResult:
+    """Run `command` (a shell line) on a private copy of `workspace`, with each `lay` folder laid in under its name
+    (replacing whatever the workspace has there); nothing it writes reaches the workspace. Never raises for what the
+    command does."""
     limits = limits or Limits()
-    iso = isolation()
-    wrapped = _wrap(command, workspace, iso)
+    iso = iso or isolation()
+    lay = lay or {}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="k2probe-out-") as out_dir:
-        out_path, err_path = Path(out_dir) / "stdout", Path(out_dir) / "stderr"
+    with contextlib.ExitStack() as stack:
+        out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="k2probe-out-")))
+        if iso.isolated:
+            uid = _free_uid() if _as_root() else None
+            argv, cwd = _bwrap(command, workspace, lay, limits, uid), "/"
+            env = _scrubbed_env(_bin_dirs(command))
+        else:
+            uid = None
+            cwd = str(stack.enter_context(_host_copy(workspace, lay)))
+            argv, env = ["sh", "-c", command], _scrubbed_env(_bin_dirs(command))
+        out_path, err_path = out_dir / "stdout", out_dir / "stderr"
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            process = subprocess.Popen(wrapped, cwd=workspace, env=_scrubbed_env(workspace), stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=err, start_new_session=True,
-                                       preexec_fn=_preexec(limits, "nobody" in iso.user))
+            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                       start_new_session=True, preexec_fn=_preexec(limits, uid is not None))
             timed_out = False
             try:
                 code: int | None = process.wait(timeout=limits.wall_s)

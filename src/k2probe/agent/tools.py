@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .sandbox import Limits, SandboxResult, prepare_workspace, run
-from .workspace import GIT, PathDenied, Workspace
+from .sandbox import Isolation, Limits, SandboxResult, make_readable, run
+from .workspace import PathDenied, Workspace, check_relative, git_env
 
 MAX_LINES = 400
 MAX_READ_BYTES = 32 * 1024
+MAX_FILE_BYTES = 1024 * 1024  # what read_file, search and write_file handle per file
 MAX_LIST = 500
 MAX_MATCHES = 100
 
@@ -125,12 +128,15 @@ def parse_arguments(name: str, raw: str) -> _Args:
 
 
 class Toolbox:
-    """Runs tool calls against one workspace."""
+    """Runs tool calls against one workspace. Every failure, whatever raised it, comes back as a ToolFailure."""
 
-    def __init__(self, workspace: Workspace, test_cmd: str, limits: Limits | None = None) -> None:
+    def __init__(self, workspace: Workspace, test_cmd: str, limits: Limits | None = None,
+                 iso: Isolation | None = None, deadline: float | None = None) -> None:
         self.ws = workspace
         self.test_cmd = test_cmd
         self.limits = limits or Limits()
+        self.iso = iso
+        self.deadline = deadline  # time.monotonic() by which test runs must end (the agent's --timeout)
 
     def call(self, name: str, raw_arguments: str) -> ToolOutput:
         args = parse_arguments(name, raw_arguments)
@@ -138,31 +144,29 @@ class Toolbox:
             return getattr(self, f"_{name}")(args)  # type: ignore[no-any-return]
         except PathDenied as exc:
             raise ToolFailure("path_denied", str(exc)) from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ToolFailure("tool_error", f"{name} failed: {exc}") from exc
+        except (ToolFailure, Finished):
+            raise
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise ToolFailure("tool_error", f"{name} failed: {type(exc).__name__}: {exc}") from exc
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.ws.root).as_posix()
-
-    def _files(self, base: Path) -> list[Path]:
-        if base.is_file():
-            return [base]
-        return sorted(p for p in base.rglob("*") if p.is_file() and ".git" not in p.relative_to(self.ws.root).parts)
 
     def _list_files(self, args: ListFiles) -> ToolOutput:
         base = self.ws.resolve(args.path)
         if not base.is_dir():
             raise ToolFailure("tool_error", f"{args.path} is not a folder")
-        files = self._files(base)
+        files, links = self.ws.regular_files(args.path)
         shown = [self._rel(p) for p in files[:MAX_LIST]]
         more = f"\n… and {len(files) - MAX_LIST} more" if len(files) > MAX_LIST else ""
-        return ToolOutput("\n".join(shown) + more if shown else "(no files)")
+        skipped = f"\n({links} symbolic links not listed)" if links else ""
+        return ToolOutput(("\n".join(shown) + more if shown else "(no files)") + skipped)
 
     def _read_file(self, args: ReadFile) -> ToolOutput:
         target = self.ws.resolve(args.path)
         if not target.is_file():
             raise ToolFailure("tool_error", f"no file {args.path}")
-        lines = target.read_text(encoding="utf-8").splitlines()
+        lines = self.ws.read_bytes(args.path, MAX_FILE_BYTES).decode("utf-8").splitlines()
         start = max(1, args.start_line or 1)
         end = min(len(lines), args.end_line or len(lines), start + MAX_LINES - 1)
         body = "\n".join(f"{n:>5}  {lines[n - 1]}" for n in range(start, end + 1))
@@ -174,68 +178,145 @@ class Toolbox:
     def _search(self, args: Search) -> ToolOutput:
         try:
             pattern = re.compile(args.pattern)
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError) as exc:
             raise ToolFailure("tool_error", f"bad regular expression: {exc}") from exc
         matches = []
-        for path in self._files(self.ws.resolve(args.path)):
+        for path in self.ws.regular_files(args.path)[0]:
             try:
-                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                    if pattern.search(line):
-                        matches.append(f"{self._rel(path)}:{number}: {line.strip()[:200]}")
-            except UnicodeDecodeError:
+                text = self.ws.read_bytes(self._rel(path), MAX_FILE_BYTES).decode("utf-8")
+            except (UnicodeDecodeError, PathDenied):
                 continue
+            for number, line in enumerate(text.splitlines(), 1):
+                if pattern.search(line):
+                    matches.append(f"{self._rel(path)}:{number}: {line.strip()[:200]}")
             if len(matches) >= MAX_MATCHES:
                 break
         return ToolOutput("\n".join(matches[:MAX_MATCHES]) or "no matches")
 
     def _write_file(self, args: WriteFile) -> ToolOutput:
-        target = self.ws.resolve(args.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(args.content, encoding="utf-8")
-        return ToolOutput(f"wrote {args.path} ({len(args.content.encode())} bytes)")
+        data = args.content.encode("utf-8")
+        if len(data) > MAX_FILE_BYTES:
+            raise ToolFailure("tool_error", f"content is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
+        if self.ws.is_link_on_the_way(args.path):
+            raise PathDenied(f"path {args.path!r} goes through a symbolic link")
+        self.ws.write_bytes(args.path, data)
+        return ToolOutput(f"wrote {args.path} ({len(data)} bytes)")
 
     def _apply_patch(self, args: ApplyPatch) -> ToolOutput:
-        touched = {p for p in re.findall(r"^(?:---|\+\+\+) (?:[ab]/)?(\S+)", args.patch, flags=re.MULTILINE)
-                   if p != "/dev/null"}
-        if not touched:
-            raise ToolFailure("patch_failed", "no file headers (--- a/path, +++ b/path) in the patch")
-        before = {path: self.ws.resolve(path) for path in touched}
-        snapshot = {path: target.read_bytes() if target.is_file() else None for path, target in before.items()}
+        touched = patch_paths(args.patch)
+        for path in touched:
+            self.ws.resolve(path)
+            if self.ws.is_link_on_the_way(path):
+                raise PathDenied(f"the patch touches {path!r}, which is or goes through a symbolic link")
+        snapshot = {path: self._snapshot(path) for path in touched}
         patch = args.patch if args.patch.endswith("\n") else args.patch + "\n"
         with tempfile.NamedTemporaryFile("w", suffix=".diff", delete=False) as handle:
             handle.write(patch)
         errors = []
-        attempts = [("git apply", [*GIT, "apply", "--whitespace=nowarn", handle.name]),
-                    ("git apply --3way", [*GIT, "apply", "--3way", "--whitespace=nowarn", handle.name]),
-                    ("fuzzy patch (patch --fuzz=3)", ["patch", "-p1", "--fuzz=3", "--forward", "--batch",
-                                                      "--no-backup-if-mismatch", "-r", "-", "-i", handle.name])]
+        attempts = [("git apply", ["apply", "--whitespace=nowarn", handle.name]),
+                    ("git apply --3way", ["apply", "--3way", "--whitespace=nowarn", handle.name])]
         try:
             for label, command in attempts:
-                done = subprocess.run(command, cwd=self.ws.root, capture_output=True, text=True, timeout=60)
+                done = self.ws.git(*command)
                 if done.returncode == 0:
                     return ToolOutput(f"patch applied with {label}")
                 errors.append(f"{label}: {(done.stderr or done.stdout).strip()[:300]}")
-                self._restore(before, snapshot)  # a failed try must leave no half-applied change behind
+                self._restore(snapshot)  # a failed try must leave no half-applied change behind
+            label = "fuzzy patch (patch --fuzz=3)"
+            done = subprocess.run(["patch", "-u", "-p1", "--fuzz=3", "--forward", "--batch", "--no-backup-if-mismatch",
+                                   "-r", "-", "-i", handle.name], cwd=self.ws.root, capture_output=True, text=True,
+                                  timeout=60, env=git_env(self.ws.git_dir, self.ws.root))
+            if done.returncode == 0:
+                return ToolOutput(f"patch applied with {label}")
+            errors.append(f"{label}: {(done.stderr or done.stdout).strip()[:300]}")
+            self._restore(snapshot)
         finally:
             Path(handle.name).unlink(missing_ok=True)
         raise ToolFailure("patch_failed", "the patch does not apply: " + " | ".join(errors))
 
-    @staticmethod
-    def _restore(paths: dict[str, Path], snapshot: dict[str, bytes | None]) -> None:
-        for path, target in paths.items():
-            content = snapshot[path]
+    def _snapshot(self, relative: str) -> bytes | None:
+        path = self.ws.root / relative
+        if path.is_symlink() or not path.is_file():
+            return None
+        return self.ws.read_bytes(relative, MAX_FILE_BYTES * 8)
+
+    def _restore(self, snapshot: dict[str, bytes | None]) -> None:
+        """Put each touched path back as it was: whatever a failed try left there (a link included) is removed, never
+        written through."""
+        for relative, content in snapshot.items():
+            path = self.ws.root / relative
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             if content is None:
-                target.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
             else:
-                target.write_bytes(content)
+                self.ws.write_bytes(relative, content)
 
     def _run_tests(self, _args: RunTests) -> ToolOutput:
-        prepare_workspace(self.ws.root)
-        result = run(self.test_cmd, self.ws.root, self.limits)
+        make_readable(self.ws.root)
+        limits = self.limits if self.deadline is None else self.limits.within(self.deadline - time.monotonic())
+        result = run(self.test_cmd, self.ws.root, limits, self.iso)
         return ToolOutput(test_report(result), result)
 
     def _finish(self, args: Finish) -> ToolOutput:
         raise Finished(args.summary)
+
+
+_HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+_NAMED = ("--- ", "+++ ", "rename from ", "rename to ", "copy from ", "copy to ")
+_LINK_MODE = re.compile(r"^(?:new file mode|new mode|old mode|deleted file mode|index \S+) 120000\s*$")
+
+
+def _strip_name(name: str) -> str | None:
+    name = name.split("\t")[0].strip()
+    if name.startswith('"') and name.endswith('"'):
+        name = name[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1").decode()
+    if name == "/dev/null":
+        return None
+    return name[2:] if name.startswith(("a/", "b/")) else name
+
+
+def _header_names(patch: str) -> tuple[list[str], bool]:
+    """The names in a patch's header lines (hunk bodies skipped by their counts), and whether it had ---/+++."""
+    names: list[str] = []
+    has_headers = False
+    old = new = 0
+    for line in patch.splitlines():
+        if old > 0 or new > 0:  # inside a hunk: a removed "-- x" line is not a header
+            if line.startswith("-"):
+                old -= 1
+            elif line.startswith("+"):
+                new -= 1
+            elif not line.startswith("\\"):
+                old, new = old - 1, new - 1
+            continue
+        if hunk := _HUNK.match(line):
+            old, new = int(hunk.group(1) or 1), int(hunk.group(2) or 1)
+        elif _LINK_MODE.match(line):
+            raise PathDenied("patches may not create or change symbolic links (mode 120000)")
+        elif line.startswith("diff --git "):
+            names += line[len("diff --git "):].split()[:2]
+        elif line.startswith(_NAMED):
+            has_headers = has_headers or line.startswith(("--- ", "+++ "))
+            names.append(line.split(" ", 2)[-1] if line.startswith(("rename", "copy")) else line[4:])
+    return names, has_headers
+
+
+def patch_paths(patch: str) -> list[str]:
+    """Every path a patch names (---/+++, diff --git, rename and copy lines); ToolFailure if it names none,
+    PathDenied if it creates a symbolic link, leaves the workspace or enters .git."""
+    names, has_headers = _header_names(patch)
+    paths = sorted({p for p in (_strip_name(n) for n in names) if p is not None})
+    if not paths or not has_headers:
+        raise ToolFailure("patch_failed", "no file headers (--- a/path, +++ b/path) in the patch")
+    for path in paths:
+        check_relative(path)
+        if ".." in Path(path).parts:
+            raise PathDenied(f"the patch names {path!r}, which leaves the repository")
+    return paths
 
 
 def test_report(result: SandboxResult) -> str:
