@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .conftest import route_env
 
 CANARY = "sk-canary-7f3a9c2e5b1d4068aa11"
@@ -41,3 +43,54 @@ def test_canary_key_never_leaves_memory(cli, emulator, workdir: Path):
         data = path.read_bytes()
         assert CANARY.encode() not in data, path
         assert wrong.encode() not in data, path
+
+
+PASTED = "sk-live-0a1b2c3d4e5f6a7b8c9d"
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_and_never_shown(cli, emulator, workdir: Path):
+    server = emulator()
+    (workdir / "k2probe.toml").write_text(f"[routes.team]\nbase_url = '{server.base_url}'\napi_key_env = '{PASTED}'\n")
+    texts = []
+    for args in (("doctor", "--route", "team"), ("routes",), ("routes", "--json"), ("chat", "hi", "--route", "team"),
+                 ("smoke", "--route", "team", "--json"), ("quickstart", "--route", "team")):
+        result = cli(*args, env=route_env(server))
+        texts.append(result.stdout + result.stderr)
+        assert result.code == 2, (args, result.stderr)
+        assert "api_key_env holds the variable's *name*; this looks like the key itself" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not any(PASTED in text or PASTED[-12:] in text for text in texts)
+
+
+@pytest.mark.parametrize("key", ["sk-trailing-canary-31415926535\r", "sk-trailing-canary-31415926535\n",
+                                 "sk-trailing-canary-31415926535 ", "sk-inner-canary-314159\x1b26535"])
+def test_a_key_with_whitespace_is_refused_before_any_request_and_never_shown(cli, emulator, workdir: Path, key):
+    server = emulator(api_key=key.strip())
+    env = route_env(server, key=key)
+    texts = []
+    for args in (("chat", "hi"), ("chat", "hi", "--stream", "--json"), ("smoke",), ("agent", "--task", "parse-total"),
+                 ("quickstart",)):
+        result = cli(*args, env=env)
+        texts.append(result.stdout + result.stderr)
+        assert result.code == 2, (args, result.stdout, result.stderr)
+        assert ("AI_GATEWAY_API_KEY" in result.stderr and "it is not shown" in result.stderr.replace("\n", " ")) or \
+            "spaces or quotes around it" in result.stderr, result.stderr
+    doctor = cli("doctor", "--json", env=env)
+    texts.append(doctor.stdout + doctor.stderr)
+    assert doctor.code == 1 and doctor.json()["diagnosis"] == "invalid_key"
+    assert server.state.requests_seen == 0
+    assert not any(key.strip() in text for text in texts)
+
+
+def test_every_line_printed_is_redacted():
+    """The guarded stdout/stderr: a known key, in any quoted form a library may give it, never gets through."""
+    import io
+
+    from k2probe.redact import RedactingStream, remember
+
+    key = "tok-\u00e9-raw-key-27182818\r"
+    remember(key)
+    sink = io.StringIO()
+    stream = RedactingStream(sink)
+    stream.write(f"Illegal header value b'Bearer {key}' / {key!r} / {key.strip()}\n")
+    assert "27182818" not in sink.getvalue() and sink.getvalue().count("***") >= 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,16 @@ def test_a_patch_that_does_not_apply_changes_nothing(box):
 def test_run_tests_reports(box):
     out = box.call("run_tests", "{}")
     assert out.test_run is not None and out.test_run.passed and "passed: exit 0" in out.text
+
+
+def test_special_files_are_refused_without_blocking(box):
+    """A FIFO or a device inside the workspace: refused at once (a FIFO opened for reading would block forever)."""
+    os.mkfifo(box.ws.root / "pipe")
+    os.symlink("/dev/zero", box.ws.root / "pkg" / "zero")
+    for path in ("pipe", "pkg/zero"):
+        with pytest.raises(ToolFailure) as caught:
+            box.call("read_file", json.dumps({"path": path}))
+        assert caught.value.kind == "path_denied"
+    assert "pkg/mod.py" in box.call("search", '{"pattern": "line 1"}').text
+    listed = box.call("list_files", "{}").text
+    assert "pipe" not in listed and "(1 symbolic links not listed)" in listed

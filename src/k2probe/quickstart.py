@@ -106,10 +106,11 @@ async def _agent(session: Session) -> Step:
     data = result.as_json()
     kept = all(flag is not False for flag in data["reasoning_preserved"])
     detail = (f"{task.id}: {result.verification.reason}; {data['steps']} steps, ended {data['end_reason']}, "
-              f"reasoning_content {'kept' if kept else 'DROPPED'} on every step; trajectory {data['trajectory']}")
+              f"reasoning_content {'kept' if kept else 'DROPPED'} on every step; sandbox {iso.sandbox}; "
+              f"trajectory {data['trajectory']}")
     return Step("agent", "pass" if result.passed and kept else "fail", detail,
                 {k: data[k] for k in ("steps", "end_reason", "tool_call_failures", "reasoning_preserved",
-                                      "prompt_tokens", "completion_tokens", "cost_usd", "trajectory")})
+                                      "prompt_tokens", "completion_tokens", "cost_usd", "trajectory", "isolation")})
 
 
 async def _snippets(session: Session) -> Step:

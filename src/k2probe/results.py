@@ -70,5 +70,8 @@ def print_run(detail: dict[str, Any]) -> None:
     render.out.print(table)
     for attempt in detail["attempts"]:
         verification = attempt["verification"] or {}
+        iso = attempt.get("isolation") or {}
+        sandbox = f"sandbox {iso.get('sandbox', 'unknown')}" + (" (NOT isolated)" if iso.get("sandbox") == "none" else "")
         render.out.print(f"attempt {attempt['id'][:8]} {attempt['task_id'] or ''}: {attempt['status']} "
-                         f"({verification.get('reason', '')}), ended {attempt['end_reason']}, {attempt['steps']} steps")
+                         f"({verification.get('reason', '')}), ended {attempt['end_reason']}, {attempt['steps']} steps, "
+                         f"{sandbox}")

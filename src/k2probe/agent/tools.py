@@ -163,8 +163,7 @@ class Toolbox:
         return ToolOutput(("\n".join(shown) + more if shown else "(no files)") + skipped)
 
     def _read_file(self, args: ReadFile) -> ToolOutput:
-        target = self.ws.resolve(args.path)
-        if not target.is_file():
+        if not self.ws.resolve(args.path).exists():
             raise ToolFailure("tool_error", f"no file {args.path}")
         lines = self.ws.read_bytes(args.path, MAX_FILE_BYTES).decode("utf-8").splitlines()
         start = max(1, args.start_line or 1)
@@ -280,7 +279,8 @@ def _strip_name(name: str) -> str | None:
 
 
 def _header_names(patch: str) -> tuple[list[str], bool]:
-    """The names in a patch's header lines (hunk bodies skipped by their counts), and whether it had ---/+++."""
+    """The names in a patch's header lines (hunk bodies skipped by their counts), and whether it had file headers
+    (---/+++ or diff --git)."""
     names: list[str] = []
     has_headers = False
     old = new = 0
@@ -298,6 +298,7 @@ def _header_names(patch: str) -> tuple[list[str], bool]:
         elif _LINK_MODE.match(line):
             raise PathDenied("patches may not create or change symbolic links (mode 120000)")
         elif line.startswith("diff --git "):
+            has_headers = True
             names += line[len("diff --git "):].split()[:2]
         elif line.startswith(_NAMED):
             has_headers = has_headers or line.startswith(("--- ", "+++ "))

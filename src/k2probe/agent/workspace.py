@@ -15,8 +15,15 @@ from pathlib import Path
 
 from .sandbox import make_readable
 
-IGNORE = shutil.ignore_patterns(".git", ".k2probe", "__pycache__", "*.pyc", ".venv", "node_modules", ".mypy_cache",
-                                ".pytest_cache", ".ruff_cache")
+_IGNORED_NAMES = shutil.ignore_patterns(".git", ".k2probe", "__pycache__", "*.pyc", ".venv", "node_modules",
+                                        ".mypy_cache", ".pytest_cache", ".ruff_cache")
+
+
+def left_out(folder: str, names: list[str]) -> set[str]:
+    """What a workspace copy leaves out: caches, VCS folders, and special files (FIFOs, sockets, devices)."""
+    special = {n for n in names if not stat.S_ISREG(mode := os.lstat(os.path.join(folder, n)).st_mode)
+               and not stat.S_ISDIR(mode) and not stat.S_ISLNK(mode)}
+    return set(_IGNORED_NAMES(folder, names)) | special
 GIT_FLAGS = ["-c", "safe.directory=*", "-c", "user.name=k2probe", "-c", "user.email=k2probe@localhost",
              "-c", "core.autocrlf=false", "-c", "commit.gpgsign=false", "-c", "core.fsmonitor=false",
              "-c", "core.hooksPath=/dev/null", "-c", "core.attributesFile=/dev/null", "-c", "core.untrackedCache=false",
@@ -58,7 +65,7 @@ class Workspace:
         self.base = Path(tempfile.mkdtemp(prefix="k2probe-ws-")).resolve()
         self.root = self.base / "repo"
         self.git_dir = self.base / "git"
-        shutil.copytree(source, self.root, ignore=IGNORE, symlinks=True)
+        shutil.copytree(source, self.root, ignore=left_out, symlinks=True)
         subprocess.run(["git", *GIT_FLAGS, "init", "-q"], env=git_env(self.git_dir, self.root), cwd=self.base,
                        capture_output=True, timeout=60, check=True)
         (self.git_dir / "info").mkdir(exist_ok=True)
