@@ -23,7 +23,7 @@ os.environ.setdefault("K2PROBE_HOME", tempfile.mkdtemp(prefix="k2probe-bench-"))
 from k2probe.agent import AgentTask, run_agent
 from k2probe.agent import runner as runner_module
 from k2probe.agent import tools as tools_module
-from k2probe.agent.sandbox import isolation, prepare_workspace, run
+from k2probe.agent.sandbox import isolation, make_readable, run
 from k2probe.emulator import EmulatorSettings
 from k2probe.session import open_session
 from k2probe.stats import percentile
@@ -43,10 +43,10 @@ async def timed_chat(self, body, **kwargs):  # type: ignore[no-untyped-def]
         MODEL_WAIT.append(time.perf_counter() - started)
 
 
-def timed_run(command, workspace, limits=None):  # type: ignore[no-untyped-def]
+def timed_run(command, workspace, limits=None, iso=None, **kwargs):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     try:
-        return run(command, workspace, limits)
+        return run(command, workspace, limits, iso, **kwargs)
     finally:
         SANDBOX_RUNS.append(time.perf_counter() - started)
 
@@ -70,7 +70,7 @@ def loop_overhead(rounds: int) -> None:
                 per_step.append((wall - sum(MODEL_WAIT) - sum(SANDBOX_RUNS)) / len(result.loop.steps))
                 all_runs.extend(SANDBOX_RUNS)
     p95 = percentile(per_step, 95) or 0.0
-    print(f"loop overhead per step (workspace copy + verification copy, tools, trajectory file + SQLite writes; "
+    print(f"loop overhead per step (workspace copy + git baseline, tools, trajectory file + SQLite writes; "
           f"model wait and sandboxed test runs excluded): median {statistics.median(per_step) * 1000:.1f} ms, "
           f"p95 {p95 * 1000:.1f} ms (n={len(per_step)} task runs)")
     print(f"one sandboxed pytest run of a task's tests: median {statistics.median(all_runs) * 1000:.0f} ms "
@@ -80,7 +80,7 @@ def loop_overhead(rounds: int) -> None:
 def sandbox_startup(runs: int) -> None:
     ws = Path(tempfile.mkdtemp(prefix="k2probe-bench-ws-")) / "repo"
     ws.mkdir()
-    prepare_workspace(ws.parent)
+    make_readable(ws)
     sandboxed, bare = [], []
     for _ in range(runs):
         started = time.perf_counter()
@@ -90,7 +90,7 @@ def sandbox_startup(runs: int) -> None:
         subprocess.run(["sh", "-c", "true"], cwd=ws, check=True)
         bare.append(time.perf_counter() - started)
     s, b = statistics.median(sandboxed) * 1000, statistics.median(bare) * 1000
-    print(f"sandbox start-up ({isolation().filesystem}): median {s:.1f} ms vs bare subprocess {b:.1f} ms "
+    print(f"sandbox start-up ({isolation().line()}): median {s:.1f} ms vs bare subprocess {b:.1f} ms "
           f"(ratio {s / b:.1f}, n={runs})")
 
 

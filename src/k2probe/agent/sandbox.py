@@ -269,9 +269,10 @@ def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, 
         laid.append((name, f"/k2probe/lay{index}"))
     target = str(source)
     mounts.tmpfs(str(source.parent), limits.disk_bytes)
-    script = 'cp -a "$1" "$2" || exit 125; cd "$2" || exit 125; '
+    setup_failed = '{ echo "k2probe sandbox: could not lay the workspace into its private copy" >&2; exit 125; }'
+    script = f'cp -a "$1" "$2" || {setup_failed}; cd "$2" || {setup_failed}; '
     for name, mount in laid:
-        script += f'rm -rf "$2/{name}" && cp -a {mount} "$2/{name}" || exit 125; '
+        script += f'rm -rf "$2/{name}" && cp -a {mount} "$2/{name}" || {setup_failed}; '
     script += 'exec sh -c "$3"'
     inner = ["sh", "-c", script, "k2probe-sandbox", SOURCE, target, command]
     if uid is not None:
@@ -305,7 +306,7 @@ def _why_killed(code: int | None, timed_out: bool) -> str | None:
         return "wall-clock limit"
     if code is None or code >= 0:
         return {128 + signal.SIGXCPU: "CPU-time limit", 128 + signal.SIGXFSZ: "file-size limit",
-                128 + signal.SIGKILL: "killed", 125: "sandbox set-up failed (disk cap?)"}.get(code or 0)
+                128 + signal.SIGKILL: "killed", 125: "sandbox set-up failed"}.get(code or 0)
     return {-signal.SIGXCPU: "CPU-time limit", -signal.SIGXFSZ: "file-size limit", -signal.SIGKILL: "killed",
             -signal.SIGSEGV: "crashed (memory?)"}.get(code, f"signal {-code}")
 
