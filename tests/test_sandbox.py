@@ -107,20 +107,26 @@ def test_root_only_files_and_home_are_out_of_sight(ws):
     assert "root-only-canary" not in result.stdout and not result.passed
 
 
-def test_socket_to_a_loopback_port(ws):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(3)
-    port = listener.getsockname()[1]
+def _accepting(server: socket.socket) -> tuple[threading.Thread, list[object]]:
+    """Accept connections on `server` in the background for up to 3 s; the list fills if anything got through."""
+    server.listen()
+    server.settimeout(3)
     accepted: list[object] = []
 
     def accept() -> None:
         with contextlib.suppress(OSError):
-            accepted.append(listener.accept())
+            accepted.append(server.accept())
 
     thread = threading.Thread(target=accept)
     thread.start()
+    return thread, accepted
+
+
+def test_socket_to_a_loopback_port(ws):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    thread, accepted = _accepting(listener)
     result = run(f"python -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=2)'", ws)
     thread.join()
     listener.close()
@@ -135,16 +141,7 @@ def test_a_host_unix_socket_is_unreachable(ws, folder):
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))
     path.chmod(0o777)
-    server.listen()
-    server.settimeout(3)
-    accepted: list[object] = []
-
-    def accept() -> None:
-        with contextlib.suppress(OSError):
-            accepted.append(server.accept())
-
-    thread = threading.Thread(target=accept)
-    thread.start()
+    thread, accepted = _accepting(server)
     probe = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(path)!r}); print('CONNECTED')"
     result = run(f"python -c \"{probe}\"", ws)
     thread.join()
