@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from rich.syntax import Syntax
@@ -10,6 +11,7 @@ from rich.text import Text
 
 from . import render
 from .agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
+from .agent.runtime import Runtime
 from .agent.sandbox import Isolation
 from .errors import UsageError
 from .session import Session
@@ -18,12 +20,19 @@ from .suites import find_task
 DEFAULT_TEST_CMD = "python -m pytest -q -p no:cacheprovider"
 
 
-def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, task_ref: str | None) -> AgentTask:
-    """A shipped task by reference, or the user's statement on the user's repository."""
+def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, task_ref: str | None,
+                python: Path | None = None) -> AgentTask:
+    """A shipped task by reference (run under k2probe's own interpreter), or the user's statement on the user's
+    repository (run in the caller's environment, or with --python)."""
+    if python is not None and not (python.is_file() and os.access(python, os.X_OK)):
+        raise UsageError(f"--python {python} is not an executable file", fix="give the path of a Python interpreter")
     if task_ref:
-        task = find_task(task_ref)
-        return AgentTask(task.statement, task.repo, test_cmd or task.test_cmd, task.hidden, task.hidden_cmd, task.id,
-                         task.suite)
+        chosen = AgentTask.from_suite(find_task(task_ref))
+        if test_cmd:
+            chosen.test_cmd = test_cmd
+        if python is not None:
+            chosen.runtime = Runtime.caller(str(python))
+        return chosen
     if not statement or repo is None:
         raise UsageError("give a TASK and --repo PATH, or --task ID for a shipped task",
                          fix='e.g. k2probe agent "fix the failing test" --repo . --test-cmd "pytest -q"')
@@ -35,12 +44,16 @@ def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, 
             raise UsageError(f"no --test-cmd and no tests found in {repo}",
                              fix="pass --test-cmd with the command that decides whether the task is done")
         test_cmd = DEFAULT_TEST_CMD
-    return AgentTask(statement, repo.resolve(), test_cmd)
+    return AgentTask(statement, repo.resolve(), test_cmd, runtime=Runtime.caller(str(python) if python else None))
+
+
+TEST_MARK = {"passed": ("✔", "green"), "failed": ("✘", "yellow"), "error": ("!", "bold red")}
+VERDICT_STYLE = {"passed": "bold green", "failed": "bold red", "error": "bold magenta"}
 
 
 def show_step(step: Step) -> None:
     for tool in step.tools:
-        mark, style = ("✘", "red") if tool.failure else ("✔", "green")
+        mark, style = ("✘", "red") if tool.failure else TEST_MARK.get(tool.tests or "passed", ("✔", "green"))
         first = next((line for line in tool.result.splitlines() if line and not line.startswith("$ ")), "")
         label = f"{tool.failure}: " if tool.failure else ""
         render.out.print(Text(f"  step {step.index + 1:>2} {mark} {tool.name:<12} ", style=style),
@@ -55,8 +68,11 @@ def show_result(result: AgentResult) -> None:
     if result.diff:
         render.out.print(Syntax(result.diff, "diff", word_wrap=True))
     v = result.verification
-    style = "bold green" if v.passed else "bold red"
-    render.out.print(Text(f"verification: {'passed' if v.passed else 'failed'} ({v.reason})", style=style))
+    render.out.print(Text(f"verification: {v.status} ({v.reason})", style=VERDICT_STYLE[v.status]))
+    if v.status == "error":  # the harness failed, not the model: show the lines that prove it
+        render.out.print(Text("the harness or the machine failed; the model is not blamed. Evidence:", style="magenta"))
+        for line in v.proof():
+            render.out.print(Text(f"  | {line}", style="dim"))
     data = result.as_json()
     cost = "cost unknown" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
     failures = ", ".join(f"{k} {n}" for k, n in data["tool_call_failures"].items()) or "none"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from . import __version__, render
 from .agent import AgentLimits
@@ -180,6 +181,9 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
           sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX", help=(
               "auto (bubblewrap, refuse without it), bwrap, or none: run model-written code unisolated, at your "
               "risk"))] = "auto",
+          python: Annotated[Path | None, typer.Option("--python", envvar="K2PROBE_PYTHON", help=(
+              "the interpreter the tests run with (default: for --repo, the caller's PATH and venv; for --task, "
+              "k2probe's own)"))] = None,
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
     if list_tasks:
@@ -187,7 +191,7 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
             render.out.print(f"{item.suite}/{item.id:<14} {item.title}")
         return
     iso = isolation(sandbox)  # fail closed before anything is sent: no isolation, no agent (unless --sandbox none)
-    chosen = choose_task(task, repo, test_cmd, task_ref)
+    chosen = choose_task(task, repo, test_cmd, task_ref, python)
     chosen.media = load_all_media(route, image, video, fit=fit)
     chosen.force_upload = upload
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost, timeout_s=timeout)
@@ -199,7 +203,45 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
         render.emit_json(result.as_json(), session.redactor)
     else:
         show_result(result)
-    if not result.passed:
+    if not result.passed:  # failed: the model's work, 1; error: the harness could not judge it, 2
+        raise typer.Exit(2 if result.verification.status == "error" else 1)
+
+
+suite_app = typer.Typer(no_args_is_help=True, help="Task suites: prove their harness on this machine.")
+app.add_typer(suite_app, name="suite")
+
+
+@suite_app.command("check")
+def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite")] = "basic",
+                sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX",
+                                                     help="auto, bwrap or none")] = "auto",
+                as_json: JsonOpt = False) -> None:
+    """For every task: the untouched repository fails its hidden tests and the reference solution passes them."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from .agent.preflight import preflight
+
+    iso = isolation(sandbox)
+    tasks = load_suite(name)
+    results = []
+    with Progress(console=render.err, transient=True, disable=as_json) as progress:
+        bar = progress.add_task(f"suite {name}", total=len(tasks))
+        for item in tasks:
+            results.append(preflight(item, iso))
+            progress.advance(bar)
+    ok = all(r.ok for r in results)
+    if as_json:
+        render.emit_json({"suite": name, "ok": ok, "isolation": iso.line(), "tasks": [r.as_json() for r in results]})
+    else:
+        table = Table(title=f"suite {name}: preflight ({iso.line()})")
+        for column in ("task", "untouched", "solution", "verdict"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            table.add_row(r.task, r.untouched.status, r.solved.status,
+                          Text("ok", style="green") if r.ok else Text(r.detail, style="bold red"))
+        render.out.print(table)
+    if not ok:
         raise typer.Exit(1)
 
 

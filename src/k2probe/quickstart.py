@@ -100,15 +100,14 @@ async def _agent(session: Session) -> Step:
         iso = isolation()
     except SandboxUnavailable as exc:  # fail closed: no isolation, no model-written code run; the rest still counts
         return Step("agent", "warn", f"skipped: {exc.message} — {exc.fix}", {"skipped": exc.line()})
-    result = await run_agent(session, AgentTask(task.statement, task.repo, task.test_cmd, task.hidden,
-                                                task.hidden_cmd, task.id, task.suite), AgentLimits(max_steps=20),
-                             iso=iso)
+    result = await run_agent(session, AgentTask.from_suite(task), AgentLimits(max_steps=20), iso=iso)
     data = result.as_json()
     kept = all(flag is not False for flag in data["reasoning_preserved"])
     detail = (f"{task.id}: {result.verification.reason}; {data['steps']} steps, ended {data['end_reason']}, "
               f"reasoning_content {'kept' if kept else 'DROPPED'} on every step; sandbox {iso.sandbox}; "
               f"trajectory {data['trajectory']}")
-    return Step("agent", "pass" if result.passed and kept else "fail", detail,
+    status = "warn" if result.verification.status == "error" else ("pass" if result.passed and kept else "fail")
+    return Step("agent", status, detail,
                 {k: data[k] for k in ("steps", "end_reason", "tool_call_failures", "reasoning_preserved",
                                       "prompt_tokens", "completion_tokens", "cost_usd", "trajectory", "isolation")})
 

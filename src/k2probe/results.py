@@ -75,3 +75,6 @@ def print_run(detail: dict[str, Any]) -> None:
         render.out.print(f"attempt {attempt['id'][:8]} {attempt['task_id'] or ''}: {attempt['status']} "
                          f"({verification.get('reason', '')}), ended {attempt['end_reason']}, {attempt['steps']} steps, "
                          f"{sandbox}")
+        if attempt["status"] == "error":  # the harness failed: the evidence, not a verdict on the model
+            for line in [x for x in str(verification.get("output") or "").splitlines() if x.strip()][-8:]:
+                render.out.print(f"    | {line}", style="dim", markup=False)

@@ -56,6 +56,7 @@ class ToolLog:
     result: str
     result_chars: int
     failure: str | None = None
+    tests: str | None = None  # run_tests: passed | failed | error (a failed test run is no tool failure)
 
 
 @dataclass
@@ -204,7 +205,8 @@ class AgentLoop:
             else:
                 self.in_a_row = 0
                 text = output.text
-                step.tools.append(ToolLog(call.get("id"), name, arguments, _truncate(text), len(text)))
+                step.tools.append(ToolLog(call.get("id"), name, arguments, _truncate(text), len(text),
+                                          tests=output.tests))
             self.history.append({"role": "tool", "tool_call_id": call.get("id"), "name": name, "content": text})
 
     def _failed(self, kind: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,9 +13,13 @@ from typing import Any
 from ..config import home
 from ..media import Media
 from ..session import Session
+from ..suites import Task
 from ..uploads import deliver
 from .loop import AgentLimits, AgentLoop, History, LoopResult, Step, save_trajectory, step_dict
-from .sandbox import Isolation, Limits, SandboxResult, isolation, make_readable, run
+from .outcome import Verification, judge
+from .preflight import preflight_failure
+from .runtime import Runtime
+from .sandbox import Isolation, Limits, isolation, make_readable, run
 from .tools import Toolbox
 from .workspace import Workspace
 
@@ -32,15 +37,13 @@ class AgentTask:
     suite: str | None = None
     media: list[Media] = field(default_factory=list)  # screenshots or clips that come with the statement
     force_upload: bool = False
+    shipped: Task | None = None  # a shipped task: its harness is proven (preflight) before the model is judged by it
+    runtime: Runtime = field(default_factory=Runtime.own)  # what the tests run with
 
-
-@dataclass
-class Verification:
-    passed: bool
-    reason: str
-    command: str
-    output: str = ""
-    duration_ms: float = 0.0
+    @classmethod
+    def from_suite(cls, task: Task) -> AgentTask:
+        return cls(task.statement, task.repo, task.test_cmd, task.hidden, task.hidden_cmd, task.id, task.suite,
+                   shipped=task)
 
 
 @dataclass
@@ -66,7 +69,7 @@ class AgentResult:
     def as_json(self) -> dict[str, Any]:
         return {
             "attempt_id": self.attempt_id, "task": self.task.task_id, "statement": self.task.statement,
-            "verification": asdict(self.verification) | {"status": "passed" if self.passed else "failed"},
+            "verification": self.verification.as_json(),
             "end_reason": self.loop.end_reason, "end_detail": self.loop.detail, "summary": self.loop.summary,
             "steps": len(self.loop.steps), "tool_call_failures": dict(self.loop.failures),
             "reasoning_preserved": [s.reasoning_preserved for s in self.loop.steps],
@@ -84,15 +87,8 @@ def verify(workspace: Workspace, task: AgentTask, limits: Limits, iso: Isolation
     command = task.hidden_cmd or task.test_cmd
     lay = {task.hidden.name: task.hidden} if task.hidden is not None else {}
     make_readable(workspace.root)
-    result: SandboxResult = run(command, workspace.root, limits, iso, lay=lay)
-    which = "hidden tests" if task.hidden else "tests"
-    if result.passed:
-        reason = f"{which} passed"
-    elif result.timed_out:
-        reason = f"{which} timed out after {limits.wall_s:.0f} s"
-    else:
-        reason = f"{which} failed: {result.summary()}"
-    return Verification(result.passed, reason, command, (result.stdout + result.stderr)[-4000:], result.duration_ms)
+    result = run(command, workspace.root, limits, iso, lay=lay, runtime=task.runtime)
+    return judge(result, "hidden tests" if task.hidden else "tests", task.runtime, limits)
 
 
 async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | None = None,
@@ -128,11 +124,19 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
 
     workspace: Workspace | None = None
     try:
+        failed_preflight = (await asyncio.to_thread(preflight_failure, task.shipped, iso, task.runtime)
+                            if task.shipped else None)
+        if failed_preflight is not None:  # the harness cannot judge here: no request is sent, nothing is blamed
+            pf = failed_preflight
+            bad = pf.untouched if pf.untouched.status == "error" or pf.untouched.passed else pf.solved
+            outcome = LoopResult("preflight", pf.detail, [], Counter())
+            verification = Verification("error", f"preflight failed: {pf.detail}", bad.command, bad.output)
+            return _finish(session, attempt_id, task, outcome, verification, "", path, document, iso_record)
         workspace = Workspace(task.repo)
         async with session.transport() as transport:
             if task.media:
                 await deliver(session, transport, task.media, force_upload=task.force_upload)
-            toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, iso, deadline)
+            toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, iso, deadline, task.runtime)
             loop = AgentLoop(session, transport, toolbox, task.statement, limits, on_step=logged,
                              history_transform=history_transform, media=task.media)
             outcome = await loop.run()
@@ -150,11 +154,18 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
     finally:
         if workspace is not None:
             workspace.cleanup()
+    return _finish(session, attempt_id, task, outcome, verification, diff, path, document, iso_record)
+
+
+def _finish(session: Session, attempt_id: str, task: AgentTask, outcome: LoopResult, verification: Verification,
+            diff: str, path: Path, document: dict[str, Any], iso_record: dict[str, Any]) -> AgentResult:
+    """Write the outcome into the trajectory and the store."""
+    store = session.store
     result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso_record)
     summary = result.as_json()
     document["outcome"] = {k: v for k, v in summary.items() if k not in ("statement",)}
     save_trajectory(path, session.redactor.value(document))
-    store.finish_attempt(attempt_id, status="passed" if result.passed else "failed", end_reason=outcome.end_reason,
+    store.finish_attempt(attempt_id, status=verification.status, end_reason=outcome.end_reason,
                          verification=summary["verification"], diff=diff, steps=len(outcome.steps),
                          failures=dict(outcome.failures), reasoning_preserved=summary["reasoning_preserved"],
                          prompt_tokens=summary["prompt_tokens"], completion_tokens=summary["completion_tokens"],

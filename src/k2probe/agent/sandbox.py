@@ -13,7 +13,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -22,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .runtime import Runtime
 
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
 SYSTEM_DIRS = ("/usr", "/etc")
 SYSTEM_LINKS_OR_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SANDBOX_UIDS = (0x60000000, 0x7FFFFFFE)  # uids no account uses: one per sandbox, so each has its own process budget
 SOURCE = "/k2probe/src"  # where the workspace is seen, read-only, inside the sandbox
+SHIMS = "/k2probe/bin"  # `python` and `python3` for an interpreter whose folder has neither (/usr/bin/python3)
 MODES = ("auto", "bwrap", "none")
 INSTALL_FIX = "apt-get install bubblewrap (or pass --sandbox none to run model-written code unisolated, at your risk)"
 
@@ -138,11 +139,13 @@ def isolation(mode: str = "auto") -> Isolation:
                      "cut: empty network namespace", user, processes, "private tmpfs, capped", notes)
 
 
-def _scrubbed_env(extra_path: list[str]) -> dict[str, str]:
-    """A fresh environment: nothing from the caller's but locale, so no key can be read."""
-    path = os.pathsep.join(dict.fromkeys([*extra_path, "/usr/local/bin", "/usr/bin", "/bin"]))
-    env = {"PATH": path, "HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-           "PYTHONUNBUFFERED": "1", "K2PROBE_IN_SANDBOX": "1"}
+def _scrubbed_env(runtime: Runtime, shims: str) -> dict[str, str]:
+    """A fresh environment: nothing from the caller's but locale, PATH and VIRTUAL_ENV, so no key can be read."""
+    path = [str(Path(runtime.python).parent), shims, *runtime.path]  # shims only where the interpreter's folder lacks one
+    env = {"PATH": os.pathsep.join(dict.fromkeys(path)), "HOME": "/tmp", "TMPDIR": "/tmp",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "PYTHONUNBUFFERED": "1", "K2PROBE_IN_SANDBOX": "1"}
+    if runtime.virtual_env:
+        env["VIRTUAL_ENV"] = runtime.virtual_env
     env.update({k: os.environ[k] for k in SAFE_ENV if k in os.environ})
     env.setdefault("LANG", "C.UTF-8")
     return env
@@ -190,28 +193,6 @@ def make_readable(folder: Path) -> None:
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
 
 
-def runtime_paths(command: str) -> list[str]:
-    """Installations the command needs, wherever they live (/tmp, /root/.pyenv, /opt): the interpreter's prefixes
-    and the prefix of what the command's first word resolves to on the caller's PATH."""
-    paths = {p for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    words = command.split()
-    found = shutil.which(words[0]) if words else None
-    if found:
-        paths.add(str(Path(found).parent.parent))
-        paths.add(str(Path(os.path.realpath(found)).parent.parent))
-    paths |= {os.path.realpath(p) for p in list(paths)}
-    return sorted(p for p in paths if p not in ("/", "/usr") and os.path.isdir(p))
-
-
-def _bin_dirs(command: str) -> list[str]:
-    dirs = [str(Path(sys.executable).parent)]
-    words = command.split()
-    found = shutil.which(words[0]) if words else None
-    if found:
-        dirs.append(str(Path(found).parent))
-    return dirs
-
-
 def _system_mounts() -> list[str]:
     args: list[str] = []
     for path in SYSTEM_DIRS:
@@ -256,12 +237,16 @@ class _Mounts:
         self.made.add(dest)
 
 
-def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, uid: int | None) -> list[str]:
+def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, uid: int | None,
+           runtime: Runtime) -> list[str]:
     """bubblewrap around a shell that copies the workspace (and what is laid in) into a private tmpfs and runs."""
     mounts = _Mounts()
     mounts.args += ["--tmpfs", "/tmp"]
-    for path in runtime_paths(command):
+    for path in runtime.mounts(command):
         mounts.ro(path, path)
+    mounts.args += ["--perms", "0755", "--dir", "/k2probe", "--perms", "0755", "--dir", SHIMS,
+                    "--symlink", runtime.python, f"{SHIMS}/python", "--symlink", runtime.python, f"{SHIMS}/python3"]
+    mounts.made |= {"/k2probe", SHIMS}
     mounts.ro(str(source), SOURCE)
     laid = []
     for index, (name, folder) in enumerate(lay.items()):
@@ -283,11 +268,14 @@ def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, 
 
 
 @contextlib.contextmanager
-def _host_copy(source: Path, lay: Mapping[str, Path]) -> Iterator[Path]:
+def _host_copy(source: Path, lay: Mapping[str, Path], runtime: Runtime) -> Iterator[Path]:
     """--sandbox none: a throwaway copy on the host, so test runs still leave the workspace as the tools made it."""
     folder = Path(tempfile.mkdtemp(prefix="k2probe-run-")).resolve()
     target = folder / source.name
     try:
+        (folder / "bin").mkdir()
+        for name in ("python", "python3"):
+            (folder / "bin" / name).symlink_to(runtime.python)
         shutil.copytree(source, target, symlinks=True)
         for name, hidden in lay.items():
             entry = target / name
@@ -326,24 +314,25 @@ def _read_capped(path: Path, limit: int) -> tuple[str, int]:
 
 
 def run(command: str, workspace: Path, limits: Limits | None = None, iso: Isolation | None = None, *,
-        lay: Mapping[str, Path] | None = None) -> SandboxResult:
+        lay: Mapping[str, Path] | None = None, runtime: Runtime | None = None) -> SandboxResult:
     """Run `command` (a shell line) on a private copy of `workspace`, with each `lay` folder laid in under its name
     (replacing whatever the workspace has there); nothing it writes reaches the workspace. Never raises for what the
     command does."""
     limits = limits or Limits()
     iso = iso or isolation()
     lay = lay or {}
+    runtime = runtime or Runtime.own()
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="k2probe-out-")))
         if iso.isolated:
             uid = _free_uid() if _as_root() else None
-            argv, cwd = _bwrap(command, workspace, lay, limits, uid), "/"
-            env = _scrubbed_env(_bin_dirs(command))
+            argv, cwd = _bwrap(command, workspace, lay, limits, uid, runtime), "/"
+            env = _scrubbed_env(runtime, SHIMS)
         else:
             uid = None
-            cwd = str(stack.enter_context(_host_copy(workspace, lay)))
-            argv, env = ["sh", "-c", command], _scrubbed_env(_bin_dirs(command))
+            cwd = str(stack.enter_context(_host_copy(workspace, lay, runtime)))
+            argv, env = ["sh", "-c", command], _scrubbed_env(runtime, str(Path(cwd).parent / "bin"))
         out_path, err_path = out_dir / "stdout", out_dir / "stderr"
         with out_path.open("wb") as out, err_path.open("wb") as err:
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .outcome import Verification, judge
+from .runtime import Runtime
 from .sandbox import Isolation, Limits, SandboxResult, make_readable, run
 from .workspace import PathDenied, Workspace, check_relative, git_env
 
@@ -108,6 +110,7 @@ ARGS: dict[str, type[_Args]] = {"list_files": ListFiles, "read_file": ReadFile, 
 class ToolOutput:
     text: str
     test_run: SandboxResult | None = None
+    tests: str | None = None  # run_tests: passed | failed | error
 
 
 def parse_arguments(name: str, raw: str) -> _Args:
@@ -131,11 +134,12 @@ class Toolbox:
     """Runs tool calls against one workspace. Every failure, whatever raised it, comes back as a ToolFailure."""
 
     def __init__(self, workspace: Workspace, test_cmd: str, limits: Limits | None = None,
-                 iso: Isolation | None = None, deadline: float | None = None) -> None:
+                 iso: Isolation | None = None, deadline: float | None = None, runtime: Runtime | None = None) -> None:
         self.ws = workspace
         self.test_cmd = test_cmd
         self.limits = limits or Limits()
         self.iso = iso
+        self.runtime = runtime or Runtime.own()
         self.deadline = deadline  # time.monotonic() by which test runs must end (the agent's --timeout)
 
     def call(self, name: str, raw_arguments: str) -> ToolOutput:
@@ -257,8 +261,9 @@ class Toolbox:
     def _run_tests(self, _args: RunTests) -> ToolOutput:
         make_readable(self.ws.root)
         limits = self.limits if self.deadline is None else self.limits.within(self.deadline - time.monotonic())
-        result = run(self.test_cmd, self.ws.root, limits, self.iso)
-        return ToolOutput(test_report(result), result)
+        result = run(self.test_cmd, self.ws.root, limits, self.iso, runtime=self.runtime)
+        verdict = judge(result, "tests", self.runtime, limits)
+        return ToolOutput(test_report(result, verdict), result, verdict.status)
 
     def _finish(self, args: Finish) -> ToolOutput:
         raise Finished(args.summary)
@@ -320,9 +325,9 @@ def patch_paths(patch: str) -> list[str]:
     return paths
 
 
-def test_report(result: SandboxResult) -> str:
-    verdict = "passed" if result.passed else "FAILED"
-    text = f"$ {result.command}\n{verdict}: {result.summary()} in {result.duration_ms:.0f} ms\n{result.stdout}"
+def test_report(result: SandboxResult, verdict: Verification) -> str:
+    head = {"passed": "passed", "failed": "FAILED", "error": f"HARNESS ERROR ({verdict.reason})"}[verdict.status]
+    text = f"$ {result.command}\n{head}: {result.summary()} in {result.duration_ms:.0f} ms\n{result.stdout}"
     if result.stderr.strip():
         text += f"\n[stderr]\n{result.stderr}"
     return text

@@ -1,0 +1,91 @@
+"""Prove a task's harness on this machine before any model is judged by it: the untouched repository must fail the
+hidden tests and the reference solution must pass them. A preflight that does not hold makes the attempt `error`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import home
+from ..suites import Task
+from .outcome import Verification, judge
+from .runtime import Runtime
+from .sandbox import Isolation, Limits, make_readable, run
+
+CACHE_FILE = "preflight.json"
+
+
+@dataclass
+class Preflight:
+    task: str
+    ok: bool
+    detail: str
+    untouched: Verification
+    solved: Verification
+
+    def as_json(self) -> dict[str, Any]:
+        return {"task": self.task, "ok": self.ok, "detail": self.detail, "untouched": self.untouched.as_json(),
+                "solved": self.solved.as_json()}
+
+
+def _check(folder: Path, task: Task, iso: Isolation, limits: Limits, runtime: Runtime) -> Verification:
+    make_readable(folder)
+    result = run(task.hidden_cmd, folder, limits, iso, lay={task.hidden.name: task.hidden}, runtime=runtime)
+    return judge(result, "hidden tests", runtime, limits)
+
+
+def preflight(task: Task, iso: Isolation, limits: Limits | None = None, runtime: Runtime | None = None) -> Preflight:
+    """Run the hidden tests on the untouched repository and on the repository with the solution laid over it."""
+    limits = limits or Limits()
+    runtime = runtime or Runtime.own()
+    work = Path(tempfile.mkdtemp(prefix="k2probe-preflight-"))
+    try:
+        untouched_dir, solved_dir = work / "untouched" / "repo", work / "solved" / "repo"
+        shutil.copytree(task.repo, untouched_dir)
+        shutil.copytree(task.repo, solved_dir)
+        shutil.copytree(task.solution, solved_dir, dirs_exist_ok=True)
+        untouched = _check(untouched_dir, task, iso, limits, runtime)
+        solved = _check(solved_dir, task, iso, limits, runtime)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ref = f"{task.suite}/{task.id}"
+    if untouched.status == "error" or solved.status == "error":
+        bad = untouched if untouched.status == "error" else solved
+        return Preflight(ref, False, f"the harness cannot run here: {bad.reason}", untouched, solved)
+    if untouched.passed:
+        return Preflight(ref, False, "the untouched repository already passes the hidden tests", untouched, solved)
+    if not solved.passed:
+        return Preflight(ref, False, f"the reference solution does not pass: {solved.reason}", untouched, solved)
+    return Preflight(ref, True, "untouched repository fails the hidden tests, the solution passes", untouched, solved)
+
+
+def _fingerprint(task: Task, iso: Isolation, runtime: Runtime) -> str:
+    digest = hashlib.sha256(f"{__version__}\0{runtime.python}\0{runtime.path}\0{iso.sandbox}".encode())
+    for path in sorted(p for p in task.root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(task.root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def preflight_failure(task: Task, iso: Isolation, runtime: Runtime) -> Preflight | None:
+    """None when this task's harness was proven on this machine, with this interpreter, before; else the preflight
+    (a passing one is remembered in $K2PROBE_HOME/preflight.json)."""
+    path = home() / CACHE_FILE
+    key = _fingerprint(task, iso, runtime)
+    try:
+        proven = set(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        proven = set()
+    if key in proven:
+        return None
+    result = preflight(task, iso, runtime=runtime)
+    if result.ok:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(sorted(proven | {key})), encoding="utf-8")
+        return None
+    return result

@@ -1,0 +1,99 @@
+"""What a sandboxed command runs with: the interpreter (`python` and `python3` always name it), the PATH, and the
+installations to mount read-only so that they work inside, wherever they live (a venv under /tmp, pyenv under /root,
+/opt). Shipped suites run under k2probe's own interpreter; a user's repository under the caller's PATH and venv, or
+the interpreter given with --python."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+NEVER_MOUNTED = ("/", "/usr", "/tmp", "/home", "/root", "/var", "/etc", "/opt", "/run", "/proc", "/sys", "/dev")
+
+
+def _homes() -> set[str]:
+    homes = {"/root", str(Path.home())}
+    if os.path.isdir("/home"):
+        homes |= {str(p) for p in Path("/home").iterdir()}
+    return homes
+
+
+def _prefix_of(bin_dir: str) -> str | None:
+    """The installation a bin folder belongs to (a venv, a pyenv version, /opt/x), if it looks like one."""
+    prefix = Path(bin_dir).parent
+    looks = (prefix / "pyvenv.cfg").is_file() or (prefix / "lib").is_dir()
+    name = str(prefix)
+    return name if looks and name not in NEVER_MOUNTED and name not in _homes() else None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """PATH entries (in order) and the interpreter behind `python`; `virtual_env` is passed on when set."""
+
+    python: str
+    path: tuple[str, ...]
+    virtual_env: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def own(cls) -> Runtime:
+        """k2probe's own interpreter, with the packages it was installed with (pytest among them)."""
+        return cls(sys.executable, (str(Path(sys.executable).parent), *SYSTEM_PATH))
+
+    @classmethod
+    def caller(cls, python: str | None = None) -> Runtime:
+        """The caller's PATH and VIRTUAL_ENV, with `python` (when given) first."""
+        path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and os.path.isabs(p)]
+        venv = os.environ.get("VIRTUAL_ENV") or None
+        if python is not None:
+            path.insert(0, str(Path(python).parent))
+        chosen = python or shutil.which("python", path=os.pathsep.join(path)) or shutil.which(
+            "python3", path=os.pathsep.join(path)) or sys.executable
+        return cls(os.path.abspath(chosen), tuple(dict.fromkeys([*path, *SYSTEM_PATH])), venv)
+
+    def which(self, program: str) -> str | None:
+        return shutil.which(program, path=os.pathsep.join(self.path))
+
+    def mounts(self, command: str) -> list[str]:
+        """Folders to mount read-only: every PATH folder, the installation each belongs to, the interpreter's prefixes,
+        and what the command's first word resolves to (links followed)."""
+        found: set[str] = set()
+        for folder in self.path:
+            if os.path.isdir(folder):
+                found.add(folder)
+                prefix = _prefix_of(folder)
+                if prefix:
+                    found.add(prefix)
+        targets = [self.python, *(t for t in [self.which(command.split()[0])] if t)] if command.split() else [self.python]
+        for target in targets:
+            for path in (target, os.path.realpath(target)):
+                found.add(str(Path(path).parent))
+                prefix = _prefix_of(str(Path(path).parent))
+                if prefix:
+                    found.add(prefix)
+        if self.virtual_env and os.path.isdir(self.virtual_env):
+            found.add(self.virtual_env)
+        for base in _base_prefixes(self.python):
+            found.add(base)
+        found |= {os.path.realpath(p) for p in list(found)}
+        return sorted(p for p in found if p not in NEVER_MOUNTED and p not in _homes() and os.path.isdir(p))
+
+
+def _base_prefixes(python: str) -> list[str]:
+    """A venv's interpreter is a link to a base installation, whose standard library must be mounted too."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return sorted({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    bin_dir = Path(os.path.realpath(python)).parent
+    prefix = bin_dir.parent
+    cfg = Path(python).parent.parent / "pyvenv.cfg"
+    found = [str(prefix)] if (prefix / "lib").is_dir() else []
+    if cfg.is_file():
+        for line in cfg.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                found.append(str(Path(value.strip()).parent))
+    return found

@@ -1,0 +1,95 @@
+"""Verdicts blame the right party: `failed` is the model's work, `error` the harness or the machine, proven by its lines;
+a preflight proves a shipped task's harness before any model is judged by it."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from k2probe.agent.outcome import judge
+from k2probe.agent.preflight import preflight
+from k2probe.agent.runtime import Runtime
+from k2probe.agent.sandbox import Limits, SandboxResult, isolation
+from k2probe.suites import Task, find_task
+
+
+def _bare_venv() -> Path:
+    venv = Path(tempfile.mkdtemp(prefix="k2probe-nopytest-", dir="/tmp")) / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    return venv / "bin" / "python"
+
+
+def _repo(folder: Path) -> Path:
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "test_x.py").write_text("def test_x():\n    assert True\n")
+    return folder
+
+
+def test_an_interpreter_without_pytest_is_an_error_not_a_failure(cli, workdir):
+    python = _bare_venv()
+    result = cli("agent", "make the tests pass", "--repo", str(_repo(workdir / "r")), "--python", str(python),
+                 "--max-steps", "2", "--json")
+    data = result.json()
+    assert result.code == 2, result.stderr
+    assert data["verification"]["status"] == "error"
+    assert data["verification"]["reason"].startswith(f"pytest is not installed for {python}")
+    assert "No module named pytest" in data["verification"]["output"]
+    shown = cli("agent", "make the tests pass", "--repo", str(_repo(workdir / "r2")), "--python", str(python),
+                "--max-steps", "1")
+    assert shown.code == 2 and "verification: error (pytest is not installed" in shown.stdout
+    assert "| " in shown.stdout and "No module named pytest" in shown.stdout  # the lines that prove it
+    with sqlite3.connect(workdir / "home" / "k2probe.db") as db:
+        assert {row[0] for row in db.execute("select status from attempts")} == {"error"}
+
+
+def test_a_shipped_task_whose_harness_fails_here_sends_nothing(cli, workdir):
+    result = cli("agent", "--task", "parse-total", "--python", str(_bare_venv()), "--json")
+    data = result.json()
+    assert result.code == 2 and data["verification"]["status"] == "error"
+    assert data["verification"]["reason"].startswith("preflight failed: the harness cannot run here: pytest is not")
+    assert data["end_reason"] == "preflight" and data["steps"] == 0 and data["prompt_tokens"] == 0
+
+
+def test_a_missing_test_command_is_an_error(cli, workdir):
+    result = cli("agent", "x", "--repo", str(_repo(workdir / "r")), "--test-cmd", "no-such-runner -q",
+                 "--max-steps", "1", "--json")
+    assert result.code == 2 and result.json()["verification"]["status"] == "error"
+    assert "not found (exit 127)" in result.json()["verification"]["reason"]
+
+
+def test_code_cannot_fake_a_harness_error():
+    """Model-written code that prints the harness's signs after running tests is still `failed`."""
+    runtime = Runtime.own()
+    faked = SandboxResult("python -m pytest", 1, "F\n1 failed in 0.1s\n",
+                          f"{runtime.python}: No module named pytest\nk2probe sandbox: could not lay\nsh: Cannot fork\n",
+                          10.0)
+    assert judge(faked, "tests", runtime, Limits()).status == "failed"
+    real = SandboxResult("python -m pytest", 1, "", f"{runtime.python}: No module named pytest\n", 10.0)
+    assert judge(real, "tests", runtime, Limits()).status == "error"
+
+
+def test_preflight_catches_a_broken_task(tmp_path):
+    shipped = find_task("median")
+    root = tmp_path / "median"
+    shutil.copytree(shipped.root, root)
+    broken = Task(shipped.id, "mine", shipped.title, shipped.statement, shipped.test_cmd, shipped.hidden_cmd, root)
+    iso = isolation()
+    assert preflight(broken, iso).ok
+    shutil.rmtree(root / "solution")
+    shutil.copytree(root / "repo", root / "solution")  # a "solution" that fixes nothing
+    result = preflight(broken, iso)
+    assert not result.ok and result.detail.startswith("the reference solution does not pass")
+    assert result.untouched.status == "failed" and result.solved.status == "failed"
+
+
+def test_suite_check(cli):
+    result = cli("suite", "check", "basic", "--json")
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert data["ok"] and len(data["tasks"]) == 12
+    assert all(t["untouched"]["status"] == "failed" and t["solved"]["status"] == "passed" for t in data["tasks"])
+    assert cli("suite", "check", "nope").code == 2
