@@ -190,3 +190,25 @@ def test_eight_sandboxes_forking_50_each_and_a_fork_bomb_beside_them(ws):
     for result in results:
         assert result.passed and "forked 50" in result.stdout, result.stderr[-500:]
         assert "Cannot fork" not in result.stderr and "Resource temporarily unavailable" not in result.stderr
+
+
+def test_tmp_is_writable_inside(ws):
+    (ws / "test_tmp.py").write_text("def test_tmp(tmp_path):\n    (tmp_path / 'f').write_text('x')\n")
+    make_readable(ws)
+    result = run("python -m pytest -q -p no:cacheprovider test_tmp.py", ws)
+    assert result.passed, result.stdout + result.stderr
+
+
+def test_a_home_folder_is_never_mounted(ws, tmp_path, monkeypatch):
+    """A PATH folder inside a home is mounted alone: the home itself (keys, tokens) stays out of sight."""
+    from k2probe.agent.runtime import Runtime
+
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / ".ssh_key").write_text("home-secret-canary")
+    monkeypatch.setenv("HOME", str(home))
+    runtime = Runtime.own()
+    runtime = Runtime(runtime.python, (str(home / "bin"), *runtime.path))
+    assert str(home) not in runtime.mounts(f"cat {home}/.ssh_key")
+    result = run(f"ls {home}/bin && cat {home}/.ssh_key", ws, runtime=runtime)
+    assert "home-secret-canary" not in result.stdout and not result.passed

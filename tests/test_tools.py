@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,48 @@ def test_special_files_are_refused_without_blocking(box):
     assert "pkg/mod.py" in box.call("search", '{"pattern": "line 1"}').text
     listed = box.call("list_files", "{}").text
     assert "pipe" not in listed and "(1 symbolic links not listed)" in listed
+
+
+def test_a_backtracking_pattern_is_stopped_not_waited_for(box):
+    box.call("write_file", json.dumps({"path": "a.txt", "content": "a" * 40 + "!"}))
+    started = time.monotonic()
+    with pytest.raises(ToolFailure) as caught:
+        box.call("search", json.dumps({"pattern": "(a|aa)+$"}))
+    assert caught.value.kind == "tool_error" and "backtracks" in caught.value.message
+    assert time.monotonic() - started < 15
+
+
+def test_odd_names_and_deep_json_are_tool_errors_or_sendable_text(box):
+    out = box.call("write_file", json.dumps({"path": "\udcff.txt", "content": "x"}))
+    listed = box.call("list_files", "{}").text
+    for text in (out.text, listed):
+        text.encode("utf-8")  # the next request can carry it
+    assert "\\udcff.txt" in listed
+    with pytest.raises(ToolFailure) as caught:
+        box.call("read_file", "[" * 100000)
+    assert caught.value.kind == "invalid_json"
+
+
+@pytest.mark.parametrize("patch", [
+    "diff --git a/lnk b/lnk\nnew file mode  120000\n--- /dev/null\n+++ b/lnk\n@@ -0,0 +1 @@\n+/etc/passwd\n"
+    "\\ No newline at end of file\n",
+    "diff --git a/lnk b/lnk\nnew file mode 0120000\n--- /dev/null\n+++ b/lnk\n@@ -0,0 +1 @@\n+/etc/passwd\n",
+    '--- "q/sub/\\056git/config" x\n+++ "q/sub/\\056git/config" x\n@@ -0,0 +1 @@\n+[core]\n',
+    "--- /dev/null\n+++ q/sub/.git/config\n@@ -0,0 +1 @@\n+[core]\n",
+])
+def test_patches_are_judged_on_the_tree_they_leave(box, patch):
+    """Whatever the header text claims, a patch that leaves a link or a .git path behind is refused and undone."""
+    before = box.ws.entries()
+    with pytest.raises(ToolFailure) as caught:
+        box.call("apply_patch", json.dumps({"patch": patch}))
+    assert caught.value.kind in ("path_denied", "patch_failed"), caught.value.message
+    assert box.ws.entries().keys() == before.keys()
+    assert not any(p.is_symlink() for p in box.ws.root.rglob("*"))
+
+
+def test_binary_and_oversized_patches_are_refused(box):
+    binary = "diff --git a/b.bin b/b.bin\nnew file mode 100644\nGIT binary patch\nliteral 10\nRcmZ?wbv\n\nliteral 0\n"
+    for patch, words in ((binary, "binary patches"), ("--- a/x\n+++ b/x\n" + "+" * (2 << 20), "over")):
+        with pytest.raises(ToolFailure) as caught:
+            box.call("apply_patch", json.dumps({"patch": patch}))
+        assert caught.value.kind == "patch_failed" and words in caught.value.message

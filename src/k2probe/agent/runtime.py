@@ -16,18 +16,23 @@ NEVER_MOUNTED = ("/", "/usr", "/tmp", "/home", "/root", "/var", "/etc", "/opt", 
 
 
 def _homes() -> set[str]:
-    homes = {"/root", str(Path.home())}
+    homes = {"/root", str(Path.home()), os.path.expanduser("~")}
     if os.path.isdir("/home"):
         homes |= {str(p) for p in Path("/home").iterdir()}
     return homes
 
 
-def _prefix_of(bin_dir: str) -> str | None:
-    """The installation a bin folder belongs to (a venv, a pyenv version, /opt/x), if it looks like one."""
-    prefix = Path(bin_dir).parent
-    looks = (prefix / "pyvenv.cfg").is_file() or (prefix / "lib").is_dir()
-    name = str(prefix)
-    return name if looks and name not in NEVER_MOUNTED and name not in _homes() else None
+def _forbidden(path: str) -> bool:
+    """Never mounted: the top-level folders, and any home folder or a folder above one (a home holds keys)."""
+    if path in NEVER_MOUNTED or not os.path.isabs(path):
+        return True
+    return any(path == home or home.startswith(path.rstrip("/") + "/") for home in _homes())
+
+
+def _venv_of(bin_dir: str) -> str | None:
+    """The virtual environment a bin folder belongs to (it has pyvenv.cfg), if any."""
+    prefix = str(Path(bin_dir).parent)
+    return prefix if (Path(prefix) / "pyvenv.cfg").is_file() and not _forbidden(prefix) else None
 
 
 @dataclass(frozen=True)
@@ -59,28 +64,23 @@ class Runtime:
         return shutil.which(program, path=os.pathsep.join(self.path))
 
     def mounts(self, command: str) -> list[str]:
-        """Folders to mount read-only: every PATH folder, the installation each belongs to, the interpreter's prefixes,
-        and what the command's first word resolves to (links followed)."""
+        """Folders to mount read-only: each PATH folder itself (never its parent), a venv a PATH folder belongs to,
+        the interpreter's installation and its base, and the folder of what the command's first word resolves to.
+        Never a home folder or one above it; never a relative path."""
         found: set[str] = set()
-        for folder in self.path:
-            if os.path.isdir(folder):
-                found.add(folder)
-                prefix = _prefix_of(folder)
-                if prefix:
-                    found.add(prefix)
-        targets = [self.python, *(t for t in [self.which(command.split()[0])] if t)] if command.split() else [self.python]
-        for target in targets:
-            for path in (target, os.path.realpath(target)):
-                found.add(str(Path(path).parent))
-                prefix = _prefix_of(str(Path(path).parent))
-                if prefix:
-                    found.add(prefix)
-        if self.virtual_env and os.path.isdir(self.virtual_env):
+        first = self.which(command.split()[0]) if command.split() else None
+        targets = [self.python, *([first] if first and os.path.isabs(first) else [])]
+        for folder in [*self.path, *(str(Path(t).parent) for t in targets),
+                       *(str(Path(os.path.realpath(t)).parent) for t in targets)]:
+            found.add(folder)
+            venv = _venv_of(folder)
+            if venv:
+                found.add(venv)
+        if self.virtual_env:
             found.add(self.virtual_env)
-        for base in _base_prefixes(self.python):
-            found.add(base)
+        found.update(_base_prefixes(self.python))
         found |= {os.path.realpath(p) for p in list(found)}
-        return sorted(p for p in found if p not in NEVER_MOUNTED and p not in _homes() and os.path.isdir(p))
+        return sorted(p for p in found if not _forbidden(p) and os.path.isdir(p))
 
 
 def _base_prefixes(python: str) -> list[str]:

@@ -10,6 +10,7 @@ import functools
 import os
 import random
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -241,7 +242,7 @@ def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, 
            runtime: Runtime) -> list[str]:
     """bubblewrap around a shell that copies the workspace (and what is laid in) into a private tmpfs and runs."""
     mounts = _Mounts()
-    mounts.args += ["--tmpfs", "/tmp"]
+    mounts.args += ["--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
     for path in runtime.mounts(command):
         mounts.ro(path, path)
     mounts.args += ["--perms", "0755", "--dir", "/k2probe", "--perms", "0755", "--dir", SHIMS,
@@ -257,7 +258,7 @@ def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, 
     setup_failed = '{ echo "k2probe sandbox: could not lay the workspace into its private copy" >&2; exit 125; }'
     script = f'cp -a "$1" "$2" || {setup_failed}; cd "$2" || {setup_failed}; '
     for name, mount in laid:
-        script += f'rm -rf "$2/{name}" && cp -a {mount} "$2/{name}" || {setup_failed}; '
+        script += f'rm -rf "$2"/{shlex.quote(name)} && cp -a {mount} "$2"/{shlex.quote(name)} || {setup_failed}; '
     script += 'exec sh -c "$3"'
     inner = ["sh", "-c", script, "k2probe-sandbox", SOURCE, target, command]
     if uid is not None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import regex
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .outcome import Verification, judge
@@ -22,6 +23,10 @@ from .workspace import PathDenied, Workspace, check_relative, git_env
 MAX_LINES = 400
 MAX_READ_BYTES = 32 * 1024
 MAX_FILE_BYTES = 1024 * 1024  # what read_file, search and write_file handle per file
+MAX_PATCH_BYTES = 1024 * 1024
+MAX_GROWTH_BYTES = 64 * 1024 * 1024  # what one patch may add to the workspace
+PATCH_TIMEOUT_S = 30
+SEARCH_BUDGET_S = 5.0
 MAX_LIST = 500
 MAX_MATCHES = 100
 
@@ -121,6 +126,8 @@ def parse_arguments(name: str, raw: str) -> _Args:
         data = json.loads(raw or "{}")
     except json.JSONDecodeError as exc:
         raise ToolFailure("invalid_json", f"arguments of {name} are not valid JSON: {exc.msg} at {exc.pos}") from exc
+    except RecursionError as exc:
+        raise ToolFailure("invalid_json", f"arguments of {name} are nested too deeply") from exc
     if not isinstance(data, dict):
         raise ToolFailure("invalid_json", f"arguments of {name} must be a JSON object")
     try:
@@ -143,15 +150,20 @@ class Toolbox:
         self.deadline = deadline  # time.monotonic() by which test runs must end (the agent's --timeout)
 
     def call(self, name: str, raw_arguments: str) -> ToolOutput:
+        """Run one call; its text is always sendable (no lone surrogates from odd file names)."""
         args = parse_arguments(name, raw_arguments)
         try:
-            return getattr(self, f"_{name}")(args)  # type: ignore[no-any-return]
+            output: ToolOutput = getattr(self, f"_{name}")(args)
         except PathDenied as exc:
-            raise ToolFailure("path_denied", str(exc)) from exc
-        except (ToolFailure, Finished):
+            raise ToolFailure("path_denied", sendable(str(exc))) from exc
+        except ToolFailure as exc:
+            raise ToolFailure(exc.kind, sendable(exc.message)) from exc
+        except Finished:
             raise
-        except (OSError, UnicodeError, ValueError) as exc:
-            raise ToolFailure("tool_error", f"{name} failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # whatever the model's input made a tool raise is the model's tool error
+            raise ToolFailure("tool_error", sendable(f"{name} failed: {type(exc).__name__}: {exc}")[:2000]) from exc
+        output.text = sendable(output.text)
+        return output
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.ws.root).as_posix()
@@ -179,10 +191,13 @@ class Toolbox:
         return ToolOutput(f"{args.path} ({len(lines)} lines)\n{body}{note}")
 
     def _search(self, args: Search) -> ToolOutput:
+        """Python-style regular expressions (the `regex` module), under a time budget: a pattern that backtracks
+        forever is stopped, not waited for."""
         try:
-            pattern = re.compile(args.pattern)
-        except (re.error, RecursionError, OverflowError) as exc:
+            pattern = regex.compile(args.pattern)
+        except (regex.error, RecursionError, OverflowError, ValueError) as exc:
             raise ToolFailure("tool_error", f"bad regular expression: {exc}") from exc
+        deadline = time.monotonic() + SEARCH_BUDGET_S
         matches = []
         for path in self.ws.regular_files(args.path)[0]:
             try:
@@ -190,7 +205,12 @@ class Toolbox:
             except (UnicodeDecodeError, PathDenied):
                 continue
             for number, line in enumerate(text.splitlines(), 1):
-                if pattern.search(line):
+                try:
+                    found = pattern.search(line, timeout=max(deadline - time.monotonic(), 0.001))
+                except TimeoutError as exc:
+                    raise ToolFailure("tool_error", f"search stopped after {SEARCH_BUDGET_S:.0f} s: the pattern "
+                                      "backtracks too much; simplify it") from exc
+                if found:
                     matches.append(f"{self._rel(path)}:{number}: {line.strip()[:200]}")
             if len(matches) >= MAX_MATCHES:
                 break
@@ -206,57 +226,48 @@ class Toolbox:
         return ToolOutput(f"wrote {args.path} ({len(data)} bytes)")
 
     def _apply_patch(self, args: ApplyPatch) -> ToolOutput:
+        """Try git apply, git apply --3way, then fuzzy patch; the tree is judged after each try (whatever the patch
+        text claimed) and put back exactly when a try fails or leaves a link, a .git path or an oversized file."""
+        if len(args.patch.encode("utf-8", "surrogatepass")) > MAX_PATCH_BYTES:
+            raise ToolFailure("patch_failed", f"the patch is over {MAX_PATCH_BYTES} bytes: send smaller patches")
         touched = patch_paths(args.patch)
         for path in touched:
             self.ws.resolve(path)
             if self.ws.is_link_on_the_way(path):
                 raise PathDenied(f"the patch touches {path!r}, which is or goes through a symbolic link")
-        snapshot = {path: self._snapshot(path) for path in touched}
         patch = args.patch if args.patch.endswith("\n") else args.patch + "\n"
-        with tempfile.NamedTemporaryFile("w", suffix=".diff", delete=False) as handle:
+        with tempfile.NamedTemporaryFile("w", suffix=".diff", delete=False, errors="surrogateescape") as handle:
             handle.write(patch)
+        fuzzy = ["patch", "-u", "-p1", "--fuzz=3", "--forward", "--batch", "--no-backup-if-mismatch", "-r", "-",
+                 "-i", handle.name]
+        attempts: list[tuple[str, Callable[[], subprocess.CompletedProcess[str]]]] = [
+            ("git apply", lambda: self.ws.git("apply", "--whitespace=nowarn", handle.name)),
+            ("git apply --3way", lambda: self.ws.git("apply", "--3way", "--whitespace=nowarn", handle.name)),
+            ("fuzzy patch (patch --fuzz=3)", lambda: subprocess.run(
+                fuzzy, cwd=self.ws.root, capture_output=True, text=True, timeout=PATCH_TIMEOUT_S,
+                stdin=subprocess.DEVNULL, env=git_env(self.ws.git_dir, self.ws.root)))]
         errors = []
-        attempts = [("git apply", ["apply", "--whitespace=nowarn", handle.name]),
-                    ("git apply --3way", ["apply", "--3way", "--whitespace=nowarn", handle.name])]
+        before = self.ws.entries()
         try:
-            for label, command in attempts:
-                done = self.ws.git(*command)
-                if done.returncode == 0:
-                    return ToolOutput(f"patch applied with {label}")
-                errors.append(f"{label}: {(done.stderr or done.stdout).strip()[:300]}")
-                self._restore(snapshot)  # a failed try must leave no half-applied change behind
-            label = "fuzzy patch (patch --fuzz=3)"
-            done = subprocess.run(["patch", "-u", "-p1", "--fuzz=3", "--forward", "--batch", "--no-backup-if-mismatch",
-                                   "-r", "-", "-i", handle.name], cwd=self.ws.root, capture_output=True, text=True,
-                                  timeout=60, env=git_env(self.ws.git_dir, self.ws.root))
-            if done.returncode == 0:
-                return ToolOutput(f"patch applied with {label}")
-            errors.append(f"{label}: {(done.stderr or done.stdout).strip()[:300]}")
-            self._restore(snapshot)
+            with self.ws.guarded() as restore:
+                for label, attempt in attempts:
+                    try:
+                        done = attempt()
+                    except subprocess.TimeoutExpired:
+                        errors.append(f"{label}: gave up after {PATCH_TIMEOUT_S} s")
+                        restore()
+                        continue
+                    problem = self.ws.changes_problem(before, MAX_FILE_BYTES * 8, MAX_GROWTH_BYTES)
+                    if problem is not None:
+                        restore()
+                        raise PathDenied(f"patch refused: {problem}")
+                    if done.returncode == 0:
+                        return ToolOutput(f"patch applied with {label}")
+                    errors.append(f"{label}: {(done.stderr or done.stdout).strip()[:300]}")
+                    restore()  # a failed try must leave no half-applied change behind
         finally:
             Path(handle.name).unlink(missing_ok=True)
         raise ToolFailure("patch_failed", "the patch does not apply: " + " | ".join(errors))
-
-    def _snapshot(self, relative: str) -> bytes | None:
-        path = self.ws.root / relative
-        if path.is_symlink() or not path.is_file():
-            return None
-        return self.ws.read_bytes(relative, MAX_FILE_BYTES * 8)
-
-    def _restore(self, snapshot: dict[str, bytes | None]) -> None:
-        """Put each touched path back as it was: whatever a failed try left there (a link included) is removed, never
-        written through."""
-        for relative, content in snapshot.items():
-            path = self.ws.root / relative
-            if path.is_symlink() or (path.exists() and not path.is_file()):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            if content is None:
-                path.unlink(missing_ok=True)
-            else:
-                self.ws.write_bytes(relative, content)
 
     def _run_tests(self, _args: RunTests) -> ToolOutput:
         make_readable(self.ws.root)
@@ -271,7 +282,7 @@ class Toolbox:
 
 _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _NAMED = ("--- ", "+++ ", "rename from ", "rename to ", "copy from ", "copy to ")
-_LINK_MODE = re.compile(r"^(?:new file mode|new mode|old mode|deleted file mode|index \S+) 120000\s*$")
+_LINK_MODE = re.compile(r"^(?:new file mode|new mode|old mode|deleted file mode|index \S+)\s+0*120000\b")
 
 
 def _strip_name(name: str) -> str | None:
@@ -302,6 +313,8 @@ def _header_names(patch: str) -> tuple[list[str], bool]:
             old, new = int(hunk.group(1) or 1), int(hunk.group(2) or 1)
         elif _LINK_MODE.match(line):
             raise PathDenied("patches may not create or change symbolic links (mode 120000)")
+        elif line.startswith("GIT binary patch"):
+            raise ToolFailure("patch_failed", "binary patches are not accepted: write text files with write_file")
         elif line.startswith("diff --git "):
             has_headers = True
             names += line[len("diff --git "):].split()[:2]
@@ -323,6 +336,11 @@ def patch_paths(patch: str) -> list[str]:
         if ".." in Path(path).parts:
             raise PathDenied(f"the patch names {path!r}, which leaves the repository")
     return paths
+
+
+def sendable(text: str) -> str:
+    """Text that encodes as UTF-8 (a file name that is not becomes \\udcff escapes), so the next request can go."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def test_report(result: SandboxResult, verdict: Verification) -> str:

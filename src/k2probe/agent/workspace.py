@@ -6,11 +6,13 @@ fsmonitor, and `info/attributes` switching off every filter, textconv and merge 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .sandbox import make_readable
@@ -37,8 +39,9 @@ class PathDenied(Exception):
 
 
 def git_env(git_dir: Path, work_tree: Path) -> dict[str, str]:
-    """The environment of every git command k2probe runs: its own config only, nothing from the machine or user."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    """The environment of every git (or patch) command k2probe runs: its own config only, nothing from the machine or
+    the user, no key."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     env.update({"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(work_tree), "GIT_CONFIG_NOSYSTEM": "1",
                 "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_ATTR_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
                 "HOME": str(git_dir), "XDG_CONFIG_HOME": str(git_dir)})
@@ -83,7 +86,8 @@ class Workspace:
                 path.unlink(missing_ok=True)
                 path.write_bytes(content)
         return subprocess.run(["git", *GIT_FLAGS, *args], cwd=self.root, input=stdin, capture_output=True, text=True,
-                              timeout=60, env=git_env(self.git_dir, self.root))
+                              timeout=60, env=git_env(self.git_dir, self.root),
+                              stdin=None if stdin is not None else subprocess.DEVNULL)
 
     def resolve(self, relative: str) -> Path:
         """The real path of `relative` inside the workspace, links resolved; PathDenied if it leaves the workspace
@@ -150,6 +154,51 @@ class Workspace:
             if not path.exists():
                 return False
         return False
+
+    def entries(self) -> dict[str, tuple[int, int, int, int]]:
+        """Every entry under the workspace, links not followed: path → (mode, size, mtime, inode)."""
+        found = {}
+        for folder, dirs, files in os.walk(self.root):
+            for name in dirs + files:
+                path = os.path.join(folder, name)
+                info = os.lstat(path)
+                found[os.path.relpath(path, self.root)] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino)
+        return found
+
+    def changes_problem(self, before: dict[str, tuple[int, int, int, int]], max_file: int, max_growth: int) -> str | None:
+        """What is wrong with the changes since `before` (judged on the tree itself, whatever a tool's input said):
+        anything in .git, a new link, a special file, a file over `max_file` bytes, growth over `max_growth`."""
+        after = self.entries()
+        for rel, info in after.items():
+            if before.get(rel) == info:
+                continue
+            mode = info[0]
+            if ".git" in Path(rel).parts:
+                return f"it would write {rel}, inside .git"
+            if stat.S_ISLNK(mode):
+                return f"it would make {rel} a symbolic link"
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                return f"it would make {rel} a special file"
+            if stat.S_ISREG(mode) and info[1] > max_file:
+                return f"it would make {rel} {info[1]} bytes (the limit is {max_file})"
+        growth = sum(i[1] for i in after.values()) - sum(i[1] for i in before.values())
+        return f"it would grow the workspace by {growth} bytes" if growth > max_growth else None
+
+    @contextlib.contextmanager
+    def guarded(self) -> Iterator[Callable[[], None]]:
+        """A copy of the workspace kept beside it while a change is tried; the callable puts it back exactly."""
+        backup = self.base / "backup"
+        shutil.rmtree(backup, ignore_errors=True)
+        shutil.copytree(self.root, backup, symlinks=True)
+
+        def restore() -> None:
+            shutil.rmtree(self.root)
+            shutil.copytree(backup, self.root, symlinks=True)
+
+        try:
+            yield restore
+        finally:
+            shutil.rmtree(backup, ignore_errors=True)
 
     def diff(self) -> str:
         """Everything changed since the baseline, new files included."""
