@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 from pathlib import Path
@@ -35,12 +36,20 @@ from .store import Store
 from .suites import load_suite
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Test and evaluate coding-model APIs: Kimi K2.7 Code through any OpenAI-compatible route.")
 
 RouteOpt = Annotated[str | None, typer.Option("--route", envvar="K2PROBE_ROUTE", help="route name from k2probe.toml")]
 JsonOpt = Annotated[bool, typer.Option("--json", envvar="K2PROBE_JSON", help="print one JSON document on stdout")]
 StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
                                          help="refuse a request the model would reject instead of fixing it")]
+
+
+def _finite(value: float | None) -> float | None:
+    """Option callback: NaN and infinity are not numbers a limit can be."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 CONFIG_CODES = {"invalid_key", "bad_base_url", "unreachable", "unknown_model", "doubled_v1", "missing_v1"}
@@ -116,7 +125,8 @@ def smoke(route: RouteOpt = None, strict: StrictOpt = False, as_json: JsonOpt = 
 def chat(prompt: str, route: RouteOpt = None,
          system: Annotated[str | None, typer.Option("--system", help="a system message")] = None,
          stream: Annotated[bool, typer.Option("--stream", envvar="K2PROBE_STREAM")] = False,
-         max_tokens: Annotated[int | None, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS")] = None,
+         max_tokens: Annotated[int | None, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS", min=1, max=10_000_000,
+                                                         help="the answer's token budget")] = None,
          param: Annotated[list[str] | None, typer.Option("--param", help="extra body field NAME=VALUE")] = None,
          image: Annotated[list[Path] | None, typer.Option("--image", help="an image to send (repeatable)")] = None,
          video: Annotated[list[Path] | None, typer.Option("--video", help="a video to send (repeatable)")] = None,
@@ -168,12 +178,14 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
           task_ref: Annotated[str | None, typer.Option("--task", help="a shipped task, e.g. parse-total")] = None,
           list_tasks: Annotated[bool, typer.Option("--list-tasks", help="list the shipped tasks")] = False,
           route: RouteOpt = None,
-          max_steps: Annotated[int, typer.Option("--max-steps", envvar="K2PROBE_MAX_STEPS")] = 30,
-          max_cost: Annotated[float | None, typer.Option("--max-cost", envvar="K2PROBE_MAX_COST",
-                                                         help="USD")] = None,
-          timeout: Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", help="seconds")] = 900.0,
-          test_timeout: Annotated[float, typer.Option("--test-timeout", envvar="K2PROBE_TEST_TIMEOUT",
-                                                      help="seconds per test run")] = 120.0,
+          max_steps: Annotated[int, typer.Option("--max-steps", envvar="K2PROBE_MAX_STEPS", min=1, max=10_000,
+                                                 help="requests to the model at most")] = 30,
+          max_cost: Annotated[float | None, typer.Option("--max-cost", envvar="K2PROBE_MAX_COST", min=1e-9,
+                                                         max=1_000_000, callback=_finite, help="USD")] = None,
+          timeout: Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", min=1, max=7 * 86400,
+                                                callback=_finite, help="seconds for the whole run")] = 900.0,
+          test_timeout: Annotated[float, typer.Option("--test-timeout", envvar="K2PROBE_TEST_TIMEOUT", min=1, max=86400,
+                                                      callback=_finite, help="seconds per test run")] = 120.0,
           image: Annotated[list[Path] | None, typer.Option("--image", help="an image for the task (repeatable)")] = None,
           video: Annotated[list[Path] | None, typer.Option("--video", help="a video for the task (repeatable)")] = None,
           fit: Annotated[bool, typer.Option("--fit", envvar="K2PROBE_FIT")] = False,
@@ -267,7 +279,8 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
 
 
 @app.command()
-def runs(limit: Annotated[int, typer.Option("--limit")] = 20, as_json: JsonOpt = False) -> None:
+def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="how many runs")] = 20,
+         as_json: JsonOpt = False) -> None:
     """The recorded runs, newest first."""
     store = Store()
     items = store.runs(limit)
@@ -293,7 +306,8 @@ def show(run: Annotated[str, typer.Argument(help="a run id or its first characte
 @app.command()
 def review(run: Annotated[str, typer.Argument(help="a run id or its first characters")],
            accept: Annotated[bool | None, typer.Option("--accept/--reject", help="was the output accepted?")] = None,
-           repair_minutes: Annotated[float | None, typer.Option("--repair-minutes")] = None,
+           repair_minutes: Annotated[float | None, typer.Option("--repair-minutes", min=0, max=100_000, callback=_finite,
+                                                                help="minutes a person spent fixing the output")] = None,
            rollback: Annotated[bool, typer.Option("--rollback")] = False,
            handoff: Annotated[bool, typer.Option("--handoff")] = False,
            note: Annotated[str | None, typer.Option("--note")] = None,
@@ -330,17 +344,23 @@ def routes(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST")] = "127.0.0.1",
-             port: Annotated[int, typer.Option(envvar="K2PROBE_EMULATOR_PORT")] = 8765,
+             port: Annotated[int, typer.Option(envvar="K2PROBE_EMULATOR_PORT", min=0, max=65535,
+                                               help="0: any free port")] = 8765,
              api_key: Annotated[str, typer.Option("--api-key", envvar="K2PROBE_EMULATOR_KEY")] = "sk-k2probe-emulator",
              personality: Annotated[str, typer.Option(help=f"one of {', '.join(PERSONALITIES)}")] = "moonshot",
              fault: Annotated[list[str] | None, typer.Option(
                  "--fault", help=f"KIND=RATE, KIND in {', '.join(FAULT_KINDS)}")] = None,
-             ttft_ms: Annotated[float, typer.Option("--ttft-ms")] = 0.0,
-             itl_ms: Annotated[float, typer.Option("--itl-ms")] = 0.0,
-             rpm: Annotated[int | None, typer.Option("--rpm")] = None,
-             max_concurrency: Annotated[int | None, typer.Option("--max-concurrency")] = None,
-             seed: Annotated[int, typer.Option("--seed")] = 0,
-             slip_rate: Annotated[float, typer.Option("--slip-rate", help="share of scripted agent steps that slip")
+             ttft_ms: Annotated[float, typer.Option("--ttft-ms", min=0, max=600_000, callback=_finite,
+                                                   help="injected time to first token")] = 0.0,
+             itl_ms: Annotated[float, typer.Option("--itl-ms", min=0, max=60_000, callback=_finite,
+                                                  help="injected gap between tokens")] = 0.0,
+             rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=10_000_000,
+                                                     help="requests per minute, then 429")] = None,
+             max_concurrency: Annotated[int | None, typer.Option("--max-concurrency", min=1, max=1_000_000,
+                                                                  help="concurrent requests, then 429")] = None,
+             seed: Annotated[int, typer.Option("--seed", help="for the scripted slips and faults")] = 0,
+             slip_rate: Annotated[float, typer.Option("--slip-rate", min=0, max=1, callback=_finite,
+                                                     help="share of scripted agent steps that slip")
                                   ] = 0.0) -> None:
     """Serve the Kimi emulator on loopback."""
     try:
@@ -369,6 +389,28 @@ def version() -> None:
     render.out.print(__version__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"k2probe {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(show_version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True,
+                                                     help="print the version and exit")] = False) -> None:
+    """Test and evaluate coding-model APIs: Kimi K2.7 Code through any OpenAI-compatible route."""
+
+
+def _command_of(exc: Exception) -> str:
+    """`k2probe agent` for an error in agent's options: the command whose --help answers it."""
+    names = []
+    ctx = getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["k2probe", *reversed(names)])
+
+
 def main() -> None:
     """Entry point: K2ProbeError becomes one line on stderr and its exit code; nothing else escapes as a traceback."""
     sys.stdout = RedactingStream(sys.stdout)
@@ -376,10 +418,23 @@ def main() -> None:
     for name in KEY_ENVS:  # known before anything can print
         remember(os.environ.get(name))
     try:
-        app()
+        app(standalone_mode=False)
     except K2ProbeError as exc:
         render.err.print(f"k2probe: {exc.line()}", markup=False)
         sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        render.err.print("k2probe: interrupted", markup=False)
+        sys.exit(130)
+    except typer.TyperException as exc:  # a usage error: one line, not click's box
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if message:  # (no arguments at all: the help was the answer)
+            render.err.print(f"k2probe: {message} — see `{_command_of(exc)} --help`", markup=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        render.err.print("k2probe: interrupted", markup=False)
+        sys.exit(130)
     except Exception as exc:  # a bug: say it in one line, keep the traceback for those who ask
         if os.environ.get("K2PROBE_DEBUG"):
             raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -58,23 +60,35 @@ def _envelope(body: Any) -> tuple[str | None, str | None]:
     return (str(kind) if kind else None), (str(message) if message is not None else None)
 
 
+def _seconds(value: str) -> float | None:
+    """Seconds from a Retry-After value: a number, or an HTTP date; None for anything else (garbage, nan, inf)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if parsed is None:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.UTC)
+        seconds = parsed.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
 def _retry_after(headers: Any) -> float | None:
+    """The server's Retry-After (or retry-after-ms) in seconds, finite and ≥ 0; None when absent or unreadable (the
+    policy then backs off on its own)."""
     if headers is None:
         return None
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
+        seconds = _seconds(str(ms))
+        if seconds is not None:
+            return seconds / 1000.0
     value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    return _seconds(str(value).strip()) if value else None
 
 
 def _non_json(status: int, text: str, content_type: str) -> Failure:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import math
+import os
 import random
 import socket
 import time
@@ -48,8 +50,10 @@ class RetryPolicy:
         """Seconds to wait before the next attempt, or None to stop."""
         if not failure.retryable or attempt >= self.max_retries:
             return None
-        if failure.retry_after_s is not None:
-            return None if failure.retry_after_s > self.max_retry_after_s else failure.retry_after_s
+        if failure.retry_after_s is not None:  # finite and ≥ 0 (failures.py); a little jitter so clients spread out
+            if failure.retry_after_s > self.max_retry_after_s:
+                return None
+            return min(self.max_retry_after_s, failure.retry_after_s * (1.0 + random.random() / 10))
         backoff: float = min(self.max_delay_s, self.base_delay_s * 2**attempt)
         return backoff * (0.75 + random.random() / 2)
 
@@ -102,6 +106,15 @@ def key_paths(value: Any, prefix: str = "") -> set[str]:
     return paths
 
 
+def stall_seconds() -> float:
+    """How long a stream may send nothing before it counts as stalled: K2PROBE_STALL_S, default 60 s."""
+    try:
+        value = float(os.environ.get("K2PROBE_STALL_S", "60"))
+    except ValueError:
+        value = 60.0
+    return value if math.isfinite(value) and value > 0 else 60.0
+
+
 def make_client(route: Route, timeout_s: float = 600.0) -> AsyncOpenAI:
     """An AsyncOpenAI client for a route; TCP_NODELAY so small SSE writes are not held back by Nagle's algorithm."""
     if not route.api_key or not route.key():
@@ -145,6 +158,7 @@ class Transport:
                  policy: RetryPolicy | None = None, concurrency: int | None = None, timeout_s: float = 600.0) -> None:
         self.route = route
         self.profile = profile
+        self.timeout_s = timeout_s
         self.client = make_client(route, timeout_s)
         self.on_call = on_call
         self.policy = policy or RetryPolicy()
@@ -175,11 +189,22 @@ class Transport:
             record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                                 stream=bool(body.get("stream")), request=body, attempt=attempt,
                                 media=media or [], started_at=time.time(), purpose=purpose)
-            await self._attempt(body, record, outcome, listener)
+            try:
+                await self._attempt(body, record, outcome, listener)
+            except asyncio.CancelledError:  # a timeout or Ctrl-C: what the attempt cost so far is still recorded
+                record.error_type = "cancelled"
+                record.error_message = "cancelled (a timeout or an interrupt) before the answer was complete"
+                outcome.calls.append(record)
+                self._emit(record)
+                raise
             outcome.calls.append(record)
-            wait = self.policy.delay(outcome.failure, attempt) if outcome.failure else None
-            if wait is not None and outcome.failure is not None:
-                record.retry_reason = f"{outcome.failure.type} (HTTP {outcome.failure.status}); waited {wait:.2f}s"
+            failure = outcome.failure
+            wait = self.policy.delay(failure, attempt) if failure else None
+            if wait is not None and failure is not None:
+                record.retry_reason = f"{failure.type} (HTTP {failure.status}); waited {wait:.2f}s"
+            elif failure is not None and failure.retryable and failure.retry_after_s is not None:
+                record.retry_reason = (f"gave up: Retry-After {failure.retry_after_s:.0f} s is over the "
+                                       f"{self.policy.max_retry_after_s:.0f} s this policy waits")
             self._emit(record)
             if wait is None:
                 return outcome
@@ -252,7 +277,9 @@ class Transport:
         acc = StreamAccumulator(listener=listener)
         content_type = ""
         try:
-            stream = await self.client.chat.completions.create(**self._split(body), stream=True)
+            stream = await self.client.chat.completions.create(**self._split(body), stream=True,
+                                                               timeout=httpx2.Timeout(self.timeout_s, connect=5.0,
+                                                                                      read=stall_seconds()))
             record.status = stream.response.status_code
             content_type = stream.response.headers.get("content-type", "")
             async for chunk in stream:
