@@ -272,6 +272,8 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
         raise UsageError(f"no known-good record for route {name!r}", fix="run `k2probe smoke` first")
     code = render_snippet(record, lang)
     if out:
+        if not out.parent.is_dir():
+            raise UsageError(f"--out {out}: the folder {out.parent} does not exist", fix="create it first")
         out.write_text(code, encoding="utf-8")
         render.notice(f"wrote {out}")
     else:
@@ -418,7 +420,9 @@ def main() -> None:
     for name in KEY_ENVS:  # known before anything can print
         remember(os.environ.get(name))
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a typer.Exit inside comes back as its code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except K2ProbeError as exc:
         render.err.print(f"k2probe: {exc.line()}", markup=False)
         sys.exit(exc.exit_code)
@@ -431,6 +435,11 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if message:  # (no arguments at all: the help was the answer)
             render.err.print(f"k2probe: {message} — see `{_command_of(exc)} --help`", markup=False)
+        sys.exit(2)
+    except OSError as exc:  # the filesystem said no: the user's terms, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        render.err.print(f"k2probe: {exc.strerror or exc}{where} — check the path, its permissions and free space",
+                         markup=False)
         sys.exit(2)
     except KeyboardInterrupt:
         render.err.print("k2probe: interrupted", markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -26,10 +27,10 @@ CONFIG_FILE = "k2probe.toml"
 class PriceOverride(BaseModel):
     """A user's own price for a route, USD per million tokens."""
 
-    model_config = ConfigDict(extra="forbid")
-    cache_hit_input: float | None = None
-    cache_miss_input: float
-    output: float
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    cache_hit_input: float | None = Field(default=None, ge=0, le=10_000)
+    cache_miss_input: float = Field(ge=0, le=10_000)
+    output: float = Field(ge=0, le=10_000)
     source: str = "k2probe.toml"
 
 
@@ -46,6 +47,33 @@ class RouteSpec(BaseModel):
     price: PriceOverride | None = None
     emulator: bool = False  # serve this route from the built-in emulator
     personality: str = "moonshot"  # emulator personality when `emulator` is true
+
+    @field_validator("personality")
+    @classmethod
+    def _known_personality(cls, value: str) -> str:
+        from .emulator.settings import PERSONALITIES
+
+        if value not in PERSONALITIES:
+            raise ValueError(f"unknown personality {value!r}{did_you_mean(value, PERSONALITIES)}; "
+                             f"one of: {', '.join(PERSONALITIES)}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"header name {name[:40]!r} is not a valid HTTP header name")
+            if any(ord(c) < 32 or ord(c) > 126 for c in text):
+                raise ValueError(f"header {name!r} has a non-ASCII or control character in its value")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _sane_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, item in value.items():
+            check_param(name, item)
+        return value
 
     @field_validator("api_key_env")
     @classmethod
@@ -120,6 +148,28 @@ class Finding:
     fix: str
 
 
+MAX_URL = 2048
+
+
+def url_problem(url: str) -> Finding | None:
+    """Why a base URL cannot even be sent to (too long, control characters, not http(s), no host, a bad port); the
+    message never quotes a long URL in full."""
+    shown = url if len(url) <= 80 else url[:60] + f"… ({len(url)} characters)"
+    fix = "write it in full, e.g. https://api.moonshot.ai/v1"
+    if len(url) > MAX_URL:
+        return Finding("bad_base_url", f"the base URL is {len(url)} characters long (over {MAX_URL})", fix)
+    if any(ord(c) < 33 or ord(c) == 127 for c in url.strip()):
+        return Finding("bad_base_url", f"the base URL {shown!r} contains whitespace or control characters", fix)
+    try:
+        parts = urlsplit(url.strip().strip("'\""))
+        parts.port  # noqa: B018 (raises for a port out of range)
+    except ValueError as exc:
+        return Finding("bad_base_url", f"the base URL {shown!r} cannot be parsed: {exc}", fix)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return Finding("bad_base_url", f"the base URL {shown!r} is not an http(s) URL with a host", fix)
+    return None
+
+
 def check_base_url(url: str) -> list[Finding]:
     """What looks wrong in a base URL. Never rewrites it: the caller decides."""
     found: list[Finding] = []
@@ -157,6 +207,44 @@ def check_base_url(url: str) -> list[Finding]:
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+RESERVED_PARAMS = ("model", "messages", "stream")  # k2probe sets these itself
+KNOWN_PARAMS = ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty", "max_tokens",
+                "max_completion_tokens", "stop", "seed", "tools", "tool_choice", "response_format", "stream_options",
+                "thinking", "user", "logprobs", "top_logprobs", "logit_bias", "parallel_tool_calls", "reasoning_effort",
+                "prompt_cache_key", "safety_identifier", "metadata", "service_tier")
+MAX_PARAM_DEPTH = 32
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _depth_and_finite(value: Any, depth: int = 0) -> int:
+    if depth > MAX_PARAM_DEPTH:
+        raise ValueError(f"nested more than {MAX_PARAM_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number (JSON has no NaN or infinity)")
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return max([depth, *(_depth_and_finite(v, depth + 1) for v in children)])
+
+
+def check_param(name: str, value: Any) -> None:
+    """ValueError for a request parameter no server should get: one k2probe sets itself, a likely misspelling of a
+    known one, a value with NaN/infinity or nested absurdly deep."""
+    if name in RESERVED_PARAMS:
+        raise ValueError(f"{name!r} is set by k2probe itself, not by a parameter")
+    if name not in KNOWN_PARAMS and (hint := did_you_mean(name, KNOWN_PARAMS)):
+        raise ValueError(f"unknown parameter {name!r}{hint}")
+    try:
+        _depth_and_finite(value)
+    except ValueError as exc:
+        raise ValueError(f"parameter {name!r}: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"parameter {name!r}: nested too deeply") from exc
 
 
 def looks_like_a_key(name: str) -> bool:
@@ -168,7 +256,11 @@ def looks_like_a_key(name: str) -> bool:
 
 
 def key_problem(key: str) -> Finding | None:
-    """Whitespace or control characters anywhere in a key: no server accepts it, and httpx would quote it in its error."""
+    """Whitespace, control or non-ASCII characters anywhere in a key: no server accepts it, and httpx would quote it in
+    its error."""
+    if any(ord(c) > 126 for c in key):
+        return Finding("invalid_key", "the API key contains non-ASCII characters (a copy-paste of the wrong text?); "
+                       "it is not shown", "set it again from the provider's console")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in key):
         return Finding("invalid_key", "the API key contains whitespace or control characters (a trailing newline or "
                        "\\r from a file or a copy-paste?); it is not shown",
@@ -190,8 +282,11 @@ def check_key(key: str) -> list[Finding]:
 
 
 def home() -> Path:
-    """K2PROBE_HOME: where the database and saved records live."""
-    return Path(os.environ.get("K2PROBE_HOME", ".k2probe"))
+    """K2PROBE_HOME: where the database and saved records live (a folder, or a path where one can be made)."""
+    path = Path(os.environ.get("K2PROBE_HOME", ".k2probe"))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"K2PROBE_HOME={path} is not a folder", fix="point K2PROBE_HOME at a folder (or a new path)")
+    return path
 
 
 def load_file(path: Path | None = None) -> ConfigFile:
@@ -210,7 +305,11 @@ def load_file(path: Path | None = None) -> ConfigFile:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {where}: {err['msg']}", fix="see README.md, section Configuration") from exc
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            fields = {*ConfigFile.model_fields, *RouteSpec.model_fields, *PriceOverride.model_fields}
+            message = f"unknown key{did_you_mean(str(err['loc'][-1]), fields)}"
+        raise ConfigError(f"{path}: {where}: {message}", fix="see README.md, section Configuration") from exc
 
 
 def _env_key() -> tuple[str | None, str | None]:
@@ -277,10 +376,17 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
-        if not sep or not name.strip() or not name.strip().replace("_", "").isalnum():
-            raise ConfigError(f"bad --param {item!r}", fix="write NAME=VALUE, e.g. --param temperature=0.2")
+        name = name.strip()
+        if not sep or not name or not name.replace("_", "").isalnum():
+            raise ConfigError(f"bad --param {item[:80]!r}", fix="write NAME=VALUE, e.g. --param temperature=0.2")
         try:
-            params[name.strip()] = json.loads(raw)
+            params[name] = json.loads(raw)
         except json.JSONDecodeError:
-            params[name.strip()] = raw
+            params[name] = raw
+        except RecursionError as exc:
+            raise ConfigError(f"--param {name}: the value is nested too deeply", fix="send a simpler value") from exc
+        try:
+            check_param(name, params[name])
+        except ValueError as exc:
+            raise ConfigError(f"--param {exc}", fix="see `k2probe chat --help`") from exc
     return params

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import check_base_url, check_key
+from .config import check_base_url, check_key, url_problem
 from .failures import Failure
 from .probes import probe_models, url_variants
 from .sanitize import sanitise
@@ -137,6 +137,9 @@ class Doctor:
 
     async def reachability(self) -> None:
         base = self.route.base_url or ""
+        unusable = url_problem(base)
+        if unusable is not None:
+            self.add(Check("base_url", "fail", unusable.message, unusable.fix, unusable.code))
         findings = check_base_url(base)
         probe = await probe_models(base, self.route.key(), self.route.name, self.route.model)
         self.session.record(probe.record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import stat
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -63,6 +64,9 @@ def fitted_size(width: int, height: int, limit: tuple[int, int], even: bool = Fa
     return (w - w % 2, h - h % 2) if even else (w, h)
 
 
+MAX_DECODE_PIXELS = 100_000_000  # 10000×10000: over it, an image is refused from its header alone
+
+
 def _image_size(data: bytes, name: str, mime: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
@@ -74,8 +78,15 @@ def _image_size(data: bytes, name: str, mime: str) -> tuple[int, int]:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_DECODE_PIXELS:  # refused from its header: never decoded
+                raise UsageError(f"{name}: {mime} declares {width}×{height} ({width * height / 1e6:.0f} Mpx), too many "
+                                 "pixels to decode safely", fix="send a smaller image")
             image.load()  # decodes every pixel: a truncated file fails here
             return image.size
+    except Image.DecompressionBombError as exc:
+        raise UsageError(f"{name}: {mime} declares more pixels than can be decoded safely ({exc})",
+                         fix="send a smaller image") from exc
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise UsageError(f"{name}: corrupt or truncated {mime} ({exc})",
                          fix="re-export the image or take the screenshot again") from exc
@@ -138,7 +149,14 @@ def load_media(path: Path, expected: str, limits: MediaLimits, *, fit: bool = Fa
     """Read, identify, decode and check one file; with fit, scale it into the limits. Errors are UsageError (exit 2)."""
     name = str(path)
     try:
-        data = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, /dev/zero never ends
+            raise UsageError(f"{name} is not a regular file", fix="give the path of an image or video file")
+        if info.st_size > limits.body_max_bytes:
+            raise UsageError(f"{name} is {info.st_size / 2**20:.0f} MiB, over the {limits.body_max_bytes / 2**20:.0f} MiB "
+                             "request limit", fix="send a smaller file")
+        with path.open("rb") as handle:
+            data = handle.read(limits.body_max_bytes + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror or exc}", fix="check the path") from exc
     mime = sniff(data)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Route, check_key, load_file, resolve_route
+from .config import Route, check_key, load_file, resolve_route, url_problem
 from .emulator import EmulatorServer, EmulatorSettings
 from .errors import ConfigError
 from .profiles import Profile, profile_for
@@ -56,6 +56,9 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
     if findings:
         raise ConfigError(f"{findings[0].message} (in {route.api_key_env})",
                           fix=findings[0].fix.replace("NAME", route.api_key_env or "NAME"))
+    unusable = url_problem(route.base_url) if route.base_url and not diagnose_key else None
+    if unusable is not None:
+        raise ConfigError(f"route {route.name!r}: {unusable.message}", fix=unusable.fix)
     redactor = Redactor([route.key()])
     server: EmulatorServer | None = None
     notices: list[str] = []

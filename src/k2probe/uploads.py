@@ -37,9 +37,11 @@ class UploadCache:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or home() / "uploads.json"
         try:
-            self.entries: dict[str, dict[str, Any]] = json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, json.JSONDecodeError):
-            self.entries = {}  # a damaged cache only costs a re-upload
+            loaded = json.loads(self.path.read_text()) if self.path.exists() else {}
+        except (OSError, ValueError, RecursionError):
+            loaded = {}  # a damaged cache only costs a re-upload
+        self.entries: dict[str, dict[str, Any]] = {k: v for k, v in loaded.items() if isinstance(v, dict)} \
+            if isinstance(loaded, dict) else {}
 
     @staticmethod
     def key(session: Session, media: Media) -> str:
