@@ -6,8 +6,9 @@ import asyncio
 import math
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
@@ -35,21 +36,38 @@ from .snippets import render as render_snippet
 from .store import Store
 from .suites import load_suite
 
+T = TypeVar("T")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Test and evaluate coding-model APIs: Kimi K2.7 Code through any OpenAI-compatible route.")
-
-RouteOpt = Annotated[str | None, typer.Option("--route", envvar="K2PROBE_ROUTE", help="route name from k2probe.toml")]
-JsonOpt = Annotated[bool, typer.Option("--json", envvar="K2PROBE_JSON", help="print one JSON document on stdout")]
-StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
-                                         help="refuse a request the model would reject instead of fixing it")]
-
 
 def _finite(value: float | None) -> float | None:
     """Option callback: NaN and infinity are not numbers a limit can be."""
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
+
+
+RouteOpt = Annotated[str | None, typer.Option("--route", envvar="K2PROBE_ROUTE", help="route name from k2probe.toml")]
+JsonOpt = Annotated[bool, typer.Option("--json", envvar="K2PROBE_JSON", help="print one JSON document on stdout")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", min=1, max=86400, callback=_finite,
+                                           help="seconds for the whole command, retries included")]
+StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
+                                         help="refuse a request the model would reject instead of fixing it")]
+
+
+def _bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
+    """Run `work` to its end or for `seconds` at most, retries included; past that the command failed (exit 1),
+    and what its requests cost so far is recorded as cancelled."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(work, seconds)
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError as exc:
+        raise ProbeFailed(f"{what} did not finish within --timeout {seconds:.0f} s (retries included)",
+                          fix="raise --timeout, or run `k2probe doctor` to see where the route stalls") from exc
 
 
 CONFIG_CODES = {"invalid_key", "bad_base_url", "unreachable", "unknown_model", "doubled_v1", "missing_v1"}
@@ -84,12 +102,12 @@ def _failed(what: str, failure: Failure | None) -> K2ProbeError:
 @app.command()
 def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Option(
         "--param", help="a parameter your client sends by default, NAME=VALUE (repeatable)")] = None,
-        as_json: JsonOpt = False) -> None:
+        timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
     params = parse_params(param or [])
     with open_session("doctor", route, config_snapshot={"params": params}, diagnose_key=True) as session:
         _notices(session.notices)
-        result = asyncio.run(run_doctor(session, params))
+        result = _bounded(run_doctor(session, params), timeout, "doctor")
         session.summary = {"diagnosis": result.diagnosis}
     if as_json:
         render.emit_json(result.as_json(), session.redactor)
@@ -100,11 +118,12 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
 
 
 @app.command()
-def smoke(route: RouteOpt = None, strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt = 600.0,
+          as_json: JsonOpt = False) -> None:
     """The guide's first code-review request; saves the known-good record."""
     with open_session("smoke", route) as session:
         _notices(session.notices)
-        result = asyncio.run(run_smoke(session, strict=strict))
+        result = _bounded(run_smoke(session, strict=strict), timeout, "smoke")
     outcome = result.outcome
     if as_json:
         render.emit_json({"route": session.route.name, "ok": result.known_good is not None,
@@ -134,7 +153,7 @@ def chat(prompt: str, route: RouteOpt = None,
                                            help="scale media that exceed the model's limits")] = False,
          upload: Annotated[bool, typer.Option("--upload", envvar="K2PROBE_UPLOAD",
                                               help="send media through the files API")] = False,
-         strict: StrictOpt = False, as_json: JsonOpt = False) -> None:
+         strict: StrictOpt = False, timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """One request; --stream shows reasoning dimmed, then the answer, then its figures."""
     params = parse_params(param or [])
     selected = resolve_route(route, load_file())
@@ -145,9 +164,10 @@ def chat(prompt: str, route: RouteOpt = None,
                                params={**session.route.params, **params})
         live = render.LivePrinter() if stream and not as_json else None
         quiet = as_json
-        result = asyncio.run(run_chat(session, request, strict=strict, listener=live,
+        result = _bounded(run_chat(session, request, strict=strict, listener=live,
                                       on_changes=None if quiet else render.changes, media=media,
-                                      force_upload=upload, on_notes=None if quiet else render.media_notes))
+                                      force_upload=upload, on_notes=None if quiet else render.media_notes),
+                          timeout, "chat")
         if live:
             live.finish()
     outcome = result.outcome

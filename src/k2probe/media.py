@@ -80,8 +80,8 @@ def _image_size(data: bytes, name: str, mime: str) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             if width * height > MAX_DECODE_PIXELS:  # refused from its header: never decoded
-                raise UsageError(f"{name}: {mime} declares {width}×{height} ({width * height / 1e6:.0f} Mpx), too many "
-                                 "pixels to decode safely", fix="send a smaller image")
+                raise UsageError(f"{name}: {mime} declares {width}×{height} ({width * height / 1e6:.0f} Mpx), more pixels "
+                                 "than can be decoded safely", fix="send a smaller image")
             image.load()  # decodes every pixel: a truncated file fails here
             return image.size
     except Image.DecompressionBombError as exc:
