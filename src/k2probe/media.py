@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import stat
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -77,7 +78,10 @@ def _image_size(data: bytes, name: str, mime: str) -> tuple[int, int]:
         return size
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():  # Pillow's bomb warning: our own check below says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
             width, height = image.size
             if width * height > MAX_DECODE_PIXELS:  # refused from its header: never decoded
                 raise UsageError(f"{name}: {mime} declares {width}×{height} ({width * height / 1e6:.0f} Mpx), more pixels "
