@@ -93,3 +93,48 @@ def test_suite_check(cli):
     assert data["ok"] and len(data["tasks"]) == 12
     assert all(t["untouched"]["status"] == "failed" and t["solved"]["status"] == "passed" for t in data["tasks"])
     assert cli("suite", "check", "nope").code == 2
+
+
+def _owned_by(folder: Path, pid: int) -> bool:
+    try:
+        return f":{pid}:" in (folder / ".k2probe-owner").read_text()
+    except OSError:
+        return False
+
+
+def test_kill_9_leaves_an_interrupted_run_and_no_folders(cli, workdir):
+    """A killed agent is `interrupted` at the next start (pid and start time, so a reused pid is no alibi), and its
+    workspace folders are removed then."""
+    import json
+    import os
+    import signal
+    import time
+
+    from .hostile import HostileModel
+
+    model = HostileModel([("run_tests", {})]).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "MOONSHOT"))}
+    env.update({"AI_GATEWAY_BASE_URL": model.base_url, "AI_GATEWAY_API_KEY": "sk-kill-nine-0000000000",
+                "K2PROBE_HOME": str(workdir / "home")})
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "k2probe", "agent", "x", "--repo", str(_repo(workdir / "r")),
+                                    "--test-cmd", "sleep 60"], cwd=workdir, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        mine: list[Path] = []
+        while time.monotonic() < deadline and not (mine and model.requests):
+            time.sleep(0.2)
+            mine = [p for p in Path(tempfile.gettempdir()).glob("k2probe-ws-*") if _owned_by(p, process.pid)]
+        assert mine and model.requests, "the agent never started its run"
+        time.sleep(1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        model.stop()
+    assert all(p.exists() for p in mine)  # left behind by the kill...
+    runs = cli("runs", "--json").json()["runs"]
+    assert [r["status"] for r in runs] == ["interrupted"]
+    assert not any(p.exists() for p in mine)  # ...and gone at the next start
+    detail = cli("show", runs[0]["id"], "--json").json()
+    assert [a["status"] for a in detail["attempts"]] == ["interrupted"]
+    assert json.dumps(detail).count("sk-kill-nine") == 0

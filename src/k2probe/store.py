@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from . import __version__
 from .config import home
 from .errors import ConfigError
+from .liveness import alive, remove_leftovers, token
 from .media import compact_media
 from .records import CallRecord
 from .redact import Redactor
@@ -174,14 +175,31 @@ class Store:
             if self.engine.dialect.name == "sqlite":
                 _sqlite_pragmas(self.engine)
             Base.metadata.create_all(self.engine)
+            self.mark_interrupted()
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             safe = self.redactor.text(str(exc).splitlines()[0])
             raise ConfigError(f"cannot open the store: {safe}", fix="check K2PROBE_DB_URL / K2PROBE_HOME") from exc
+        remove_leftovers()
+
+    def mark_interrupted(self) -> int:
+        """Runs (and their attempts) left `running` by a process that died are `interrupted`, never running forever."""
+        with Session(self.engine) as session, session.begin():
+            rows = session.scalars(select(RunRow).where(RunRow.status == "running")).all()
+            dead = [row for row in rows if isinstance(row.config, dict) and row.config.get("owner")
+                    and not alive(str(row.config["owner"]))]
+            for row in dead:
+                row.status, row.finished_at = "interrupted", row.finished_at or time.time()
+                for attempt in session.scalars(select(AttemptRow).where(AttemptRow.run_id == row.id,
+                                                                        AttemptRow.status == "running")).all():
+                    attempt.status, attempt.end_reason = "interrupted", "interrupted"
+                    attempt.finished_at = time.time()
+            return len(dead)
 
     def start_run(self, command: str, route: str | None, config: dict[str, Any]) -> str:
         run_id = str(uuid.uuid4())
         with Session(self.engine) as session, session.begin():
-            session.add(RunRow(id=run_id, command=command, route=route, config=self.redactor.value(config),
+            config = {**self.redactor.value(config), "owner": token()}
+            session.add(RunRow(id=run_id, command=command, route=route, config=config,
                                tool_version=__version__, started_at=time.time(), status="running"))
         return run_id
 

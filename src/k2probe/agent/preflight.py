@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import home
+from ..liveness import mark_owner
 from ..suites import Task
 from .outcome import Verification, judge
 from .runtime import Runtime
@@ -45,6 +46,7 @@ def preflight(task: Task, iso: Isolation, limits: Limits | None = None, runtime:
     limits = limits or Limits()
     runtime = runtime or Runtime.own()
     work = Path(tempfile.mkdtemp(prefix="k2probe-preflight-"))
+    mark_owner(work)
     try:
         untouched_dir, solved_dir = work / "untouched" / "repo", work / "solved" / "repo"
         shutil.copytree(task.repo, untouched_dir)

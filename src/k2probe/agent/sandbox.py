@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..liveness import mark_owner
 from .runtime import Runtime
 
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
@@ -273,6 +274,7 @@ def _host_copy(source: Path, lay: Mapping[str, Path], runtime: Runtime) -> Itera
     """--sandbox none: a throwaway copy on the host, so test runs still leave the workspace as the tools made it."""
     folder = Path(tempfile.mkdtemp(prefix="k2probe-run-")).resolve()
     target = folder / source.name
+    mark_owner(folder)
     try:
         (folder / "bin").mkdir()
         for name in ("python", "python3"):

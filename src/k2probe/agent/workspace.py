@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..liveness import mark_owner
 from .sandbox import make_readable
 
 _IGNORED_NAMES = shutil.ignore_patterns(".git", ".k2probe", "__pycache__", "*.pyc", ".venv", "node_modules",
@@ -66,6 +67,7 @@ class Workspace:
     def __init__(self, source: Path) -> None:
         self.source = source
         self.base = Path(tempfile.mkdtemp(prefix="k2probe-ws-")).resolve()
+        mark_owner(self.base)
         self.root = self.base / "repo"
         self.git_dir = self.base / "git"
         shutil.copytree(source, self.root, ignore=left_out, symlinks=True)
