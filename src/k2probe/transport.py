@@ -202,7 +202,8 @@ class Transport:
             wait = self.policy.delay(failure, attempt) if failure else None
             if wait is not None and failure is not None:
                 record.retry_reason = f"{failure.type} (HTTP {failure.status}); waited {wait:.2f}s"
-            elif failure is not None and failure.retryable and failure.retry_after_s is not None:
+            elif failure is not None and failure.retryable and failure.retry_after_s is not None \
+                    and failure.retry_after_s > self.policy.max_retry_after_s:
                 record.retry_reason = (f"gave up: Retry-After {failure.retry_after_s:.0f} s is over the "
                                        f"{self.policy.max_retry_after_s:.0f} s this policy waits")
             self._emit(record)
