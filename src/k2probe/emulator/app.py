@@ -22,6 +22,7 @@ from .faults import STREAM_ONLY, FaultPlan
 from .files import FileStore
 from .media import inspect_media
 from .personalities import PERSONALITY, Personality
+from .schema import check_shape
 from .scripted import scripted_answer
 from .settings import EmulatorSettings
 from .turn import Turn
@@ -126,6 +127,8 @@ class Emulator:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return self.error(bad_request("Invalid request: the body is not valid JSON"))
+        except RecursionError:
+            return self.error(bad_request("Invalid request: the body is nested too deeply"))
         if not isinstance(body, dict):
             return self.error(bad_request("Invalid request: the body must be a JSON object"))
         return body
@@ -157,6 +160,7 @@ class Emulator:
             if not self.personality.enforce_fixed:
                 body = {k: v for k, v in body.items() if k not in FIXED}
             try:
+                check_shape(body)
                 seen = inspect_media(body, self.files)
                 prompt_tokens = validate_chat(body, enforce_fixed=self.personality.enforce_fixed,
                                               reasoning_keys=self.personality.reasoning_keys(),
