@@ -34,3 +34,22 @@ def test_snippet_runs_against_the_emulator(cli, emulator, workdir: Path, lang, n
     assert done.returncode == 0, done.stderr
     assert "parse_total" in done.stdout  # the review came back
     assert live.state.requests_seen == 1 and recorded.state.requests_seen == 1
+
+
+@pytest.mark.parametrize("lang", ["curl", "python", "node"])
+def test_an_unset_key_is_one_line_and_an_emulator_snippet_says_how_to_replay(cli, workdir: Path, lang, node_modules):
+    assert cli("smoke").code == 0  # nothing configured: the built-in emulator
+    name = {"curl": "k.sh", "python": "k.py", "node": "k.mjs"}[lang]
+    out = workdir / "snips"
+    out.mkdir()
+    assert cli("snippet", "--lang", lang, "--out", str(out / name)).code == 0
+    code = (out / name).read_text()
+    assert "k2probe emulator" in code and "http://127.0.0.1:8765/v1" in code
+    if lang == "node":
+        (out / "node_modules").symlink_to(node_modules, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "MOONSHOT"))}
+    command = {"curl": ["sh", name], "python": [sys.executable, name], "node": [shutil.which("node") or "node", name]}
+    done = subprocess.run(command[lang], cwd=out, env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and len(lines) == 1 and "export AI_GATEWAY_API_KEY=" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pprint
@@ -11,19 +12,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
 from . import __version__
 from .errors import UsageError
 
 LANGS = {"curl": "curl.sh.j2", "python": "python.py.j2", "node": "node.mjs.j2"}
 EXTENSIONS = {"curl": "sh", "python": "py", "node": "mjs"}
+EMULATOR_URL = "http://127.0.0.1:8765/v1"  # where `k2probe emulator` serves by default
 SDK_KWARGS = ("max_tokens", "max_completion_tokens", "stop", "stream", "stream_options", "tools", "tool_choice",
               "response_format", "logprobs", "top_logprobs", "prompt_cache_key", "temperature", "top_p", "n",
               "presence_penalty", "frequency_penalty")
 
-_env = Environment(loader=PackageLoader("k2probe", "templates"), undefined=StrictUndefined,
-                   keep_trailing_newline=True, autoescape=False)
+
+
+@functools.lru_cache(maxsize=1)
+def _templates() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(loader=PackageLoader("k2probe", "templates"), undefined=StrictUndefined,
+                       keep_trailing_newline=True, autoescape=False)
 
 
 def _py(value: Any) -> str:
@@ -39,7 +45,8 @@ def render(record: dict[str, Any], lang: str) -> str:
     rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
     context = {
         "route": record["route"], "model": record["model"], "version": __version__, "key_env": key_env,
-        "base_url": record["base_url"],
+        "base_url": record["base_url"], "emulated": bool(record.get("emulated")),
+        "default_base_url": EMULATOR_URL if record.get("emulated") else record["base_url"],
         "body_json": json.dumps(body, indent=2, ensure_ascii=False),
         "body_js": json.dumps(body, indent=2, ensure_ascii=False),
         "messages_py": _py(body["messages"]).replace("\n", "\n    "),
@@ -47,7 +54,7 @@ def render(record: dict[str, Any], lang: str) -> str:
         "extra_py": _py({k: v for k, v in rest.items() if k not in SDK_KWARGS}) if any(
             k not in SDK_KWARGS for k in rest) else "",
     }
-    return _env.get_template(LANGS[lang]).render(**context)
+    return str(_templates().get_template(LANGS[lang]).render(**context))
 
 
 def node_runnable(folder: Path) -> str | None:
