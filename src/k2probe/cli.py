@@ -8,33 +8,22 @@ import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
 
 from . import __version__, render
-from .agent import AgentLimits
-from .agent.sandbox import isolation
-from .agent_cmd import choose_task, run_agent_command, show_result
-from .chat import chat_request, figures, run_chat
-from .config import KEY_ENVS, all_routes, load_file, parse_params, resolve_route
-from .doctor import code_for, run_doctor
-from .emulator import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults, serve_forever
+from .emulator.settings import FAULT_KINDS, PERSONALITIES
 from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
-from .failures import Failure
-from .media import Media, load_media
-from .profiles import profile_for
-from .quickstart import run_quickstart
 from .redact import RedactingStream, remember
-from .results import print_run, print_runs, run_detail
-from .results import review as review_run
-from .session import open_session
-from .smoke import run_smoke
 from .snippets import LANGS
-from .snippets import render as render_snippet
-from .store import Store
-from .suites import load_suite
+
+if TYPE_CHECKING:  # each command imports what it uses, so `--help` and `routes` start fast
+    from .failures import Failure
+    from .media import Media
+
+KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")  # the same as config.KEY_ENVS, known before pydantic loads
 
 T = TypeVar("T")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -82,6 +71,10 @@ def _notices(session_notices: list[str]) -> None:
 def load_all_media(route: str | None, images: list[Path] | None, videos: list[Path] | None, *,
                    fit: bool) -> list[Media]:
     """Read and check every --image and --video before anything starts (bad files are exit 2, nothing sent)."""
+    from .config import load_file, resolve_route
+    from .media import load_media
+    from .profiles import profile_for
+
     if not images and not videos:
         return []
     selected = resolve_route(route, load_file())
@@ -92,6 +85,8 @@ def load_all_media(route: str | None, images: list[Path] | None, videos: list[Pa
 
 def _failed(what: str, failure: Failure | None) -> K2ProbeError:
     """A setup problem (key, URL, model) is bad configuration, exit 2; anything else means the tested thing failed."""
+    from .doctor import code_for
+
     if failure is None:
         return ProbeFailed(f"{what}: the answer was empty", fix="run `k2probe doctor` to find out why")
     code = code_for(failure)
@@ -104,6 +99,10 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
         "--param", help="a parameter your client sends by default, NAME=VALUE (repeatable)")] = None,
         timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
+    from .config import parse_params
+    from .doctor import run_doctor
+    from .session import open_session
+
     params = parse_params(param or [])
     with open_session("doctor", route, config_snapshot={"params": params}, diagnose_key=True) as session:
         _notices(session.notices)
@@ -121,6 +120,10 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
 def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt = 600.0,
           as_json: JsonOpt = False) -> None:
     """The guide's first code-review request; saves the known-good record."""
+    from .chat import figures
+    from .session import open_session
+    from .smoke import run_smoke
+
     with open_session("smoke", route) as session:
         _notices(session.notices)
         result = _bounded(run_smoke(session, strict=strict), timeout, "smoke")
@@ -155,6 +158,10 @@ def chat(prompt: str, route: RouteOpt = None,
                                               help="send media through the files API")] = False,
          strict: StrictOpt = False, timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """One request; --stream shows reasoning dimmed, then the answer, then its figures."""
+    from .chat import chat_request, figures, run_chat
+    from .config import load_file, parse_params, resolve_route
+    from .session import open_session
+
     params = parse_params(param or [])
     selected = resolve_route(route, load_file())
     media = load_all_media(route, image, video, fit=fit)
@@ -218,6 +225,12 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
               "k2probe's own)"))] = None,
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
+    from .agent import AgentLimits
+    from .agent.sandbox import isolation
+    from .agent_cmd import choose_task, run_agent_command, show_result
+    from .session import open_session
+    from .suites import load_suite
+
     if list_tasks:
         for item in load_suite():
             render.out.print(f"{item.suite}/{item.id:<14} {item.title}")
@@ -253,6 +266,8 @@ def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite")] = "
     from rich.table import Table
 
     from .agent.preflight import preflight
+    from .agent.sandbox import isolation
+    from .suites import load_suite
 
     iso = isolation(sandbox)
     tasks = load_suite(name)
@@ -277,17 +292,39 @@ def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite")] = "
         raise typer.Exit(1)
 
 
+def _known_good(route: str) -> dict[str, Any] | None:
+    """The route's known-good record: the JSON file smoke saved (fast), else the store."""
+    import json
+
+    from .config import known_good_path
+
+    try:
+        data = json.loads(known_good_path(route).read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "request" in data:
+            return data
+    except (OSError, ValueError):
+        pass
+    from .store import Store
+
+    store = Store()
+    try:
+        return store.known_good(route)
+    finally:
+        store.dispose()
+
+
 @app.command()
 def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join(LANGS)}")] = "python",
             route: RouteOpt = None,
             out: Annotated[Path | None, typer.Option("--out", help="write to this file")] = None) -> None:
     """The known-good request as runnable code that reads the key from the environment."""
+    from .config import load_file, resolve_route
+    from .snippets import render as render_snippet
+
     if lang not in LANGS:
         raise UsageError(f"unknown language {lang!r}", fix=f"use one of: {', '.join(LANGS)}")
     name = resolve_route(route, load_file()).name
-    store = Store()
-    record = store.known_good(name)
-    store.dispose()
+    record = _known_good(name)
     if record is None:
         raise UsageError(f"no known-good record for route {name!r}", fix="run `k2probe smoke` first")
     code = render_snippet(record, lang)
@@ -304,6 +341,9 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
 def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="how many runs")] = 20,
          as_json: JsonOpt = False) -> None:
     """The recorded runs, newest first."""
+    from .results import print_runs
+    from .store import Store
+
     store = Store()
     items = store.runs(limit)
     store.dispose()
@@ -316,6 +356,9 @@ def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, hel
 @app.command()
 def show(run: Annotated[str, typer.Argument(help="a run id or its first characters")], as_json: JsonOpt = False) -> None:
     """One run: its calls (timings, tokens, cost, media), attempts and reviews."""
+    from .results import print_run, run_detail
+    from .store import Store
+
     store = Store()
     detail = run_detail(store, run)
     store.dispose()
@@ -336,6 +379,9 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
            attempt: Annotated[str | None, typer.Option("--attempt", help="one agent attempt of the run")] = None,
            as_json: JsonOpt = False) -> None:
     """Record a human verdict on a run: accepted or not, repair time, rollback, handoff."""
+    from .results import review as review_run
+    from .store import Store
+
     store = Store()
     detail = review_run(store, run, accepted=accept, repair_minutes=repair_minutes, rollback=rollback,
                         handoff=handoff, note=note, attempt=attempt)
@@ -349,6 +395,8 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
 @app.command()
 def routes(as_json: JsonOpt = False) -> None:
     """The configured routes, keys masked."""
+    from .config import all_routes
+
     items = [r.public() for r in all_routes()]
     if as_json:
         render.emit_json({"routes": items})
@@ -385,6 +433,8 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST")] 
                                                      help="share of scripted agent steps that slip")
                                   ] = 0.0) -> None:
     """Serve the Kimi emulator on loopback."""
+    from .emulator import EmulatorSettings, parse_faults, serve_forever
+
     try:
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
                                     ttft_ms=ttft_ms, itl_ms=itl_ms, rpm=rpm, max_concurrency=max_concurrency,
@@ -398,6 +448,8 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST")] 
 @app.command()
 def quickstart(route: RouteOpt = None, as_json: JsonOpt = False) -> None:
     """The whole seed path: doctor, smoke, streaming, screenshot review, agent task, snippets; then a report."""
+    from .quickstart import run_quickstart
+
     result = run_quickstart(route, quiet=as_json)
     if as_json:
         render.emit_json(result.as_json())

@@ -289,6 +289,12 @@ def home() -> Path:
     return path
 
 
+def known_good_path(route: str) -> Path:
+    """Where smoke saves a route's known-good record as JSON (the store keeps it too)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in route)
+    return home() / "known-good" / f"{safe}.json"
+
+
 def load_file(path: Path | None = None) -> ConfigFile:
     """Read k2probe.toml (or return an empty config when there is none); malformed files are a ConfigError."""
     path = path or Path(os.environ.get("K2PROBE_CONFIG", CONFIG_FILE))

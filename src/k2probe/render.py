@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from .chat import figures
-from .doctor import Diagnosis
-from .records import CallRecord
-from .redact import Redactor
-from .sanitize import Change
+if TYPE_CHECKING:  # imported where used: `k2probe --help` must not load the request path
+    from .doctor import Diagnosis
+    from .records import CallRecord
+    from .redact import Redactor
+    from .sanitize import Change
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -44,6 +43,8 @@ def media_notes(lines: list[str]) -> None:
 
 
 def diagnosis(result: Diagnosis) -> None:
+    from rich.table import Table
+
     table = Table(title=f"doctor: route {result.route}", show_lines=False)
     for column in ("check", "status", "detail", "fix"):
         table.add_column(column, overflow="fold")
@@ -59,6 +60,8 @@ def _ms(value: float | None) -> str:
 
 
 def figures_line(call: CallRecord) -> str:
+    from .chat import figures
+
     f = figures(call)
     cost = "cost unknown" if f["cost_usd"] is None else f"${f['cost_usd']:.6f}"
     tps = "–" if f["tokens_per_s"] is None else f"{f['tokens_per_s']:.0f} tok/s"

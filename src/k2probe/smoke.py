@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
+from .config import known_good_path
 from .guide import review_request
 from .sanitize import Change, sanitise
 from .session import Session
-from .store import known_good_path
 from .transport import Outcome
 
 

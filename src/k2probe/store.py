@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
@@ -283,8 +282,3 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def known_good_path(route: str) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in route)
-    return home() / "known-good" / f"{safe}.json"
