@@ -138,3 +138,20 @@ def test_kill_9_leaves_an_interrupted_run_and_no_folders(cli, workdir):
     detail = cli("show", runs[0]["id"], "--json").json()
     assert [a["status"] for a in detail["attempts"]] == ["interrupted"]
     assert json.dumps(detail).count("sk-kill-nine") == 0
+
+
+def test_a_failed_open_leaves_nothing_running(workdir, monkeypatch):
+    """Three opens that fail after the emulator started (the store cannot open) leave no emulator thread behind."""
+    import threading
+
+    import pytest
+
+    from k2probe.errors import ConfigError
+    from k2probe.session import open_session
+
+    before = threading.active_count()
+    monkeypatch.setenv("K2PROBE_DB_URL", "nosuchdialect://x")
+    for _ in range(3):
+        with pytest.raises(ConfigError), open_session("chat"):
+            pass
+    assert threading.active_count() == before

@@ -183,3 +183,68 @@ def test_client_queue_time_is_recorded_apart(emulator):
     first, second = sorted(asyncio.run(go()), key=lambda o: o.last.queue_ms)
     assert first.last.queue_ms < 20 and second.last.queue_ms >= 140  # waited for the first one's slot
     assert second.last.latency_ms < second.last.queue_ms + 100  # server latency does not include the wait
+
+
+def test_proxy_variables_are_honoured_like_the_raw_probes(cli, workdir):
+    """HTTP_PROXY reaches the SDK's client too (a custom transport would silently ignore it); NO_PROXY exempts."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            seen.append(self.path)  # a proxy is asked for the absolute URL
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "kimi-k2.7-code",
+                               "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                   "role": "assistant", "content": "via proxy", "reasoning_content": "r"}}],
+                               "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"AI_GATEWAY_API_KEY": "sk-proxy-test-00000000000", "AI_GATEWAY_BASE_URL": "http://kimi.example.invalid/v1",
+           "HTTP_PROXY": f"http://127.0.0.1:{server.server_port}"}
+    try:
+        through = cli("chat", "hi", "--json", "--timeout", "20", env=env)
+        exempt = cli("chat", "hi", "--json", "--timeout", "20", env={**env, "NO_PROXY": "kimi.example.invalid"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert through.code == 0 and through.json()["answer"] == "via proxy", through.stderr
+    assert seen == ["http://kimi.example.invalid/v1/chat/completions"]
+    assert exempt.code != 0 and len(seen) == 1  # not sent to the proxy: straight to a host that does not exist
+
+
+def test_pool_limits_are_the_sdks_and_timings_are_apart(emulator):
+    import asyncio
+
+    from k2probe.config import Route
+    from k2probe.profiles import profile_for
+    from k2probe.transport import POOL_LIMITS, Transport
+
+    assert POOL_LIMITS.max_connections >= 1000 and POOL_LIMITS.max_keepalive_connections >= 100
+    server = emulator(ttft_ms=50)
+    route = Route(name="t", base_url=server.base_url, api_key="sk-k2probe-emulator", api_key_env="X",
+                  model="kimi-k2.7-code")
+
+    async def two() -> list:
+        async with Transport(route, profile_for(route.model, None)) as transport:
+            body = {"model": route.model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            first = await transport.chat(body)
+            second = await transport.chat(body)
+        return [first.last, second.last]
+
+    fresh, reused = asyncio.run(two())
+    assert fresh.connect_ms > 0 and reused.connect_ms == 0  # a new connection, then the pooled one
+    for call in (fresh, reused):
+        assert call.ttft_ms is not None and call.ttft_ms >= 45  # from headers on the wire, not before the connect

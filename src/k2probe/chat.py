@@ -86,7 +86,8 @@ def figures(call: CallRecord) -> dict[str, Any]:
         tps = (output_tokens - 1) / ((call.latency_ms - call.ttft_ms) / 1000.0)
     return {
         "status": call.status, "ttft_ms": call.ttft_ms, "ttfc_ms": call.ttfc_ms, "latency_ms": call.latency_ms,
-        "queue_ms": call.queue_ms, "prep_ms": call.prep_ms, "tokens_per_s": tps, "prompt_tokens": call.prompt_tokens,
+        "queue_ms": call.queue_ms, "prep_ms": call.prep_ms, "pool_ms": call.pool_ms, "connect_ms": call.connect_ms,
+        "tokens_per_s": tps, "prompt_tokens": call.prompt_tokens,
         "completion_tokens": call.completion_tokens, "reasoning_tokens": call.reasoning_tokens,
         "cached_tokens": call.cached_tokens, "cost_usd": call.cost_usd, "price_source": call.price_source,
         "finish_reason": call.finish_reason, "usage_location": call.usage_location,

@@ -59,7 +59,10 @@ class CallRecord:
     error_message: str | None = None
     retry_reason: str | None = None  # why this attempt was followed by another
     queue_ms: float = 0.0  # waiting for a concurrency slot inside k2probe
-    prep_ms: float = 0.0  # the SDK building the request, before it reached the wire; TTFT etc. count from there
+    prep_ms: float = 0.0  # the SDK building the request, until it is handed to the HTTP client
+    pool_ms: float = 0.0  # waiting for a connection from the HTTP client's pool
+    connect_ms: float = 0.0  # opening a new connection (TCP, and TLS where used); 0 on a reused one
+    # TTFT, TTFC and latency count from the moment the request headers start onto the wire (httpcore's trace)
     ttft_ms: float | None = None
     ttfc_ms: float | None = None
     latency_ms: float | None = None

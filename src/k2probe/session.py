@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,24 +61,27 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
     if unusable is not None:
         raise ConfigError(f"route {route.name!r}: {unusable.message}", fix=unusable.fix)
     redactor = Redactor([route.key()])
-    server: EmulatorServer | None = None
     notices: list[str] = []
-    if route.emulated:
-        settings = emulator or EmulatorSettings(api_key=route.key(), personality=route.personality)
-        server = EmulatorServer(settings).start()
-        route = route.model_copy(update={"base_url": server.base_url})
-        notices.append(EMULATOR_NOTICE.format(url=server.base_url))
-    store = Store(redactor=redactor)
-    profile = profile_for(route.model, route.profile)
-    snapshot = {"route": route.public(), "profile": profile.name, **(config_snapshot or {})}
-    run_id = store.start_run(command, route.name, snapshot)
-    session = Session(command, route, profile, store, run_id, redactor, server, notices)
-    status = "error"
-    try:
-        yield session
-        status = "finished"
-    finally:
-        store.finish_run(run_id, status, {"calls": len(session.calls), **session.summary})
-        store.dispose()
-        if server is not None:
-            server.stop()
+    with contextlib.ExitStack() as stack:  # whatever opened is closed, in reverse, even when a later open fails
+        server: EmulatorServer | None = None
+        if route.emulated:
+            settings = emulator or EmulatorSettings(api_key=route.key(), personality=route.personality)
+            server = EmulatorServer(settings).start()
+            stack.callback(server.stop)
+            route = route.model_copy(update={"base_url": server.base_url})
+            notices.append(EMULATOR_NOTICE.format(url=server.base_url))
+        store = Store(redactor=redactor)
+        stack.callback(store.dispose)
+        profile = profile_for(route.model, route.profile)
+        snapshot = {"route": route.public(), "profile": profile.name, **(config_snapshot or {})}
+        run_id = store.start_run(command, route.name, snapshot)
+        session = Session(command, route, profile, store, run_id, redactor, server, notices)
+        status = "error"
+        try:
+            yield session
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            store.finish_run(run_id, status, {"calls": len(session.calls), **session.summary})

@@ -7,7 +7,8 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, select
+from sqlalchemy import JSON, ColumnDefault, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, select
+from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -55,6 +56,8 @@ class CallRow(Base):
     retry_reason: Mapped[str | None] = mapped_column(Text)
     queue_ms: Mapped[float] = mapped_column(Float, default=0.0)
     prep_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    pool_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    connect_ms: Mapped[float] = mapped_column(Float, default=0.0)
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     ttfc_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
@@ -174,11 +177,23 @@ class Store:
             if self.engine.dialect.name == "sqlite":
                 _sqlite_pragmas(self.engine)
             Base.metadata.create_all(self.engine)
+            self._add_new_columns()
             self.mark_interrupted()
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             safe = self.redactor.text(str(exc).splitlines()[0])
             raise ConfigError(f"cannot open the store: {safe}", fix="check K2PROBE_DB_URL / K2PROBE_HOME") from exc
         remove_leftovers()
+
+    def _add_new_columns(self) -> None:
+        """A store written by an earlier k2probe gets the columns added since (nullable or defaulted, so old rows
+        stay valid). A stop-gap until schema changes go through migrations."""
+        existing = {c["name"] for c in inspect(self.engine).get_columns(CallRow.__tablename__)}
+        missing = [c for c in CallRow.__table__.columns if c.name not in existing]
+        with self.engine.begin() as connection:
+            for column in missing:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                default = " DEFAULT 0" if isinstance(column.default, ColumnDefault) else ""
+                connection.execute(sql(f'ALTER TABLE {CallRow.__tablename__} ADD COLUMN {column.name} {kind}{default}'))
 
     def mark_interrupted(self) -> int:
         """Runs (and their attempts) left `running` by a process that died are `interrupted`, never running forever."""

@@ -27,14 +27,27 @@ from .records import CallRecord, Usage, cost_of
 from .stream import Listener, StreamAccumulator
 
 OnCall = Callable[[CallRecord], None]
-_WIRE: contextvars.ContextVar[list[float]] = contextvars.ContextVar("k2probe_wire")
+_STAMPS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("k2probe_stamps")
+_TRACE = ((".connect_tcp.started", "connect"), (".connect_tcp.complete", "tcp"), (".start_tls.complete", "tls"),
+          (".send_request_headers.started", "wire"))
+POOL_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # the openai SDK's own defaults
+SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
-async def _stamp_wire(_request: httpx2.Request) -> None:
-    """httpx2 request hook: when the request leaves the SDK for the network (after the SDK has built it)."""
-    stamps = _WIRE.get(None)
-    if stamps is not None:
-        stamps.append(time.perf_counter())
+async def _stamp(request: httpx2.Request) -> None:
+    """httpx2 request hook: when the SDK hands the request over; then httpcore's trace says when a connection was
+    taken or opened and when the headers went onto the wire — the moment server timings count from."""
+    stamps = _STAMPS.get(None)
+    if stamps is None:
+        return
+    stamps["handed"] = time.perf_counter()
+
+    async def trace(name: str, _info: dict[str, Any]) -> None:
+        for suffix, key in _TRACE:
+            if name.endswith(suffix):
+                stamps[key] = time.perf_counter()
+
+    request.extensions["trace"] = trace
 
 
 @dataclass
@@ -115,6 +128,16 @@ def stall_seconds() -> float:
     return value if math.isfinite(value) and value > 0 else 60.0
 
 
+def proxy_mounts() -> dict[str, httpx2.AsyncBaseTransport | None]:
+    """HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, read exactly as httpx reads them (and so as doctor's raw probes do): a
+    client given its own transport would otherwise ignore them."""
+    from httpx2._utils import get_environment_proxies
+
+    return {pattern: None if url is None else httpx2.AsyncHTTPTransport(proxy=url, socket_options=SOCKET_OPTIONS,
+                                                                        limits=POOL_LIMITS)
+            for pattern, url in get_environment_proxies().items()}
+
+
 def make_client(route: Route, timeout_s: float = 600.0) -> AsyncOpenAI:
     """An AsyncOpenAI client for a route; TCP_NODELAY so small SSE writes are not held back by Nagle's algorithm."""
     if not route.api_key or not route.key():
@@ -122,9 +145,10 @@ def make_client(route: Route, timeout_s: float = 600.0) -> AsyncOpenAI:
         raise ConfigError(f"no API key for route {route.name!r}", fix=f"export {env}=<your key>")
     if not route.base_url:
         raise ConfigError(f"route {route.name!r} has no base URL", fix="set AI_GATEWAY_BASE_URL")
-    transport = httpx2.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    http_client = DefaultAsyncHttpx2Client(transport=transport, timeout=httpx2.Timeout(timeout_s, connect=5.0),
-                                           event_hooks={"request": [_stamp_wire]})
+    transport = httpx2.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, limits=POOL_LIMITS)
+    http_client = DefaultAsyncHttpx2Client(transport=transport, mounts=proxy_mounts(),
+                                           timeout=httpx2.Timeout(timeout_s, connect=5.0), limits=POOL_LIMITS,
+                                           event_hooks={"request": [_stamp]})
     headers = {"User-Agent": f"k2probe/{__version__}", **route.headers}
     return AsyncOpenAI(api_key=route.key(), base_url=route.base_url, max_retries=0, default_headers=headers,
                        http_client=http_client)
@@ -132,13 +156,25 @@ def make_client(route: Route, timeout_s: float = 600.0) -> AsyncOpenAI:
 
 @dataclass
 class Clock:
-    """An attempt's clock: started when handed to the SDK; server timings count from when it reached the wire."""
+    """An attempt's clock: started when handed to the SDK; server timings count from when its headers reached the wire
+    (after any wait for a pooled connection and any connect), so TTFT is the server's, not the client's queue."""
 
     started: float
-    wire: list[float]
+    stamps: dict[str, float]
 
     def wire_start(self) -> float:
-        return self.wire[-1] if self.wire else self.started
+        return self.stamps.get("wire") or self.stamps.get("handed") or self.started
+
+    def pool_ms(self) -> float:
+        handed = self.stamps.get("handed")
+        if handed is None:
+            return 0.0
+        return max(0.0, ((self.stamps.get("connect") or self.wire_start()) - handed) * 1000.0)
+
+    def connect_ms(self) -> float:
+        began = self.stamps.get("connect")
+        done = self.stamps.get("tls") or self.stamps.get("tcp")
+        return (done - began) * 1000.0 if began is not None and done is not None else 0.0
 
     @overload
     def since_wire(self, at: float) -> float: ...
@@ -148,7 +184,7 @@ class Clock:
         return None if at is None else (at - self.wire_start()) * 1000.0
 
     def prep_ms(self) -> float:
-        return (self.wire_start() - self.started) * 1000.0
+        return ((self.stamps.get("handed") or self.wire_start()) - self.started) * 1000.0
 
 
 class Transport:
@@ -222,19 +258,19 @@ class Transport:
         queued = time.perf_counter()
         if self._gate is not None:
             await self._gate.acquire()
-        wire: list[float] = []
-        token = _WIRE.set(wire)
+        stamps: dict[str, float] = {}
+        token = _STAMPS.set(stamps)
         try:
             started = time.perf_counter()
             record.queue_ms = (started - queued) * 1000.0
-            clock = Clock(started, wire)
+            clock = Clock(started, stamps)
             if body.get("stream"):
                 await self._stream(body, record, outcome, clock, listener)
             else:
                 await self._plain(body, record, outcome, clock)
-            record.prep_ms = clock.prep_ms()
+            record.prep_ms, record.pool_ms, record.connect_ms = clock.prep_ms(), clock.pool_ms(), clock.connect_ms()
         finally:
-            _WIRE.reset(token)
+            _STAMPS.reset(token)
             if self._gate is not None:
                 self._gate.release()
         if outcome.failure is not None:

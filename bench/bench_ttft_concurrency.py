@@ -1,0 +1,74 @@
+"""TTFT as k2probe measures it, against an emulator (its own process) told to wait a fixed TTFT, at N concurrent streams.
+
+Run: python bench/bench_ttft_concurrency.py [--streams 200] [--ttft-ms 200] [--max-tokens 64]
+
+Prints the error (measured − injected) as min / p50 / p99 / max with n, and the largest pool wait and connect time,
+which k2probe records apart (pool_ms, connect_ms) and keeps out of TTFT. On a 2-core machine the emulator and the SDK
+client share the CPU, so the error at 200 streams is CPU queueing on both sides, not the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from pydantic import SecretStr
+
+from k2probe.config import Route
+from k2probe.profiles import profile_for
+from k2probe.transport import Transport
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _measure(route: Route, streams: int, max_tokens: int) -> list:  # type: ignore[type-arg]
+    async with Transport(route, profile_for(route.model, None)) as transport:
+        body = {"model": route.model, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                "max_tokens": max_tokens}
+        outcomes = await asyncio.gather(*(transport.chat(body) for _ in range(streams)))
+    return [o.last for o in outcomes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--ttft-ms", type=float, default=200.0)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "k2probe", "emulator", "--port", str(port), "--ttft-ms",
+                               str(args.ttft_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        route = Route(name="bench", base_url=f"http://127.0.0.1:{port}/v1", api_key=SecretStr("sk-k2probe-emulator"),
+                      api_key_env="X", model="kimi-k2.7-code")
+        calls = asyncio.run(_measure(route, args.streams, args.max_tokens))
+    finally:
+        server.terminate()
+    errors = sorted(c.ttft_ms - args.ttft_ms for c in calls if c.ttft_ms is not None)
+    p99 = errors[max(0, int(0.99 * len(errors)) - 1)]
+    print(f"TTFT error vs injected {args.ttft_ms:.0f} ms at {args.streams} streams (n={len(errors)}): "
+          f"min {errors[0]:+.1f}, p50 {statistics.median(errors):+.1f}, p99 {p99:+.1f}, max {errors[-1]:+.1f} ms")
+    print(f"recorded apart: pool wait max {max(c.pool_ms for c in calls):.1f} ms, connect max "
+          f"{max(c.connect_ms for c in calls):.1f} ms; failures {sum(1 for c in calls if c.error_type)}")
+    print(f"reproduce: {sys.executable} bench/bench_ttft_concurrency.py --streams {args.streams} "
+          f"--ttft-ms {args.ttft_ms:g} --max-tokens {args.max_tokens}")
+
+
+if __name__ == "__main__":
+    main()
