@@ -27,7 +27,7 @@ KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")  # the same as config.KEY_
 
 T = TypeVar("T")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]},
+                  context_settings={"help_option_names": ["-h", "--help"]}, rich_markup_mode=None,
                   help="Test and evaluate coding-model APIs: Kimi K2.7 Code through any OpenAI-compatible route.")
 
 def _finite(value: float | None) -> float | None:
@@ -37,10 +37,11 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
-RouteOpt = Annotated[str | None, typer.Option("--route", envvar="K2PROBE_ROUTE", help="route name from k2probe.toml")]
+RouteOpt = Annotated[str | None, typer.Option("--route", envvar="K2PROBE_ROUTE", help="route name from k2probe.toml",
+                                              metavar="NAME")]
 JsonOpt = Annotated[bool, typer.Option("--json", envvar="K2PROBE_JSON", help="print one JSON document on stdout")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", min=1, max=86400, callback=_finite,
-                                           help="seconds for the whole command, retries included")]
+                                           help="seconds for the whole command, retries included", metavar="NUMBER")]
 StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
                                          help="refuse a request the model would reject instead of fixing it")]
 
@@ -96,7 +97,7 @@ def _failed(what: str, failure: Failure | None) -> K2ProbeError:
 
 @app.command()
 def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Option(
-        "--param", help="a parameter your client sends by default, NAME=VALUE (repeatable)")] = None,
+        "--param", help="a parameter your client sends by default, NAME=VALUE (repeatable)", metavar="TEXT")] = None,
         timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
     from .config import parse_params
@@ -144,14 +145,18 @@ def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt
 
 
 @app.command()
-def chat(prompt: str, route: RouteOpt = None,
-         system: Annotated[str | None, typer.Option("--system", help="a system message")] = None,
-         stream: Annotated[bool, typer.Option("--stream", envvar="K2PROBE_STREAM")] = False,
+def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROMPT")], route: RouteOpt = None,
+         system: Annotated[str | None, typer.Option("--system", help="a system message", metavar="TEXT")] = None,
+         stream: Annotated[bool, typer.Option("--stream", envvar="K2PROBE_STREAM",
+                                              help="stream the answer: reasoning, then content, with TTFT")] = False,
          max_tokens: Annotated[int | None, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS", min=1, max=10_000_000,
-                                                         help="the answer's token budget")] = None,
-         param: Annotated[list[str] | None, typer.Option("--param", help="extra body field NAME=VALUE")] = None,
-         image: Annotated[list[Path] | None, typer.Option("--image", help="an image to send (repeatable)")] = None,
-         video: Annotated[list[Path] | None, typer.Option("--video", help="a video to send (repeatable)")] = None,
+                                                         help="the answer's token budget", metavar="N")] = None,
+         param: Annotated[list[str] | None, typer.Option("--param", help="extra body field NAME=VALUE",
+                                                         metavar="TEXT")] = None,
+         image: Annotated[list[Path] | None, typer.Option("--image", help="an image to send (repeatable)",
+                                                          metavar="PATH")] = None,
+         video: Annotated[list[Path] | None, typer.Option("--video", help="a video to send (repeatable)",
+                                                          metavar="PATH")] = None,
          fit: Annotated[bool, typer.Option("--fit", envvar="K2PROBE_FIT",
                                            help="scale media that exceed the model's limits")] = False,
          upload: Annotated[bool, typer.Option("--upload", envvar="K2PROBE_UPLOAD",
@@ -198,31 +203,39 @@ def chat(prompt: str, route: RouteOpt = None,
 
 
 @app.command()
-def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words")] = None,
-          repo: Annotated[Path | None, typer.Option("--repo", help="the repository (copied; never modified)")] = None,
+def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words", metavar="TEXT")] = None,
+          repo: Annotated[Path | None, typer.Option("--repo", help="the repository (copied; never modified)",
+                                                    metavar="PATH")] = None,
           test_cmd: Annotated[str | None, typer.Option("--test-cmd", envvar="K2PROBE_TEST_CMD",
-                                                       help="the command that verifies the task")] = None,
-          task_ref: Annotated[str | None, typer.Option("--task", help="a shipped task, e.g. parse-total")] = None,
+                                                       help="the command that verifies the task", metavar="TEXT")] = None,
+          task_ref: Annotated[str | None, typer.Option("--task", help="a shipped task, e.g. parse-total",
+                                                       metavar="TEXT")] = None,
           list_tasks: Annotated[bool, typer.Option("--list-tasks", help="list the shipped tasks")] = False,
           route: RouteOpt = None,
           max_steps: Annotated[int, typer.Option("--max-steps", envvar="K2PROBE_MAX_STEPS", min=1, max=10_000,
-                                                 help="requests to the model at most")] = 30,
+                                                 help="requests to the model at most", metavar="N")] = 30,
           max_cost: Annotated[float | None, typer.Option("--max-cost", envvar="K2PROBE_MAX_COST", min=1e-9,
-                                                         max=1_000_000, callback=_finite, help="USD")] = None,
+                                                         max=1_000_000, callback=_finite, help="USD",
+                                                             metavar="NUMBER")] = None,
           timeout: Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", min=1, max=7 * 86400,
-                                                callback=_finite, help="seconds for the whole run")] = 900.0,
+                                                callback=_finite, help="seconds for the whole run",
+                                                    metavar="NUMBER")] = 900.0,
           test_timeout: Annotated[float, typer.Option("--test-timeout", envvar="K2PROBE_TEST_TIMEOUT", min=1, max=86400,
-                                                      callback=_finite, help="seconds per test run")] = 120.0,
-          image: Annotated[list[Path] | None, typer.Option("--image", help="an image for the task (repeatable)")] = None,
-          video: Annotated[list[Path] | None, typer.Option("--video", help="a video for the task (repeatable)")] = None,
-          fit: Annotated[bool, typer.Option("--fit", envvar="K2PROBE_FIT")] = False,
-          upload: Annotated[bool, typer.Option("--upload", envvar="K2PROBE_UPLOAD")] = False,
+                                                      callback=_finite, help="seconds per test run",
+                                                          metavar="NUMBER")] = 120.0,
+          image: Annotated[list[Path] | None, typer.Option("--image", help="an image for the task (repeatable)",
+                                                           metavar="PATH")] = None,
+          video: Annotated[list[Path] | None, typer.Option("--video", help="a video for the task (repeatable)",
+                                                           metavar="PATH")] = None,
+          fit: Annotated[bool, typer.Option("--fit", envvar="K2PROBE_FIT", help="scale media into the limits")] = False,
+          upload: Annotated[bool, typer.Option("--upload", envvar="K2PROBE_UPLOAD",
+                                               help="send media via the files API")] = False,
           sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX", help=(
               "auto (bubblewrap, refuse without it), bwrap, or none: run model-written code unisolated, at your "
-              "risk"))] = "auto",
+              "risk"), metavar="TEXT")] = "auto",
           python: Annotated[Path | None, typer.Option("--python", envvar="K2PROBE_PYTHON", help=(
               "the interpreter the tests run with (default: for --repo, the caller's PATH and venv; for --task, "
-              "k2probe's own)"))] = None,
+              "k2probe's own)"), metavar="PATH")] = None,
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
     from .agent import AgentLimits
@@ -257,9 +270,9 @@ app.add_typer(suite_app, name="suite")
 
 
 @suite_app.command("check")
-def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite")] = "basic",
+def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite", metavar="TEXT")] = "basic",
                 sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX",
-                                                     help="auto, bwrap or none")] = "auto",
+                                                     help="auto, bwrap or none", metavar="TEXT")] = "auto",
                 as_json: JsonOpt = False) -> None:
     """For every task: the untouched repository fails its hidden tests and the reference solution passes them."""
     from rich.progress import Progress
@@ -314,9 +327,9 @@ def _known_good(route: str) -> dict[str, Any] | None:
 
 
 @app.command()
-def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join(LANGS)}")] = "python",
+def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join(LANGS)}", metavar="TEXT")] = "python",
             route: RouteOpt = None,
-            out: Annotated[Path | None, typer.Option("--out", help="write to this file")] = None) -> None:
+            out: Annotated[Path | None, typer.Option("--out", help="write to this file", metavar="PATH")] = None) -> None:
     """The known-good request as runnable code that reads the key from the environment."""
     from .config import load_file, resolve_route
     from .snippets import render as render_snippet
@@ -338,7 +351,7 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
 
 
 @app.command()
-def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="how many runs")] = 20,
+def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="how many runs", metavar="N")] = 20,
          as_json: JsonOpt = False) -> None:
     """The recorded runs, newest first."""
     from .results import print_runs
@@ -354,7 +367,8 @@ def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, hel
 
 
 @app.command()
-def show(run: Annotated[str, typer.Argument(help="a run id or its first characters")], as_json: JsonOpt = False) -> None:
+def show(run: Annotated[str, typer.Argument(help="a run id or its first characters",
+                                            metavar="TEXT")], as_json: JsonOpt = False) -> None:
     """One run: its calls (timings, tokens, cost, media), attempts and reviews."""
     from .results import print_run, run_detail
     from .store import Store
@@ -369,14 +383,16 @@ def show(run: Annotated[str, typer.Argument(help="a run id or its first characte
 
 
 @app.command()
-def review(run: Annotated[str, typer.Argument(help="a run id or its first characters")],
+def review(run: Annotated[str, typer.Argument(help="a run id or its first characters", metavar="TEXT")],
            accept: Annotated[bool | None, typer.Option("--accept/--reject", help="was the output accepted?")] = None,
            repair_minutes: Annotated[float | None, typer.Option("--repair-minutes", min=0, max=100_000, callback=_finite,
-                                                                help="minutes a person spent fixing the output")] = None,
-           rollback: Annotated[bool, typer.Option("--rollback")] = False,
-           handoff: Annotated[bool, typer.Option("--handoff")] = False,
-           note: Annotated[str | None, typer.Option("--note")] = None,
-           attempt: Annotated[str | None, typer.Option("--attempt", help="one agent attempt of the run")] = None,
+                                                                help="minutes a person spent fixing the output",
+                                                                    metavar="NUMBER")] = None,
+           rollback: Annotated[bool, typer.Option("--rollback", help="the change had to be rolled back")] = False,
+           handoff: Annotated[bool, typer.Option("--handoff", help="a person had to take the task over")] = False,
+           note: Annotated[str | None, typer.Option("--note", help="a free-text remark", metavar="TEXT")] = None,
+           attempt: Annotated[str | None, typer.Option("--attempt", help="one agent attempt of the run",
+                                                       metavar="TEXT")] = None,
            as_json: JsonOpt = False) -> None:
     """Record a human verdict on a run: accepted or not, repair time, rollback, handoff."""
     from .results import review as review_run
@@ -413,24 +429,27 @@ def routes(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST")] = "127.0.0.1",
+def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", help="loopback address to serve on",
+                                               metavar="TEXT")] = "127.0.0.1",
              port: Annotated[int, typer.Option(envvar="K2PROBE_EMULATOR_PORT", min=0, max=65535,
-                                               help="0: any free port")] = 8765,
-             api_key: Annotated[str, typer.Option("--api-key", envvar="K2PROBE_EMULATOR_KEY")] = "sk-k2probe-emulator",
-             personality: Annotated[str, typer.Option(help=f"one of {', '.join(PERSONALITIES)}")] = "moonshot",
+                                               help="0: any free port", metavar="N")] = 8765,
+             api_key: Annotated[str, typer.Option("--api-key", envvar="K2PROBE_EMULATOR_KEY", help="the key it accepts",
+                                                  metavar="TEXT")] = "sk-k2probe-emulator",
+             personality: Annotated[str, typer.Option(help=f"one of {', '.join(PERSONALITIES)}",
+                                                      metavar="TEXT")] = "moonshot",
              fault: Annotated[list[str] | None, typer.Option(
-                 "--fault", help=f"KIND=RATE, KIND in {', '.join(FAULT_KINDS)}")] = None,
+                 "--fault", help=f"KIND=RATE, KIND in {', '.join(FAULT_KINDS)}", metavar="TEXT")] = None,
              ttft_ms: Annotated[float, typer.Option("--ttft-ms", min=0, max=600_000, callback=_finite,
-                                                   help="injected time to first token")] = 0.0,
+                                                   help="injected time to first token", metavar="NUMBER")] = 0.0,
              itl_ms: Annotated[float, typer.Option("--itl-ms", min=0, max=60_000, callback=_finite,
-                                                  help="injected gap between tokens")] = 0.0,
+                                                  help="injected gap between tokens", metavar="NUMBER")] = 0.0,
              rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=10_000_000,
-                                                     help="requests per minute, then 429")] = None,
+                                                     help="requests per minute, then 429", metavar="N")] = None,
              max_concurrency: Annotated[int | None, typer.Option("--max-concurrency", min=1, max=1_000_000,
-                                                                  help="concurrent requests, then 429")] = None,
-             seed: Annotated[int, typer.Option("--seed", help="for the scripted slips and faults")] = 0,
+                                                                  help="concurrent requests, then 429", metavar="N")] = None,
+             seed: Annotated[int, typer.Option("--seed", help="for the scripted slips and faults", metavar="N")] = 0,
              slip_rate: Annotated[float, typer.Option("--slip-rate", min=0, max=1, callback=_finite,
-                                                     help="share of scripted agent steps that slip")
+                                                     help="share of scripted agent steps that slip", metavar="NUMBER")
                                   ] = 0.0) -> None:
     """Serve the Kimi emulator on loopback."""
     from .emulator import EmulatorSettings, parse_faults, serve_forever
