@@ -89,3 +89,19 @@ def node_modules(tmp_path_factory) -> Path:
     subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "openai"], cwd=folder, check=True,
                    capture_output=True, timeout=300)
     return folder / "node_modules"
+
+
+def venv_seeing_our_packages() -> Path:
+    """A new venv under /tmp (no pip) whose interpreter sees the packages this test run has — k2probe, pytest —
+    through a .pth file, whether this run is in a venv itself or not. Returns its python."""
+    import site
+    import tempfile
+
+    venv = Path(tempfile.mkdtemp(prefix="k2probe-venv-", dir="/tmp")) / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    inner = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    ours = [p for p in [*site.getsitepackages(), *sys.path] if p and Path(p).is_dir()]
+    (Path(inner) / "k2probe-test.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    return python

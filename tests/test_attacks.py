@@ -8,7 +8,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from k2probe.agent import AgentLimits, AgentTask, run_agent
 from k2probe.agent.workspace import Workspace
 from k2probe.session import open_session
 
+from .conftest import venv_seeing_our_packages
 from .hostile import HostileModel
 
 KEY = "sk-hostile-canary-5d1e0c7b9a2f"
@@ -261,11 +261,10 @@ def test_without_bubblewrap_agent_refuses_and_quickstart_skips(cli, workdir, tmp
 
 def test_agent_in_a_fresh_venv_under_tmp(tmp_path):
     """The interpreter in a venv under /tmp is seen inside the sandbox: the shipped task passes there."""
-    venv = Path(tempfile.mkdtemp(prefix="k2probe-venv-", dir="/tmp")) / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    python = venv_seeing_our_packages()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "MOONSHOT", "K2PROBE"))}
-    env.update({"K2PROBE_HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}:{env['PATH']}"})
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "k2probe", "agent", "--task", "parse-total", "--json"],
+    env.update({"K2PROBE_HOME": str(tmp_path / "home"), "PATH": f"{python.parent}:{env['PATH']}"})
+    done = subprocess.run([str(python), "-m", "k2probe", "agent", "--task", "parse-total", "--json"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(done.stdout)

@@ -7,7 +7,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from k2probe.agent.sandbox import Limits, isolation, make_readable, run
+
+from .conftest import venv_seeing_our_packages
 
 
 @pytest.fixture
@@ -168,14 +169,14 @@ def test_laid_in_folders_replace_a_link_without_writing_through_it(ws):
 
 def test_a_venv_under_tmp_runs_inside(tmp_path):
     """The interpreter is mounted wherever it lives: a venv under /tmp, over a base interpreter under /root or /usr."""
-    venv = Path(tempfile.mkdtemp(prefix="k2probe-venv-", dir="/tmp")) / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    python = venv_seeing_our_packages()
+    venv = python.parent.parent
     script = ("import pathlib, tempfile\n"
               "from k2probe.agent.sandbox import run, make_readable\n"
               "ws = pathlib.Path(tempfile.mkdtemp()) / 'repo'; ws.mkdir(); make_readable(ws)\n"
               "r = run('python -c \"import sys, pytest; print(sys.prefix)\"', ws)\n"
               "print(r.exit_code, r.stdout.strip(), r.stderr.strip()[-300:])\n")
-    done = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.split()[:2] == ["0", str(venv)], done.stdout + done.stderr
 
 

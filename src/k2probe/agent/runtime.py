@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,10 @@ class Runtime:
             path.insert(0, str(Path(python).parent))
         chosen = python or shutil.which("python", path=os.pathsep.join(path)) or shutil.which(
             "python3", path=os.pathsep.join(path)) or sys.executable
-        return cls(os.path.abspath(chosen), tuple(dict.fromkeys([*path, *SYSTEM_PATH])), venv)
+        real = _interpreter_behind(chosen)
+        if real != chosen:  # a pyenv/asdf shim: the sandbox runs the interpreter it points at, first on PATH
+            path.insert(0, str(Path(real).parent))
+        return cls(os.path.abspath(real), tuple(dict.fromkeys([*path, *SYSTEM_PATH])), venv)
 
     def which(self, program: str) -> str | None:
         return shutil.which(program, path=os.pathsep.join(self.path))
@@ -79,8 +83,22 @@ class Runtime:
         if self.virtual_env:
             found.add(self.virtual_env)
         found.update(_base_prefixes(self.python))
+        if os.path.realpath(self.python) == os.path.realpath(sys.executable):  # what it imports from (.pth files too)
+            found.update(p for p in sys.path if os.path.isabs(p) and os.path.isdir(p))
         found |= {os.path.realpath(p) for p in list(found)}
         return sorted(p for p in found if not _forbidden(p) and os.path.isdir(p))
+
+
+def _interpreter_behind(python: str) -> str:
+    """The interpreter a `python` on PATH really runs (asked on the host, where it is the caller's own): a shim script
+    (pyenv, asdf) needs its manager's whole tree, the interpreter it ends in does not. Unchanged if it cannot say."""
+    try:
+        done = subprocess.run([python, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                              timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return python
+    real = done.stdout.strip()
+    return real if done.returncode == 0 and os.path.isabs(real) and os.path.isfile(real) else python
 
 
 def _base_prefixes(python: str) -> list[str]:
