@@ -11,7 +11,6 @@ from typing import Any
 from .runtime import Runtime
 from .sandbox import Limits, SandboxResult
 
-OUTCOMES = ("passed", "failed", "error")
 PROOF_CHARS = 4000
 _NO_PYTEST = re.compile(r"(?m)^\S*: No module named '?pytest'?\s*$")
 _NO_FORK = re.compile(r"(?m)^sh: (?:\d+: )?Cannot fork")

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
@@ -43,7 +43,6 @@ class Runtime:
     python: str
     path: tuple[str, ...]
     virtual_env: str | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @classmethod
     def own(cls) -> Runtime:
