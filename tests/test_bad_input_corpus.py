@@ -42,6 +42,10 @@ def _setup(workdir: Path, name: str) -> dict[str, str]:
     if name == "garbage_uploads":
         (workdir / "home").mkdir(exist_ok=True)
         (workdir / "home" / "uploads.json").write_text("[1, 2")
+    if name == "text_png":
+        (workdir / "t.png").write_text("hello\n")
+    if name == "empty_png":
+        (workdir / "e.png").write_bytes(b"")
     if name.startswith("toml:"):
         (workdir / "k2probe.toml").write_text(name[5:].replace(";", "\n"))
     return {}
@@ -107,6 +111,32 @@ CASES: list[tuple[str, list[str], dict[str, str], str, int, str]] = [
      "toml:[routes.a];base_url = 'http://x/v1';price = { cache_miss_input = 1, output = inf }", 2, "price.output"),
     ("toml-header", ["routes"], {}, "toml:[routes.a];base_url = 'http://x/v1';headers = { 'X-Team' = 'ü' }", 2,
      "non-ASCII"),
+    ("empty-prompt", ["chat", "  "], {}, "", 2, "the prompt is empty"),
+    ("video-given-a-png", ["chat", "hi", "--video", "bomb.png"], {}, "bomb:10:10", 2, "not a video"),
+    ("text-as-png", ["chat", "hi", "--image", "t.png"], {}, "text_png", 2, "is text, not an image"),
+    ("empty-png", ["chat", "hi", "--image", "e.png"], {}, "empty_png", 2, "empty file"),
+    ("show-unknown-run", ["show", "zzzz"], {}, "", 2, "no run with id starting 'zzzz'"),
+    ("review-unknown-run", ["review", "zzzz", "--accept"], {}, "", 2, "no run with id starting 'zzzz'"),
+    ("snippet-lang", ["snippet", "--lang", "rust"], {}, "", 2, "unknown language 'rust'"),
+    ("route-unknown", ["chat", "hi", "--route", "nope"], {}, "", 2, "unknown route 'nope'"),
+    ("fault-kind", ["emulator", "--fault", "nope=0.5"], {}, "", 2, "unknown fault kind"),
+    ("fault-rate", ["emulator", "--fault", "rate_limit=2"], {}, "", 2, "between 0 and 1"),
+    ("personality-cli", ["emulator", "--personality", "nope"], {}, "", 2, "unknown personality"),
+    ("repo-is-a-file", ["agent", "x", "--repo", "/etc/passwd"], {}, "", 2, "is not a folder"),
+    ("task-unknown", ["agent", "--task", "nope"], {}, "", 2, "unknown task 'nope'"),
+    ("suite-unknown", ["suite", "check", "nope"], {}, "", 2, "unknown suite 'nope'"),
+    ("param-no-name", ["chat", "hi", "--param", "=1"], {}, "", 2, "bad --param"),
+    ("toml-syntax", ["routes"], {}, "toml:[routes", 2, "not valid TOML"),
+    ("toml-type", ["routes"], {}, "toml:[routes.a];base_url = 5", 2, "valid string"),
+    ("toml-default-route", ["chat", "hi"], {}, "toml:default_route = 'zz'", 2, "unknown route 'zz'"),
+    ("db-unreachable", ["runs"], {"K2PROBE_DB_URL": "postgresql+psycopg://u:pw-canary-77@127.0.0.1:1/db"}, "", 2,
+     "cannot open the store"),
+    ("db-dialect", ["runs"], {"K2PROBE_DB_URL": "nosuch://x"}, "", 2, "cannot open the store"),
+    ("max-tokens-text", ["chat", "hi", "--max-tokens", "abc"], {}, "", 2, "--max-tokens"),
+    ("env-timeout-text", ["chat", "hi"], {"K2PROBE_TIMEOUT": "abc"}, "", 2, "K2PROBE_TIMEOUT"),
+    ("env-json-text", ["routes"], {"K2PROBE_JSON": "maybe"}, "", 2, "K2PROBE_JSON"),
+    ("python-a-folder", ["agent", "--task", "parse-total", "--python", "/usr"], {}, "", 2, "--python"),
+    ("image-huge-declared", ["chat", "hi", "--image", "bomb.png"], {}, "bomb:65535:65535", 2, "decoded safely"),
     ("doctor-not-a-url", ["doctor"], {**ROUTE, "AI_GATEWAY_BASE_URL": "not a url"}, "", 1, ""),
     ("doctor-no-key", ["doctor"], {"AI_GATEWAY_BASE_URL": "http://127.0.0.1:9/v1"}, "", 1, ""),
     ("chat-no-key", ["chat", "hi"], {"AI_GATEWAY_BASE_URL": "http://127.0.0.1:9/v1"}, "", 2, "no API key"),
@@ -127,6 +157,7 @@ def test_bad_input_gets_one_line(cli, workdir, args, env, setup, code, words):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("k2probe: "), result.stderr
         assert words in lines[0], lines[0]
+    assert "pw-canary-77" not in text
 
 
 class _Answers(BaseHTTPRequestHandler):

@@ -167,6 +167,8 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
     from .config import load_file, parse_params, resolve_route
     from .session import open_session
 
+    if not prompt.strip():
+        raise UsageError("the prompt is empty", fix='give the question, e.g. k2probe chat "Review this function"')
     params = parse_params(param or [])
     selected = resolve_route(route, load_file())
     media = load_all_media(route, image, video, fit=fit)
