@@ -15,6 +15,7 @@ from rich.text import Text
 
 from . import __version__, render
 from .emulator.settings import FAULT_KINDS, PERSONALITIES
+from .envnames import KEY_ENVS
 from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
 from .redact import RedactingStream, remember
 from .snippets import LANGS
@@ -23,7 +24,6 @@ if TYPE_CHECKING:  # each command imports what it uses, so `--help` and `routes`
     from .failures import Failure
     from .media import Media
 
-KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")  # the same as config.KEY_ENVS, known before pydantic loads
 
 T = TypeVar("T")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

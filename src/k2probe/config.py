@@ -13,12 +13,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV
 from .errors import ConfigError
 from .redact import remember
 
-KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")
-BASE_URL_ENV = "AI_GATEWAY_BASE_URL"
-MODEL_ENV = "KIMI_CODING_MODEL"
 DEFAULT_MODEL = "kimi-k2.7-code"
 EMULATOR_KEY = "sk-k2probe-emulator"
 CONFIG_FILE = "k2probe.toml"

@@ -1,0 +1,6 @@
+"""The guide's environment variables by name: light to import, so the CLI knows which values are keys before anything
+heavier loads or prints."""
+
+KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")
+BASE_URL_ENV = "AI_GATEWAY_BASE_URL"
+MODEL_ENV = "KIMI_CODING_MODEL"
