@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.text import Text
 
-from . import __version__, render
+from . import __version__
 from .emulator.settings import FAULT_KINDS, PERSONALITIES
 from .envnames import KEY_ENVS
 from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
@@ -21,11 +18,26 @@ from .redact import RedactingStream, remember
 from .snippets import LANGS
 
 if TYPE_CHECKING:  # each command imports what it uses, so `--help` and `routes` start fast
+    from collections.abc import Coroutine
+
+    from . import render
     from .failures import Failure
     from .media import Media
+else:
+    class _LazyRender:
+        """`render` (rich's consoles) loaded on first use: `snippet` and `--version` print without it."""
+
+        def __getattr__(self, name: str) -> Any:
+            from . import render
+
+            return getattr(render, name)
+
+    render = _LazyRender()
 
 
 T = TypeVar("T")
+# typer 0.29 prints an argument's Python type beside its name (`PROMPT <str>`); the name already says what to give
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]}, rich_markup_mode=None,
                   help="Test and evaluate coding-model APIs: Kimi K2.7 Code through any OpenAI-compatible route.")
@@ -49,6 +61,7 @@ StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
 def _bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
     """Run `work` to its end or for `seconds` at most, retries included; past that the command failed (exit 1),
     and what its requests cost so far is recorded as cancelled."""
+    import asyncio
 
     async def bounded() -> T:
         return await asyncio.wait_for(work, seconds)
@@ -205,7 +218,7 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
 
 
 @app.command()
-def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words", metavar="TEXT")] = None,
+def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words", metavar="TASK")] = None,
           repo: Annotated[Path | None, typer.Option("--repo", help="the repository (copied; never modified)",
                                                     metavar="PATH")] = None,
           test_cmd: Annotated[str | None, typer.Option("--test-cmd", envvar="K2PROBE_TEST_CMD",
@@ -272,13 +285,14 @@ app.add_typer(suite_app, name="suite")
 
 
 @suite_app.command("check")
-def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite", metavar="TEXT")] = "basic",
+def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite", metavar="SUITE")] = "basic",
                 sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX",
                                                      help="auto, bwrap or none", metavar="TEXT")] = "auto",
                 as_json: JsonOpt = False) -> None:
     """For every task: the untouched repository fails its hidden tests and the reference solution passes them."""
     from rich.progress import Progress
     from rich.table import Table
+    from rich.text import Text
 
     from .agent.preflight import preflight
     from .agent.sandbox import isolation
@@ -370,7 +384,7 @@ def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, hel
 
 @app.command()
 def show(run: Annotated[str, typer.Argument(help="a run id or its first characters",
-                                            metavar="TEXT")], as_json: JsonOpt = False) -> None:
+                                            metavar="RUN")], as_json: JsonOpt = False) -> None:
     """One run: its calls (timings, tokens, cost, media), attempts and reviews."""
     from .results import print_run, run_detail
     from .store import Store
@@ -385,7 +399,7 @@ def show(run: Annotated[str, typer.Argument(help="a run id or its first characte
 
 
 @app.command()
-def review(run: Annotated[str, typer.Argument(help="a run id or its first characters", metavar="TEXT")],
+def review(run: Annotated[str, typer.Argument(help="a run id or its first characters", metavar="RUN")],
            accept: Annotated[bool | None, typer.Option("--accept/--reject", help="was the output accepted?")] = None,
            repair_minutes: Annotated[float | None, typer.Option("--repair-minutes", min=0, max=100_000, callback=_finite,
                                                                 help="minutes a person spent fixing the output",
