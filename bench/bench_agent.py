@@ -23,12 +23,12 @@ os.environ.setdefault("K2PROBE_HOME", tempfile.mkdtemp(prefix="k2probe-bench-"))
 from k2probe.agent import AgentTask, run_agent
 from k2probe.agent import runner as runner_module
 from k2probe.agent import tools as tools_module
-from k2probe.agent.sandbox import isolation, make_readable, run
+from k2probe.client.transport import Transport
+from k2probe.core.stats import percentile
 from k2probe.emulator import EmulatorSettings
+from k2probe.sandbox.isolation import isolation, make_readable, run
 from k2probe.session import open_session
-from k2probe.stats import percentile
-from k2probe.suites import load_suite
-from k2probe.transport import Transport
+from k2probe.tasks.shipped import load_suite
 
 MODEL_WAIT: list[float] = []
 SANDBOX_RUNS: list[float] = []

@@ -16,13 +16,13 @@ import time
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
-from k2probe.config import Route
+from k2probe.client.transport import Transport
+from k2probe.core.config import Route
+from k2probe.core.profiles import profile_for
+from k2probe.core.records import CallRecord
+from k2probe.core.sanitize import sanitise
 from k2probe.emulator import EmulatorServer, EmulatorSettings
-from k2probe.profiles import profile_for
-from k2probe.records import CallRecord
-from k2probe.sanitize import sanitise
-from k2probe.store import Store
-from k2probe.transport import Transport
+from k2probe.recording.store import Store
 
 KEY = "sk-k2probe-emulator"
 MESSAGES = [{"role": "system", "content": "You are a senior software engineer."},

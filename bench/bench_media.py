@@ -53,9 +53,9 @@ def make_inputs(folder: Path) -> None:
 
 
 def child(case: str, folder: Path, repeat: int) -> None:
-    from k2probe.chat import chat_request, with_media
-    from k2probe.media import load_media
-    from k2probe.profiles import profile_for
+    from k2probe.client.media import load_media
+    from k2probe.core.profiles import profile_for
+    from k2probe.diagnose.chat import chat_request, with_media
 
     kind, name = CASES[case]
     path = folder / name

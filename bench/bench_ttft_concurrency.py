@@ -19,9 +19,9 @@ import time
 
 from pydantic import SecretStr
 
-from k2probe.config import Route
-from k2probe.profiles import profile_for
-from k2probe.transport import Transport
+from k2probe.client.transport import Transport
+from k2probe.core.config import Route
+from k2probe.core.profiles import profile_for
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ import pytest
 from k2probe.agent import AgentLimits, AgentTask, run_agent
 from k2probe.emulator import EmulatorSettings
 from k2probe.session import open_session
-from k2probe.suites import load_suite
+from k2probe.tasks.shipped import load_suite
 
 TASKS = load_suite()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from k2probe.config import check_base_url, check_key, mask_key, resolve_route
-from k2probe.errors import ConfigError
+from k2probe.core.config import check_base_url, check_key, mask_key, resolve_route
+from k2probe.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(("url", "code", "fragment"), [

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from k2probe.chat import check_body_size
-from k2probe.errors import UsageError
+from k2probe.core.errors import UsageError
+from k2probe.diagnose.chat import check_body_size
 
 from .conftest import EMULATOR_KEY, route_env
 from .media_files import image, video

@@ -10,11 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from k2probe.agent.outcome import judge
-from k2probe.agent.preflight import preflight
-from k2probe.agent.runtime import Runtime
-from k2probe.agent.sandbox import Limits, SandboxResult, isolation
-from k2probe.suites import Task, find_task
+from k2probe.sandbox.isolation import Limits, SandboxResult, isolation
+from k2probe.sandbox.outcome import judge
+from k2probe.sandbox.preflight import preflight
+from k2probe.sandbox.runtime import Runtime
+from k2probe.tasks.shipped import Task, find_task
 
 
 def _bare_venv() -> Path:
@@ -146,7 +146,7 @@ def test_a_failed_open_leaves_nothing_running(workdir, monkeypatch):
 
     import pytest
 
-    from k2probe.errors import ConfigError
+    from k2probe.core.errors import ConfigError
     from k2probe.session import open_session
 
     before = threading.active_count()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from k2probe.agent.sandbox import Limits, isolation, make_readable, run
+from k2probe.sandbox.isolation import Limits, isolation, make_readable, run
 
 from .conftest import venv_seeing_our_packages
 
@@ -172,7 +172,7 @@ def test_a_venv_under_tmp_runs_inside(tmp_path):
     python = venv_seeing_our_packages()
     venv = python.parent.parent
     script = ("import pathlib, tempfile\n"
-              "from k2probe.agent.sandbox import run, make_readable\n"
+              "from k2probe.sandbox.isolation import run, make_readable\n"
               "ws = pathlib.Path(tempfile.mkdtemp()) / 'repo'; ws.mkdir(); make_readable(ws)\n"
               "r = run('python -c \"import sys, pytest; print(sys.prefix)\"', ws)\n"
               "print(r.exit_code, r.stdout.strip(), r.stderr.strip()[-300:])\n")
@@ -202,7 +202,7 @@ def test_tmp_is_writable_inside(ws):
 
 def test_a_home_folder_is_never_mounted(ws, tmp_path, monkeypatch):
     """A PATH folder inside a home is mounted alone: the home itself (keys, tokens) stays out of sight."""
-    from k2probe.agent.runtime import Runtime
+    from k2probe.sandbox.runtime import Runtime
 
     home = tmp_path / "home"
     (home / "bin").mkdir(parents=True)

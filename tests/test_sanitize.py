@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from k2probe.errors import RequestRefused
-from k2probe.profiles import profile_for
-from k2probe.sanitize import sanitise
+from k2probe.core.errors import RequestRefused
+from k2probe.core.profiles import profile_for
+from k2probe.core.sanitize import sanitise
 
 K27 = profile_for("kimi-k2.7-code")
 

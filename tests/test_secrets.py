@@ -86,7 +86,7 @@ def test_every_line_printed_is_redacted():
     """The guarded stdout/stderr: a known key, in any quoted form a library may give it, never gets through."""
     import io
 
-    from k2probe.redact import RedactingStream, remember
+    from k2probe.core.redact import RedactingStream, remember
 
     key = "tok-\u00e9-raw-key-27182818\r"
     remember(key)

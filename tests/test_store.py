@@ -39,8 +39,8 @@ def test_a_store_written_before_pool_and_connect_timings_upgrades_in_place(tmp_p
     """A database whose calls table predates pool_ms / connect_ms gets them, and its old rows stay readable."""
     import sqlite3
 
-    from k2probe.records import CallRecord
-    from k2probe.store import Store
+    from k2probe.core.records import CallRecord
+    from k2probe.recording.store import Store
 
     path = tmp_path / "old.db"
     Store(f"sqlite:///{path}").dispose()

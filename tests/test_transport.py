@@ -7,10 +7,10 @@ import statistics
 
 from pydantic import SecretStr
 
-from k2probe.config import Route
-from k2probe.profiles import profile_for
-from k2probe.records import CallRecord
-from k2probe.transport import RetryPolicy, Transport
+from k2probe.client.transport import RetryPolicy, Transport
+from k2probe.core.config import Route
+from k2probe.core.profiles import profile_for
+from k2probe.core.records import CallRecord
 
 from .conftest import EMULATOR_KEY
 
@@ -228,9 +228,9 @@ def test_proxy_variables_are_honoured_like_the_raw_probes(cli, workdir):
 def test_pool_limits_are_the_sdks_and_timings_are_apart(emulator):
     import asyncio
 
-    from k2probe.config import Route
-    from k2probe.profiles import profile_for
-    from k2probe.transport import POOL_LIMITS, Transport
+    from k2probe.client.transport import POOL_LIMITS, Transport
+    from k2probe.core.config import Route
+    from k2probe.core.profiles import profile_for
 
     assert POOL_LIMITS.max_connections >= 1000 and POOL_LIMITS.max_keepalive_connections >= 100
     server = emulator(ttft_ms=50)

@@ -1,5 +1,5 @@
 """`python -m k2probe`: the same as the `k2probe` command."""
 
-from .cli import main
+from k2probe.cli.main import main
 
 main()

@@ -8,14 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Route, check_key, load_file, resolve_route, url_problem
-from .emulator import EmulatorServer, EmulatorSettings
-from .errors import ConfigError
-from .profiles import Profile, profile_for
-from .records import CallRecord
-from .redact import Redactor
-from .store import Store
-from .transport import RetryPolicy, Transport
+from k2probe.client.transport import RetryPolicy, Transport
+from k2probe.core.config import Route, check_key, load_file, resolve_route, url_problem
+from k2probe.core.errors import ConfigError
+from k2probe.core.profiles import Profile, profile_for
+from k2probe.core.records import CallRecord
+from k2probe.core.redact import Redactor
+from k2probe.emulator import EmulatorServer, EmulatorSettings
+from k2probe.recording.store import Store
 
 EMULATOR_NOTICE = ("no API key or base URL configured: using the built-in Kimi emulator on {url} "
                    "(numbers describe the pipeline, not the model)")

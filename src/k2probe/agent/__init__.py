@@ -1,7 +1,7 @@
 """The tool-calling loop over a repository: workspace, tools, sandbox, loop, runner."""
 
-from .loop import AgentLimits, LimitReached, LoopResult, Step
-from .runner import AgentResult, AgentTask, run_agent
-from .sandbox import Limits
+from k2probe.agent.loop import AgentLimits, LimitReached, LoopResult, Step
+from k2probe.agent.runner import AgentResult, AgentTask, run_agent
+from k2probe.sandbox.isolation import Limits
 
 __all__ = ["AgentLimits", "AgentResult", "AgentTask", "LimitReached", "Limits", "LoopResult", "Step", "run_agent"]

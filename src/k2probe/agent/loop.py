@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..media import Media
-from ..sanitize import sanitise
-from ..session import Session
-from ..transport import Transport
-from .tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
+from k2probe.agent.tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
+from k2probe.client.media import Media
+from k2probe.client.transport import Transport
+from k2probe.core.sanitize import sanitise
+from k2probe.session import Session
 
 SYSTEM_PROMPT = (
     "You are a careful software engineer working in a Python repository through tools. Look at the code before "

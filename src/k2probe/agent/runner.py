@@ -10,18 +10,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import home
-from ..media import Media
-from ..session import Session
-from ..suites import Task
-from ..uploads import deliver
-from .loop import AgentLimits, AgentLoop, History, LoopResult, Step, save_trajectory, step_dict
-from .outcome import Verification, judge
-from .preflight import preflight_failure
-from .runtime import Runtime
-from .sandbox import Isolation, Limits, isolation, make_readable, run
-from .tools import Toolbox
-from .workspace import Workspace
+from k2probe.agent.loop import AgentLimits, AgentLoop, History, LoopResult, Step, save_trajectory, step_dict
+from k2probe.agent.tools import Toolbox
+from k2probe.agent.workspace import Workspace
+from k2probe.client.media import Media
+from k2probe.client.uploads import deliver
+from k2probe.core.config import home
+from k2probe.sandbox.isolation import Isolation, Limits, isolation, make_readable, run
+from k2probe.sandbox.outcome import Verification, judge
+from k2probe.sandbox.preflight import preflight_failure
+from k2probe.sandbox.runtime import Runtime
+from k2probe.session import Session
+from k2probe.tasks.shipped import Task
 
 
 @dataclass

@@ -15,10 +15,10 @@ from typing import Any
 import regex
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .outcome import Verification, judge
-from .runtime import Runtime
-from .sandbox import Isolation, Limits, SandboxResult, make_readable, run
-from .workspace import PathDenied, Workspace, check_relative, git_env
+from k2probe.agent.workspace import PathDenied, Workspace, check_relative, git_env
+from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, make_readable, run
+from k2probe.sandbox.outcome import Verification, judge
+from k2probe.sandbox.runtime import Runtime
 
 MAX_LINES = 400
 MAX_READ_BYTES = 32 * 1024

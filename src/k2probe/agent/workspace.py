@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..liveness import mark_owner
-from .sandbox import make_readable
+from k2probe.core.liveness import mark_owner
+from k2probe.sandbox.isolation import make_readable
 
 _IGNORED_NAMES = shutil.ignore_patterns(".git", ".k2probe", "__pycache__", "*.pyc", ".venv", "node_modules",
                                         ".mypy_cache", ".pytest_cache", ".ruff_cache")

@@ -9,13 +9,13 @@ from pathlib import Path
 from rich.syntax import Syntax
 from rich.text import Text
 
-from . import render
-from .agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
-from .agent.runtime import Runtime
-from .agent.sandbox import Isolation
-from .errors import UsageError
-from .session import Session
-from .suites import find_task
+from k2probe.agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
+from k2probe.core.errors import UsageError
+from k2probe.report import terminal as render
+from k2probe.sandbox.isolation import Isolation
+from k2probe.sandbox.runtime import Runtime
+from k2probe.session import Session
+from k2probe.tasks.shipped import find_task
 
 DEFAULT_TEST_CMD = "python -m pytest -q -p no:cacheprovider"
 

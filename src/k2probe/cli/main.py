@@ -10,25 +10,25 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
-from .emulator.settings import FAULT_KINDS, PERSONALITIES
-from .envnames import KEY_ENVS
-from .errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
-from .redact import RedactingStream, remember
-from .snippets import LANGS
+from k2probe import __version__
+from k2probe.core.envnames import KEY_ENVS
+from k2probe.core.errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
+from k2probe.core.redact import RedactingStream, remember
+from k2probe.diagnose.snippets import LANGS
+from k2probe.emulator.settings import FAULT_KINDS, PERSONALITIES
 
 if TYPE_CHECKING:  # each command imports what it uses, so `--help` and `routes` start fast
     from collections.abc import Coroutine
 
-    from . import render
-    from .failures import Failure
-    from .media import Media
+    from k2probe.client.media import Media
+    from k2probe.core.failures import Failure
+    from k2probe.report import terminal as render
 else:
     class _LazyRender:
         """`render` (rich's consoles) loaded on first use: `snippet` and `--version` print without it."""
 
         def __getattr__(self, name: str) -> Any:
-            from . import render
+            from k2probe.report import terminal as render
 
             return getattr(render, name)
 
@@ -85,9 +85,9 @@ def _notices(session_notices: list[str]) -> None:
 def load_all_media(route: str | None, images: list[Path] | None, videos: list[Path] | None, *,
                    fit: bool) -> list[Media]:
     """Read and check every --image and --video before anything starts (bad files are exit 2, nothing sent)."""
-    from .config import load_file, resolve_route
-    from .media import load_media
-    from .profiles import profile_for
+    from k2probe.client.media import load_media
+    from k2probe.core.config import load_file, resolve_route
+    from k2probe.core.profiles import profile_for
 
     if not images and not videos:
         return []
@@ -99,7 +99,7 @@ def load_all_media(route: str | None, images: list[Path] | None, videos: list[Pa
 
 def _failed(what: str, failure: Failure | None) -> K2ProbeError:
     """A setup problem (key, URL, model) is bad configuration, exit 2; anything else means the tested thing failed."""
-    from .doctor import code_for
+    from k2probe.diagnose.doctor import code_for
 
     if failure is None:
         return ProbeFailed(f"{what}: the answer was empty", fix="run `k2probe doctor` to find out why")
@@ -113,9 +113,9 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
         "--param", help="a parameter your client sends by default, NAME=VALUE (repeatable)", metavar="TEXT")] = None,
         timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
-    from .config import parse_params
-    from .doctor import run_doctor
-    from .session import open_session
+    from k2probe.core.config import parse_params
+    from k2probe.diagnose.doctor import run_doctor
+    from k2probe.session import open_session
 
     params = parse_params(param or [])
     with open_session("doctor", route, config_snapshot={"params": params}, diagnose_key=True) as session:
@@ -134,9 +134,9 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
 def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt = 600.0,
           as_json: JsonOpt = False) -> None:
     """The guide's first code-review request; saves the known-good record."""
-    from .chat import figures
-    from .session import open_session
-    from .smoke import run_smoke
+    from k2probe.core.records import figures
+    from k2probe.diagnose.smoke import run_smoke
+    from k2probe.session import open_session
 
     with open_session("smoke", route) as session:
         _notices(session.notices)
@@ -176,9 +176,10 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
                                               help="send media through the files API")] = False,
          strict: StrictOpt = False, timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """One request; --stream shows reasoning dimmed, then the answer, then its figures."""
-    from .chat import chat_request, figures, run_chat
-    from .config import load_file, parse_params, resolve_route
-    from .session import open_session
+    from k2probe.core.config import load_file, parse_params, resolve_route
+    from k2probe.core.records import figures
+    from k2probe.diagnose.chat import chat_request, run_chat
+    from k2probe.session import open_session
 
     if not prompt.strip():
         raise UsageError("the prompt is empty", fix='give the question, e.g. k2probe chat "Review this function"')
@@ -253,11 +254,11 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
               "k2probe's own)"), metavar="PATH")] = None,
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
-    from .agent import AgentLimits
-    from .agent.sandbox import isolation
-    from .agent_cmd import choose_task, run_agent_command, show_result
-    from .session import open_session
-    from .suites import load_suite
+    from k2probe.agent import AgentLimits
+    from k2probe.cli.agent import choose_task, run_agent_command, show_result
+    from k2probe.sandbox.isolation import isolation
+    from k2probe.session import open_session
+    from k2probe.tasks.shipped import load_suite
 
     if list_tasks:
         for item in load_suite():
@@ -294,9 +295,9 @@ def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite", meta
     from rich.table import Table
     from rich.text import Text
 
-    from .agent.preflight import preflight
-    from .agent.sandbox import isolation
-    from .suites import load_suite
+    from k2probe.sandbox.isolation import isolation
+    from k2probe.sandbox.preflight import preflight
+    from k2probe.tasks.shipped import load_suite
 
     iso = isolation(sandbox)
     tasks = load_suite(name)
@@ -325,7 +326,7 @@ def _known_good(route: str) -> dict[str, Any] | None:
     """The route's known-good record: the JSON file smoke saved (fast), else the store."""
     import json
 
-    from .config import known_good_path
+    from k2probe.core.config import known_good_path
 
     try:
         data = json.loads(known_good_path(route).read_text(encoding="utf-8"))
@@ -333,7 +334,7 @@ def _known_good(route: str) -> dict[str, Any] | None:
             return data
     except (OSError, ValueError):
         pass
-    from .store import Store
+    from k2probe.recording.store import Store
 
     store = Store()
     try:
@@ -347,8 +348,8 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
             route: RouteOpt = None,
             out: Annotated[Path | None, typer.Option("--out", help="write to this file", metavar="PATH")] = None) -> None:
     """The known-good request as runnable code that reads the key from the environment."""
-    from .config import load_file, resolve_route
-    from .snippets import render as render_snippet
+    from k2probe.core.config import load_file, resolve_route
+    from k2probe.diagnose.snippets import render as render_snippet
 
     if lang not in LANGS:
         raise UsageError(f"unknown language {lang!r}", fix=f"use one of: {', '.join(LANGS)}")
@@ -370,8 +371,8 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
 def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="how many runs", metavar="N")] = 20,
          as_json: JsonOpt = False) -> None:
     """The recorded runs, newest first."""
-    from .results import print_runs
-    from .store import Store
+    from k2probe.recording.store import Store
+    from k2probe.report.runs import print_runs
 
     store = Store()
     items = store.runs(limit)
@@ -386,8 +387,8 @@ def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, hel
 def show(run: Annotated[str, typer.Argument(help="a run id or its first characters",
                                             metavar="RUN")], as_json: JsonOpt = False) -> None:
     """One run: its calls (timings, tokens, cost, media), attempts and reviews."""
-    from .results import print_run, run_detail
-    from .store import Store
+    from k2probe.recording.store import Store
+    from k2probe.report.runs import print_run, run_detail
 
     store = Store()
     detail = run_detail(store, run)
@@ -411,8 +412,8 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
                                                        metavar="TEXT")] = None,
            as_json: JsonOpt = False) -> None:
     """Record a human verdict on a run: accepted or not, repair time, rollback, handoff."""
-    from .results import review as review_run
-    from .store import Store
+    from k2probe.recording.store import Store
+    from k2probe.report.runs import review as review_run
 
     store = Store()
     detail = review_run(store, run, accepted=accept, repair_minutes=repair_minutes, rollback=rollback,
@@ -427,7 +428,7 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
 @app.command()
 def routes(as_json: JsonOpt = False) -> None:
     """The configured routes, keys masked."""
-    from .config import all_routes
+    from k2probe.core.config import all_routes
 
     items = [r.public() for r in all_routes()]
     if as_json:
@@ -468,7 +469,7 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
                                                      help="share of scripted agent steps that slip", metavar="NUMBER")
                                   ] = 0.0) -> None:
     """Serve the Kimi emulator on loopback."""
-    from .emulator import EmulatorSettings, parse_faults, serve_forever
+    from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
 
     try:
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
@@ -483,7 +484,7 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
 @app.command()
 def quickstart(route: RouteOpt = None, as_json: JsonOpt = False) -> None:
     """The whole seed path: doctor, smoke, streaming, screenshot review, agent task, snippets; then a report."""
-    from .quickstart import run_quickstart
+    from k2probe.diagnose.quickstart import run_quickstart
 
     result = run_quickstart(route, quiet=as_json)
     if as_json:

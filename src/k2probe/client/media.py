@@ -12,9 +12,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .mediatypes import IMAGE_TYPES, VIDEO_TYPES, describe_unknown, heif_size, kind_of, sniff
-from .profiles import MediaLimits
+from k2probe.core.errors import UsageError
+from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES, describe_unknown, heif_size, kind_of, sniff
+from k2probe.core.profiles import MediaLimits
 
 PILLOW_SAVE = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF", "image/bmp": "BMP"}
 
@@ -194,16 +194,3 @@ def load_media(path: Path, expected: str, limits: MediaLimits, *, fit: bool = Fa
                      + ("" if new_mime == mime else f", re-encoded {mime} → {new_mime}")
                      + (", audio dropped" if expected == "video" else ""))
     return fitted
-
-
-def compact_media(value: Any) -> Any:
-    """A JSON-like value with base64 data URLs replaced by a short description (what gets stored)."""
-    if isinstance(value, str) and value.startswith("data:") and len(value) > 256:
-        header, _, payload = value.partition(",")
-        digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
-        return f"{header},<{len(payload) * 3 // 4} bytes, sha256(base64) {digest}>"
-    if isinstance(value, dict):
-        return {k: compact_media(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [compact_media(v) for v in value]
-    return value

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .failures import Failure, from_body
-from .records import CallRecord
+from k2probe.core.failures import Failure, from_body
+from k2probe.core.records import CallRecord
 
 
 @dataclass

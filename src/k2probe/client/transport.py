@@ -18,13 +18,13 @@ import httpx2
 import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpx2Client
 
-from . import __version__
-from .config import Route
-from .errors import ConfigError
-from .failures import Failure, from_body, from_exception
-from .profiles import Price, Profile
-from .records import CallRecord, Usage, cost_of
-from .stream import Listener, StreamAccumulator
+from k2probe import __version__
+from k2probe.client.stream import Listener, StreamAccumulator
+from k2probe.core.config import Route
+from k2probe.core.errors import ConfigError
+from k2probe.core.failures import Failure, from_body, from_exception
+from k2probe.core.profiles import Price, Profile
+from k2probe.core.records import CallRecord, Usage, cost_of
 
 OnCall = Callable[[CallRecord], None]
 _STAMPS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("k2probe_stamps")

@@ -6,17 +6,19 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
-from .config import home
-from .errors import ConfigError, ProbeFailed
-from .failures import from_exception
-from .media import Media
-from .records import CallRecord
-from .session import Session
-from .transport import Transport
+from k2probe.client.media import Media
+from k2probe.client.transport import Transport
+from k2probe.core.config import home
+from k2probe.core.errors import ConfigError, ProbeFailed
+from k2probe.core.failures import from_exception
+from k2probe.core.records import CallRecord
+
+if TYPE_CHECKING:  # the session hands itself in; the client layer does not build one
+    from k2probe.session import Session
 
 DEFAULT_THRESHOLD_MB = 10.0
 

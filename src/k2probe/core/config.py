@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV
-from .errors import ConfigError
-from .redact import remember
+from k2probe.core.envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV
+from k2probe.core.errors import ConfigError
+from k2probe.core.redact import remember
 
 DEFAULT_MODEL = "kimi-k2.7-code"
 EMULATOR_KEY = "sk-k2probe-emulator"
@@ -49,7 +49,7 @@ class RouteSpec(BaseModel):
     @field_validator("personality")
     @classmethod
     def _known_personality(cls, value: str) -> str:
-        from .emulator.settings import PERSONALITIES
+        from k2probe.emulator.settings import PERSONALITIES
 
         if value not in PERSONALITIES:
             raise ValueError(f"unknown personality {value!r}{did_you_mean(value, PERSONALITIES)}; "

@@ -76,7 +76,7 @@ def profile_for(model: str, explicit: str | None = None) -> Profile:
     """The profile named explicitly, else the one whose model id ends the given model (gateway prefixes allowed)."""
     if explicit:
         if explicit not in PROFILES:
-            from .errors import ConfigError
+            from k2probe.core.errors import ConfigError
 
             raise ConfigError(
                 f"unknown profile {explicit!r}", fix=f"use one of: {', '.join(sorted(PROFILES))}"

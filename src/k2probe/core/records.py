@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .profiles import Price
+from k2probe.core.profiles import Price
 
 
 @dataclass
@@ -82,3 +82,20 @@ class CallRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def figures(call: CallRecord) -> dict[str, Any]:
+    """The numbers of one call under the API's names and `_ms` timings (the --json vocabulary)."""
+    output_tokens = call.completion_tokens
+    tps = None
+    if call.ttft_ms is not None and call.latency_ms and output_tokens > 1 and call.latency_ms > call.ttft_ms:
+        tps = (output_tokens - 1) / ((call.latency_ms - call.ttft_ms) / 1000.0)
+    return {
+        "status": call.status, "ttft_ms": call.ttft_ms, "ttfc_ms": call.ttfc_ms, "latency_ms": call.latency_ms,
+        "queue_ms": call.queue_ms, "prep_ms": call.prep_ms, "pool_ms": call.pool_ms, "connect_ms": call.connect_ms,
+        "tokens_per_s": tps, "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": call.completion_tokens, "reasoning_tokens": call.reasoning_tokens,
+        "cached_tokens": call.cached_tokens, "cost_usd": call.cost_usd, "price_source": call.price_source,
+        "finish_reason": call.finish_reason, "usage_location": call.usage_location,
+        "reasoning_field": call.reasoning_field,
+    }

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import RequestRefused
-from .profiles import Profile
+from k2probe.core.errors import RequestRefused
+from k2probe.core.profiles import Profile
 
 
 @dataclass(frozen=True)

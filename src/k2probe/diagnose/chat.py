@@ -7,14 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UsageError
-from .media import Media
-from .records import CallRecord
-from .sanitize import Change, sanitise
-from .session import Session
-from .stream import Listener
-from .transport import Outcome
-from .uploads import deliver
+from k2probe.client.media import Media
+from k2probe.client.stream import Listener
+from k2probe.client.transport import Outcome
+from k2probe.client.uploads import deliver
+from k2probe.core.errors import UsageError
+from k2probe.core.sanitize import Change, sanitise
+from k2probe.session import Session
 
 
 @dataclass
@@ -76,20 +75,3 @@ def check_body_size(body: dict[str, Any], limit: int) -> None:
     if size > limit:
         raise UsageError(f"the request body would be {size / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB limit",
                          fix="pass --upload to send media through the files API, or --fit to shrink them")
-
-
-def figures(call: CallRecord) -> dict[str, Any]:
-    """The numbers of one call under the API's names and `_ms` timings (the --json vocabulary)."""
-    output_tokens = call.completion_tokens
-    tps = None
-    if call.ttft_ms is not None and call.latency_ms and output_tokens > 1 and call.latency_ms > call.ttft_ms:
-        tps = (output_tokens - 1) / ((call.latency_ms - call.ttft_ms) / 1000.0)
-    return {
-        "status": call.status, "ttft_ms": call.ttft_ms, "ttfc_ms": call.ttfc_ms, "latency_ms": call.latency_ms,
-        "queue_ms": call.queue_ms, "prep_ms": call.prep_ms, "pool_ms": call.pool_ms, "connect_ms": call.connect_ms,
-        "tokens_per_s": tps, "prompt_tokens": call.prompt_tokens,
-        "completion_tokens": call.completion_tokens, "reasoning_tokens": call.reasoning_tokens,
-        "cached_tokens": call.cached_tokens, "cost_usd": call.cost_usd, "price_source": call.price_source,
-        "finish_reason": call.finish_reason, "usage_location": call.usage_location,
-        "reasoning_field": call.reasoning_field,
-    }

@@ -6,12 +6,12 @@ import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import check_base_url, check_key, url_problem
-from .failures import Failure
-from .probes import probe_models, url_variants
-from .sanitize import sanitise
-from .session import Session
-from .transport import Outcome, RetryPolicy, Transport
+from k2probe.client.probes import probe_models, url_variants
+from k2probe.client.transport import Outcome, RetryPolicy, Transport
+from k2probe.core.config import check_base_url, check_key, url_problem
+from k2probe.core.failures import Failure
+from k2probe.core.sanitize import sanitise
+from k2probe.session import Session
 
 DIAGNOSES = ("ok", "missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
              "unknown_model", "unsupported_param", "tool_choice_rejected", "reasoning_dropped", "rate_limited",

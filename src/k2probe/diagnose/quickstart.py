@@ -11,21 +11,22 @@ from typing import Any
 
 from rich.text import Text
 
-from . import render
-from .agent import AgentLimits, AgentTask, run_agent
-from .agent.sandbox import SandboxUnavailable, isolation
-from .chat import chat_request, figures, run_chat
-from .config import home
-from .doctor import run_doctor
-from .guide import streaming_request
-from .media import load_media
-from .report import write_report
-from .samples import CHECKOUT_PROMPT, checkout_screenshot
-from .session import Session, open_session
-from .smoke import run_smoke
-from .snippets import EXTENSIONS, LANGS, node_runnable, run_snippet
-from .snippets import render as render_snippet
-from .suites import find_task
+from k2probe.agent import AgentLimits, AgentTask, run_agent
+from k2probe.client.media import load_media
+from k2probe.client.sample_media import CHECKOUT_PROMPT, checkout_screenshot
+from k2probe.core.config import home
+from k2probe.core.guide import streaming_request
+from k2probe.core.records import figures
+from k2probe.diagnose.chat import chat_request, run_chat
+from k2probe.diagnose.doctor import run_doctor
+from k2probe.diagnose.smoke import run_smoke
+from k2probe.diagnose.snippets import EXTENSIONS, LANGS, node_runnable, run_snippet
+from k2probe.diagnose.snippets import render as render_snippet
+from k2probe.report import terminal as render
+from k2probe.report.html import write_report
+from k2probe.sandbox.isolation import SandboxUnavailable, isolation
+from k2probe.session import Session, open_session
+from k2probe.tasks.shipped import find_task
 
 MARK = {"pass": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✘", "bold red")}
 

@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
-from .config import known_good_path
-from .guide import review_request
-from .sanitize import Change, sanitise
-from .session import Session
-from .transport import Outcome
+from k2probe import __version__
+from k2probe.client.transport import Outcome
+from k2probe.core.config import known_good_path
+from k2probe.core.guide import review_request
+from k2probe.core.sanitize import Change, sanitise
+from k2probe.session import Session
 
 
 @dataclass

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import UsageError
+from k2probe import __version__
+from k2probe.core.errors import UsageError
 
 LANGS = {"curl": "curl.sh.j2", "python": "python.py.j2", "node": "node.mjs.j2"}
 EXTENSIONS = {"curl": "sh", "python": "py", "node": "mjs"}

@@ -4,7 +4,7 @@ Its settings are light to import; the server (Starlette, uvicorn) is loaded only
 
 from typing import Any
 
-from .settings import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults
+from k2probe.emulator.settings import FAULT_KINDS, PERSONALITIES, EmulatorSettings, parse_faults
 
 __all__ = ["FAULT_KINDS", "PERSONALITIES", "EmulatorServer", "EmulatorSettings", "create_app", "parse_faults",
            "serve_forever"]
@@ -12,11 +12,11 @@ __all__ = ["FAULT_KINDS", "PERSONALITIES", "EmulatorServer", "EmulatorSettings",
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from .app import create_app
+        from k2probe.emulator.app import create_app
 
         return create_app
     if name in ("EmulatorServer", "serve_forever"):
-        from . import server
+        from k2probe.emulator import server
 
         return getattr(server, name)
     raise AttributeError(name)

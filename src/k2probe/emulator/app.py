@@ -15,17 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..suites import task_in_text
-from .answers import Answer, answer_for, text_of
-from .contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
-from .faults import STREAM_ONLY, FaultPlan
-from .files import FileStore
-from .media import inspect_media
-from .personalities import PERSONALITY, Personality
-from .schema import check_shape
-from .scripted import scripted_answer
-from .settings import EmulatorSettings
-from .turn import Turn
+from k2probe.emulator.answers import Answer, answer_for, text_of
+from k2probe.emulator.contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
+from k2probe.emulator.faults import STREAM_ONLY, FaultPlan
+from k2probe.emulator.files import FileStore
+from k2probe.emulator.media import inspect_media
+from k2probe.emulator.personalities import PERSONALITY, Personality
+from k2probe.emulator.schema import check_shape
+from k2probe.emulator.scripted import scripted_answer
+from k2probe.emulator.settings import EmulatorSettings
+from k2probe.emulator.turn import Turn
+from k2probe.tasks.shipped import task_in_text
 
 MODELS: list[dict[str, Any]] = [
     {"id": "kimi-k2.7-code", "image": True, "video": True},

@@ -121,7 +121,7 @@ def check_stop(body: dict[str, Any]) -> None:
 
 def check_context(body: dict[str, Any], media_tokens: int = 0) -> int:
     """Estimate the prompt's tokens (media counted apart); over the context window is Moonshot's token-limit error."""
-    from .media import text_only
+    from k2probe.emulator.media import text_only
 
     tokens = estimate_tokens(text_only(body.get("messages") or [])) + media_tokens
     tokens += estimate_tokens(body["tools"]) if body.get("tools") else 0

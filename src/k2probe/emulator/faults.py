@@ -7,8 +7,8 @@ import threading
 import time
 from collections import deque
 
-from .contract import ApiError
-from .settings import EmulatorSettings
+from k2probe.emulator.contract import ApiError
+from k2probe.emulator.settings import EmulatorSettings
 
 STREAM_ONLY = ("cut", "malformed")
 

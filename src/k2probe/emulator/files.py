@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .contract import ApiError, bad_request
+from k2probe.emulator.contract import ApiError, bad_request
 
 PURPOSES = ("file-extract", "image", "video", "batch")
 

@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..mediatypes import IMAGE_TYPES, VIDEO_TYPES, heif_size, sniff
-from .contract import bad_request
-from .files import FileStore
+from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES, heif_size, sniff
+from k2probe.emulator.contract import bad_request
+from k2probe.emulator.files import FileStore
 
 IMAGE_MAX = (4096, 2160)
 VIDEO_MAX = (1920, 1080)

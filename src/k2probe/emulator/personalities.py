@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .contract import ApiError
+from k2probe.emulator.contract import ApiError
 
 
 @dataclass(frozen=True)

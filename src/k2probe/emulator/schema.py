@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from .contract import ApiError, bad_request
+from k2probe.emulator.contract import ApiError, bad_request
 
 Number = StrictInt | StrictFloat
 

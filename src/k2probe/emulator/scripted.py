@@ -10,8 +10,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from ..suites import Task
-from .answers import Answer, ToolCall
+from k2probe.emulator.answers import Answer, ToolCall
+from k2probe.tasks.shipped import Task
 
 SLIPS = ("malformed_args", "unknown_tool", "wrong_patch", "empty_turn")
 

@@ -8,8 +8,8 @@ from types import TracebackType
 
 import uvicorn
 
-from .app import Emulator, create_app
-from .settings import EmulatorSettings
+from k2probe.emulator.app import Emulator, create_app
+from k2probe.emulator.settings import EmulatorSettings
 
 
 class EmulatorServer:

@@ -10,11 +10,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .answers import Answer
-from .contract import ApiError
+from k2probe.emulator.answers import Answer
+from k2probe.emulator.contract import ApiError
 
 if TYPE_CHECKING:
-    from .app import Emulator
+    from k2probe.emulator.app import Emulator
 
 PRICES = {"kimi-k2.7-code": (0.19, 0.95, 4.0), "kimi-k2.7-code-highspeed": (0.38, 1.9, 8.0)}
 DEFAULT_BUDGET = 32768

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -13,13 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from . import __version__
-from .config import home
-from .errors import ConfigError
-from .liveness import alive, remove_leftovers, token
-from .media import compact_media
-from .records import CallRecord
-from .redact import Redactor
+from k2probe import __version__
+from k2probe.core.config import home
+from k2probe.core.errors import ConfigError
+from k2probe.core.liveness import alive, remove_leftovers, token
+from k2probe.core.records import CallRecord
+from k2probe.core.redact import Redactor
 
 
 class Base(DeclarativeBase):
@@ -297,3 +297,16 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def compact_media(value: Any) -> Any:
+    """A JSON-like value with base64 data URLs replaced by a short description (what gets stored)."""
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 256:
+        header, _, payload = value.partition(",")
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return f"{header},<{len(payload) * 3 // 4} bytes, sha256(base64) {digest}>"
+    if isinstance(value, dict):
+        return {k: compact_media(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact_media(v) for v in value]
+    return value

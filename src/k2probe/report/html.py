@@ -7,9 +7,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from . import __version__
-from .records import CallRecord
-from .redact import Redactor
+from k2probe import __version__
+from k2probe.core.records import CallRecord
+from k2probe.core.redact import Redactor
 
 _env = Environment(loader=PackageLoader("k2probe", "templates"), autoescape=select_autoescape(["html", "j2"]))
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.table import Table
 
-from . import render
-from .errors import UsageError
-from .store import Store
+from k2probe.core.errors import UsageError
+from k2probe.recording.store import Store
+from k2probe.report import terminal as render
 
 
 def run_detail(store: Store, prefix: str) -> dict[str, Any]:

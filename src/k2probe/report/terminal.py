@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.text import Text
 
 if TYPE_CHECKING:  # imported where used: `k2probe --help` must not load the request path
-    from .doctor import Diagnosis
-    from .records import CallRecord
-    from .redact import Redactor
-    from .sanitize import Change
+    from k2probe.core.records import CallRecord
+    from k2probe.core.redact import Redactor
+    from k2probe.core.sanitize import Change
+    from k2probe.diagnose.doctor import Diagnosis
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -60,7 +60,7 @@ def _ms(value: float | None) -> str:
 
 
 def figures_line(call: CallRecord) -> str:
-    from .chat import figures
+    from k2probe.core.records import figures
 
     f = figures(call)
     cost = "cost unknown" if f["cost_usd"] is None else f"${f['cost_usd']:.6f}"

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..liveness import mark_owner
-from .runtime import Runtime
+from k2probe.core.errors import ConfigError
+from k2probe.core.liveness import mark_owner
+from k2probe.sandbox.runtime import Runtime
 
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
 SYSTEM_DIRS = ("/usr", "/etc")

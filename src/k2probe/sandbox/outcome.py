@@ -8,8 +8,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .runtime import Runtime
-from .sandbox import Limits, SandboxResult
+from k2probe.sandbox.isolation import Limits, SandboxResult
+from k2probe.sandbox.runtime import Runtime
 
 PROOF_CHARS = 4000
 _NO_PYTEST = re.compile(r"(?m)^\S*: No module named '?pytest'?\s*$")

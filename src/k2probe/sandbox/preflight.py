@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..config import home
-from ..liveness import mark_owner
-from ..suites import Task
-from .outcome import Verification, judge
-from .runtime import Runtime
-from .sandbox import Isolation, Limits, make_readable, run
+from k2probe import __version__
+from k2probe.core.config import home
+from k2probe.core.liveness import mark_owner
+from k2probe.sandbox.isolation import Isolation, Limits, make_readable, run
+from k2probe.sandbox.outcome import Verification, judge
+from k2probe.sandbox.runtime import Runtime
+from k2probe.tasks.shipped import Task
 
 CACHE_FILE = "preflight.json"
 

@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-SUITES_DIR = Path(__file__).parent
+SUITES_DIR = Path(__file__).parent / "suites"
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def load_suite(name: str = "basic") -> tuple[Task, ...]:
     """Every task of a suite, sorted by id."""
     folder = SUITES_DIR / name
     if not folder.is_dir():
-        from ..errors import UsageError
+        from k2probe.core.errors import UsageError
 
         raise UsageError(f"unknown suite {name!r}", fix=f"shipped suites: {', '.join(suite_names())}")
     tasks = []
@@ -59,7 +59,7 @@ def find_task(ref: str) -> Task:
     for task in load_suite(suite or "basic"):
         if task.id == task_id:
             return task
-    from ..errors import UsageError
+    from k2probe.core.errors import UsageError
 
     raise UsageError(f"unknown task {ref!r}", fix="list them with: k2probe agent --list-tasks")
 

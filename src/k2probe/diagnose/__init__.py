@@ -1,0 +1,1 @@
+"""The guide's first steps as commands: doctor, smoke, chat, snippets, quickstart."""

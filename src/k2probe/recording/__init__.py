@@ -1,0 +1,1 @@
+"""What was recorded: the store (SQLAlchemy) that every command writes and the report reads."""

@@ -1,0 +1,1 @@
+"""Showing what was recorded: terminal tables and lines, run listings, the HTML report."""

@@ -1,0 +1,1 @@
+"""Running model-written code: isolation backends (bubblewrap), runtimes, verdicts on test runs, preflight."""
