@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from k2probe.agent import AgentLimits, AgentTask, run_agent
+from k2probe.agent.loop import read_trajectory
 from k2probe.emulator import EmulatorSettings
 from k2probe.session import open_session
 from k2probe.tasks.shipped import load_suite
@@ -43,10 +44,15 @@ def test_every_shipped_task_is_solved_end_to_end(workdir, task):
     assert data["end_reason"] == "finished" and data["tool_call_failures"] == {}
     assert data["reasoning_preserved"] and all(data["reasoning_preserved"])
     assert data["diff"].startswith("diff --git")
-    trajectory = json.loads(Path(data["trajectory"]).read_text())
+    trajectory = read_trajectory(Path(data["trajectory"]))
     assert [s["index"] for s in trajectory["steps"]] == list(range(data["steps"]))
     first = trajectory["steps"][0]
     assert first["assistant"]["reasoning_content"] and first["tools"][0]["name"] == "list_files"
+    assert trajectory["attempt_id"] == data["attempt_id"] and trajectory["outcome"]["verification"]["status"] == "passed"
+    with sqlite3.connect(workdir / "home" / "k2probe.db") as db:  # calls are linked to the attempt and step by keys
+        linked = db.execute("select attempt_id, step from calls where purpose like 'agent step %' order by id").fetchall()
+    assert [step for _, step in linked] == list(range(data["steps"]))
+    assert {attempt for attempt, _ in linked} == {data["attempt_id"]}
 
 
 def test_hidden_tests_fail_without_the_fix(workdir):
@@ -169,7 +175,7 @@ def test_agent_task_with_a_screenshot(cli, workdir: Path):
     shot = image(workdir / "bug.png", "PNG", (640, 360))
     result = cli("agent", "--task", "slugify", "--image", str(shot), "--json")
     assert result.code == 0, result.stderr
-    trajectory = json.loads(Path(result.json()["trajectory"]).read_text())
+    trajectory = read_trajectory(Path(result.json()["trajectory"]))
     assert "I received image 1: PNG 640x360" in trajectory["steps"][0]["assistant"]["reasoning_content"]
     with sqlite3.connect(workdir / "home" / "k2probe.db") as db:
         media = db.execute("select media from calls where endpoint = '/chat/completions' limit 1").fetchone()[0]

@@ -33,24 +33,3 @@ def test_calls_and_runs_are_recorded(cli, emulator, workdir: Path):
     assert last["usage_location"] == "choices[0].usage" and last["finish_reason"] == "stop"
     assert {c["purpose"] for c in calls} == {"chat"}
     assert data["ttft_ms"] == last["ttft_ms"] and data["completion_tokens"] == last["completion_tokens"]
-
-
-def test_a_store_written_before_pool_and_connect_timings_upgrades_in_place(tmp_path):
-    """A database whose calls table predates pool_ms / connect_ms gets them, and its old rows stay readable."""
-    import sqlite3
-
-    from k2probe.core.records import CallRecord
-    from k2probe.recording.store import Store
-
-    path = tmp_path / "old.db"
-    Store(f"sqlite:///{path}").dispose()
-    with sqlite3.connect(path) as db:
-        db.execute("ALTER TABLE calls DROP COLUMN pool_ms")
-        db.execute("ALTER TABLE calls DROP COLUMN connect_ms")
-    store = Store(f"sqlite:///{path}")
-    run_id = store.start_run("chat", "r", {})
-    store.add_call(run_id, CallRecord(route="r", model="m", endpoint="/chat/completions", stream=True, request={},
-                                      pool_ms=1.5, connect_ms=2.5))
-    calls = store.calls(run_id)
-    store.dispose()
-    assert calls[0]["pool_ms"] == 1.5 and calls[0]["connect_ms"] == 2.5

@@ -33,12 +33,12 @@ class Session:
     redactor: Redactor
     emulator: EmulatorServer | None = None
     notices: list[str] = field(default_factory=list)
-    calls: list[CallRecord] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    call_count: int = 0
 
     def record(self, call: CallRecord) -> None:
-        """Store one call as soon as it happened."""
-        self.calls.append(call)
+        """Hand one call to the store's recorder as soon as it happened (the session keeps only the count)."""
+        self.call_count += 1
         self.store.add_call(self.run_id, call)
 
     def transport(self, *, policy: RetryPolicy | None = None, concurrency: int | None = None) -> Transport:
@@ -84,4 +84,4 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
             status = "interrupted"
             raise
         finally:
-            store.finish_run(run_id, status, {"calls": len(session.calls), **session.summary})
+            store.finish_run(run_id, status, {"calls": session.call_count, **session.summary})

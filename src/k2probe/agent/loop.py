@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any
 from k2probe.agent.tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
 from k2probe.client.media import Media
 from k2probe.client.transport import Transport
+from k2probe.core.records import linked
 from k2probe.core.sanitize import sanitise
 from k2probe.session import Session
 
@@ -156,9 +156,9 @@ class AgentLoop:
                          "tool_choice": "auto"}, self.session.profile).body
         remaining = self.limits.timeout_s - (time.monotonic() - self.started)
         try:
-            chat = self.transport.chat(body, media=self.media_records, purpose=f"agent step {step.index + 1}")
-            outcome = await asyncio.wait_for(chat,
-                                             timeout=max(remaining, 0.001))
+            with linked(step=step.index):
+                chat = self.transport.chat(body, media=self.media_records, purpose=f"agent step {step.index + 1}")
+                outcome = await asyncio.wait_for(chat, timeout=max(remaining, 0.001))
         except TimeoutError as exc:
             raise LimitReached("timeout", f"{self.limits.timeout_s:.0f} s wall time used") from exc
         call = outcome.last
@@ -219,12 +219,29 @@ class AgentLoop:
             self.on_step(step)
 
 
-def save_trajectory(path: Path, document: dict[str, Any]) -> None:
-    """Write the trajectory atomically (a killed run leaves the last complete version)."""
+def append_trajectory(path: Path, entry: dict[str, Any]) -> None:
+    """Append one JSON line to the trajectory (the attempt, then each step as it happens, then the outcome): a step
+    costs its own size, and a killed run leaves every line written before it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
+
+
+def read_trajectory(path: Path) -> dict[str, Any]:
+    """A trajectory file as one document: the attempt's fields, `steps` in order, and `outcome` (None if unfinished)."""
+    document: dict[str, Any] = {"steps": [], "outcome": None}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        kind = entry.pop("type", None)
+        if kind == "step":
+            document["steps"].append(entry)
+        elif kind == "outcome":
+            document["outcome"] = entry
+        else:
+            document.update({k: v for k, v in entry.items() if k not in ("steps", "outcome")})
+    return document
 
 
 def step_dict(step: Step) -> dict[str, Any]:

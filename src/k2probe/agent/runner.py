@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k2probe.agent.loop import AgentLimits, AgentLoop, History, LoopResult, Step, save_trajectory, step_dict
+from k2probe.agent.loop import AgentLimits, AgentLoop, History, LoopResult, Step, append_trajectory, step_dict
 from k2probe.agent.tools import Toolbox
 from k2probe.agent.workspace import Workspace
 from k2probe.client.media import Media
 from k2probe.client.uploads import deliver
 from k2probe.core.config import home
+from k2probe.core.records import linked
 from k2probe.sandbox.isolation import Isolation, Limits, isolation, make_readable, run
 from k2probe.sandbox.outcome import Verification, judge
 from k2probe.sandbox.preflight import preflight_failure
@@ -108,17 +109,18 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
     attempt_id = store.start_attempt(session.run_id, task_id=task.task_id, suite=task.suite,
                                      route=session.route.name, model=session.route.model,
                                      statement=task.statement, isolation=iso_record)
-    path = home() / "trajectories" / f"{attempt_id}.json"
+    path = home() / "trajectories" / f"{attempt_id}.jsonl"
     document: dict[str, Any] = {"attempt_id": attempt_id, "task": task.task_id, "statement": task.statement,
-                                "route": session.route.public(), "limits": asdict(limits), "isolation": iso_record,
-                                "steps": [], "outcome": None}
+                                "route": session.route.public(), "limits": asdict(limits), "isolation": iso_record}
+    append_trajectory(path, session.redactor.value({"type": "attempt", **document}))
+    document["steps"] = 0
 
     def logged(step: Step) -> None:
         record = step_dict(step)
         store.add_step(attempt_id, step.index, step.reasoning_preserved, [t.failure for t in step.tools if t.failure],
                        step.latency_ms, record)
-        document["steps"].append(record)
-        save_trajectory(path, session.redactor.value(document))
+        document["steps"] += 1
+        append_trajectory(path, session.redactor.value({"type": "step", **record}))
         if on_step is not None:
             on_step(step)
 
@@ -134,12 +136,13 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
             return _finish(session, attempt_id, task, outcome, verification, "", path, document, iso_record)
         workspace = Workspace(task.repo)
         async with session.transport() as transport:
-            if task.media:
-                await deliver(session, transport, task.media, force_upload=task.force_upload)
-            toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, iso, deadline, task.runtime)
-            loop = AgentLoop(session, transport, toolbox, task.statement, limits, on_step=logged,
-                             history_transform=history_transform, media=task.media)
-            outcome = await loop.run()
+            with linked(attempt_id=attempt_id):
+                if task.media:
+                    await deliver(session, transport, task.media, force_upload=task.force_upload)
+                toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, iso, deadline, task.runtime)
+                loop = AgentLoop(session, transport, toolbox, task.statement, limits, on_step=logged,
+                                 history_transform=history_transform, media=task.media)
+                outcome = await loop.run()
         grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
         verification = await asyncio.to_thread(verify, workspace, task,
                                                 sandbox_limits.within(deadline + grace - time.monotonic()), iso)
@@ -149,7 +152,7 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
         reason = "interrupted" if interrupted else f"k2probe failed: {type(exc).__name__}: {exc}"
         store.finish_attempt(attempt_id, status="error", end_reason="interrupted" if interrupted else "crashed",
                              verification={"status": "error", "passed": False, "reason": session.redactor.text(reason)},
-                             steps=len(document["steps"]), trajectory_path=str(path))
+                             steps=document["steps"], trajectory_path=str(path))
         raise
     finally:
         if workspace is not None:
@@ -163,8 +166,8 @@ def _finish(session: Session, attempt_id: str, task: AgentTask, outcome: LoopRes
     store = session.store
     result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso_record)
     summary = result.as_json()
-    document["outcome"] = {k: v for k, v in summary.items() if k not in ("statement",)}
-    save_trajectory(path, session.redactor.value(document))
+    append_trajectory(path, session.redactor.value({"type": "outcome", **{k: v for k, v in summary.items()
+                                                                           if k != "statement"}}))
     store.finish_attempt(attempt_id, status=verification.status, end_reason=outcome.end_reason,
                          verification=summary["verification"], diff=diff, steps=len(outcome.steps),
                          failures=dict(outcome.failures), reasoning_preserved=summary["reasoning_preserved"],

@@ -24,7 +24,7 @@ from k2probe.core.config import Route
 from k2probe.core.errors import ConfigError
 from k2probe.core.failures import Failure, from_body, from_exception
 from k2probe.core.profiles import Price, Profile
-from k2probe.core.records import CallRecord, Usage, cost_of
+from k2probe.core.records import CallRecord, Usage, cost_of, links
 
 OnCall = Callable[[CallRecord], None]
 _STAMPS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("k2probe_stamps")
@@ -224,7 +224,7 @@ class Transport:
         while True:
             record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                                 stream=bool(body.get("stream")), request=body, attempt=attempt,
-                                media=media or [], started_at=time.time(), purpose=purpose)
+                                media=media or [], started_at=time.time(), purpose=purpose, **links())
             try:
                 await self._attempt(body, record, outcome, listener)
             except asyncio.CancelledError:  # a timeout or Ctrl-C: what the attempt cost so far is still recorded

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +37,24 @@ class Usage:
                    float(cost) if isinstance(cost, int | float) else None)
 
 
+_LINKS: ContextVar[dict[str, Any] | None] = ContextVar("k2probe_call_links", default=None)
+
+
+@contextmanager
+def linked(**keys: Any) -> Iterator[None]:
+    """Calls made inside this block carry these keys (sample_id, attempt_id, step): each asyncio task sees its own."""
+    token = _LINKS.set({**links(), **keys})
+    try:
+        yield
+    finally:
+        _LINKS.reset(token)
+
+
+def links() -> dict[str, Any]:
+    """The keys calls made here are linked by."""
+    return _LINKS.get() or {}
+
+
 def cost_of(usage: Usage, price: Price | None) -> float | None:
     """USD for these tokens at this price; None ("cost unknown") without a price, never a silent $0."""
     if price is None:
@@ -54,6 +75,9 @@ class CallRecord:
     request: dict[str, Any]
     attempt: int = 0  # 0 for the first try, k for the k-th retry
     purpose: str | None = None  # why it was sent: "doctor: model", "smoke", "agent step 3"…
+    sample_id: str | None = None  # what caused it, by key (see `linked`)
+    attempt_id: str | None = None
+    step: int | None = None
     status: int | None = None
     error_type: str | None = None
     error_message: str | None = None

@@ -165,7 +165,8 @@ def run_quickstart(route_name: str | None, *, quiet: bool = False) -> Quickstart
         asyncio.run(steps())
         path = home() / "reports" / f"quickstart-{session.run_id[:8]}.html"
         write_report(Path(path), f"k2probe quickstart — route {session.route.name}",
-                     [asdict(s) for s in result.steps], session.calls, session.redactor,
+                     [asdict(s) for s in result.steps],
+                     session.store.calls(session.run_id, with_messages=False), session.redactor,
                      emulated=session.route.emulated)
         result.report = str(path)
         session.summary = {"ok": result.ok, "report": str(path)}

@@ -1,18 +1,20 @@
-"""The store: runs and their calls, known-good records, in SQLite under K2PROBE_HOME (WAL) or PostgreSQL by URL."""
+"""The store: runs, samples, attempts and their calls, known-good records, in SQLite under K2PROBE_HOME (WAL) or
+PostgreSQL by URL. Its schema is Alembic's (recording/migrations); calls are written by the recorder's thread."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import JSON, ColumnDefault, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, select
-from sqlalchemy import text as sql
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from k2probe import __version__
 from k2probe.core.config import home
@@ -20,125 +22,20 @@ from k2probe.core.errors import ConfigError
 from k2probe.core.liveness import alive, remove_leftovers, token
 from k2probe.core.records import CallRecord
 from k2probe.core.redact import Redactor
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class RunRow(Base):
-    __tablename__ = "runs"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    command: Mapped[str] = mapped_column(String(64))
-    route: Mapped[str | None] = mapped_column(String(128))
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    tool_version: Mapped[str] = mapped_column(String(32))
-    started_at: Mapped[float] = mapped_column(Float)
-    finished_at: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(32), default="running")
-    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-
-
-class CallRow(Base):
-    __tablename__ = "calls"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
-    route: Mapped[str] = mapped_column(String(128))
-    model: Mapped[str] = mapped_column(String(128))
-    endpoint: Mapped[str] = mapped_column(String(128))
-    stream: Mapped[bool]
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
-    purpose: Mapped[str | None] = mapped_column(String(128))
-    request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[int | None]
-    error_type: Mapped[str | None] = mapped_column(String(64))
-    error_message: Mapped[str | None] = mapped_column(Text)
-    retry_reason: Mapped[str | None] = mapped_column(Text)
-    queue_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    prep_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    pool_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    connect_ms: Mapped[float] = mapped_column(Float, default=0.0)
-    ttft_ms: Mapped[float | None] = mapped_column(Float)
-    ttfc_ms: Mapped[float | None] = mapped_column(Float)
-    latency_ms: Mapped[float | None] = mapped_column(Float)
-    itl_ms: Mapped[list[float]] = mapped_column(JSON)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cost_usd: Mapped[float | None] = mapped_column(Float)
-    price_source: Mapped[str | None] = mapped_column(Text)
-    finish_reason: Mapped[str | None] = mapped_column(String(32))
-    usage_location: Mapped[str | None] = mapped_column(String(64))
-    reasoning_field: Mapped[str | None] = mapped_column(String(64))
-    response_shape: Mapped[list[str]] = mapped_column(JSON)
-    media: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    started_at: Mapped[float] = mapped_column(Float)
-
-
-class KnownGoodRow(Base):
-    __tablename__ = "known_good"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    route: Mapped[str] = mapped_column(String(128), index=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
-    record: Mapped[dict[str, Any]] = mapped_column(JSON)
-    saved_at: Mapped[float] = mapped_column(Float)
-
-
-class AttemptRow(Base):
-    """One task attempted by the agent loop: its outcome, verification and totals."""
-
-    __tablename__ = "attempts"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
-    task_id: Mapped[str | None] = mapped_column(String(128))
-    suite: Mapped[str | None] = mapped_column(String(64))
-    route: Mapped[str] = mapped_column(String(128))
-    model: Mapped[str] = mapped_column(String(128))
-    statement: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(32), default="running")  # running | passed | failed
-    end_reason: Mapped[str | None] = mapped_column(String(32))
-    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    diff: Mapped[str | None] = mapped_column(Text)
-    steps: Mapped[int] = mapped_column(Integer, default=0)
-    failures: Mapped[dict[str, int] | None] = mapped_column(JSON)
-    reasoning_preserved: Mapped[list[bool | None] | None] = mapped_column(JSON)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    cost_usd: Mapped[float | None] = mapped_column(Float)
-    trajectory_path: Mapped[str | None] = mapped_column(Text)
-    isolation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    started_at: Mapped[float] = mapped_column(Float)
-    finished_at: Mapped[float | None] = mapped_column(Float)
-
-
-class StepRow(Base):
-    """One step of the loop, stored as soon as it happened."""
-
-    __tablename__ = "steps"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id"), index=True)
-    index: Mapped[int] = mapped_column(Integer)
-    reasoning_preserved: Mapped[bool | None]
-    failures: Mapped[list[str]] = mapped_column(JSON)
-    latency_ms: Mapped[float | None] = mapped_column(Float)
-    record: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class ReviewRow(Base):
-    """A human verdict on a run (or one attempt of it): accepted, repair time, rollback, handoff."""
-
-    __tablename__ = "reviews"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
-    attempt_id: Mapped[str | None] = mapped_column(ForeignKey("attempts.id"))
-    accepted: Mapped[bool]
-    repair_minutes: Mapped[float | None] = mapped_column(Float)
-    rollback: Mapped[bool] = mapped_column(default=False)
-    handoff: Mapped[bool] = mapped_column(default=False)
-    note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[float] = mapped_column(Float)
+from k2probe.recording import migrate
+from k2probe.recording.recorder import Recorder
+from k2probe.recording.schema import (
+    AttemptRow,
+    Base,
+    CallRow,
+    KnownGoodRow,
+    MessageRow,
+    ReviewRow,
+    RunRow,
+    SampleRow,
+    StepRow,
+    ThreadRow,
+)
 
 
 def _as_dict(row: Base) -> dict[str, Any]:
@@ -166,34 +63,56 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
+def message_hash(message: Any) -> str:
+    """The address of a message: sha256 of its canonical JSON."""
+    canonical = json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _insert_new(session: Session, table: type[Base], key: str, rows: list[dict[str, Any]]) -> None:
+    """Insert rows whose key is not stored yet; another process storing the same row at the same moment is no error."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=[key]))
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=[key]))
+
+
+def _read_thread(session: Session, tip: str) -> list[Any]:
+    """The messages of a conversation, from its last node back to the first (one recursive query)."""
+    nodes = ThreadRow.__table__
+    chain = select(nodes.c.parent, nodes.c.message, nodes.c.depth).where(nodes.c.hash == tip).cte("chain", recursive=True)
+    chain = chain.union_all(select(nodes.c.parent, nodes.c.message, nodes.c.depth)
+                            .join(chain, nodes.c.hash == chain.c.parent))
+    rows = session.execute(select(MessageRow.body).join(chain, MessageRow.hash == chain.c.message)
+                           .order_by(chain.c.depth)).scalars().all()
+    return list(rows)
+
+
 class Store:
-    """Writes each record as soon as it exists, so a killed command loses nothing already recorded."""
+    """Runs and samples are written at once (their ids are referenced); calls and steps through the recorder's queue.
+    Every read flushes the queue first, so a reader in the same process sees what was recorded."""
 
     def __init__(self, url: str | None = None, redactor: Redactor | None = None) -> None:
         self.url = url or database_url()
         self.redactor = redactor or Redactor()
+        self._known: set[str] = set()  # message hashes this process knows are stored
         try:
             self.engine = create_engine(self.url)
             if self.engine.dialect.name == "sqlite":
                 _sqlite_pragmas(self.engine)
-            Base.metadata.create_all(self.engine)
-            self._add_new_columns()
+            with self.engine.begin() as connection:
+                if migrate.current_fast(connection) != migrate.HEAD:
+                    migrate.upgrade(connection)
             self.mark_interrupted()
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             safe = self.redactor.text(str(exc).splitlines()[0])
             raise ConfigError(f"cannot open the store: {safe}", fix="check K2PROBE_DB_URL / K2PROBE_HOME") from exc
+        self.recorder = Recorder(self.engine)
         remove_leftovers()
-
-    def _add_new_columns(self) -> None:
-        """A store written by an earlier k2probe gets the columns added since (nullable or defaulted, so old rows
-        stay valid). A stop-gap until schema changes go through migrations."""
-        existing = {c["name"] for c in inspect(self.engine).get_columns(CallRow.__tablename__)}
-        missing = [c for c in CallRow.__table__.columns if c.name not in existing]
-        with self.engine.begin() as connection:
-            for column in missing:
-                kind = column.type.compile(dialect=self.engine.dialect)
-                default = " DEFAULT 0" if isinstance(column.default, ColumnDefault) else ""
-                connection.execute(sql(f'ALTER TABLE {CallRow.__tablename__} ADD COLUMN {column.name} {kind}{default}'))
 
     def mark_interrupted(self) -> int:
         """Runs (and their attempts) left `running` by a process that died are `interrupted`, never running forever."""
@@ -209,6 +128,7 @@ class Store:
                     attempt.finished_at = time.time()
             return len(dead)
 
+    # runs -------------------------------------------------------------------------------------------------------
     def start_run(self, command: str, route: str | None, config: dict[str, Any]) -> str:
         run_id = str(uuid.uuid4())
         with Session(self.engine) as session, session.begin():
@@ -217,18 +137,159 @@ class Store:
                                tool_version=__version__, started_at=time.time(), status="running"))
         return run_id
 
+    def resume_run(self, run_id: str) -> None:
+        """This process now owns `run_id` again: it is `running`, no longer `interrupted`."""
+        self.flush()
+        with Session(self.engine) as session, session.begin():
+            row = session.get(RunRow, run_id)
+            if row is not None:
+                row.status, row.finished_at = "running", None
+                row.config = {**(row.config or {}), "owner": token()}
+
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
+        self.flush()
         with Session(self.engine) as session, session.begin():
             row = session.get(RunRow, run_id)
             if row is not None:
                 row.finished_at, row.status = time.time(), status
                 row.summary = self.redactor.value(summary) if summary is not None else None
 
-    def add_call(self, run_id: str, record: CallRecord) -> None:
-        data = self.redactor.value(compact_media(record.as_dict()))
-        with Session(self.engine) as session, session.begin():
-            session.add(CallRow(run_id=run_id, **data))
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        self.flush()
+        with Session(self.engine) as session:
+            rows = session.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)).all()
+            return [_as_dict(r) for r in rows]
 
+    def find_run(self, prefix: str) -> dict[str, Any]:
+        """The run whose id starts with `prefix` (as printed by `k2probe runs`)."""
+        self.flush()
+        with Session(self.engine) as session:
+            rows = session.scalars(select(RunRow).where(RunRow.id.startswith(prefix)).limit(2)).all()
+            if len(rows) != 1:
+                what = "no run" if not rows else "more than one run"
+                raise ConfigError(f"{what} with id starting {prefix!r}", fix="copy an id from `k2probe runs`")
+            return _as_dict(rows[0])
+
+    # calls ------------------------------------------------------------------------------------------------------
+    def add_call(self, run_id: str, record: CallRecord) -> None:
+        """Queue a call; its messages go into the shared message and thread tables, the call keeps the last node."""
+        data = record.as_dict()
+        redactor = self.redactor
+
+        def write(session: Session) -> None:
+            clean = redactor.value(compact_media(data))
+            request = clean.get("request")
+            if isinstance(request, dict) and isinstance(request.get("messages"), list) and request["messages"]:
+                clean["thread"] = self._store_thread(session, request["messages"])
+                clean["request"] = {k: v for k, v in request.items() if k != "messages"}
+            session.add(CallRow(run_id=run_id, **clean))
+
+        self.recorder.put(write)
+
+    def _store_thread(self, session: Session, messages: list[Any]) -> str:
+        bodies: dict[str, Any] = {}
+        nodes: list[dict[str, Any]] = []
+        parent: str | None = None
+        for depth, message in enumerate(messages):
+            ref = message_hash(message)
+            node = hashlib.sha256(f"{parent or ''}:{ref}".encode()).hexdigest()
+            if node not in self._known:
+                bodies.setdefault(ref, message)
+                nodes.append({"hash": node, "parent": parent, "message": ref, "depth": depth})
+            parent = node
+        if nodes:
+            _insert_new(session, MessageRow, "hash", [{"hash": ref, "body": body, "size": len(json.dumps(body, default=str))}
+                                                      for ref, body in bodies.items()])
+            _insert_new(session, ThreadRow, "hash", nodes)
+            self._known.update(n["hash"] for n in nodes)
+        assert parent is not None
+        return parent
+
+    def calls(self, run_id: str, *, attempt_id: str | None = None, sample_id: str | None = None,
+              offset: int = 0, limit: int | None = None, with_messages: bool = True) -> list[dict[str, Any]]:
+        """A run's calls in order (optionally one attempt's or sample's, a page of them), requests whole again."""
+        self.flush()
+        query = select(CallRow).where(CallRow.run_id == run_id)
+        if attempt_id is not None:
+            query = query.where(CallRow.attempt_id == attempt_id)
+        if sample_id is not None:
+            query = query.where(CallRow.sample_id == sample_id)
+        query = query.order_by(CallRow.id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with Session(self.engine) as session:
+            items = [_as_dict(r) for r in session.scalars(query).all()]
+            if with_messages:
+                threads: dict[str, list[Any]] = {}
+                for item in items:
+                    tip = item.get("thread")
+                    if tip and isinstance(item.get("request"), dict):
+                        if tip not in threads:
+                            threads[tip] = _read_thread(session, tip)
+                        item["request"] = {**item["request"], "messages": threads[tip]}
+            return items
+
+    # samples ----------------------------------------------------------------------------------------------------
+    def plan_samples(self, run_id: str, suite: str, units: Iterable[tuple[str, str, int]]) -> None:
+        """Create the run's samples (task, route, epoch) that do not exist yet, all `pending`."""
+        with Session(self.engine) as session, session.begin():
+            have = set(session.execute(select(SampleRow.task_id, SampleRow.route, SampleRow.epoch)
+                                       .where(SampleRow.run_id == run_id)).tuples().all())
+            for task_id, route, epoch in units:
+                if (task_id, route, epoch) not in have:
+                    session.add(SampleRow(id=str(uuid.uuid4()), run_id=run_id, suite=suite, task_id=task_id,
+                                          route=route, epoch=epoch, outcome="pending"))
+
+    def samples(self, run_id: str) -> list[dict[str, Any]]:
+        self.flush()
+        with Session(self.engine) as session:
+            rows = session.scalars(select(SampleRow).where(SampleRow.run_id == run_id)
+                                   .order_by(SampleRow.task_id, SampleRow.route, SampleRow.epoch)).all()
+            return [_as_dict(r) for r in rows]
+
+    def finish_sample(self, sample_id: str, **fields: Any) -> None:
+        """Record a sample's one result (queued like a call: resume re-does a sample whose result was lost)."""
+        clean = self.redactor.value(fields)
+
+        def write(session: Session) -> None:
+            row = session.get(SampleRow, sample_id)
+            if row is not None and row.outcome == "pending":
+                for name, value in clean.items():
+                    setattr(row, name, value)
+
+        self.recorder.put(write)
+
+    # agent attempts ---------------------------------------------------------------------------------------------
+    def start_attempt(self, run_id: str, **fields: Any) -> str:
+        attempt_id = str(uuid.uuid4())
+        with Session(self.engine) as session, session.begin():
+            session.add(AttemptRow(id=attempt_id, run_id=run_id, started_at=time.time(),
+                                   **self.redactor.value(fields)))
+        return attempt_id
+
+    def add_step(self, attempt_id: str, index: int, reasoning_preserved: bool | None, failures: list[str],
+                 latency_ms: float | None, record: dict[str, Any]) -> None:
+        clean = self.redactor.value(compact_media(record))
+        self.recorder.put(lambda session: session.add(
+            StepRow(attempt_id=attempt_id, index=index, reasoning_preserved=reasoning_preserved,
+                    failures=failures, latency_ms=latency_ms, record=clean)))
+
+    def finish_attempt(self, attempt_id: str, **fields: Any) -> None:
+        self.flush()
+        with Session(self.engine) as session, session.begin():
+            row = session.get(AttemptRow, attempt_id)
+            if row is not None:
+                for name, value in self.redactor.value(fields).items():
+                    setattr(row, name, value)
+                row.finished_at = time.time()
+
+    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        self.flush()
+        with Session(self.engine) as session:
+            rows = session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id)).all()
+            return [_as_dict(r) for r in rows]
+
+    # known-good records and reviews -----------------------------------------------------------------------------
     def save_known_good(self, run_id: str, route: str, record: dict[str, Any]) -> None:
         with Session(self.engine) as session, session.begin():
             session.add(KnownGoodRow(route=route, run_id=run_id, record=self.redactor.value(compact_media(record)),
@@ -240,52 +301,6 @@ class Store:
                                   .order_by(KnownGoodRow.id.desc()).limit(1)).first()
             return dict(row.record) if row else None
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        with Session(self.engine) as session:
-            rows = session.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)).all()
-            return [_as_dict(r) for r in rows]
-
-    def calls(self, run_id: str) -> list[dict[str, Any]]:
-        with Session(self.engine) as session:
-            rows = session.scalars(select(CallRow).where(CallRow.run_id == run_id).order_by(CallRow.id)).all()
-            return [_as_dict(r) for r in rows]
-
-    def start_attempt(self, run_id: str, **fields: Any) -> str:
-        attempt_id = str(uuid.uuid4())
-        with Session(self.engine) as session, session.begin():
-            session.add(AttemptRow(id=attempt_id, run_id=run_id, started_at=time.time(),
-                                   **self.redactor.value(fields)))
-        return attempt_id
-
-    def add_step(self, attempt_id: str, index: int, reasoning_preserved: bool | None, failures: list[str],
-                 latency_ms: float | None, record: dict[str, Any]) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.add(StepRow(attempt_id=attempt_id, index=index, reasoning_preserved=reasoning_preserved,
-                                failures=failures, latency_ms=latency_ms,
-                                record=self.redactor.value(compact_media(record))))
-
-    def finish_attempt(self, attempt_id: str, **fields: Any) -> None:
-        with Session(self.engine) as session, session.begin():
-            row = session.get(AttemptRow, attempt_id)
-            if row is not None:
-                for name, value in self.redactor.value(fields).items():
-                    setattr(row, name, value)
-                row.finished_at = time.time()
-
-    def attempts(self, run_id: str) -> list[dict[str, Any]]:
-        with Session(self.engine) as session:
-            rows = session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id)).all()
-            return [_as_dict(r) for r in rows]
-
-    def find_run(self, prefix: str) -> dict[str, Any]:
-        """The run whose id starts with `prefix` (as printed by `k2probe runs`)."""
-        with Session(self.engine) as session:
-            rows = session.scalars(select(RunRow).where(RunRow.id.startswith(prefix)).limit(2)).all()
-            if len(rows) != 1:
-                what = "no run" if not rows else "more than one run"
-                raise ConfigError(f"{what} with id starting {prefix!r}", fix="copy an id from `k2probe runs`")
-            return _as_dict(rows[0])
-
     def add_review(self, run_id: str, **fields: Any) -> None:
         with Session(self.engine) as session, session.begin():
             session.add(ReviewRow(run_id=run_id, created_at=time.time(), **self.redactor.value(fields)))
@@ -295,7 +310,11 @@ class Store:
             rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
             return [_as_dict(r) for r in rows]
 
+    def flush(self) -> None:
+        self.recorder.flush()
+
     def dispose(self) -> None:
+        self.recorder.close()
         self.engine.dispose()
 
 
