@@ -13,7 +13,7 @@ from k2probe.core.config import Route, check_key, load_file, resolve_route, url_
 from k2probe.core.errors import ConfigError
 from k2probe.core.profiles import Profile, profile_for
 from k2probe.core.records import CallRecord
-from k2probe.core.redact import Redactor
+from k2probe.core.redact import Redactor, remember
 from k2probe.emulator import EmulatorServer, EmulatorSettings
 from k2probe.recording.store import Store
 
@@ -48,10 +48,11 @@ class Session:
 @contextmanager
 def open_session(command: str, route_name: str | None = None, *, emulator: EmulatorSettings | None = None,
                  config_snapshot: dict[str, Any] | None = None, route: Route | None = None,
-                 diagnose_key: bool = False) -> Iterator[Session]:
+                 diagnose_key: bool = False, join: tuple[Store, str] | None = None) -> Iterator[Session]:
     """Resolve the route, start the emulator if the route is emulated, open the store and a run; close all at the end.
     A key no server could accept (whitespace, control characters, quotes, 'Bearer ') is refused here, before any
-    request and without being shown, unless the command's job is to diagnose it (`doctor`)."""
+    request and without being shown, unless the command's job is to diagnose it (`doctor`). `join` = (store, run id)
+    makes this route's session part of a run another session opened (an evaluation over several routes)."""
     route = route or resolve_route(route_name, load_file())
     findings = check_key(route.key()) if route.api_key is not None and not diagnose_key else []
     if findings:
@@ -70,9 +71,14 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
             stack.callback(server.stop)
             route = route.model_copy(update={"base_url": server.base_url})
             notices.append(EMULATOR_NOTICE.format(url=server.base_url))
+        profile = profile_for(route.model, route.profile)
+        if join is not None:
+            store, run_id = join
+            remember(route.key())
+            yield Session(command, route, profile, store, run_id, store.redactor, server, notices)
+            return
         store = Store(redactor=redactor)
         stack.callback(store.dispose)
-        profile = profile_for(route.model, route.profile)
         snapshot = {"route": route.public(), "profile": profile.name, **(config_snapshot or {})}
         run_id = store.start_run(command, route.name, snapshot)
         session = Session(command, route, profile, store, run_id, redactor, server, notices)

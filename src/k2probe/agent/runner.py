@@ -16,7 +16,7 @@ from k2probe.agent.workspace import Workspace
 from k2probe.client.media import Media
 from k2probe.client.uploads import deliver
 from k2probe.core.config import home
-from k2probe.core.records import linked
+from k2probe.core.records import linked, links
 from k2probe.sandbox.isolation import Isolation, Limits, isolation, make_readable, run
 from k2probe.sandbox.outcome import Verification, judge
 from k2probe.sandbox.preflight import preflight_failure
@@ -108,7 +108,8 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
     iso_record = asdict(iso)
     attempt_id = store.start_attempt(session.run_id, task_id=task.task_id, suite=task.suite,
                                      route=session.route.name, model=session.route.model,
-                                     statement=task.statement, isolation=iso_record)
+                                     statement=task.statement, isolation=iso_record,
+                                     sample_id=links().get("sample_id"))
     path = home() / "trajectories" / f"{attempt_id}.jsonl"
     document: dict[str, Any] = {"attempt_id": attempt_id, "task": task.task_id, "statement": task.statement,
                                 "route": session.route.public(), "limits": asdict(limits), "isolation": iso_record}

@@ -218,6 +218,53 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
         raise _failed("chat failed", outcome.failure)
 
 
+@app.command("eval")
+def eval_command(
+        suite: Annotated[str | None, typer.Argument(help="humaneval or a shipped suite (basic)", metavar="SUITE")] = None,
+        route: Annotated[list[str] | None, typer.Option("--route", help="a route from k2probe.toml; repeat to compare "
+                                                        "routes side by side", metavar="NAME")] = None,
+        epochs: Annotated[int, typer.Option("--epochs", envvar="K2PROBE_EPOCHS", min=1, max=1000,
+                                            help="samples per task and route (pass@k for k ≤ epochs)",
+                                            metavar="K")] = 1,
+        concurrency: Annotated[int, typer.Option("--concurrency", envvar="K2PROBE_CONCURRENCY", min=1, max=1000,
+                                                 help="samples in flight at once", metavar="N")] = 8,
+        tasks: Annotated[str | None, typer.Option("--tasks", help="only these task ids, comma-separated",
+                                                  metavar="ID,...")] = None,
+        limit: Annotated[int | None, typer.Option("--limit", min=1, max=1_000_000, help="only the first N tasks",
+                                                  metavar="N")] = None,
+        samples: Annotated[Path | None, typer.Option("--samples", help="verify these completions (JSONL of task_id, "
+                                                     "completion) without calling a model", metavar="FILE")] = None,
+        resume: Annotated[str | None, typer.Option("--resume", help="finish an interrupted evaluation run",
+                                                   metavar="RUN")] = None,
+        fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="exit 1 unless METRIC=VALUE holds "
+                                                             "(accepted_rate, pass_at_K; error_rate and "
+                                                             "tool_call_failure_rate: at most)",
+                                                             metavar="METRIC=VALUE")] = None,
+        junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here", metavar="FILE")] = None,
+        max_tokens: Annotated[int, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS", min=1, max=1_000_000,
+                                                help="output budget per request", metavar="N")] = 4096,
+        sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX", help=(
+            "auto (bubblewrap, refuse without it), bwrap, or none: run model-written code unisolated, at your risk"),
+            metavar="TEXT")] = "auto",
+        as_json: JsonOpt = False) -> None:
+    """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
+    from k2probe.cli.eval import parse_thresholds, run_eval_command
+    from k2probe.eval.plan import EvalPlan
+
+    if suite is None and resume is None:
+        raise UsageError("give a SUITE (humaneval, basic) or --resume RUN", fix="e.g. k2probe eval humaneval --limit 20")
+    thresholds = parse_thresholds(fail_under or [])
+    plan = EvalPlan(suite=suite or "", routes=list(route) if route else [None], epochs=epochs,
+                    concurrency=concurrency, tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+                    limit=limit, samples_file=str(samples) if samples else None, sandbox=sandbox,
+                    max_tokens=max_tokens)
+    _, broken = run_eval_command(plan, resume, thresholds, junit, as_json)
+    if broken:
+        for line in broken:
+            render.err.print(f"k2probe: threshold not met: {line}", markup=False)
+        raise typer.Exit(1)
+
+
 @app.command()
 def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words", metavar="TASK")] = None,
           repo: Annotated[Path | None, typer.Option("--repo", help="the repository (copied; never modified)",

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from k2probe.emulator.answers import Answer, answer_for, text_of
+from k2probe.emulator.coder import humaneval_answer
 from k2probe.emulator.contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
 from k2probe.emulator.faults import STREAM_ONLY, FaultPlan
 from k2probe.emulator.files import FileStore
@@ -89,6 +90,11 @@ class Emulator:
                 answer = scripted_answer(task, messages, self.settings.seed, self.settings.slip_rate)
                 answer.reasoning = " ".join([answer.reasoning, *notes])
                 return answer
+        last_user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
+        if last_user is not None and not body.get("tools"):
+            coded = humaneval_answer(text_of(last_user.get("content")), self.settings.seed, self.settings.wrong_rate)
+            if coded is not None:
+                return coded
         return answer_for(body, self.settings.seed, notes)
 
     # ---- endpoints -----------------------------------------------------------------------------------------------

@@ -56,11 +56,23 @@ def problems() -> dict[str, CodeProblem]:
                                       p["canonical_solution"]) for p in items}
 
 
+@functools.cache
+def _by_signature() -> dict[str, list[tuple[str, CodeProblem]]]:
+    index: dict[str, list[tuple[str, CodeProblem]]] = {}
+    for problem in problems().values():
+        index.setdefault(f"def {problem.entry_point}(", []).append((problem.prompt.strip(), problem))
+    return index
+
+
 def problem_in_text(text: str) -> CodeProblem | None:
     """The problem whose prompt a request carries (the emulator's way of knowing what it was asked)."""
-    for problem in problems().values():
-        if problem.prompt.strip() in text:
-            return problem
+    if "def " not in text:
+        return None
+    for signature, candidates in _by_signature().items():
+        if signature in text:
+            for prompt, problem in candidates:
+                if prompt in text:
+                    return problem
     return None
 
 

@@ -1,0 +1,102 @@
+"""What `k2probe eval` does between the CLI and the evaluation: parse thresholds, show progress, print or write the
+results, and say whether every `--fail-under` held."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from k2probe.core.errors import UsageError
+from k2probe.eval.evaluate import EvalOutcome, check_samples_path, evaluate
+from k2probe.eval.plan import EvalPlan
+from k2probe.report import terminal as render
+from k2probe.report.evaluation import live, print_metrics
+from k2probe.report.junit import write_junit
+
+HIGHER_IS_BETTER = ("accepted_rate", "pass_at_")  # fail when under the value
+LOWER_IS_BETTER = ("error_rate", "tool_call_failure_rate")  # fail when over it
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    thresholds: dict[str, float] = {}
+    for item in items:
+        name, _, raw = item.partition("=")
+        name = name.strip()
+        if not name.startswith(HIGHER_IS_BETTER) and name not in LOWER_IS_BETTER:
+            raise UsageError(f"--fail-under {item!r}: unknown metric {name!r}",
+                             fix="use accepted_rate, pass_at_K (K ≤ epochs), error_rate or tool_call_failure_rate")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"--fail-under {item!r}: the value must be a rate between 0 and 1",
+                             fix="e.g. --fail-under accepted_rate=0.8")
+        thresholds[name] = value
+    return thresholds
+
+
+def _value(metrics: dict[str, Any], name: str) -> float | None:
+    if name.startswith("pass_at_"):
+        entry = metrics["pass_at_k"].get(name.removeprefix("pass_at_"))
+        return None if entry is None else entry["value"]
+    value = metrics[name]["value"]
+    return None if value is None else float(value)
+
+
+def broken_thresholds(result: EvalOutcome, thresholds: dict[str, float]) -> list[str]:
+    """Each threshold that does not hold on the overall figures, said in words."""
+    overall = result.metrics.get("overall", {})
+    broken = []
+    for name, limit in thresholds.items():
+        value = _value(overall, name) if overall else None
+        if value is None:
+            broken.append(f"{name}: no value to compare with {limit:g} (nothing judged)")
+        elif name in LOWER_IS_BETTER and value > limit:
+            broken.append(f"{name} {value:.3f} is over {limit:g}")
+        elif name not in LOWER_IS_BETTER and value < limit:
+            broken.append(f"{name} {value:.3f} is under {limit:g}")
+    return broken
+
+
+def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, float], junit: Path | None,
+                     as_json: bool) -> tuple[EvalOutcome, list[str]]:
+    check_samples_path(plan.samples_file)
+    if junit is not None and not junit.parent.is_dir():
+        raise UsageError(f"--junit {junit}: the folder {junit.parent} does not exist", fix="create it first")
+    bar = live(0, enabled=not as_json)
+    state: dict[str, Any] = {}
+
+    def on_start(run_id: str, sessions: dict[str, Any], pending: int) -> None:
+        state["emulated"] = any(s.route.emulated for s in sessions.values())
+        if not as_json:
+            for session in sessions.values():
+                for line in session.notices:
+                    render.notice(line)
+            render.notice(f"eval run {run_id[:8]}: {pending} sample(s) to run (resume with --resume {run_id[:8]})")
+        state["task"] = bar.add_task("eval", total=pending, passed=0, failed=0, errors=0, cost=0.0)
+        bar.start()
+
+    def on_sample(_sample: dict[str, Any], progress: Any) -> None:
+        bar.update(state["task"], completed=progress.done, passed=progress.passed, failed=progress.failed,
+                   errors=progress.errors, cost=progress.cost_usd)
+
+    try:
+        result = evaluate(plan, resume=resume, on_start=on_start, on_sample=on_sample)
+    finally:
+        bar.stop()
+    if junit is not None:
+        write_junit(junit, result.plan.suite, result.samples)
+    if as_json:
+        render.emit_json({**result.as_json(), "thresholds": thresholds,
+                          "broken_thresholds": broken_thresholds(result, thresholds)})
+    else:
+        print_metrics(result.plan.suite, result.run_id, result.metrics, bool(state.get("emulated")), result.isolation)
+        for sample in result.samples:
+            if sample["outcome"] in ("failed", "error"):
+                render.out.print(f"{sample['outcome']:>6}  {sample['task_id']} @ {sample['route']} "
+                                 f"epoch {sample['epoch']}: {sample.get('reason') or ''}", markup=False)
+        if junit is not None:
+            render.notice(f"wrote {junit}")
+    return result, broken_thresholds(result, thresholds)

@@ -1,0 +1,117 @@
+"""The guide's nine metrics (and pass@k, error rate), defined once and computed from the store, per route and overall.
+
+Every figure carries its n; rates carry a 95% Wilson interval. `error` samples (the harness, the machine or the route
+failed) are never counted as the model's failures: they are out of accepted_rate and counted in error_rate."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from k2probe.core.stats import pass_at_k, percentile, wilson
+from k2probe.recording import queries
+from k2probe.recording.store import Store
+
+OVERALL = "overall"
+
+
+def _rate(hits: int, n: int) -> dict[str, Any]:
+    interval = wilson(hits, n)
+    return {"value": hits / n if n else None, "n": n, "ci95": list(interval) if interval else None}
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {"avg": sum(values) / len(values) if values else None, "p95": percentile(values, 95), "n": len(values)}
+
+
+def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, Any]]:
+    """{route or "overall": metrics} for one evaluation run."""
+    samples = store.samples(run_id)
+    totals = queries.call_totals(store, run_id)
+    latencies = queries.call_latencies(store, run_id)
+    firsts = queries.first_success(store, run_id)
+    tools = queries.tool_failures(store, run_id)
+    reviews: dict[str, dict[str, Any]] = {}
+    for review in queries.reviews_by_sample(store, run_id):  # the latest review of a sample is its verdict
+        if review["sample_id"]:
+            reviews[review["sample_id"]] = review
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for sample in samples:
+        groups[sample["route"]].append(sample)
+        groups[OVERALL].append(sample)
+    out: dict[str, dict[str, Any]] = {}
+    for route, group in groups.items():
+        routes = list(totals) if route == OVERALL else [route]
+        out[route] = _metrics(group, reviews, [totals[r] for r in routes if r in totals],
+                              [v for r in routes for v in latencies.get(r, [])],
+                              [firsts[r] for r in routes if r in firsts], [tools[r] for r in routes if r in tools],
+                              epochs)
+    return out
+
+
+def _metrics(samples: list[dict[str, Any]], reviews: dict[str, dict[str, Any]], totals: list[dict[str, Any]],
+             latencies: list[float], firsts: list[dict[str, Any]], tools: list[dict[str, Any]],
+             epochs: int) -> dict[str, Any]:
+    done = [s for s in samples if s["outcome"] != "pending"]
+    judged = [s for s in done if s["outcome"] in ("passed", "failed")]
+    accepted = 0
+    for s in judged:
+        review = reviews.get(s["id"])
+        accepted += bool(review["accepted"]) if review else s["outcome"] == "passed"
+    errors = sum(1 for s in done if s["outcome"] == "error")
+    reviewed = [reviews[s["id"]] for s in done if s["id"] in reviews]
+    calls = sum(t["calls"] for t in totals)
+    retries = sum(t["retries"] for t in totals)
+    cost = sum(t["cost_usd"] for t in totals)
+    unpriced = sum(t["unpriced_calls"] for t in totals)
+    tool_calls = sum(t["tool_calls"] for t in tools)
+    tool_failed = sum(t["failed"] for t in tools)
+    by_type: dict[str, int] = defaultdict(int)
+    for t in tools:
+        for kind, count in t["by_type"].items():
+            by_type[kind] += count
+    seconds = [f["seconds"] for f in firsts if f["seconds"] is not None]
+    first_calls = [f["calls"] for f in firsts if f["calls"] is not None]
+    repairs = [r["repair_minutes"] for r in reviewed if r["repair_minutes"] is not None]
+    tokens = {k: sum(t[k] for t in totals) for k in ("prompt_tokens", "completion_tokens", "reasoning_tokens",
+                                                     "cached_tokens")}
+    return {
+        "samples": {"n": len(samples), "done": len(done), "passed": sum(s["outcome"] == "passed" for s in done),
+                    "failed": sum(s["outcome"] == "failed" for s in done), "error": errors},
+        "first_success": {"calls": min(first_calls) if first_calls else None,
+                          "seconds": min(seconds) if seconds else None},
+        "accepted_rate": {**_rate(accepted, len(judged)), "reviewed": len(reviewed)},
+        "retries": {"total": retries, "per_call": retries / calls if calls else None, "n": calls},
+        "tool_call_failure_rate": {**_rate(tool_failed, tool_calls), "by_type": dict(by_type)},
+        "repair_minutes": {"total": sum(repairs), "mean": sum(repairs) / len(repairs) if repairs else None,
+                           "n": len(repairs)},
+        "latency_avg_ms": {"per_call": _spread(latencies)["avg"], "per_sample": _spread(_sample_latency(done))["avg"],
+                           "n_calls": len(latencies), "n_samples": len(_sample_latency(done))},
+        "latency_p95_ms": {"per_call": percentile(latencies, 95), "per_sample": percentile(_sample_latency(done), 95),
+                           "n_calls": len(latencies), "n_samples": len(_sample_latency(done))},
+        "total_tokens": {**tokens, "total": tokens["prompt_tokens"] + tokens["completion_tokens"], "n": calls},
+        "cost_per_accepted_usd": {
+            "value": "unknown" if unpriced else (cost / accepted if accepted else None),
+            "total_cost_usd": "unknown" if unpriced else cost, "accepted": accepted, "unpriced_calls": unpriced,
+            "price_sources": sorted({s for t in totals for s in t["price_sources"]})},
+        "rollback_handoff_rate": _rate(sum(1 for r in reviewed if r["rollback"] or r["handoff"]), len(reviewed)),
+        "pass_at_k": _pass_at_k(done, epochs),
+        "error_rate": _rate(errors, len(done)),
+    }
+
+
+def _sample_latency(samples: list[dict[str, Any]]) -> list[float]:
+    return [float(s["latency_ms"]) for s in samples if s.get("latency_ms")]
+
+
+def _pass_at_k(samples: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
+    """pass@k for k ≤ epochs, averaged over tasks with at least k judged samples (errors left out)."""
+    per_task: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for s in samples:
+        if s["outcome"] in ("passed", "failed"):
+            per_task[(s["route"], s["task_id"])].append(s["outcome"] == "passed")
+    out: dict[str, Any] = {}
+    for k in range(1, max(1, epochs) + 1):
+        values = [pass_at_k(len(v), sum(v), k) for v in per_task.values() if len(v) >= k]
+        out[str(k)] = {"value": sum(values) / len(values) if values else None, "n_tasks": len(values)}
+    return out

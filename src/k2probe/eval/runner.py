@@ -1,0 +1,151 @@
+"""Run an evaluation: every pending sample once, concurrently on one event loop, each result stored as it lands.
+
+The unit of work is a sample — (task, route, epoch) → one result — so `--resume` simply runs the samples still
+`pending`, and a sample that had a result is never sent to the model again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from k2probe.core.records import linked
+from k2probe.core.sanitize import sanitise
+from k2probe.eval.plan import EvalPlan, EvalTask, task_id
+from k2probe.eval.verifier import BatchVerifier
+from k2probe.sandbox.isolation import Isolation
+from k2probe.tasks.humaneval import CodeProblem, completion_of
+
+if TYPE_CHECKING:  # the request path (the openai SDK) loads only when a model is called: --samples goes without it
+    from concurrent.futures import Future
+
+    from k2probe.client.transport import Outcome, Transport
+    from k2probe.recording.store import Store
+    from k2probe.sandbox.programs import ProgramVerdict
+    from k2probe.session import Session
+
+
+@dataclass
+class Progress:
+    """What the live view shows; updated after every sample."""
+
+    total: int
+    done: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, outcome: str, cost: float | None) -> None:
+        self.done += 1
+        self.passed += outcome == "passed"
+        self.failed += outcome == "failed"
+        self.errors += outcome == "error"
+        self.cost_usd += cost or 0.0
+
+
+OnSample = Callable[[dict[str, Any], Progress], None]
+
+
+def _usage(outcome: Outcome) -> dict[str, Any]:
+    calls = outcome.calls
+    costs = [c.cost_usd for c in calls if c.prompt_tokens or c.completion_tokens]
+    return {"calls": len(calls), "retries": outcome.retries,
+            "prompt_tokens": sum(c.prompt_tokens for c in calls),
+            "completion_tokens": sum(c.completion_tokens for c in calls),
+            "reasoning_tokens": sum(c.reasoning_tokens for c in calls),
+            "cached_tokens": sum(c.cached_tokens for c in calls),
+            "cost_usd": None if any(c is None for c in costs) else sum(c or 0.0 for c in costs),
+            "latency_ms": sum(c.latency_ms or 0.0 for c in calls)}
+
+
+class EvalRunner:
+    """Runs a plan's pending samples against the routes' sessions (or a samples file's completions)."""
+
+    def __init__(self, plan: EvalPlan, store: Store, run_id: str, tasks: list[EvalTask], iso: Isolation, *,
+                 sessions: dict[str, Session] | None = None, completions: dict[str, str] | None = None,
+                 verdicts_ahead: Future[dict[str, ProgramVerdict]] | None = None,
+                 on_sample: OnSample | None = None) -> None:
+        self.plan, self.store, self.run_id, self.iso = plan, store, run_id, iso
+        self.tasks = {task_id(t): t for t in tasks}
+        self.sessions = sessions or {}
+        self.completions = completions
+        self.verdicts_ahead = verdicts_ahead  # a samples file's verdicts, verified while the store was opening
+        self.on_sample = on_sample
+        self.verifier = BatchVerifier(iso)
+        self.transports: dict[str, Transport] = {}
+        self.gate = asyncio.Semaphore(plan.concurrency)
+
+    async def run(self) -> Progress:
+        pending = [s for s in self.store.samples(self.run_id) if s["outcome"] == "pending"]
+        progress = Progress(total=len(pending))
+        try:
+            for name, session in self.sessions.items():
+                self.transports[name] = session.transport()
+
+            async def one(sample: dict[str, Any]) -> None:
+                with linked(sample_id=sample["id"]):
+                    started = time.time()
+                    result = await self._sample(sample)
+                result.update(started_at=started, finished_at=time.time())
+                self.store.finish_sample(sample["id"], **result)
+                progress.add(result["outcome"], result.get("cost_usd"))
+                if self.on_sample is not None:
+                    self.on_sample({**sample, **result}, progress)
+
+            await asyncio.gather(*(one(s) for s in pending))
+        finally:
+            await self.verifier.aclose()
+            for transport in self.transports.values():
+                with contextlib.suppress(Exception):
+                    await transport.aclose()
+        return progress
+
+    async def _sample(self, sample: dict[str, Any]) -> dict[str, Any]:
+        task = self.tasks.get(sample["task_id"])
+        if task is None:
+            return {"outcome": "error", "reason": f"task {sample['task_id']} is no longer in suite {self.plan.suite}"}
+        if isinstance(task, CodeProblem):
+            return await self._code(sample, task)
+        return await self._agent(sample, task)
+
+    async def _code(self, sample: dict[str, Any], problem: CodeProblem) -> dict[str, Any]:
+        usage: dict[str, Any] = {}
+        if self.completions is not None:
+            completion = self.completions[problem.task_id]
+        else:
+            session = self.sessions[sample["route"]]
+            body = sanitise({"model": session.route.model, "max_tokens": self.plan.max_tokens,
+                             "messages": [{"role": "user", "content": problem.request_text()}]}, session.profile).body
+            async with self.gate:
+                outcome = await self.transports[sample["route"]].chat(body, purpose=f"eval {problem.task_id}")
+            usage = _usage(outcome)
+            if outcome.failure is not None:  # no answer to judge: the route (or the machine) failed, not the model
+                failure = outcome.failure
+                return {**usage, "outcome": "error",
+                        "reason": f"no answer: {failure.type} (HTTP {failure.status}) after {len(outcome.calls)} "
+                                  f"attempt(s): {failure.message[:200]}"}
+            completion = completion_of(problem, outcome.content)
+        ahead = await asyncio.wrap_future(self.verdicts_ahead) if self.verdicts_ahead is not None else {}
+        verdict = ahead.get(problem.task_id) or await self.verifier.verify(sample["id"], problem.program(completion))
+        return {**usage, "outcome": verdict.status, "reason": verdict.reason, "completion": completion,
+                "verification": {"status": verdict.status, "reason": verdict.reason, "output": verdict.output[-2000:]}}
+
+    async def _agent(self, sample: dict[str, Any], task: Any) -> dict[str, Any]:
+        from k2probe.agent.loop import AgentLimits
+        from k2probe.agent.runner import AgentTask, run_agent
+
+        session = self.sessions[sample["route"]]
+        async with self.gate:
+            result = await run_agent(session, AgentTask.from_suite(task), AgentLimits(), iso=self.iso)
+        data = result.as_json()
+        verification = data["verification"]
+        return {"outcome": verification["status"], "reason": verification.get("reason"),
+                "verification": verification, "calls": data["steps"],
+                "prompt_tokens": data["prompt_tokens"], "completion_tokens": data["completion_tokens"],
+                "reasoning_tokens": data["reasoning_tokens"], "cost_usd": data["cost_usd"],
+                "latency_ms": sum(s.latency_ms or 0.0 for s in result.loop.steps)}

@@ -1,0 +1,100 @@
+"""Read-side queries the report and metrics need, aggregated in SQL where the rows are many (calls)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from k2probe.recording.schema import AttemptRow, CallRow, ReviewRow, RunRow, StepRow
+from k2probe.recording.store import Store
+
+
+def call_totals(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """Per route: calls, retries, failed calls, tokens, cost (and how many priced calls lacked a price)."""
+    store.flush()
+    c = CallRow
+    query = (select(c.route, func.count(), func.sum(c.attempt > 0), func.sum(c.error_type.is_not(None)),
+                    func.sum(c.prompt_tokens), func.sum(c.completion_tokens), func.sum(c.reasoning_tokens),
+                    func.sum(c.cached_tokens), func.sum(c.cost_usd),
+                    func.sum((c.cost_usd.is_(None)) & ((c.prompt_tokens + c.completion_tokens) > 0)))
+             .where(c.run_id == run_id).group_by(c.route))
+    with Session(store.engine) as session:
+        rows = session.execute(query).all()
+        sources = session.execute(select(c.route, c.price_source).where(c.run_id == run_id,
+                                                                        c.price_source.is_not(None))
+                                  .distinct()).all()
+    totals: dict[str, dict[str, Any]] = {}
+    for route, calls, retries, failed, prompt, completion, reasoning, cached, cost, unpriced in rows:
+        totals[route] = {"calls": calls, "retries": int(retries or 0), "failed_calls": int(failed or 0),
+                         "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
+                         "reasoning_tokens": int(reasoning or 0), "cached_tokens": int(cached or 0),
+                         "cost_usd": float(cost or 0.0), "unpriced_calls": int(unpriced or 0), "price_sources": []}
+    for route, source in sources:
+        if route in totals:
+            totals[route]["price_sources"].append(source)
+    return totals
+
+
+def call_latencies(store: Store, run_id: str) -> dict[str, list[float]]:
+    """Per route, the end-to-end latency of every answered call (one float column, not whole rows)."""
+    store.flush()
+    query = select(CallRow.route, CallRow.latency_ms).where(CallRow.run_id == run_id, CallRow.latency_ms.is_not(None),
+                                                             CallRow.error_type.is_(None))
+    with Session(store.engine) as session:
+        out: dict[str, list[float]] = {}
+        for route, latency in session.execute(query):
+            out.setdefault(route, []).append(float(latency or 0.0))
+        return out
+
+
+def first_success(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """Per route: how many calls, and how many seconds from the run's start, until the first successful call."""
+    store.flush()
+    with Session(store.engine) as session:
+        run = session.get(RunRow, run_id)
+        start = run.started_at if run else 0.0
+        out: dict[str, dict[str, Any]] = {}
+        for route in session.scalars(select(CallRow.route).where(CallRow.run_id == run_id).distinct()):
+            first = session.execute(select(CallRow.id, CallRow.started_at, CallRow.latency_ms)
+                                    .where(CallRow.run_id == run_id, CallRow.route == route,
+                                           CallRow.error_type.is_(None), CallRow.status == 200)
+                                    .order_by(CallRow.id).limit(1)).first()
+            if first is None:
+                out[route] = {"calls": None, "seconds": None}
+                continue
+            before = session.scalar(select(func.count()).where(CallRow.run_id == run_id, CallRow.route == route,
+                                                               CallRow.id <= first.id))
+            done = first.started_at + (first.latency_ms or 0.0) / 1000.0
+            out[route] = {"calls": int(before or 0), "seconds": max(0.0, done - start)}
+        return out
+
+
+def reviews_by_sample(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Reviews of the run, newest last, with the sample they judge (directly, or through the attempt)."""
+    store.flush()
+    with Session(store.engine) as session:
+        attempt_sample = dict(session.execute(select(AttemptRow.id, AttemptRow.sample_id)
+                                              .where(AttemptRow.run_id == run_id)).tuples().all())
+        rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
+        return [{"sample_id": r.sample_id or attempt_sample.get(r.attempt_id or ""), "accepted": r.accepted,
+                 "repair_minutes": r.repair_minutes, "rollback": r.rollback, "handoff": r.handoff} for r in rows]
+
+
+def tool_failures(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """Per route: tool calls made by agent attempts and the failed ones by type."""
+    store.flush()
+    with Session(store.engine) as session:
+        rows = session.execute(select(AttemptRow.route, AttemptRow.failures, AttemptRow.id)
+                               .where(AttemptRow.run_id == run_id)).all()
+        out: dict[str, dict[str, Any]] = {}
+        for route, failures, attempt_id in rows:
+            entry = out.setdefault(route, {"tool_calls": 0, "failed": 0, "by_type": {}})
+            for record in session.scalars(select(StepRow.record).where(StepRow.attempt_id == attempt_id)):
+                entry["tool_calls"] += len((record or {}).get("tools") or [])
+            for kind, count in (failures or {}).items():
+                entry["by_type"][kind] = entry["by_type"].get(kind, 0) + int(count)
+                entry["failed"] += int(count)
+        return out
+

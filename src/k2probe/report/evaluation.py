@@ -1,0 +1,85 @@
+"""The terminal view of an evaluation: a live progress bar while it runs, then the metrics per route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from k2probe.report.terminal import err, out
+
+ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [  # (label, how to read it from a route's metrics)
+    ("samples (passed / failed / error)", lambda m: "{passed} / {failed} / {error} of {n}".format(**m["samples"])),
+    ("accepted rate", lambda m: _rate(m["accepted_rate"]) + f", reviewed {m['accepted_rate']['reviewed']}"),
+    ("pass@1", lambda m: _pct(m["pass_at_k"]["1"]["value"]) + f" (n={m['pass_at_k']['1']['n_tasks']} tasks)"),
+    ("error rate (infrastructure)", lambda m: _rate(m["error_rate"])),
+    ("first success", lambda m: _first(m["first_success"])),
+    ("retries", lambda m: f"{m['retries']['total']} ({_num(m['retries']['per_call'], '.2f')} per call, "
+                          f"n={m['retries']['n']})"),
+    ("tool-call failure rate", lambda m: _rate(m["tool_call_failure_rate"])),
+    ("latency avg / p95 per call", lambda m: f"{_num(m['latency_avg_ms']['per_call'])} / "
+                                            f"{_num(m['latency_p95_ms']['per_call'])} ms "
+                                            f"(n={m['latency_avg_ms']['n_calls']})"),
+    ("latency avg / p95 per sample", lambda m: f"{_num(m['latency_avg_ms']['per_sample'])} / "
+                                              f"{_num(m['latency_p95_ms']['per_sample'])} ms "
+                                              f"(n={m['latency_avg_ms']['n_samples']})"),
+    ("tokens (prompt / completion / reasoning / cached)",
+     lambda m: "{prompt_tokens} / {completion_tokens} / {reasoning_tokens} / {cached_tokens}".format(**m["total_tokens"])),
+    ("cost per accepted task", lambda m: _cost(m["cost_per_accepted_usd"])),
+    ("human repair time", lambda m: f"{m['repair_minutes']['total']:.0f} min (n={m['repair_minutes']['n']} reviews)"),
+    ("rollback or handoff rate", lambda m: _rate(m["rollback_handoff_rate"])),
+]
+
+
+def _num(value: float | None, spec: str = ".0f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _rate(rate: dict[str, Any]) -> str:
+    if rate["value"] is None:
+        return f"– (n={rate['n']})"
+    low, high = rate["ci95"]
+    return f"{_pct(rate['value'])} [{_pct(low)}, {_pct(high)}] (n={rate['n']})"
+
+
+def _first(first: dict[str, Any]) -> str:
+    if first["calls"] is None:
+        return "none yet"
+    return f"call {first['calls']}, {first['seconds']:.1f} s after the start"
+
+
+def _cost(cost: dict[str, Any]) -> str:
+    value = cost["value"]
+    if value == "unknown":
+        return f"unknown ({cost['unpriced_calls']} calls without a price)"
+    if value is None:
+        return "– (nothing accepted)"
+    sources = "; ".join(cost["price_sources"]) or "no price source"
+    return f"${value:.6f} (${cost['total_cost_usd']:.6f} / {cost['accepted']} accepted; {sources})"
+
+
+def live(total: int, enabled: bool) -> Progress:
+    """The progress bar: samples done of total, passed, failed, errors, cost so far, elapsed and ETA."""
+    return Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("[green]{task.fields[passed]} passed[/] [red]{task.fields[failed]} failed[/] "
+                               "[yellow]{task.fields[errors]} error[/] ${task.fields[cost]:.4f}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False, disable=not enabled)
+
+
+def print_metrics(suite: str, run_id: str, metrics: dict[str, dict[str, Any]], emulated: bool, iso: str) -> None:
+    routes = [r for r in metrics if r != "overall"] + (["overall"] if len(metrics) > 2 else [])
+    table = Table(title=f"eval {suite} — run {run_id[:8]} ({iso})")
+    table.add_column("metric")
+    for route in routes:
+        table.add_column(route, overflow="fold")
+    for label, read in ROWS:
+        table.add_row(label, *(read(metrics[r]) for r in routes))
+    out.print(table)
+    if emulated:
+        out.print("figures from the built-in emulator describe k2probe's pipeline, not a model", style="yellow")
