@@ -514,14 +514,17 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
              seed: Annotated[int, typer.Option("--seed", help="for the scripted slips and faults", metavar="N")] = 0,
              slip_rate: Annotated[float, typer.Option("--slip-rate", min=0, max=1, callback=_finite,
                                                      help="share of scripted agent steps that slip", metavar="NUMBER")
-                                  ] = 0.0) -> None:
+                                  ] = 0.0,
+             wrong_rate: Annotated[float, typer.Option("--wrong-rate", min=0, max=1, callback=_finite,
+                                                      help="share of HumanEval answers that are wrong",
+                                                      metavar="NUMBER")] = 0.0) -> None:
     """Serve the Kimi emulator on loopback."""
     from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
 
     try:
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
                                     ttft_ms=ttft_ms, itl_ms=itl_ms, rpm=rpm, max_concurrency=max_concurrency,
-                                    seed=seed, slip_rate=slip_rate)
+                                    seed=seed, slip_rate=slip_rate, wrong_rate=wrong_rate)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")
