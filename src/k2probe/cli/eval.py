@@ -61,10 +61,11 @@ def broken_thresholds(result: EvalOutcome, thresholds: dict[str, float]) -> list
 
 
 def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, float], junit: Path | None,
-                     as_json: bool) -> tuple[EvalOutcome, list[str]]:
+                     as_json: bool, html: Path | None = None) -> tuple[EvalOutcome, list[str]]:
     check_samples_path(plan.samples_file)
-    if junit is not None and not junit.parent.is_dir():
-        raise UsageError(f"--junit {junit}: the folder {junit.parent} does not exist", fix="create it first")
+    for option, path in (("--junit", junit), ("--html", html)):
+        if path is not None and not path.parent.is_dir():
+            raise UsageError(f"{option} {path}: the folder {path.parent} does not exist", fix="create it first")
     bar = live(0, enabled=not as_json)
     state: dict[str, Any] = {}
 
@@ -88,6 +89,15 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
         bar.stop()
     if junit is not None:
         write_junit(junit, result.plan.suite, result.samples)
+    if html is not None:
+        from k2probe.recording.store import Store
+        from k2probe.report.evaluation_html import write_eval_report
+
+        store = Store()
+        try:
+            write_eval_report(store, result.run_id, html)
+        finally:
+            store.dispose()
     if as_json:
         render.emit_json({**result.as_json(), "thresholds": thresholds,
                           "broken_thresholds": broken_thresholds(result, thresholds)})
@@ -97,6 +107,7 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
             if sample["outcome"] in ("failed", "error"):
                 render.out.print(f"{sample['outcome']:>6}  {sample['task_id']} @ {sample['route']} "
                                  f"epoch {sample['epoch']}: {sample.get('reason') or ''}", markup=False)
-        if junit is not None:
-            render.notice(f"wrote {junit}")
+        for written in (junit, html):
+            if written is not None:
+                render.notice(f"wrote {written}")
     return result, broken_thresholds(result, thresholds)

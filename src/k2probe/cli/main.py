@@ -241,6 +241,7 @@ def eval_command(
                                                              "tool_call_failure_rate: at most)",
                                                              metavar="METRIC=VALUE")] = None,
         junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here", metavar="FILE")] = None,
+        html: Annotated[Path | None, typer.Option("--html", help="write the HTML report here", metavar="FILE")] = None,
         max_tokens: Annotated[int, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS", min=1, max=1_000_000,
                                                 help="output budget per request", metavar="N")] = 4096,
         sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX", help=(
@@ -258,11 +259,34 @@ def eval_command(
                     concurrency=concurrency, tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
                     limit=limit, samples_file=str(samples) if samples else None, sandbox=sandbox,
                     max_tokens=max_tokens)
-    _, broken = run_eval_command(plan, resume, thresholds, junit, as_json)
+    _, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html)
     if broken:
         for line in broken:
             render.err.print(f"k2probe: threshold not met: {line}", markup=False)
         raise typer.Exit(1)
+
+
+@app.command()
+def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its first characters", metavar="RUN")],
+           html: Annotated[Path | None, typer.Option("--html", help="write the page here (default: "
+                                                     "$K2PROBE_HOME/reports/eval-RUN.html)", metavar="FILE")] = None,
+           ) -> None:
+    """An evaluation's self-contained HTML report, from the store: verdict, metrics, charts, every non-pass."""
+    from k2probe.core.config import home
+    from k2probe.recording.store import Store
+    from k2probe.report.evaluation_html import write_eval_report
+
+    if html is not None and not html.parent.is_dir():
+        raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
+    store = Store()
+    try:
+        found = store.find_run(run)
+        if found["command"] != "eval":
+            raise UsageError(f"run {found['id'][:8]} is a `{found['command']}` run", fix="give an eval run's id")
+        path = write_eval_report(store, found["id"], html or home() / "reports" / f"eval-{found['id'][:8]}.html")
+    finally:
+        store.dispose()
+    render.notice(f"wrote {path}")
 
 
 @app.command()

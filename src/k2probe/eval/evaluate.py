@@ -132,7 +132,9 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
             status = "finished"
         finally:
             figures = metrics.compute(store, run_id, plan.epochs)
-            store.finish_run(run_id, status, {"metrics": figures.get(metrics.OVERALL, {}).get("samples", {})})
+            emulated = any(s.route.emulated for s in sessions.values())
+            store.finish_run(run_id, status, {"samples": figures.get(metrics.OVERALL, {}).get("samples", {}),
+                                              "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated})
     return EvalOutcome(run_id, plan, routes, figures, store.samples(run_id), progress, iso.line())
 
 

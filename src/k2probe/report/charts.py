@@ -1,0 +1,117 @@
+"""Charts as inline SVG, drawn here so the report opens offline: every chart has axes, ticks and units."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from html import escape
+
+WIDTH, BAR_H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 18, 170, 30, 26, 42
+COLORS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#f9a825", "pending": "#9e9e9e"}
+
+
+def _ticks(top: float, count: int = 5) -> list[float]:
+    """Round tick values from 0 to at least `top`."""
+    if top <= 0:
+        return [0.0, 1.0]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return [i * step for i in range(math.ceil(top / step) + 1)]
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 1:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+@dataclass
+class Bar:
+    label: str
+    parts: list[tuple[str, float]]  # (series name, value): stacked left to right
+    note: str = ""
+
+
+def hbar(title: str, bars: list[Bar], x_label: str) -> str:
+    """Horizontal (stacked) bars, one row per label, with an x axis in `x_label`'s units."""
+    top = max((sum(v for _, v in b.parts) for b in bars), default=0.0)
+    ticks = _ticks(top)
+    span = ticks[-1] or 1.0
+    plot_w = WIDTH - PAD_L - PAD_R - (170 if any(b.note for b in bars) else 0)  # room for the notes
+    height = PAD_T + len(bars) * (BAR_H + 6) + PAD_B
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" height="{height}" '
+           f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>',
+           f'<text x="{PAD_L}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
+    base_y = PAD_T + len(bars) * (BAR_H + 6)
+    for tick in ticks:
+        x = PAD_L + plot_w * tick / span
+        out.append(f'<line x1="{x:.1f}" y1="{PAD_T - 4}" x2="{x:.1f}" y2="{base_y}" stroke="#ddd"/>'
+                   f'<text x="{x:.1f}" y="{base_y + 14}" font-size="10" text-anchor="middle">{_fmt(tick)}</text>')
+    out.append(f'<line x1="{PAD_L}" y1="{base_y}" x2="{PAD_L + plot_w}" y2="{base_y}" stroke="#333"/>'
+               f'<line x1="{PAD_L}" y1="{PAD_T - 4}" x2="{PAD_L}" y2="{base_y}" stroke="#333"/>'
+               f'<text x="{PAD_L + plot_w / 2:.1f}" y="{height - 8}" font-size="11" text-anchor="middle">'
+               f'{escape(x_label)}</text>')
+    for row, bar in enumerate(bars):
+        y = PAD_T + row * (BAR_H + 6)
+        out.append(f'<text x="{PAD_L - 6}" y="{y + BAR_H - 5}" font-size="11" text-anchor="end">'
+                   f'{escape(bar.label[:28])}</text>')
+        x = float(PAD_L)
+        for series, value in bar.parts:
+            w = plot_w * value / span
+            if w > 0:
+                color = COLORS.get(series, "#1565c0")
+                out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR_H}" fill="{color}">'
+                           f'<title>{escape(bar.label)}: {escape(series)} {_fmt(value)}</title></rect>')
+            x += w
+        if bar.note:
+            out.append(f'<text x="{x + 4:.1f}" y="{y + BAR_H - 5}" font-size="10">{escape(bar.note)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def histogram(title: str, values: list[float], x_label: str, bins: int = 12) -> str:
+    """A histogram of `values` (e.g. latencies in ms): x in `x_label`'s units, y the count, n in the title."""
+    height, plot_h = 240, 150
+    plot_w = WIDTH - 60 - PAD_R
+    left = 60
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" height="{height}" '
+           f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>',
+           f'<text x="{left}" y="16" font-size="13" font-weight="bold">{escape(title)} (n={len(values)})</text>']
+    if not values:
+        out.append(f'<text x="{left}" y="80" font-size="12">no answered calls</text></svg>')
+        return "".join(out)
+    lo, hi = 0.0, max(values)
+    xticks = _ticks(hi)
+    span = xticks[-1] or 1.0
+    width = span / bins
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int(v / width))] += 1
+    yticks = _ticks(max(counts))
+    ytop = yticks[-1] or 1.0
+    base = 26 + plot_h
+    for tick in yticks:
+        y = base - plot_h * tick / ytop
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
+                   f'<text x="{left - 6}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{_fmt(tick)}</text>')
+    for i, count in enumerate(counts):
+        x = left + plot_w * (lo + i * width) / span
+        h = plot_h * count / ytop
+        out.append(f'<rect x="{x + 1:.1f}" y="{base - h:.1f}" width="{plot_w / bins - 2:.1f}" height="{h:.1f}" '
+                   f'fill="#1565c0"><title>{_fmt(i * width)}–{_fmt((i + 1) * width)} {escape(x_label)}: '
+                   f'{count}</title></rect>')
+    for tick in xticks:
+        x = left + plot_w * tick / span
+        out.append(f'<text x="{x:.1f}" y="{base + 14}" font-size="10" text-anchor="middle">{_fmt(tick)}</text>')
+    out.append(f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="#333"/>'
+               f'<line x1="{left}" y1="26" x2="{left}" y2="{base}" stroke="#333"/>'
+               f'<text x="{left + plot_w / 2:.1f}" y="{height - 14}" font-size="11" text-anchor="middle">'
+               f'{escape(x_label)}</text>'
+               f'<text x="14" y="{26 + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
+               f'transform="rotate(-90 14 {26 + plot_h / 2:.1f})">calls</text></svg>')
+    return "".join(out)
