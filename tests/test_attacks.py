@@ -269,3 +269,29 @@ def test_agent_in_a_fresh_venv_under_tmp(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(done.stdout)
     assert data["verification"]["status"] == "passed" and data["isolation"]["sandbox"] == "bubblewrap"
+
+
+@pytest.mark.parametrize("planted", [
+    ("conftest.py", "import pytest\n@pytest.hookimpl(tryfirst=True)\ndef pytest_runtest_call(item):\n"
+                    "    item.runtest = lambda: None\n"),
+    ("pytest.ini", "[pytest]\naddopts = --co\n"),
+    ("text/__init__.py", "import os\nos._exit(0)\n"),
+    ("evil.dist-info/entry_points.txt", "[pytest11]\nevil = text.slug\n"),
+], ids=["conftest-hook", "ini-addopts", "exit-0-at-import", "plugin-autoload"])
+def test_model_written_files_cannot_make_hidden_tests_pass(planted):
+    """The unsolved task stays failed whatever the model plants next to it to fool pytest."""
+    from k2probe.agent.runner import AgentTask, verify
+    from k2probe.agent.workspace import Workspace
+    from k2probe.sandbox.isolation import Limits, isolation
+    from k2probe.tasks.shipped import find_task
+
+    task = AgentTask.from_suite(find_task("slugify"))
+    workspace = Workspace(task.repo)
+    try:
+        name, text = planted
+        (workspace.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (workspace.root / name).write_text(text)
+        verification = verify(workspace, task, Limits(), isolation("bwrap"))
+    finally:
+        workspace.cleanup()
+    assert verification.status == "failed", verification

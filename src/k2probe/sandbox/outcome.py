@@ -58,6 +58,9 @@ class Verification:
         return [line for line in self.output.splitlines() if line.strip()][-lines:]
 
 
+_PYTEST_PASSED = re.compile(r"\b[1-9]\d* passed\b")
+
+
 def judge(result: SandboxResult, which: str, runtime: Runtime, limits: Limits) -> Verification:
     """`passed`, `failed` or `error` for one run of the tests, with the reason in a line."""
     output = (result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))[-PROOF_CHARS:]
@@ -65,6 +68,9 @@ def judge(result: SandboxResult, which: str, runtime: Runtime, limits: Limits) -
     def verdict(status: str, reason: str) -> Verification:
         return Verification(status, reason, result.command, output, result.duration_ms)
 
+    if result.passed and "pytest" in result.command and not _PYTEST_PASSED.search(result.stdout):
+        # exit 0 without pytest's own summary: the code under test ended the run early (os._exit(0) at import)
+        return verdict("failed", f"{which} exited 0 without pytest reporting any passed test")
     if result.passed:
         return verdict("passed", f"{which} passed")
     harness = _harness_failure(result, runtime)
