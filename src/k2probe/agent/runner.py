@@ -43,8 +43,8 @@ class AgentTask:
 
     @classmethod
     def from_suite(cls, task: Task) -> AgentTask:
-        return cls(task.statement, task.repo, task.test_cmd, task.hidden, task.hidden_cmd, task.id, task.suite,
-                   shipped=task)
+        return cls(task.statement, task.repo, task.test_cmd, task.hidden if task.has_hidden else None,
+                   task.verify_cmd, task.id, task.suite, shipped=task)
 
 
 @dataclass

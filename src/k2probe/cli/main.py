@@ -254,7 +254,11 @@ def eval_command(
 
     if suite is None and resume is None:
         raise UsageError("give a SUITE (humaneval, basic) or --resume RUN", fix="e.g. k2probe eval humaneval --limit 20")
+    from k2probe.tasks.shipped import is_user_suite
+
     thresholds = parse_thresholds(fail_under or [])
+    if suite and is_user_suite(suite):  # a user suite is stored by its absolute path, so --resume finds it anywhere
+        suite = str(Path(suite).resolve())
     plan = EvalPlan(suite=suite or "", routes=list(route) if route else [None], epochs=epochs,
                     concurrency=concurrency, tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
                     limit=limit, samples_file=str(samples) if samples else None, sandbox=sandbox,
@@ -456,13 +460,18 @@ def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, hel
 
 @app.command()
 def show(run: Annotated[str, typer.Argument(help="a run id or its first characters",
-                                            metavar="RUN")], as_json: JsonOpt = False) -> None:
-    """One run: its calls (timings, tokens, cost, media), attempts and reviews."""
+                                            metavar="RUN")],
+         limit: Annotated[int, typer.Option("--limit", min=0, max=1_000_000, help="calls shown at most",
+                                            metavar="N")] = 200,
+         offset: Annotated[int, typer.Option("--offset", min=0, max=10**12, help="calls skipped first",
+                                             metavar="N")] = 0,
+         as_json: JsonOpt = False) -> None:
+    """One run: a page of its calls (timings, tokens, cost, media), attempts, samples and reviews."""
     from k2probe.recording.store import Store
     from k2probe.report.runs import print_run, run_detail
 
     store = Store()
-    detail = run_detail(store, run)
+    detail = run_detail(store, run, limit=limit, offset=offset)
     store.dispose()
     if as_json:
         render.emit_json(detail)
@@ -481,6 +490,9 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
            note: Annotated[str | None, typer.Option("--note", help="a free-text remark", metavar="TEXT")] = None,
            attempt: Annotated[str | None, typer.Option("--attempt", help="one agent attempt of the run",
                                                        metavar="TEXT")] = None,
+           sample: Annotated[str | None, typer.Option("--sample", help="one sample of an evaluation run: TASK_ID or "
+                                                      "TASK_ID@EPOCH (it then overrides the verified outcome in "
+                                                      "accepted_rate)", metavar="TASK")] = None,
            as_json: JsonOpt = False) -> None:
     """Record a human verdict on a run: accepted or not, repair time, rollback, handoff."""
     from k2probe.recording.store import Store
@@ -488,7 +500,7 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
 
     store = Store()
     detail = review_run(store, run, accepted=accept, repair_minutes=repair_minutes, rollback=rollback,
-                        handoff=handoff, note=note, attempt=attempt)
+                        handoff=handoff, note=note, attempt=attempt, sample=sample)
     store.dispose()
     if as_json:
         render.emit_json(detail)

@@ -8,7 +8,7 @@ from typing import Any
 
 from k2probe.core.errors import UsageError
 from k2probe.tasks import humaneval
-from k2probe.tasks.shipped import Task, load_suite, suite_names
+from k2probe.tasks.shipped import Task, is_user_suite, load_suite, suite_names
 
 EvalTask = humaneval.CodeProblem | Task
 
@@ -47,10 +47,11 @@ def load_tasks(plan: EvalPlan) -> list[EvalTask]:
     every: list[EvalTask]
     if plan.suite == humaneval.SUITE:
         every = list(humaneval.problems().values())
-    elif plan.suite in suite_names():
+    elif plan.suite in suite_names() or is_user_suite(plan.suite):
         every = list(load_suite(plan.suite))
     else:
-        raise UsageError(f"unknown suite {plan.suite!r}", fix=f"suites: {', '.join(known_suites())}")
+        raise UsageError(f"unknown suite {plan.suite!r}",
+                         fix=f"suites: {', '.join(known_suites())}, or a folder with a suite.toml")
     if plan.tasks:
         by_id = {task_id(t): t for t in every}
         unknown = [t for t in plan.tasks if t not in by_id]

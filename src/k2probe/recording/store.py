@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -239,6 +239,19 @@ class Store:
                 if (task_id, route, epoch) not in have:
                     session.add(SampleRow(id=str(uuid.uuid4()), run_id=run_id, suite=suite, task_id=task_id,
                                           route=route, epoch=epoch, outcome="pending"))
+
+    def count_calls(self, run_id: str) -> int:
+        self.flush()
+        with Session(self.engine) as session:
+            return int(session.scalar(select(func.count()).where(CallRow.run_id == run_id)) or 0)
+
+    def sample_outcomes(self, run_id: str) -> dict[str, int]:
+        """How many of the run's samples ended in each outcome (empty for a run that is not an evaluation)."""
+        self.flush()
+        with Session(self.engine) as session:
+            rows = session.execute(select(SampleRow.outcome, func.count()).where(SampleRow.run_id == run_id)
+                                   .group_by(SampleRow.outcome)).all()
+            return {str(outcome): int(n) for outcome, n in rows}
 
     def samples(self, run_id: str) -> list[dict[str, Any]]:
         self.flush()

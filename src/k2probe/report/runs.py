@@ -11,16 +11,19 @@ from k2probe.recording.store import Store
 from k2probe.report import terminal as render
 
 
-def run_detail(store: Store, prefix: str) -> dict[str, Any]:
-    """A run with its calls, attempts and reviews; `accepted` is the latest review's verdict (None: not reviewed)."""
+def run_detail(store: Store, prefix: str, *, limit: int = 200, offset: int = 0) -> dict[str, Any]:
+    """A run with a page of its calls (`calls_total` says how many there are), its attempts, its samples' outcomes
+    and reviews; `accepted` is the latest review's verdict (None: not reviewed)."""
     run = store.find_run(prefix)
     reviews = store.reviews(run["id"])
-    return {**run, "calls": store.calls(run["id"]), "attempts": store.attempts(run["id"]), "reviews": reviews,
+    return {**run, "calls_total": store.count_calls(run["id"]), "calls_offset": offset,
+            "calls": store.calls(run["id"], offset=offset, limit=limit), "attempts": store.attempts(run["id"]),
+            "samples": store.sample_outcomes(run["id"]), "reviews": reviews,
             "accepted": reviews[-1]["accepted"] if reviews else None}
 
 
 def review(store: Store, prefix: str, *, accepted: bool | None, repair_minutes: float | None, rollback: bool,
-           handoff: bool, note: str | None, attempt: str | None) -> dict[str, Any]:
+           handoff: bool, note: str | None, attempt: str | None, sample: str | None = None) -> dict[str, Any]:
     if accepted is None:
         raise UsageError("say whether the output was accepted", fix="pass --accept or --reject")
     if repair_minutes is not None and repair_minutes < 0:
@@ -29,9 +32,18 @@ def review(store: Store, prefix: str, *, accepted: bool | None, repair_minutes: 
     attempt_ids = [a["id"] for a in store.attempts(run["id"])]
     if attempt is not None and attempt not in attempt_ids:
         raise UsageError(f"run {run['id'][:8]} has no attempt {attempt!r}", fix=f"attempts: {attempt_ids or 'none'}")
-    store.add_review(run["id"], attempt_id=attempt, accepted=accepted, repair_minutes=repair_minutes,
-                     rollback=rollback, handoff=handoff, note=note)
-    return run_detail(store, run["id"])
+    sample_id = None
+    if sample is not None:  # a task id (e.g. HumanEval/3, epoch 0) or a sample id's first characters
+        task, _, epoch = sample.partition("@")
+        found = [s for s in store.samples(run["id"])
+                 if s["id"].startswith(sample) or (s["task_id"] == task and str(s["epoch"]) == (epoch or "0"))]
+        if len(found) != 1:
+            raise UsageError(f"run {run['id'][:8]} has {'no' if not found else 'more than one'} sample {sample!r}",
+                             fix="give TASK_ID or TASK_ID@EPOCH, e.g. --sample HumanEval/3@0")
+        sample_id = found[0]["id"]
+    store.add_review(run["id"], attempt_id=attempt, sample_id=sample_id, accepted=accepted,
+                     repair_minutes=repair_minutes, rollback=rollback, handoff=handoff, note=note)
+    return run_detail(store, run["id"], limit=0)
 
 
 def _time(epoch: float | None) -> str:
@@ -55,11 +67,14 @@ def print_run(detail: dict[str, Any]) -> None:
     verdict = {None: "not reviewed", True: "accepted", False: "rejected"}[detail["accepted"]]
     render.out.print(f"run {detail['id']} · {detail['command']} · route {detail['route']} · {detail['status']} · "
                      f"{verdict}")
-    table = Table(title="calls")
+    shown = len(detail["calls"])
+    first = detail["calls_offset"] + 1
+    table = Table(title=f"calls {first}–{first + shown - 1} of {detail['calls_total']}" if shown
+                  else f"calls (none shown of {detail['calls_total']})")
     for column in ("#", "purpose", "endpoint", "status", "error", "TTFT ms", "latency ms", "tokens in/out", "cost",
                    "media"):
         table.add_column(column, overflow="fold")
-    for i, call in enumerate(detail["calls"], 1):
+    for i, call in enumerate(detail["calls"], first):
         media = "; ".join(f"{m['mime']} {m['width']}×{m['height']} {m['bytes']} B {m['delivery']}"
                           for m in call["media"] or [])
         cost = "unknown" if call["cost_usd"] is None else f"${call['cost_usd']:.6f}"
@@ -68,6 +83,8 @@ def print_run(detail: dict[str, Any]) -> None:
                       f"{call['latency_ms']:.0f}" if call["latency_ms"] is not None else "",
                       f"{call['prompt_tokens']}/{call['completion_tokens']}", cost, media)
     render.out.print(table)
+    if detail["samples"]:
+        render.out.print("samples: " + ", ".join(f"{n} {outcome}" for outcome, n in detail["samples"].items()))
     for attempt in detail["attempts"]:
         verification = attempt["verification"] or {}
         iso = attempt.get("isolation") or {}

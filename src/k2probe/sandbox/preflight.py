@@ -37,8 +37,9 @@ class Preflight:
 
 def _check(folder: Path, task: Task, iso: Isolation, limits: Limits, runtime: Runtime) -> Verification:
     make_readable(folder)
-    result = run(task.hidden_cmd, folder, limits, iso, lay={task.hidden.name: task.hidden}, runtime=runtime)
-    return judge(result, "hidden tests", runtime, limits)
+    lay = {task.hidden.name: task.hidden} if task.has_hidden else {}
+    result = run(task.verify_cmd, folder, limits, iso, lay=lay, runtime=runtime)
+    return judge(result, "hidden tests" if task.has_hidden else "tests", runtime, limits)
 
 
 def preflight(task: Task, iso: Isolation, limits: Limits | None = None, runtime: Runtime | None = None) -> Preflight:
@@ -50,10 +51,12 @@ def preflight(task: Task, iso: Isolation, limits: Limits | None = None, runtime:
     try:
         untouched_dir, solved_dir = work / "untouched" / "repo", work / "solved" / "repo"
         shutil.copytree(task.repo, untouched_dir)
-        shutil.copytree(task.repo, solved_dir)
-        shutil.copytree(task.solution, solved_dir, dirs_exist_ok=True)
         untouched = _check(untouched_dir, task, iso, limits, runtime)
-        solved = _check(solved_dir, task, iso, limits, runtime)
+        solved = Verification("skipped", "no solution/ to prove that a fix can pass", task.verify_cmd)
+        if task.has_solution:
+            shutil.copytree(task.repo, solved_dir)
+            shutil.copytree(task.solution, solved_dir, dirs_exist_ok=True)
+            solved = _check(solved_dir, task, iso, limits, runtime)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ref = f"{task.suite}/{task.id}"
@@ -62,6 +65,9 @@ def preflight(task: Task, iso: Isolation, limits: Limits | None = None, runtime:
         return Preflight(ref, False, f"the harness cannot run here: {bad.reason}", untouched, solved)
     if untouched.passed:
         return Preflight(ref, False, "the untouched repository already passes the hidden tests", untouched, solved)
+    if not task.has_solution:
+        return Preflight(ref, True, "untouched repository fails its tests (no solution/ to check a fix against)",
+                         untouched, solved)
     if not solved.passed:
         return Preflight(ref, False, f"the reference solution does not pass: {solved.reason}", untouched, solved)
     return Preflight(ref, True, "untouched repository fails the hidden tests, the solution passes", untouched, solved)

@@ -1,7 +1,10 @@
-"""Shipped task suites: small Python repositories with a statement, visible tests, hidden tests and a solution.
+"""Repository task suites — shipped ones and the user's own: a statement, a repository, a test command, and optionally
+hidden tests and a solution.
 
 Each task folder holds `task.toml`, `repo/` (what the agent starts from), `hidden_tests/` (copied in only to verify,
 never shown to the model) and `solution/` (the files a correct fix ends with: the emulator's scripted model uses it).
+A user suite is any folder with a `suite.toml` (`name`, and defaults for `test_cmd` / `hidden_cmd`) and such task
+folders; it is named on the command line by its path.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class Task:
     title: str
     statement: str
     test_cmd: str
-    hidden_cmd: str
+    hidden_cmd: str | None
     root: Path
 
     @property
@@ -36,10 +39,74 @@ class Task:
     def solution(self) -> Path:
         return self.root / "solution"
 
+    @property
+    def has_hidden(self) -> bool:
+        return self.hidden.is_dir()
+
+    @property
+    def has_solution(self) -> bool:
+        return self.solution.is_dir()
+
+    @property
+    def verify_cmd(self) -> str:
+        """What judges the work: the hidden tests' command, else the task's own test command."""
+        return self.hidden_cmd if self.has_hidden and self.hidden_cmd else self.test_cmd
+
+
+HIDDEN_CMD = ("PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider --noconftest -c /dev/null "
+              "--rootdir . hidden_tests")
+
+
+def _field(data: dict[str, object], name: str, where: Path, default: str | None = None) -> str:
+    value = data.get(name, default)
+    if not isinstance(value, str) or not value.strip():
+        from k2probe.core.errors import UsageError
+
+        raise UsageError(f"{where}: `{name}` is missing or not a string", fix=f'add {name} = "..." to {where.name}')
+    return value
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    from k2probe.core.errors import UsageError
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}", fix="fix the file (TOML)") from exc
+
+
+@functools.lru_cache(maxsize=16)
+def load_user_suite(folder: Path) -> tuple[Task, ...]:
+    """A user suite: `suite.toml` plus one folder per task, each with `task.toml` and `repo/`."""
+    from k2probe.core.errors import UsageError
+
+    meta = _read_toml(folder / "suite.toml")
+    name = _field(meta, "name", folder / "suite.toml", folder.name)
+    tasks = []
+    for path in sorted(folder.glob("*/task.toml")):
+        data = _read_toml(path)
+        if not (path.parent / "repo").is_dir():
+            raise UsageError(f"{path.parent}: no repo/ folder", fix="put the repository the agent starts from in repo/")
+        test_default = meta.get("test_cmd")
+        default_test = test_default if isinstance(test_default, str) else None
+        hidden_default = meta.get("hidden_cmd")
+        default_hidden = hidden_default if isinstance(hidden_default, str) else HIDDEN_CMD
+        tasks.append(Task(_field(data, "id", path, path.parent.name), name, _field(data, "title", path, path.parent.name),
+                          _field(data, "statement", path), _field(data, "test_cmd", path, default_test),
+                          str(data.get("hidden_cmd") or default_hidden), path.parent))
+    if not tasks:
+        raise UsageError(f"{folder}: no task folders (*/task.toml)", fix="add one folder per task with a task.toml")
+    return tuple(tasks)
+
+
+def is_user_suite(ref: str) -> bool:
+    return (Path(ref) / "suite.toml").is_file()
 
 @functools.lru_cache(maxsize=16)
 def load_suite(name: str = "basic") -> tuple[Task, ...]:
-    """Every task of a suite, sorted by id."""
+    """Every task of a suite (shipped, or a user suite's folder), sorted by id."""
+    if is_user_suite(name):
+        return load_user_suite(Path(name).resolve())
     folder = SUITES_DIR / name
     if not folder.is_dir():
         from k2probe.core.errors import UsageError
