@@ -46,6 +46,17 @@ def _setup(workdir: Path, name: str) -> dict[str, str]:
         (workdir / "t.png").write_text("hello\n")
     if name == "empty_png":
         (workdir / "e.png").write_bytes(b"")
+    if name == "samples_garbage":
+        (workdir / "s.jsonl").write_text("not json\n")
+    if name == "samples_unknown":
+        (workdir / "s.jsonl").write_text('{"task_id": "Nope/1", "completion": "    pass"}\n')
+    if name.startswith("user_suite"):
+        suite = workdir / "mysuite"
+        suite.mkdir()
+        (suite / "suite.toml").write_text("name = [" if name == "user_suite_badtoml" else 'name = "mine"\n')
+        if name == "user_suite_norepo":
+            (suite / "t1").mkdir()
+            (suite / "t1" / "task.toml").write_text('title = "t"\nstatement = "s"\ntest_cmd = "true"\n')
     if name.startswith("toml:"):
         (workdir / "k2probe.toml").write_text(name[5:].replace(";", "\n"))
     return {}
@@ -140,6 +151,54 @@ CASES: list[tuple[str, list[str], dict[str, str], str, int, str]] = [
     ("doctor-not-a-url", ["doctor"], {**ROUTE, "AI_GATEWAY_BASE_URL": "not a url"}, "", 1, ""),
     ("doctor-no-key", ["doctor"], {"AI_GATEWAY_BASE_URL": "http://127.0.0.1:9/v1"}, "", 1, ""),
     ("chat-no-key", ["chat", "hi"], {"AI_GATEWAY_BASE_URL": "http://127.0.0.1:9/v1"}, "", 2, "no API key"),
+    ("eval-no-suite", ["eval"], {}, "", 2, "give a SUITE"),
+    ("eval-unknown-suite", ["eval", "nosuch"], {}, "", 2, "unknown suite 'nosuch'"),
+    ("eval-epochs-0", ["eval", "humaneval", "--epochs", "0"], {}, "", 2, "--epochs"),
+    ("eval-epochs-text", ["eval", "humaneval", "--epochs", "x"], {}, "", 2, "--epochs"),
+    ("eval-concurrency-0", ["eval", "humaneval", "--concurrency", "0"], {}, "", 2, "--concurrency"),
+    ("eval-concurrency-huge", ["eval", "humaneval", "--concurrency", "100000"], {}, "", 2, "--concurrency"),
+    ("eval-limit-0", ["eval", "humaneval", "--limit", "0"], {}, "", 2, "--limit"),
+    ("eval-limit-negative", ["eval", "humaneval", "--limit", "-3"], {}, "", 2, "--limit"),
+    ("eval-tasks-unknown", ["eval", "humaneval", "--tasks", "HumanEval/999"], {}, "", 2, "unknown task(s)"),
+    ("eval-tasks-empty", ["eval", "humaneval", "--tasks", ","], {}, "", 2, "names no task"),
+    ("eval-samples-missing", ["eval", "humaneval", "--samples", "nope.jsonl"], {}, "", 2, "not a readable file"),
+    ("eval-samples-folder", ["eval", "humaneval", "--samples", "/tmp"], {}, "", 2, "not a readable file"),
+    ("eval-samples-garbage", ["eval", "humaneval", "--samples", "s.jsonl"], {}, "samples_garbage", 2, "not JSON"),
+    ("eval-samples-other-suite", ["eval", "basic", "--samples", "s.jsonl"], {}, "samples_unknown", 2,
+     "HumanEval problems"),
+    ("eval-samples-unknown-task", ["eval", "humaneval", "--samples", "s.jsonl"], {}, "samples_unknown", 2,
+     "no completion for any task"),
+    ("eval-fail-under-unknown", ["eval", "humaneval", "--fail-under", "speed=3"], {}, "", 2, "unknown metric"),
+    ("eval-fail-under-range", ["eval", "humaneval", "--fail-under", "accepted_rate=2"], {}, "", 2, "between 0 and 1"),
+    ("eval-fail-under-nan", ["eval", "humaneval", "--fail-under", "accepted_rate=nan"], {}, "", 2, "between 0 and 1"),
+    ("eval-fail-under-bare", ["eval", "humaneval", "--fail-under", "accepted_rate"], {}, "", 2, "between 0 and 1"),
+    ("eval-junit-folder", ["eval", "humaneval", "--junit", "/nonexistent/x.xml"], {}, "", 2, "does not exist"),
+    ("eval-html-folder", ["eval", "humaneval", "--html", "/nonexistent/x.html"], {}, "", 2, "does not exist"),
+    ("eval-resume-unknown", ["eval", "--resume", "ffffffff"], {}, "", 2, "no run with id starting"),
+    ("eval-sandbox-unknown", ["eval", "humaneval", "--sandbox", "nope"], {}, "", 2, "--sandbox"),
+    ("eval-max-tokens-0", ["eval", "humaneval", "--max-tokens", "0"], {}, "", 2, "--max-tokens"),
+    ("eval-route-unknown", ["eval", "humaneval", "--route", "nope"], {}, "", 2, "unknown route 'nope'"),
+    ("eval-user-suite-empty", ["eval", "mysuite"], {}, "user_suite_empty", 2, "no task folders"),
+    ("eval-user-suite-toml", ["eval", "mysuite"], {}, "user_suite_badtoml", 2, "suite.toml"),
+    ("suite-user-no-repo", ["suite", "check", "mysuite"], {}, "user_suite_norepo", 2, "no repo/ folder"),
+    ("report-unknown-run", ["report", "ffffffff"], {}, "", 2, "no run with id starting"),
+    ("report-html-folder", ["report", "ffffffff", "--html", "/nonexistent/r.html"], {}, "", 2, "does not exist"),
+    ("report-no-run", ["report"], {}, "", 2, "RUN"),
+    ("show-limit-negative", ["show", "ffffffff", "--limit", "-1"], {}, "", 2, "--limit"),
+    ("show-offset-text", ["show", "ffffffff", "--offset", "x"], {}, "", 2, "--offset"),
+    ("show-unknown", ["show", "ffffffff"], {}, "", 2, "no run with id starting"),
+    ("review-unknown-run", ["review", "ffffffff", "--accept", "--sample", "HumanEval/1"], {}, "", 2, "no run"),
+    ("review-repair-negative", ["review", "ffffffff", "--accept", "--repair-minutes", "-1"], {}, "", 2,
+     "--repair-minutes"),
+    ("review-repair-inf", ["review", "ffffffff", "--accept", "--repair-minutes", "inf"], {}, "", 2,
+     "--repair-minutes"),
+    ("emulator-wrong-rate", ["emulator", "--wrong-rate", "2"], {}, "", 2, "--wrong-rate"),
+    ("emulator-wrong-rate-nan", ["emulator", "--wrong-rate", "nan"], {}, "", 2, "--wrong-rate"),
+    ("emulator-port-text", ["emulator", "--port", "http"], {}, "", 2, "--port"),
+    ("runs-limit-0", ["runs", "--limit", "0"], {}, "", 2, "--limit"),
+    ("agent-max-steps-text", ["agent", "--task", "slugify", "--max-steps", "many"], {}, "", 2, "--max-steps"),
+    ("eval-unknown-option", ["eval", "humaneval", "--epoch", "3"], {}, "", 2, "--epoch"),
+    ("eval-extra-argument", ["eval", "humaneval", "basic"], {}, "", 2, "unexpected extra argument"),
 ]
 
 

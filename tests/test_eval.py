@@ -177,7 +177,7 @@ def test_resume_after_kill_9_runs_every_sample_exactly_once(cli, emulator, workd
 
 def test_bad_eval_usage_is_one_line(cli, workdir):
     for args, words in ((["eval"], "give a SUITE"), (["eval", "nosuch"], "unknown suite 'nosuch'"),
-                        (["eval", "humaneval", "--samples", "missing.jsonl"], "no such file"),
+                        (["eval", "humaneval", "--samples", "missing.jsonl"], "not a readable file"),
                         (["eval", "humaneval", "--tasks", "HumanEval/999"], "unknown task(s)"),
                         (["eval", "--resume", "ffffffff"], "no run with id starting")):
         result = cli(*args)

@@ -257,10 +257,14 @@ def eval_command(
     from k2probe.tasks.shipped import is_user_suite
 
     thresholds = parse_thresholds(fail_under or [])
+    task_ids = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    if task_ids == []:
+        raise UsageError(f"--tasks {tasks!r} names no task",
+                         fix="give task ids, comma-separated: --tasks HumanEval/0,HumanEval/3")
     if suite and is_user_suite(suite):  # a user suite is stored by its absolute path, so --resume finds it anywhere
         suite = str(Path(suite).resolve())
     plan = EvalPlan(suite=suite or "", routes=list(route) if route else [None], epochs=epochs,
-                    concurrency=concurrency, tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+                    concurrency=concurrency, tasks=task_ids,
                     limit=limit, samples_file=str(samples) if samples else None, sandbox=sandbox,
                     max_tokens=max_tokens)
     _, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html)

@@ -140,4 +140,4 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
 
 def check_samples_path(path: str | None) -> None:
     if path is not None and not Path(path).is_file():
-        raise UsageError(f"--samples {path}: no such file", fix="give the path of a JSONL samples file")
+        raise UsageError(f"--samples {path} is not a readable file", fix="give the path of a JSONL samples file")
