@@ -6,6 +6,7 @@ import datetime
 import email.utils
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,13 @@ class Failure:
     mid_stream: bool = False
 
     @property
+    def cause(self) -> str:
+        """What the failure points to, read from the body as well as the status (see `cause_of`)."""
+        return cause_of(self)
+
+    @property
     def retryable(self) -> bool:
-        if self.mid_stream or self.type in NOT_RETRYABLE_TYPES:
+        if self.mid_stream or self.type in NOT_RETRYABLE_TYPES or self.cause == "quota_exhausted":
             return False
         if self.status is None:
             return self.type in ("connection_error", "timeout")
@@ -37,6 +43,62 @@ class Failure:
     def line(self) -> str:
         status = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
         return f"{status} {self.type}: {self.message}"
+
+
+def _words(*patterns: str) -> re.Pattern[str]:
+    return re.compile("|".join(patterns), re.I)
+
+
+# Phrasings of the same causes by Moonshot, OpenAI, OpenRouter (upstream errors unwrapped from metadata.raw), WisGate and
+# LiteLLM (upstream errors wrapped as "litellm.XError: <Provider>Exception - <message>"); each matched by a test.
+_QUOTA = _words(r"insufficient[ _](balance|credits|quota)", r"exceeded[ _](your )?current[ _]quota", r"quota exceeded",
+                r"credit balance is too low", r"suspended due to", r"out of credits")
+_BAD_KEY = _words(r"invalid (proxy server )?token", r"token_not_found_in_db", r"no connected db", r"invalid[ _]api[ _]key",
+                  r"incorrect[ _]api[ _]key", r"invalid[ _]authentication", r"authentication[ _]error",
+                  r"user not found", r"api key (is )?(disabled|expired|revoked)", r"unauthorized")
+_UNKNOWN_MODEL = _words(r"invalid model name passed", r"not found the model", r"model_not_found", r"invalid_model",
+                        r"model\W.{0,80}(does not exist|not found|is not (a )?valid)", r"no endpoints found for",
+                        r"is not a valid model id", r"unknown model")
+_GATEWAY_PARAM = _words(r"unsupportedparamserror", r"does not support parameters", r"drop_params",
+                        r"allowed_openai_params")
+_PARAM = _words(r"invalid (temperature|top_p|presence_penalty|frequency_penalty|n|thinking)\b", r"unsupported parameter",
+                r"not supported", r"unrecognized request argument", r"extra inputs are not permitted",
+                r"invalid value for", r"no endpoints found that support", r"unknown parameter")
+
+
+def cause_of(failure: Failure) -> str:
+    """The diagnosis a failure points to, from its status *and* its body. A 400 whose cause cannot be told is
+    `unclassified` (its words are kept), never blamed on a parameter by default."""
+    text = f"{failure.type} {failure.message}"
+    status = failure.status
+    if status is None:
+        return "unreachable"
+    if failure.type in NOT_RETRYABLE_TYPES or status == 402 or _QUOTA.search(text):
+        return "quota_exhausted"
+    if (status in (401, 403) and "moderation" not in text.lower()) or (status < 500 and _BAD_KEY.search(text)):
+        return "invalid_key"
+    if status < 500 and re.search(r"no endpoints found that support", text, re.I):
+        return "unsupported_param"  # the model exists; no provider behind the route takes this feature (tools, …)
+    if status < 500 and _UNKNOWN_MODEL.search(text):
+        return "unknown_model"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    if status == 404:
+        return "bad_base_url"
+    if failure.type == "non_json_response":
+        return "bad_base_url"
+    if _GATEWAY_PARAM.search(text):
+        return "gateway_rejected_param"
+    lowered = text.lower()
+    if "tool_choice" in lowered:
+        return "tool_choice_rejected"
+    if "reasoning_content" in lowered:
+        return "reasoning_dropped"
+    if _PARAM.search(text):
+        return "unsupported_param"
+    return "unclassified"
 
 
 def _envelope(body: Any) -> tuple[str | None, str | None]:
@@ -55,7 +117,9 @@ def _envelope(body: Any) -> tuple[str | None, str | None]:
             inner_type, inner_message = None, None
         if inner_type:
             return inner_type, inner_message
-    kind = error.get("type") or (str(error["code"]) if error.get("code") is not None else None)
+    kind = error.get("type")
+    if kind in (None, "", "None", "null"):  # LiteLLM sends the string "None"
+        kind = str(error["code"]) if error.get("code") not in (None, "", "None") else None
     message = error.get("message")
     return (str(kind) if kind else None), (str(message) if message is not None else None)
 

@@ -15,7 +15,7 @@ from k2probe.session import Session
 
 DIAGNOSES = ("ok", "missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
              "unknown_model", "unsupported_param", "tool_choice_rejected", "reasoning_dropped", "rate_limited",
-             "quota_exhausted", "server_error")
+             "quota_exhausted", "server_error", "gateway_rejected_param", "unclassified")
 PING = {"role": "user", "content": "Reply with the single word: ok"}
 LOOKUP_TOOL = {"type": "function", "function": {
     "name": "lookup_symbol", "description": "Find where a symbol is defined in the repository.",
@@ -52,25 +52,8 @@ class Stop(Exception):
 
 
 def code_for(failure: Failure) -> str:
-    """The diagnosis a provider failure points to."""
-    message = failure.message.lower()
-    if failure.status is None:
-        return "unreachable"
-    if failure.status in (401, 403):
-        return "invalid_key"
-    if failure.status == 429:
-        return "quota_exhausted" if "quota" in failure.type else "rate_limited"
-    if failure.status >= 500:
-        return "server_error"
-    if failure.status == 404:
-        return "unknown_model" if failure.type == "resource_not_found_error" or "model" in message else "bad_base_url"
-    if "tool_choice" in message:
-        return "tool_choice_rejected"
-    if "reasoning_content" in message:
-        return "reasoning_dropped"
-    if failure.type == "non_json_response":
-        return "bad_base_url"
-    return "unsupported_param" if failure.status == 400 else "server_error"
+    """The diagnosis a provider failure points to (status and body: core.failures.cause_of)."""
+    return failure.cause
 
 
 FIXES = {
@@ -79,6 +62,10 @@ FIXES = {
     "quota_exhausted": "top up the account balance: a quota 429 is not retryable",
     "server_error": "the provider failed: retry later, or route through a fallback",
     "unreachable": "check the host and port, VPN or proxy; is the server running?",
+    "unknown_model": "set KIMI_CODING_MODEL to a model id the route lists (GET /models): a gateway alias or Moonshot's id",
+    "gateway_rejected_param": ("the gateway itself refused the parameter before any model saw it (LiteLLM: add it to "
+                               "allowed_openai_params for this model, or stop sending it)"),
+    "unclassified": "the server's own words are above: k2probe cannot tell the cause from them",
 }
 
 

@@ -127,8 +127,8 @@ class EvalRunner:
             if outcome.failure is not None:  # no answer to judge: the route (or the machine) failed, not the model
                 failure = outcome.failure
                 return {**usage, "outcome": "error",
-                        "reason": f"no answer: {failure.type} (HTTP {failure.status}) after {len(outcome.calls)} "
-                                  f"attempt(s): {failure.message[:200]}"}
+                        "reason": f"no answer: {failure.cause} ({failure.type}, HTTP {failure.status}) after "
+                                  f"{len(outcome.calls)} attempt(s): {failure.message[:200]}"}
             completion = completion_of(problem, outcome.content)
         ahead = await asyncio.wrap_future(self.verdicts_ahead) if self.verdicts_ahead is not None else {}
         verdict = ahead.get(problem.task_id) or await self.verifier.verify(sample["id"], problem.program(completion))
