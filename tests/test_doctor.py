@@ -127,3 +127,24 @@ def test_doctor_table_output(cli, emulator):
     assert result.code == 1
     assert "diagnosis: reasoning_dropped" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_gateway_alias_gets_the_kimi_profile_by_inference_with_a_notice(cli, emulator):
+    server = emulator(aliases={"kimi-moonshot": "kimi-k2.7-code"}, personality="param-dropper")
+    env = route_env(server, model="kimi-moonshot")
+    result, _, checks = _doctor(cli, env, "--param", "temperature=0.2")
+    assert "matches no known profile" in result.stderr  # the fallback is said, never silent
+    assert checks["profile"]["status"] == "warn" and "kimi-k2.7-code" in checks["profile"]["detail"]
+    assert "KIMI_CODING_PROFILE=kimi-k2.7-code" in checks["profile"]["fix"]
+    # judged with the inferred Kimi profile, a dropped temperature is a warning, not "team defaults accepted"
+    assert checks["params"]["status"] == "warn" and "ignores them silently" in checks["params"]["detail"]
+    chat = cli("chat", "hi", "--json", env={**env, "KIMI_CODING_PROFILE": "kimi-k2.7-code"})
+    assert chat.code == 0, chat.stderr
+    assert "matches no known profile" not in chat.stderr and chat.json()["cost_usd"] > 0  # priced as Kimi
+
+
+def test_a_model_with_no_profile_says_so_in_every_command(cli, emulator):
+    server = emulator(aliases={"team-coder": "kimi-k2.7-code"})
+    result = cli("chat", "hi", "--json", env=route_env(server, model="team-coder"))
+    assert result.code == 0, result.stderr
+    assert "matches no known profile" in result.stderr and "KIMI_CODING_PROFILE" in result.stderr

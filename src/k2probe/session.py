@@ -11,7 +11,7 @@ from typing import Any
 from k2probe.client.transport import RetryPolicy, Transport
 from k2probe.core.config import Route, check_key, load_file, resolve_route, url_problem
 from k2probe.core.errors import ConfigError
-from k2probe.core.profiles import Profile, profile_for
+from k2probe.core.profiles import Profile, ProfileChoice, choose_profile
 from k2probe.core.records import CallRecord
 from k2probe.core.redact import Redactor, remember
 from k2probe.emulator import EmulatorServer, EmulatorSettings
@@ -35,6 +35,7 @@ class Session:
     notices: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     call_count: int = 0
+    profile_how: str = "configured"  # how the profile was chosen: configured | model id | generic | inferred from …
 
     def record(self, call: CallRecord) -> None:
         """Hand one call to the store's recorder as soon as it happened (the session keeps only the count)."""
@@ -71,17 +72,23 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
             stack.callback(server.stop)
             route = route.model_copy(update={"base_url": server.base_url})
             notices.append(EMULATOR_NOTICE.format(url=server.base_url))
-        profile = profile_for(route.model, route.profile)
+        choice: ProfileChoice = choose_profile(route.model, route.profile)
+        profile = choice.profile
+        warning = choice.notice(route.name, route.model)
+        if warning:
+            notices.append(warning)
         if join is not None:
             store, run_id = join
             remember(route.key())
-            yield Session(command, route, profile, store, run_id, store.redactor, server, notices)
+            yield Session(command, route, profile, store, run_id, store.redactor, server, notices,
+                          profile_how=choice.how)
             return
         store = Store(redactor=redactor)
         stack.callback(store.dispose)
-        snapshot = {"route": route.public(), "profile": profile.name, **(config_snapshot or {})}
+        snapshot = {"route": route.public(), "profile": profile.name, "profile_how": choice.how,
+                    **(config_snapshot or {})}
         run_id = store.start_run(command, route.name, snapshot)
-        session = Session(command, route, profile, store, run_id, redactor, server, notices)
+        session = Session(command, route, profile, store, run_id, redactor, server, notices, profile_how=choice.how)
         status = "error"
         try:
             yield session

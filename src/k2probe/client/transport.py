@@ -81,6 +81,7 @@ class Outcome:
     failure: Failure | None = None
     calls: list[CallRecord] = field(default_factory=list)
     shape: list[str] = field(default_factory=list)
+    served_model: str | None = None  # the answer's own `model` field: what a gateway alias really reached
 
     @property
     def ok(self) -> bool:
@@ -297,6 +298,7 @@ class Transport:
             outcome.failure = parsed
             return
         outcome.shape = sorted(key_paths(parsed))
+        outcome.served_model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
         choice = (parsed.get("choices") or [{}])[0]
         message = choice.get("message")
         if not isinstance(message, dict):
@@ -328,6 +330,7 @@ class Transport:
         record.latency_ms = clock.since_wire(end)
         record.itl_ms = acc.inter_token_ms()
         outcome.shape = sorted(acc.shape)
+        outcome.served_model = acc.model if isinstance(acc.model, str) else None
         record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location
         record.finish_reason = outcome.finish_reason = acc.finish_reason
         if outcome.failure is None and acc.chunks == 0 and "event-stream" not in content_type:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from k2probe.core.envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV
+from k2probe.core.envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV, PROFILE_ENV
 from k2probe.core.errors import ConfigError
 from k2probe.core.redact import remember
 
@@ -329,11 +329,13 @@ def _env_route() -> Route:
     key, key_env = _env_key()
     base = os.environ.get(BASE_URL_ENV) or None
     model = os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    profile = os.environ.get(PROFILE_ENV) or None
     if key is None and base is None:
         return Route(name="emulator", base_url=None, api_key=SecretStr(EMULATOR_KEY), api_key_env=None,
-                     model=model, emulated=True)
+                     model=model, emulated=True, profile=profile)
     return Route(name="env", base_url=base or "https://api.moonshot.ai/v1",
-                 api_key=SecretStr(key) if key else None, api_key_env=key_env or KEY_ENVS[0], model=model)
+                 api_key=SecretStr(key) if key else None, api_key_env=key_env or KEY_ENVS[0], model=model,
+                 profile=profile)
 
 
 def _spec_route(name: str, spec: RouteSpec) -> Route:
@@ -344,6 +346,8 @@ def _spec_route(name: str, spec: RouteSpec) -> Route:
     key_env = spec.api_key_env or KEY_ENVS[0]
     key = os.environ.get(key_env) or None
     remember(key)
+    spec = spec if spec.profile or not os.environ.get(PROFILE_ENV) else spec.model_copy(
+        update={"profile": os.environ[PROFILE_ENV]})
     base = spec.base_url or os.environ.get(BASE_URL_ENV)
     if not base:
         raise ConfigError(f"route {name!r} has no base_url", fix=f"set base_url in {CONFIG_FILE} or {BASE_URL_ENV}")

@@ -4,3 +4,4 @@ heavier loads or prints."""
 KEY_ENVS = ("AI_GATEWAY_API_KEY", "MOONSHOT_API_KEY")
 BASE_URL_ENV = "AI_GATEWAY_BASE_URL"
 MODEL_ENV = "KIMI_CODING_MODEL"
+PROFILE_ENV = "KIMI_CODING_PROFILE"  # names the profile when the model id is a gateway alias

@@ -72,6 +72,55 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+GENERIC = "openai-compatible"
+
+
+@dataclass(frozen=True)
+class ProfileChoice:
+    """The profile a route uses and how k2probe came to it: said in every command, never silent."""
+
+    profile: Profile
+    how: str  # "configured" | "model id" | "inferred from …" | "generic"
+
+    @property
+    def generic(self) -> bool:
+        return self.profile.name == GENERIC
+
+    def notice(self, route: str, model: str) -> str | None:
+        """The warning a generic profile deserves (None when the profile is a known model's)."""
+        if not self.generic:
+            return None
+        return (f"route {route}: model {model!r} matches no known profile: using the generic OpenAI-compatible one "
+                f"(no fixed parameters, a {self.profile.default_max_tokens}-token budget, cost unknown). If this is "
+                f"Kimi behind a gateway alias, set KIMI_CODING_PROFILE (one of: {', '.join(kimi_profiles())}) or "
+                f"profile = \"…\" in k2probe.toml; `k2probe doctor` infers it from the route's answers")
+
+
+def kimi_profiles() -> list[str]:
+    return [name for name in PROFILES if name != GENERIC]
+
+
+def known_in(text: str) -> Profile | None:
+    """The Kimi profile whose model id appears in `text` (an answer's model field, a /models entry, an alias),
+    the longest match first so kimi-k2.7-code-highspeed is not read as kimi-k2.7-code."""
+    lowered = text.lower()
+    for name in sorted(kimi_profiles(), key=len, reverse=True):
+        if name in lowered:
+            return PROFILES[name]
+    return None
+
+
+def choose_profile(model: str, explicit: str | None = None) -> ProfileChoice:
+    """The profile named explicitly (KIMI_CODING_PROFILE or `profile =`), else the one the model id names, else the
+    generic one — saying which."""
+    if explicit:
+        return ProfileChoice(profile_for(model, explicit), "configured")
+    found = known_in(model)
+    if found is not None:
+        return ProfileChoice(found, "model id")
+    return ProfileChoice(PROFILES[GENERIC], "generic")
+
+
 def profile_for(model: str, explicit: str | None = None) -> Profile:
     """The profile named explicitly, else the one whose model id ends the given model (gateway prefixes allowed)."""
     if explicit:

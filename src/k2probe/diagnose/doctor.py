@@ -9,7 +9,9 @@ from typing import Any
 from k2probe.client.probes import probe_models, url_variants
 from k2probe.client.transport import Outcome, RetryPolicy, Transport
 from k2probe.core.config import check_base_url, check_key, url_problem
+from k2probe.core.envnames import PROFILE_ENV
 from k2probe.core.failures import Failure
+from k2probe.core.profiles import known_in
 from k2probe.core.sanitize import sanitise
 from k2probe.session import Session
 
@@ -176,6 +178,28 @@ class Doctor:
             self.add(check)
         listed = "listed by /models" if model in self.models else "not in /models, but it answers"
         self.add(Check("model", "pass", f"{model} answers ({listed}); finish_reason={outcome.finish_reason}"))
+        self.add(self._profile_check(outcome))
+
+    def _profile_check(self, outcome: Outcome) -> Check:
+        """Which profile the route gets and why; a generic one is inferred from the answer when it names Kimi."""
+        session, model = self.session, self.route.model
+        if session.profile_how != "generic":
+            return Check("profile", "pass", f"profile {self.profile.name} (from the {session.profile_how})")
+        served = outcome.served_model or ""
+        found = known_in(served)
+        if found is not None:
+            self.profile = session.profile = found
+            session.profile_how = f"answer's model field {served!r}"
+            return Check("profile", "warn", f"{model!r} is an alias: the answer names {served!r}, so the checks "
+                         f"below use the {found.name} profile (inferred)",
+                         f"make it explicit: export {PROFILE_ENV}={found.name} (or profile = \"{found.name}\" in "
+                         "the route's table of k2probe.toml)", evidence={"served_model": served})
+        thinking = bool(outcome.reasoning)
+        although = " although the answer carries reasoning (a thinking model)" if thinking else ""
+        return Check("profile", "warn", f"{model!r} matches no known profile and its answer names "
+                     f"{served or 'no model'}: the generic profile is used{although}",
+                     f"if this is Kimi behind an alias, export {PROFILE_ENV}=kimi-k2.7-code",
+                     evidence={"served_model": served, "reasoning": thinking})
 
     async def team_params(self) -> None:
         if not self.params:

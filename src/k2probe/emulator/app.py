@@ -66,7 +66,9 @@ class Emulator:
         return [self.personality.model_prefix + m["id"] for m in MODELS]
 
     def bare_model(self, model: str) -> str | None:
+        """The model id a request names — directly, or through one of the gateway aliases configured."""
         prefix = self.personality.model_prefix
+        model = self.settings.aliases.get(model, model)
         if model in self.model_ids():
             return model[len(prefix):]
         return None

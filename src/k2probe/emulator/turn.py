@@ -27,7 +27,8 @@ class Turn:
                  arrived: float) -> None:
         self.emu = emu
         self.body = body
-        self.model = body.get("model", model)
+        asked = str(body.get("model", model))
+        self.model = emu.settings.aliases.get(asked, asked)  # a gateway alias is answered with the model it reached
         self.bare = model
         self.answer = answer
         self.arrived = arrived
