@@ -89,10 +89,21 @@ def test_lossy_relay_drops_reasoning(cli, emulator):
     assert "reasoning_content is missing in assistant tool call message at index 1" in checks["reasoning"]["detail"]
 
 
-def test_param_dropper_is_a_warning_not_a_failure(cli, emulator):
+def test_a_route_that_swallows_fixed_params_is_not_ok(cli, emulator):
+    """A warning that matters changes the verdict: the route rewrites the contract (gateway_rewrites)."""
     _, data, checks = _doctor(cli, route_env(emulator(personality="param-dropper")))
-    assert data["diagnosis"] == "ok"
-    assert checks["fixed_params"]["status"] == "warn"
+    assert data["diagnosis"] == "gateway_rewrites"
+    assert checks["fixed_params"]["status"] == "fail" and "param_swallowed" in checks["fixed_params"]["detail"]
+    assert "k2probe audit" in checks["fixed_params"]["fix"]
+    assert checks["reasoning_injected"]["status"] == "pass"  # it still refuses a turn without its reasoning
+
+
+def test_a_litellm_route_is_diagnosed_gateway_rewrites(cli, emulator):
+    server = emulator(personality="litellm", aliases={"kimi-moonshot": "kimi-k2.7-code"})
+    _, data, checks = _doctor(cli, route_env(server, model="kimi-moonshot"))
+    assert data["diagnosis"] == "gateway_rewrites", data
+    for check in ("fixed_params", "tool_choice", "reasoning_injected"):
+        assert checks[check]["status"] == "fail" and checks[check]["code"] == "gateway_rewrites", checks[check]
 
 
 def test_openrouter_reasoning_field_is_named(cli, emulator):

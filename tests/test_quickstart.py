@@ -17,7 +17,7 @@ def test_quickstart_with_nothing_configured(cli, workdir: Path, node_modules):
     html = report.read_text()
     assert "<svg" in html and "built-in emulator" in html
     assert html.count("<rect") >= 10  # one bar per call, at least
-    for purpose in ("doctor: base URL", "doctor: fixed_params (expects a 400)", "smoke: the guide&#39;s code review",
+    for purpose in ("doctor: base URL", "doctor: temperature (expects a 400)", "smoke: the guide&#39;s code review",
                     "quickstart: screenshot review", "agent step 5"):
         assert purpose in html  # every call says why it was made
     assert (workdir / "home" / "known-good" / "emulator.json").exists()

@@ -131,6 +131,38 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
 
 
 @app.command()
+def audit(route: RouteOpt = None,
+          baseline: Annotated[str | None, typer.Option("--baseline", help="a direct route to compare latency with",
+                                                       metavar="NAME")] = None,
+          timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
+    """What does this route change? Probes a faithful Kimi route and a rewriting one answer differently."""
+    from k2probe.diagnose.audit import audit as run_audit
+    from k2probe.diagnose.audit import print_audit
+    from k2probe.session import open_session
+
+    with open_session("audit", route) as session:
+        _notices(session.notices)
+
+        async def work() -> Any:
+            async with session.transport() as transport:
+                if baseline is None:
+                    return await run_audit(transport, session.profile, session.route.name, session.route.model)
+                with open_session("audit", baseline, join=(session.store, session.run_id)) as base:
+                    async with base.transport() as base_transport:
+                        return await run_audit(transport, session.profile, session.route.name, session.route.model,
+                                               baseline=(base_transport, base.route.model))
+
+        result = _bounded(work(), timeout, "audit")
+        session.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
+    if as_json:
+        render.emit_json(result.as_json(), session.redactor)
+    else:
+        print_audit(result)
+    if result.verdict != "faithful":
+        raise typer.Exit(1)
+
+
+@app.command()
 def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt = 600.0,
           as_json: JsonOpt = False) -> None:
     """The guide's first code-review request; saves the known-good record."""

@@ -13,11 +13,12 @@ from k2probe.core.envnames import PROFILE_ENV
 from k2probe.core.failures import Failure
 from k2probe.core.profiles import known_in
 from k2probe.core.sanitize import sanitise
+from k2probe.diagnose.audit import Auditor, Probed
 from k2probe.session import Session
 
 DIAGNOSES = ("ok", "missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
              "unknown_model", "unsupported_param", "tool_choice_rejected", "reasoning_dropped", "rate_limited",
-             "quota_exhausted", "server_error", "gateway_rejected_param", "unclassified")
+             "quota_exhausted", "server_error", "gateway_rejected_param", "gateway_rewrites", "unclassified")
 PING = {"role": "user", "content": "Reply with the single word: ok"}
 LOOKUP_TOOL = {"type": "function", "function": {
     "name": "lookup_symbol", "description": "Find where a symbol is defined in the repository.",
@@ -100,6 +101,7 @@ class Doctor:
                 await self.tool_choice()
                 await self.streaming()
                 await self.reasoning_round_trip()
+                await self.reasoning_injection()
         except Stop:
             pass
         return Diagnosis(self.route.name, self.checks)
@@ -226,32 +228,38 @@ class Doctor:
         else:
             self.add(Check("params", "pass", f"team defaults accepted: {shown}"))
 
+    def _auditor(self) -> Auditor:
+        assert self.transport is not None
+        return Auditor(self.transport, self.profile, self.route.model, who="doctor")
+
+    def _probed(self, check_id: str, probed: Probed) -> None:
+        """An audit probe as a rung: a finding that rewrites the contract fails the route (`gateway_rewrites`)."""
+        finding = probed.finding
+        if finding is None:
+            self.add(Check(check_id, "pass", probed.ok_detail))
+        elif finding.severity in ("high", "medium"):
+            self.add(Check(check_id, "fail", f"{finding.id}: {finding.detail}",
+                           f"{finding.fix}; run `k2probe audit` for everything this route changes".lstrip("; "),
+                           "gateway_rewrites", finding.evidence))
+        else:
+            self.add(Check(check_id, "warn", finding.detail, "", None, finding.evidence))
+
     async def fixed_param_enforcement(self) -> None:
         if "temperature" not in self.profile.fixed or "temperature" in self.params:
             return
-        outcome = await self.send("fixed_params (expects a 400)", {"temperature": 0.2}, raw=True)
-        if outcome.failure is None:
-            self.add(Check("fixed_params", "warn",
-                           "the route accepted temperature=0.2 for a model that fixes it at 1.0: it drops or ignores "
-                           "fixed parameters silently", "k2probe's sanitiser removes them; check your client does too"))
-        elif outcome.failure.status == 400 and "temperature" in outcome.failure.message:
-            self.add(Check("fixed_params", "pass", f"fixed parameters enforced: {outcome.failure.message}"))
-        else:
-            self.add(_fail("fixed_params", outcome.failure))
+        self._probed("fixed_params", await self._auditor().param_swallowed())
 
     async def tool_choice(self) -> None:
-        allowed = self.profile.tool_choice_allowed
-        if allowed is None or "tool_choice" in self.params:
+        if self.profile.tool_choice_allowed is None or "tool_choice" in self.params:
             return
-        outcome = await self.send("tool_choice (expects a 400)", {"tools": [LOOKUP_TOOL], "tool_choice": "required"},
-                                  raw=True)
-        if outcome.failure is None:
-            self.add(Check("tool_choice", "warn", "the route accepted tool_choice='required' with thinking on: it "
-                           "rewrites the request", "send 'auto' or 'none'; k2probe does"))
-        elif outcome.failure.status == 400 and "tool_choice" in outcome.failure.message:
-            self.add(Check("tool_choice", "pass", f"only auto/none accepted, as documented: {outcome.failure.message}"))
-        else:
-            self.add(_fail("tool_choice", outcome.failure))
+        self._probed("tool_choice", await self._auditor()
+                     .tool_choice_rewritten())
+
+    async def reasoning_injection(self) -> None:
+        if not self.profile.reasoning_in_history:
+            return
+        self._probed("reasoning_injected", await self._auditor()
+                     .reasoning_injected())
 
     async def streaming(self) -> None:
         outcome = await self.send("streaming", {"stream": True})

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from k2probe.emulator import litellm
 from k2probe.emulator.answers import Answer, answer_for, text_of
 from k2probe.emulator.coder import humaneval_answer
 from k2probe.emulator.contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
@@ -60,6 +61,8 @@ class Emulator:
         """Moonshot's 401 unless the request carries the emulator's key."""
         if request.headers.get("authorization", "") == f"Bearer {self.settings.api_key}":
             return None
+        if self.personality.litellm:  # a proxy without a database cannot look a wrong key up
+            return self.error(litellm.no_db())
         return self.error(ApiError(401, "invalid_authentication_error", "Invalid Authentication"))
 
     def model_ids(self) -> list[str]:
@@ -103,6 +106,9 @@ class Emulator:
     async def list_models(self, request: Request) -> Response:
         if (denied := self.deny(request)) is not None:
             return denied
+        if self.personality.litellm and self.settings.aliases:  # a proxy lists its aliases, not what is behind them
+            return JSONResponse({"object": "list", "data": [{"id": alias, "object": "model", "created": 1677610602,
+                                                             "owned_by": "openai"} for alias in self.settings.aliases]})
         data = [
             {"id": self.personality.model_prefix + m["id"], "object": "model", "created": 1767225600,
              "owned_by": "moonshot", "context_length": 262144, "supports_image_in": m["image"],
@@ -162,9 +168,18 @@ class Emulator:
         try:
             model = str(body.get("model", ""))
             bare = self.bare_model(model)
+            if bare is None and self.personality.litellm:
+                return self.error(litellm.invalid_model(model))
             if bare is None:
                 return self.error(ApiError(404, "resource_not_found_error",
                                            f"Not found the model {model} or Permission denied"))
+            client_usage = bool(isinstance(body.get("stream_options"), dict)
+                                and body["stream_options"].get("include_usage"))
+            if self.personality.litellm:
+                try:
+                    body = litellm.rewrite_request(body, bare)
+                except ApiError as err:
+                    return self.error(err)
             if not self.personality.enforce_fixed:
                 body = {k: v for k, v in body.items() if k not in FIXED}
             try:
@@ -177,6 +192,7 @@ class Emulator:
                 return self.error(err)
             answer = self.answer(body, [m.note(i + 1) for i, m in enumerate(seen)])
             turn = Turn(self, body, bare, answer, prompt_tokens, arrived)
+            turn.client_usage = client_usage
             if stream:
                 released = True
                 gen = turn.stream(late_error=fault_error if late_error else None,

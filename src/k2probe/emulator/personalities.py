@@ -22,6 +22,7 @@ class Personality:
     tight_data_prefix: bool = False  # "data:{...}" without the space
     errors_in_stream: bool = False  # 5xx after a stream is requested come as an SSE error event on HTTP 200
     usage_cost: bool = False
+    litellm: bool = False  # rewrites requests, usage and errors as a LiteLLM proxy's moonshot/ provider does
 
     def reasoning_keys(self) -> tuple[str, ...]:
         """Message keys accepted as carrying reasoning back in history."""
@@ -30,6 +31,10 @@ class Personality:
         return ("reasoning_content",)
 
     def error_body(self, error: ApiError) -> dict[str, Any]:
+        if self.litellm:
+            from k2probe.emulator.litellm import wrap
+
+            return wrap(error).body()
         if self.name != "openrouter":
             return error.body()
         return {"error": {"code": error.status, "message": error.message,
@@ -43,4 +48,5 @@ PERSONALITY = {
                               errors_in_stream=True, usage_cost=True),
     "lossy-relay": Personality("lossy-relay", strip_reasoning=True),
     "param-dropper": Personality("param-dropper", enforce_fixed=False),
+    "litellm": Personality("litellm", usage_cost=True, litellm=True),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 FAULT_KINDS = ("rate_limit", "overloaded", "quota", "server_error", "unavailable", "cut", "malformed")
-PERSONALITIES = ("moonshot", "openrouter", "lossy-relay", "param-dropper")
+PERSONALITIES = ("moonshot", "openrouter", "lossy-relay", "param-dropper", "litellm")
 DEFAULT_KEY = "sk-k2probe-emulator"
 
 

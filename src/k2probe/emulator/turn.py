@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from k2probe.emulator import litellm
 from k2probe.emulator.answers import Answer
 from k2probe.emulator.contract import ApiError
 
@@ -30,6 +31,7 @@ class Turn:
         asked = str(body.get("model", model))
         self.model = emu.settings.aliases.get(asked, asked)  # a gateway alias is answered with the model it reached
         self.bare = model
+        self.client_usage = False  # the client asked for usage in the stream (stream_options.include_usage)
         self.answer = answer
         self.arrived = arrived
         self.first_token_event: int | None = None
@@ -124,6 +126,14 @@ class Turn:
                                    "function": {"name": call.name, "arguments": ""}}]})
             for piece in pieces:
                 token({"tool_calls": [{"function": {"arguments": piece}}]})
+        if p.litellm:  # the proxy strips the upstream's usage; asked for it, it sends its own estimate
+            events.append((0.0, self._chunk({}, self.finish)))
+            if self.client_usage:
+                completion = self.usage()["completion_tokens"]
+                events.append((0.0, {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                     "model": self.model, "choices": [],
+                                     "usage": litellm.estimated_usage(self.body, completion)}))
+            return events
         events.append((0.0, self._chunk({}, self.finish, usage=True)))
         if (self.body.get("stream_options") or {}).get("include_usage"):
             events.append((0.0, {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
