@@ -330,6 +330,27 @@ def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its 
 
 
 @app.command()
+def compare(runs: Annotated[list[str], typer.Argument(help="one evaluation run over several routes, or several runs",
+                                                     metavar="RUN...")],
+            as_json: JsonOpt = False) -> None:
+    """Routes side by side on the same samples: metrics, paired differences with 95% intervals, the cheapest route
+    per accepted task."""
+    from k2probe.eval.compare import compare as run_compare
+    from k2probe.eval.compare import print_comparison
+    from k2probe.recording.store import Store
+
+    store = Store()
+    try:
+        result = run_compare(store, runs)
+    finally:
+        store.dispose()
+    if as_json:
+        render.emit_json(result.as_json())
+    else:
+        print_comparison(result)
+
+
+@app.command()
 def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words", metavar="TASK")] = None,
           repo: Annotated[Path | None, typer.Option("--repo", help="the repository (copied; never modified)",
                                                     metavar="PATH")] = None,

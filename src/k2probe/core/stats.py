@@ -31,3 +31,35 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value for b and c discordant pairs (binomial, p = 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail: float = sum(math.comb(n, i) for i in range(k + 1)) / float(2**n)
+    return min(1.0, 2 * tail)
+
+
+def paired_rate_difference(b: int, c: int, n: int, z: float = 1.96) -> tuple[float, float, float] | None:
+    """Difference of two paired proportions (second minus first) with its 95% Wald interval; b = pairs only the first
+    got right, c = pairs only the second got right, n = all pairs. None for n = 0."""
+    if n <= 0:
+        return None
+    diff = (c - b) / n
+    spread = z * math.sqrt(max(0.0, (b + c) - (c - b) ** 2 / n)) / n
+    return diff, max(-1.0, diff - spread), min(1.0, diff + spread)
+
+
+def bootstrap_mean_difference(diffs: list[float], rounds: int = 2000, seed: int = 0) -> tuple[float, float, float] | None:
+    """Mean of paired differences with a 95% percentile-bootstrap interval (seeded: the same data, the same figures)."""
+    import random
+
+    if not diffs:
+        return None
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(rounds))
+    return sum(diffs) / n, means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]

@@ -144,6 +144,11 @@ class EvalRunner:
             result = await run_agent(session, AgentTask.from_suite(task), AgentLimits(), iso=self.iso)
         data = result.as_json()
         verification = data["verification"]
+        if data["end_reason"] == "api_error":  # the route stopped answering: nothing of the model's to judge
+            return {"outcome": "error", "reason": f"no answer: {data['end_detail']}", "verification": verification,
+                    "calls": data["steps"], "prompt_tokens": data["prompt_tokens"],
+                    "completion_tokens": data["completion_tokens"], "reasoning_tokens": data["reasoning_tokens"],
+                    "cost_usd": data["cost_usd"]}
         return {"outcome": verification["status"], "reason": verification.get("reason"),
                 "verification": verification, "calls": data["steps"],
                 "prompt_tokens": data["prompt_tokens"], "completion_tokens": data["completion_tokens"],
