@@ -183,3 +183,21 @@ def test_bad_eval_usage_is_one_line(cli, workdir):
         result = cli(*args)
         assert result.code == 2, (args, result.stderr)
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_fallback_from_a_route_answering_503_completes_every_sample(cli, emulator, workdir):
+    broken, healthy = emulator(faults={"unavailable": 1.0}), emulator()
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.primary]\nbase_url = '{broken.base_url}'\napi_key_env = 'PRIMARY_KEY'\nfallback = ['backup']\n"
+        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'BACKUP_KEY'\n")
+    env = {"PRIMARY_KEY": "sk-k2probe-emulator", "BACKUP_KEY": "sk-k2probe-emulator"}
+    result = cli("eval", "humaneval", "--limit", "6", "--route", "primary", "--json", env=env, timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert [s["outcome"] for s in data["samples"]] == ["passed"] * 6
+    assert data["metrics"]["primary"]["fallbacks"]["requests"] == 6
+    with _db(workdir) as db:
+        answered = db.execute("select route, fallback_from, count(*) from calls where status = 200 "
+                              "group by route, fallback_from").fetchall()
+        assert [tuple(r) for r in answered] == [("backup", "primary", 6)]  # every call says which route answered
+        assert db.execute("select count(*) from calls where route = 'primary' and status = 503").fetchone()[0] >= 6

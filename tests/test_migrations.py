@@ -70,7 +70,7 @@ def test_a_01_database_upgrades_in_place_and_keeps_everything(cli, emulator, wor
     assert _schema_drift(f"sqlite:///{db}") == []
     with sqlite3.connect(db) as conn:
         after = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in before}
-        assert conn.execute("select version_num from alembic_version").fetchone()[0] == "0002"
+        assert conn.execute("select version_num from alembic_version").fetchone()[0] == "0003"
     assert after == before
 
     # …and new work goes into the upgraded file, its messages by reference

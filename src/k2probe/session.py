@@ -36,6 +36,7 @@ class Session:
     summary: dict[str, Any] = field(default_factory=dict)
     call_count: int = 0
     profile_how: str = "configured"  # how the profile was chosen: configured | model id | generic | inferred from …
+    fallbacks: list[tuple[Route, Profile]] = field(default_factory=list)
 
     def record(self, call: CallRecord) -> None:
         """Hand one call to the store's recorder as soon as it happened (the session keeps only the count)."""
@@ -43,7 +44,10 @@ class Session:
         self.store.add_call(self.run_id, call)
 
     def transport(self, *, policy: RetryPolicy | None = None, concurrency: int | None = None) -> Transport:
-        return Transport(self.route, self.profile, on_call=self.record, policy=policy, concurrency=concurrency)
+        fallbacks = [Transport(route, profile, on_call=self.record, policy=policy, fallback_from=self.route.name)
+                     for route, profile in self.fallbacks]
+        return Transport(self.route, self.profile, on_call=self.record, policy=policy, concurrency=concurrency,
+                         fallbacks=fallbacks)
 
 
 @contextmanager
@@ -72,6 +76,16 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
             stack.callback(server.stop)
             route = route.model_copy(update={"base_url": server.base_url})
             notices.append(EMULATOR_NOTICE.format(url=server.base_url))
+        fallbacks: list[tuple[Route, Profile]] = []
+        for name in route.fallback:  # each fallback route ready to take over (its own emulator when emulated)
+            other = resolve_route(name, load_file())
+            if other.emulated:
+                other_server = EmulatorServer(EmulatorSettings(api_key=other.key(), personality=other.personality))
+                other_server.start()
+                stack.callback(other_server.stop)
+                other = other.model_copy(update={"base_url": other_server.base_url})
+            remember(other.key())
+            fallbacks.append((other, choose_profile(other.model, other.profile).profile))
         choice: ProfileChoice = choose_profile(route.model, route.profile)
         profile = choice.profile
         warning = choice.notice(route.name, route.model)
@@ -81,14 +95,15 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
             store, run_id = join
             remember(route.key())
             yield Session(command, route, profile, store, run_id, store.redactor, server, notices,
-                          profile_how=choice.how)
+                          profile_how=choice.how, fallbacks=fallbacks)
             return
         store = Store(redactor=redactor)
         stack.callback(store.dispose)
         snapshot = {"route": route.public(), "profile": profile.name, "profile_how": choice.how,
                     **(config_snapshot or {})}
         run_id = store.start_run(command, route.name, snapshot)
-        session = Session(command, route, profile, store, run_id, redactor, server, notices, profile_how=choice.how)
+        session = Session(command, route, profile, store, run_id, redactor, server, notices, profile_how=choice.how,
+                          fallbacks=fallbacks)
         status = "error"
         try:
             yield session

@@ -30,6 +30,7 @@ OnCall = Callable[[CallRecord], None]
 _STAMPS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("k2probe_stamps")
 _TRACE = ((".connect_tcp.started", "connect"), (".connect_tcp.complete", "tcp"), (".start_tls.complete", "tls"),
           (".send_request_headers.started", "wire"))
+FALLBACK_CAUSES = {"server_error", "rate_limited", "quota_exhausted", "unreachable"}  # retries spent, or no retry
 POOL_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # the openai SDK's own defaults
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
@@ -192,9 +193,12 @@ class Transport:
     """Sends chat requests for one route and records each HTTP attempt through `on_call`."""
 
     def __init__(self, route: Route, profile: Profile, *, on_call: OnCall | None = None,
-                 policy: RetryPolicy | None = None, concurrency: int | None = None, timeout_s: float = 600.0) -> None:
+                 policy: RetryPolicy | None = None, concurrency: int | None = None, timeout_s: float = 600.0,
+                 fallbacks: list[Transport] | None = None, fallback_from: str | None = None) -> None:
         self.route = route
         self.profile = profile
+        self.fallbacks = fallbacks or []  # tried in turn when this route cannot answer (FALLBACK_CAUSES)
+        self.fallback_from = fallback_from
         self.timeout_s = timeout_s
         self.client = make_client(route, timeout_s)
         self.on_call = on_call
@@ -209,6 +213,8 @@ class Transport:
 
     async def aclose(self) -> None:
         await self.client.close()
+        for fallback in self.fallbacks:
+            await fallback.aclose()
 
     async def __aenter__(self) -> Transport:
         return self
@@ -218,14 +224,30 @@ class Transport:
 
     async def chat(self, body: dict[str, Any], *, media: list[dict[str, Any]] | None = None,
                    listener: Listener | None = None, purpose: str | None = None) -> Outcome:
-        """Send a (sanitised) chat body, retrying under the policy; the outcome lists every attempt.
-        `purpose` says why the request was made (a doctor check, an agent step), for whoever reads the records."""
+        """Send a (sanitised) chat body, retrying under the policy, then to each fallback route in turn while the
+        failure is one a fallback can help with; the outcome lists every attempt, each recorded under the route
+        that answered it. `purpose` says why the request was made, for whoever reads the records."""
+        outcome = await self._chat(body, media=media, listener=listener, purpose=purpose)
+        for fallback in self.fallbacks:
+            if outcome.failure is None or outcome.failure.cause not in FALLBACK_CAUSES:
+                break
+            from k2probe.core.sanitize import sanitise
+
+            moved = sanitise({**body, "model": fallback.route.model}, fallback.profile).body
+            answer = await fallback._chat(moved, media=media, listener=listener, purpose=purpose)
+            answer.calls = outcome.calls + answer.calls
+            outcome = answer
+        return outcome
+
+    async def _chat(self, body: dict[str, Any], *, media: list[dict[str, Any]] | None = None,
+                    listener: Listener | None = None, purpose: str | None = None) -> Outcome:
         outcome = Outcome()
         attempt = 0
         while True:
             record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                                 stream=bool(body.get("stream")), request=body, attempt=attempt,
-                                media=media or [], started_at=time.time(), purpose=purpose, **links())
+                                media=media or [], started_at=time.time(), purpose=purpose,
+                                fallback_from=self.fallback_from, **links())
             try:
                 await self._attempt(body, record, outcome, listener)
             except asyncio.CancelledError:  # a timeout or Ctrl-C: what the attempt cost so far is still recorded

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from k2probe.core.envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV, PROFILE_ENV
 from k2probe.core.errors import ConfigError
@@ -45,6 +45,7 @@ class RouteSpec(BaseModel):
     price: PriceOverride | None = None
     emulator: bool = False  # serve this route from the built-in emulator
     personality: str = "moonshot"  # emulator personality when `emulator` is true
+    fallback: list[str] = Field(default_factory=list)  # routes tried in turn when this one cannot answer
 
     @field_validator("personality")
     @classmethod
@@ -90,6 +91,17 @@ class ConfigFile(BaseModel):
     default_route: str | None = None
     routes: dict[str, RouteSpec] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _fallbacks_exist(self) -> ConfigFile:
+        for name, spec in self.routes.items():
+            for other in spec.fallback:
+                if other == name:
+                    raise ValueError(f"route {name!r} names itself as its fallback")
+                if other not in self.routes:
+                    raise ValueError(f"route {name!r} falls back to {other!r}, which is not a [routes.…] table"
+                                     f"{did_you_mean(other, list(self.routes))}")
+        return self
+
 
 class Route(BaseModel):
     """A resolved route: where to send requests, with which key and model. `api_key` lives in memory only."""
@@ -105,6 +117,7 @@ class Route(BaseModel):
     price: PriceOverride | None = None
     emulated: bool = False
     personality: str = "moonshot"
+    fallback: list[str] = Field(default_factory=list)
 
     def key(self) -> str:
         return self.api_key.get_secret_value() if self.api_key else ""
@@ -342,7 +355,7 @@ def _spec_route(name: str, spec: RouteSpec) -> Route:
     if spec.emulator:
         return Route(name=name, base_url=None, api_key=SecretStr(EMULATOR_KEY), api_key_env=None, model=spec.model,
                      profile=spec.profile, headers=spec.headers, params=spec.params, price=spec.price,
-                     emulated=True, personality=spec.personality)
+                     emulated=True, personality=spec.personality, fallback=spec.fallback)
     key_env = spec.api_key_env or KEY_ENVS[0]
     key = os.environ.get(key_env) or None
     remember(key)
@@ -352,7 +365,8 @@ def _spec_route(name: str, spec: RouteSpec) -> Route:
     if not base:
         raise ConfigError(f"route {name!r} has no base_url", fix=f"set base_url in {CONFIG_FILE} or {BASE_URL_ENV}")
     return Route(name=name, base_url=base, api_key=SecretStr(key) if key else None, api_key_env=key_env,
-                 model=spec.model, profile=spec.profile, headers=spec.headers, params=spec.params, price=spec.price)
+                 model=spec.model, profile=spec.profile, headers=spec.headers, params=spec.params, price=spec.price,
+                 fallback=spec.fallback)
 
 
 def all_routes(config: ConfigFile | None = None) -> list[Route]:

@@ -78,6 +78,7 @@ class CallRecord:
     sample_id: str | None = None  # what caused it, by key (see `linked`)
     attempt_id: str | None = None
     step: int | None = None
+    fallback_from: str | None = None  # the route that could not answer, when this call went to its fallback
     status: int | None = None
     error_type: str | None = None
     error_message: str | None = None

@@ -31,6 +31,7 @@ def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, A
     latencies = queries.call_latencies(store, run_id)
     firsts = queries.first_success(store, run_id)
     tools = queries.tool_failures(store, run_id)
+    moved = queries.fallbacks(store, run_id)
     reviews: dict[str, dict[str, Any]] = {}
     for review in queries.reviews_by_sample(store, run_id):  # the latest review of a sample is its verdict
         if review["sample_id"]:
@@ -46,6 +47,8 @@ def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, A
                               [v for r in routes for v in latencies.get(r, [])],
                               [firsts[r] for r in routes if r in firsts], [tools[r] for r in routes if r in tools],
                               epochs)
+        out[route]["fallbacks"] = {"requests": sum(moved.get(r, 0) for r in routes),
+                                   "answered_by_fallback": sum(moved.values()) if route == OVERALL else None}
     return out
 
 

@@ -98,3 +98,14 @@ def tool_failures(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
                 entry["failed"] += int(count)
         return out
 
+
+
+def fallbacks(store: Store, run_id: str) -> dict[str, int]:
+    """Per route: requests it could not answer that went to a fallback route (first attempts there, counted once)."""
+    store.flush()
+    query = (select(CallRow.fallback_from, func.count()).where(CallRow.run_id == run_id,
+                                                               CallRow.fallback_from.is_not(None),
+                                                               CallRow.attempt == 0)
+             .group_by(CallRow.fallback_from))
+    with Session(store.engine) as session:
+        return {str(route): int(n) for route, n in session.execute(query).all()}

@@ -83,6 +83,7 @@ class CallRow(Base):
     sample_id: Mapped[str | None] = mapped_column(String(36), index=True)
     attempt_id: Mapped[str | None] = mapped_column(String(36), index=True)
     step: Mapped[int | None] = mapped_column(Integer)
+    fallback_from: Mapped[str | None] = mapped_column(String(128))
     route: Mapped[str] = mapped_column(String(128))
     model: Mapped[str] = mapped_column(String(128))
     endpoint: Mapped[str] = mapped_column(String(128))

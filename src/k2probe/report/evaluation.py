@@ -30,6 +30,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [  # (label, how to re
     ("cost per accepted task", lambda m: _cost(m["cost_per_accepted_usd"])),
     ("human repair time", lambda m: f"{m['repair_minutes']['total']:.0f} min (n={m['repair_minutes']['n']} reviews)"),
     ("rollback or handoff rate", lambda m: _rate(m["rollback_handoff_rate"])),
+    ("requests sent to a fallback route", lambda m: str(m["fallbacks"]["requests"])),
 ]
 
 
