@@ -201,3 +201,24 @@ def test_fallback_from_a_route_answering_503_completes_every_sample(cli, emulato
                               "group by route, fallback_from").fetchall()
         assert [tuple(r) for r in answered] == [("backup", "primary", 6)]  # every call says which route answered
         assert db.execute("select count(*) from calls where route = 'primary' and status = 503").fetchone()[0] >= 6
+
+
+def test_toolcalls_scores_trigger_f1_and_schema_accuracy_per_route(cli, emulator, workdir):
+    clean, broken = emulator(), emulator(tool_fault_rate=0.1, seed=4)
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.clean]\nbase_url = '{clean.base_url}'\napi_key_env = 'K'\n"
+        f"[routes.broken]\nbase_url = '{broken.base_url}'\napi_key_env = 'K'\n")
+    result = cli("eval", "toolcalls", "--route", "clean", "--route", "broken", "--json",
+                 env={"K": "sk-k2probe-emulator"}, timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert len(data["samples"]) == 2 * 108
+    good, bad = data["metrics"]["clean"]["toolcalls"], data["metrics"]["broken"]["toolcalls"]
+    assert good["f1"] == 1.0 and good["schema_accuracy"]["value"] == 1.0 and good["schema_accuracy"]["n"] == 60
+    broken_samples = [s for s in data["samples"] if s["route"] == "broken" and s["outcome"] == "failed"]
+    assert 2 <= len(broken_samples) <= 14  # about a tenth of the 60 calls, each broken one way
+    as_text = [s for s in broken_samples if "got text" in s["reason"]]
+    invalid = [s for s in broken_samples if "do not parse" in s["reason"] or "do not validate" in s["reason"]]
+    assert len(as_text) + len(invalid) == len(broken_samples)
+    assert bad["recall"] == pytest.approx((60 - len(as_text)) / 60)
+    assert bad["schema_accuracy"]["value"] == pytest.approx((60 - len(as_text) - len(invalid)) / (60 - len(as_text)))

@@ -252,7 +252,8 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
 
 @app.command("eval")
 def eval_command(
-        suite: Annotated[str | None, typer.Argument(help="humaneval or a shipped suite (basic)", metavar="SUITE")] = None,
+        suite: Annotated[str | None, typer.Argument(help="humaneval, toolcalls, basic, or a suite folder",
+                                                    metavar="SUITE")] = None,
         route: Annotated[list[str] | None, typer.Option("--route", help="a route from k2probe.toml; repeat to compare "
                                                         "routes side by side", metavar="NAME")] = None,
         epochs: Annotated[int, typer.Option("--epochs", envvar="K2PROBE_EPOCHS", min=1, max=1000,
@@ -610,14 +611,18 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
                                   ] = 0.0,
              wrong_rate: Annotated[float, typer.Option("--wrong-rate", min=0, max=1, callback=_finite,
                                                       help="share of HumanEval answers that are wrong",
-                                                      metavar="NUMBER")] = 0.0) -> None:
+                                                      metavar="NUMBER")] = 0.0,
+             tool_fault_rate: Annotated[float, typer.Option("--tool-fault-rate", min=0, max=1, callback=_finite,
+                                                           help="share of tool calls broken as vendors break them",
+                                                           metavar="NUMBER")] = 0.0) -> None:
     """Serve the Kimi emulator on loopback."""
     from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
 
     try:
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
                                     ttft_ms=ttft_ms, itl_ms=itl_ms, rpm=rpm, max_concurrency=max_concurrency,
-                                    seed=seed, slip_rate=slip_rate, wrong_rate=wrong_rate)
+                                    seed=seed, slip_rate=slip_rate, wrong_rate=wrong_rate,
+                                    tool_fault_rate=tool_fault_rate)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")

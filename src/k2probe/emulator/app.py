@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from k2probe.emulator import litellm
 from k2probe.emulator.answers import Answer, answer_for, text_of
-from k2probe.emulator.coder import humaneval_answer
+from k2probe.emulator.coder import humaneval_answer, toolcall_answer
 from k2probe.emulator.contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
 from k2probe.emulator.faults import STREAM_ONLY, FaultPlan
 from k2probe.emulator.files import FileStore
@@ -88,6 +88,12 @@ class Emulator:
     def answer(self, body: dict[str, Any], notes: list[str]) -> Answer:
         """A scripted trajectory when the request is one of the shipped tasks with tools, else the generic answer."""
         messages = body.get("messages") or []
+        if body.get("tools") and len(messages) == 1 and isinstance(messages[0], dict):
+            offered = [str((t.get("function") or {}).get("name")) for t in body["tools"] if isinstance(t, dict)]
+            called = toolcall_answer(text_of(messages[0].get("content")), offered, self.settings.seed,
+                                     self.settings.tool_fault_rate)
+            if called is not None:
+                return called
         if body.get("tools") and body.get("tool_choice", "auto") != "none":
             first_user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
             task = task_in_text(text_of(first_user.get("content"))) if first_user else None

@@ -26,6 +26,7 @@ class EmulatorSettings:
     max_body_bytes: int = 100 * 1024 * 1024
     slip_rate: float = 0.0  # share of scripted agent steps that slip (malformed args, wrong patch, unknown tool)
     wrong_rate: float = 0.0  # share of HumanEval answers that are wrong
+    tool_fault_rate: float = 0.0  # share of tool calls broken (unparsable, a required field missing, written as text)
     aliases: dict[str, str] = field(default_factory=dict)  # gateway alias → model id; answers name the model id
     file_max_bytes: int = 100 * 1024 * 1024
     file_max_count: int = 1000

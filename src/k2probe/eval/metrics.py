@@ -47,6 +47,12 @@ def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, A
                               [v for r in routes for v in latencies.get(r, [])],
                               [firsts[r] for r in routes if r in firsts], [tools[r] for r in routes if r in tools],
                               epochs)
+        details = [s["verification"] for s in group
+                   if isinstance(s.get("verification"), dict) and s["verification"].get("kind") == "toolcall"]
+        if details:
+            from k2probe.eval.toolscore import trigger_scores
+
+            out[route]["toolcalls"] = trigger_scores(details)
         out[route]["fallbacks"] = {"requests": sum(moved.get(r, 0) for r in routes),
                                    "answered_by_fallback": sum(moved.values()) if route == OVERALL else None}
     return out

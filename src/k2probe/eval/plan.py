@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.core.errors import UsageError
-from k2probe.tasks import humaneval
+from k2probe.tasks import humaneval, toolcalls
 from k2probe.tasks.shipped import Task, is_user_suite, load_suite, suite_names
 
-EvalTask = humaneval.CodeProblem | Task
+EvalTask = humaneval.CodeProblem | toolcalls.ToolCase | Task
 
 
 @dataclass
@@ -39,7 +39,7 @@ class EvalPlan:
 
 
 def known_suites() -> list[str]:
-    return [humaneval.SUITE, *suite_names()]
+    return [humaneval.SUITE, toolcalls.SUITE, *suite_names()]
 
 
 def load_tasks(plan: EvalPlan) -> list[EvalTask]:
@@ -47,6 +47,8 @@ def load_tasks(plan: EvalPlan) -> list[EvalTask]:
     every: list[EvalTask]
     if plan.suite == humaneval.SUITE:
         every = list(humaneval.problems().values())
+    elif plan.suite == toolcalls.SUITE:
+        every = list(toolcalls.cases())
     elif plan.suite in suite_names() or is_user_suite(plan.suite):
         every = list(load_suite(plan.suite))
     else:
@@ -63,7 +65,7 @@ def load_tasks(plan: EvalPlan) -> list[EvalTask]:
 
 
 def task_id(task: EvalTask) -> str:
-    return task.task_id if isinstance(task, humaneval.CodeProblem) else task.id
+    return task.task_id if isinstance(task, humaneval.CodeProblem | toolcalls.ToolCase) else task.id
 
 
 def units(tasks: list[EvalTask], routes: list[str], epochs: int) -> list[tuple[str, str, int]]:

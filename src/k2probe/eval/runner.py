@@ -18,6 +18,7 @@ from k2probe.eval.plan import EvalPlan, EvalTask, task_id
 from k2probe.eval.verifier import BatchVerifier
 from k2probe.sandbox.isolation import Isolation
 from k2probe.tasks.humaneval import CodeProblem, completion_of
+from k2probe.tasks.toolcalls import ToolCase
 
 if TYPE_CHECKING:  # the request path (the openai SDK) loads only when a model is called: --samples goes without it
     from concurrent.futures import Future
@@ -111,7 +112,27 @@ class EvalRunner:
             return {"outcome": "error", "reason": f"task {sample['task_id']} is no longer in suite {self.plan.suite}"}
         if isinstance(task, CodeProblem):
             return await self._code(sample, task)
+        if isinstance(task, ToolCase):
+            return await self._toolcall(sample, task)
         return await self._agent(sample, task)
+
+    async def _toolcall(self, sample: dict[str, Any], case: ToolCase) -> dict[str, Any]:
+        """One request offering the case's tools; the answer judged against the label and the tools' schemas (data,
+        not code: nothing of it runs)."""
+        from k2probe.eval.toolscore import judge_tool_answer
+
+        session = self.sessions[sample["route"]]
+        body = sanitise({"model": session.route.model, "max_tokens": self.plan.max_tokens, "tool_choice": "auto",
+                         "tools": case.tool_schemas(), "messages": [{"role": "user", "content": case.prompt}]},
+                        session.profile).body
+        async with self.gate:
+            outcome = await self.transports[sample["route"]].chat(body, purpose=f"eval {case.task_id}")
+        usage = _usage(outcome)
+        if outcome.failure is not None:
+            failure = outcome.failure
+            return {**usage, "outcome": "error", "reason": f"no answer: {failure.cause} ({failure.type}, HTTP "
+                                                           f"{failure.status}): {failure.message[:200]}"}
+        return {**usage, **judge_tool_answer(case, outcome.message, outcome.finish_reason)}
 
     async def _code(self, sample: dict[str, Any], problem: CodeProblem) -> dict[str, Any]:
         usage: dict[str, Any] = {}

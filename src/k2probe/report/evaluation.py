@@ -31,7 +31,21 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [  # (label, how to re
     ("human repair time", lambda m: f"{m['repair_minutes']['total']:.0f} min (n={m['repair_minutes']['n']} reviews)"),
     ("rollback or handoff rate", lambda m: _rate(m["rollback_handoff_rate"])),
     ("requests sent to a fallback route", lambda m: str(m["fallbacks"]["requests"])),
+    ("tool-call trigger F1 (precision / recall)", lambda m: _f1(m.get("toolcalls"))),
+    ("tool-call arguments valid (schema)", lambda m: _share(m.get("toolcalls"), "schema_accuracy")),
 ]
+
+
+def _f1(scores: dict[str, Any] | None) -> str:
+    if not scores or scores["f1"] is None:
+        return "–"
+    return f"{scores['f1']:.3f} ({_num(scores['precision'], '.3f')} / {_num(scores['recall'], '.3f')}, n={scores['n']})"
+
+
+def _share(scores: dict[str, Any] | None, key: str) -> str:
+    if not scores or scores[key]["value"] is None:
+        return "–"
+    return f"{_pct(scores[key]['value'])} (n={scores[key]['n']})"
 
 
 def _num(value: float | None, spec: str = ".0f") -> str:
