@@ -102,6 +102,8 @@ def test_a_litellm_route_is_diagnosed_gateway_rewrites(cli, emulator):
     server = emulator(personality="litellm", aliases={"kimi-moonshot": "kimi-k2.7-code"})
     _, data, checks = _doctor(cli, route_env(server, model="kimi-moonshot"))
     assert data["diagnosis"] == "gateway_rewrites", data
+    # LiteLLM echoes the alias in answers: the profile comes from its /model/info
+    assert "/model/info maps it to 'moonshot/kimi-k2.7-code'" in checks["profile"]["detail"]
     for check in ("fixed_params", "tool_choice", "reasoning_injected"):
         assert checks[check]["status"] == "fail" and checks[check]["code"] == "gateway_rewrites", checks[check]
 

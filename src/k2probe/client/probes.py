@@ -26,7 +26,10 @@ class ProbeResult:
         """The URL answered like an OpenAI-compatible API: a JSON model list, or an auth error in JSON."""
         if self.status == 200 and self.data is not None:
             return True
-        return self.status in (401, 403) and self.failure is not None and self.failure.type != "non_json_response"
+        if self.failure is None or self.failure.type == "non_json_response":
+            return False
+        # an auth error in JSON — by status, or by its words (a LiteLLM proxy answers a wrong key with a 400)
+        return self.status in (401, 403) or self.failure.cause == "invalid_key"
 
 
 async def probe_models(base_url: str, key: str, route: str, model: str, timeout_s: float = 10.0) -> ProbeResult:
@@ -78,3 +81,20 @@ def url_variants(base_url: str) -> list[str]:
         if url != base_url and url not in out:
             out.append(url)
     return out
+
+
+async def gateway_model(base_url: str, key: str, alias: str, timeout_s: float = 10.0) -> str | None:
+    """What a gateway alias is configured to reach, where the gateway says so: LiteLLM's GET /model/info lists each
+    alias with the model behind it (`litellm_params.model`). None when the route does not say."""
+    url = base_url.rstrip("/") + "/model/info"
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
+        data = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    for entry in (data or {}).get("data") or [] if isinstance(data, dict) else []:
+        if isinstance(entry, dict) and entry.get("model_name") == alias:
+            target = (entry.get("litellm_params") or {}).get("model")
+            return str(target) if target else None
+    return None

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from k2probe.client.probes import probe_models, url_variants
+from k2probe.client.probes import gateway_model, probe_models, url_variants
 from k2probe.client.transport import Outcome, RetryPolicy, Transport
 from k2probe.core.config import check_base_url, check_key, url_problem
 from k2probe.core.envnames import PROFILE_ENV
@@ -137,8 +137,7 @@ class Doctor:
         if probe.failure is not None and probe.failure.status is None:
             self.add(Check("base_url", "fail", probe.failure.message, FIXES["unreachable"], "unreachable",
                            {"url": base}))
-        if probe.status in (401, 403) and probe.api_like:
-            assert probe.failure is not None
+        if probe.failure is not None and probe.api_like and probe.failure.cause == "invalid_key":
             self.add(_fail("key", probe.failure))
         if not probe.api_like:
             self.checks.append(Check("key", "skip", "not verified: the base URL did not answer like an API"))
@@ -180,19 +179,24 @@ class Doctor:
             self.add(check)
         listed = "listed by /models" if model in self.models else "not in /models, but it answers"
         self.add(Check("model", "pass", f"{model} answers ({listed}); finish_reason={outcome.finish_reason}"))
-        self.add(self._profile_check(outcome))
+        self.add(await self._profile_check(outcome))
 
-    def _profile_check(self, outcome: Outcome) -> Check:
-        """Which profile the route gets and why; a generic one is inferred from the answer when it names Kimi."""
+    async def _profile_check(self, outcome: Outcome) -> Check:
+        """Which profile the route gets and why; a generic one is inferred from what the route says is behind the
+        alias: the answer's own model field, else the gateway's model info (LiteLLM's /model/info)."""
         session, model = self.session, self.route.model
         if session.profile_how != "generic":
             return Check("profile", "pass", f"profile {self.profile.name} (from the {session.profile_how})")
         served = outcome.served_model or ""
-        found = known_in(served)
+        found, source = known_in(served), f"the answer names {served!r}"
+        if found is None:
+            behind = await gateway_model(self.route.base_url or "", self.route.key(), model)
+            found, source = (known_in(behind), f"the gateway's /model/info maps it to {behind!r}") if behind else \
+                (None, source)
         if found is not None:
             self.profile = session.profile = found
-            session.profile_how = f"answer's model field {served!r}"
-            return Check("profile", "warn", f"{model!r} is an alias: the answer names {served!r}, so the checks "
+            session.profile_how = f"inferred: {source}"
+            return Check("profile", "warn", f"{model!r} is an alias: {source}, so the checks "
                          f"below use the {found.name} profile (inferred)",
                          f"make it explicit: export {PROFILE_ENV}={found.name} (or profile = \"{found.name}\" in "
                          "the route's table of k2probe.toml)", evidence={"served_model": served})

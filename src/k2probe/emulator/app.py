@@ -123,6 +123,15 @@ class Emulator:
         ]
         return JSONResponse({"object": "list", "data": data})
 
+    async def model_info(self, request: Request) -> Response:
+        """LiteLLM's GET /model/info: each alias with the provider model behind it."""
+        if (denied := self.deny(request)) is not None:
+            return denied
+        if not self.personality.litellm:
+            return PlainTextResponse("404 page not found", status_code=404)
+        return JSONResponse({"data": [{"model_name": alias, "litellm_params": {"model": f"moonshot/{target}"}}
+                                      for alias, target in self.settings.aliases.items()]})
+
     async def balance(self, request: Request) -> Response:
         if (denied := self.deny(request)) is not None:
             return denied
@@ -254,6 +263,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     emu = Emulator(settings or EmulatorSettings())
     routes = [
         Route("/v1/models", emu.list_models, methods=["GET"]),
+        Route("/v1/model/info", emu.model_info, methods=["GET"]),
         Route("/v1/chat/completions", emu.chat, methods=["POST"]),
         Route("/v1/files", emu.upload_file, methods=["POST"]),
         Route("/v1/files", emu.files_list, methods=["GET"]),

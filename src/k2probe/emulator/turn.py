@@ -29,7 +29,8 @@ class Turn:
         self.emu = emu
         self.body = body
         asked = str(body.get("model", model))
-        self.model = emu.settings.aliases.get(asked, asked)  # a gateway alias is answered with the model it reached
+        # a gateway alias is answered with the model it reached — except by LiteLLM, which echoes the alias
+        self.model = asked if emu.personality.litellm else emu.settings.aliases.get(asked, asked)
         self.bare = model
         self.client_usage = False  # the client asked for usage in the stream (stream_options.include_usage)
         self.answer = answer

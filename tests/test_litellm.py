@@ -1,0 +1,112 @@
+"""Through a real LiteLLM proxy (its own venv: `litellm[proxy]`) in front of the emulator: what `audit` and `doctor`
+find on its `moonshot/` model and on its `openai/` model. .ci/run installs the proxy and sets K2PROBE_LITELLM; without
+it, the fixture installs it into a cached venv under /tmp."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from k2probe.emulator import EmulatorServer, EmulatorSettings
+
+MASTER = "sk-litellm-master-0000"
+CACHE = Path("/tmp/k2probe-litellm-venv")
+
+
+def _litellm() -> str:
+    given = os.environ.get("K2PROBE_LITELLM")
+    if given and Path(given).is_file():
+        return given
+    binary = CACHE / "bin" / "litellm"
+    if not binary.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(CACHE)], check=True)
+        subprocess.run([str(CACHE / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True, timeout=900)
+    return str(binary)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory) -> Iterator[str]:
+    """A LiteLLM proxy with a moonshot/ and an openai/ alias, both in front of one emulator; yields its base URL."""
+    upstream = EmulatorServer(EmulatorSettings()).start()
+    folder = tmp_path_factory.mktemp("litellm")
+    config = folder / "config.yaml"
+    lines = ["model_list:"]
+    for alias, provider in (("kimi-moonshot", "moonshot"), ("kimi-openai", "openai")):
+        lines += [f"  - model_name: {alias}", "    litellm_params:", f"      model: {provider}/kimi-k2.7-code",
+                  f"      api_base: {upstream.base_url}", "      api_key: sk-k2probe-emulator"]
+    lines += ["general_settings:", f"  master_key: {MASTER}"]
+    config.write_text("\n".join(lines) + "\n")
+    port = _free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+    log = (folder / "proxy.log").open("w")
+    process = subprocess.Popen([_litellm(), "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert process.poll() is None, (folder / "proxy.log").read_text()[-2000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail("the LiteLLM proxy did not start within 120 s")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        upstream.stop()
+
+
+def _env(proxy: str, model: str) -> dict[str, str]:
+    return {"AI_GATEWAY_API_KEY": MASTER, "AI_GATEWAY_BASE_URL": proxy, "KIMI_CODING_MODEL": model}
+
+
+def test_audit_through_litellm_finds_the_moonshot_providers_rewrites(cli, proxy):
+    result = cli("audit", "--json", env={**_env(proxy, "kimi-moonshot"), "KIMI_CODING_PROFILE": "kimi-k2.7-code"},
+                 timeout=300)
+    data = result.json()
+    found = {f["id"] for f in data["findings"]}
+    assert {"param_swallowed", "tool_choice_rewritten", "reasoning_injected"} <= found, found
+    assert found & {"usage_missing", "usage_rewritten"}, found
+    assert result.code == 1 and data["verdict"] == "rewrites"
+    swallowed = {f["evidence"]["param"] for f in data["findings"] if f["id"] == "param_swallowed"}
+    assert swallowed == {"temperature"}  # LiteLLM pops temperature but forwards top_p and the penalties
+
+
+def test_audit_through_litellm_openai_provider_does_not_rewrite_the_kimi_contract(cli, proxy):
+    result = cli("audit", "--json", env={**_env(proxy, "kimi-openai"), "KIMI_CODING_PROFILE": "kimi-k2.7-code"},
+                 timeout=300)
+    found = {f["id"] for f in result.json()["findings"]}
+    assert not found & {"param_swallowed", "tool_choice_rewritten", "reasoning_injected"}, found
+
+
+def test_doctor_through_litellm_infers_the_profile_and_says_gateway_rewrites(cli, proxy):
+    result = cli("doctor", "--json", env=_env(proxy, "kimi-moonshot"), timeout=300)
+    data = result.json()
+    checks = {c["id"]: c for c in data["checks"]}
+    assert "matches no known profile" in result.stderr  # the alias is said, then resolved
+    assert "moonshot/kimi-k2.7-code" in checks["profile"]["detail"]
+    assert data["diagnosis"] == "gateway_rewrites" and result.code == 1
+
+
+def test_litellm_errors_are_classified_by_their_words(cli, proxy):
+    unknown = cli("doctor", "--json", env=_env(proxy, "kimi-nope"), timeout=120)
+    assert unknown.json()["diagnosis"] == "unknown_model"
+    bad_key = cli("doctor", "--json", env={**_env(proxy, "kimi-moonshot"), "AI_GATEWAY_API_KEY": "sk-wrong-key-0000"},
+                  timeout=120)
+    assert bad_key.json()["diagnosis"] == "invalid_key"
