@@ -79,6 +79,9 @@ async def main(calls: int, db_url: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--db", default="sqlite:///:memory:", help="store URL (default: in-memory SQLite)")
+    parser.add_argument("--db", default=None, help="store URL (default: a SQLite file in a temporary folder)")
     args = parser.parse_args()
-    asyncio.run(main(args.calls, args.db))
+    import tempfile
+
+    db = args.db or f"sqlite:///{tempfile.mkdtemp(prefix='k2probe-bench-call-')}/k2probe.db"
+    asyncio.run(main(args.calls, db))

@@ -22,7 +22,7 @@ from k2probe import __version__
 from k2probe.client.stream import Listener, StreamAccumulator
 from k2probe.core.config import Route
 from k2probe.core.errors import ConfigError
-from k2probe.core.failures import Failure, from_body, from_exception
+from k2probe.core.failures import Failure, from_body, from_exception, stream_error
 from k2probe.core.profiles import Price, Profile
 from k2probe.core.records import CallRecord, Usage, cost_of, links
 
@@ -335,18 +335,37 @@ class Transport:
 
     async def _stream(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, clock: Clock,
                       listener: Listener | None = None) -> None:
+        """The SDK sends the request (its errors, retries off, headers); the answer's SSE lines are read and parsed
+        here, each stamped when it arrives — no SDK object per chunk, so the client's own cost stays out of ITL."""
         acc = StreamAccumulator(listener=listener)
         content_type = ""
         try:
-            stream = await self.client.chat.completions.create(**self._split(body), stream=True,
-                                                               timeout=httpx2.Timeout(self.timeout_s, connect=5.0,
-                                                                                      read=stall_seconds()))
-            record.status = stream.response.status_code
-            content_type = stream.response.headers.get("content-type", "")
-            async for chunk in stream:
-                acc.feed(chunk.to_dict(), time.perf_counter())
+            async with self.client.chat.completions.with_streaming_response.create(
+                    **self._split(body), stream=True,
+                    timeout=httpx2.Timeout(self.timeout_s, connect=5.0, read=stall_seconds())) as response:
+                record.status = response.http_response.status_code
+                content_type = response.http_response.headers.get("content-type", "")
+                done = False  # the body is still read to its end, so the connection goes back to the pool
+                async for line in response.iter_lines():
+                    if done or not line.startswith("data:"):
+                        continue  # blank separators, ": keep-alive" comments, event: names
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        continue
+                    chunk = json.loads(data)
+                    if isinstance(chunk, dict) and chunk.get("error") and not chunk.get("choices"):
+                        outcome.failure, done = stream_error(chunk), True
+                    elif isinstance(chunk, dict):
+                        acc.feed(chunk, time.perf_counter())
         except (openai.APIError, json.JSONDecodeError) as exc:
             outcome.failure = from_exception(exc, mid_stream=acc.chunks > 0 or record.status is not None)
+        except httpx2.TimeoutException:
+            outcome.failure = Failure(record.status, "timeout", f"the stream sent nothing for {stall_seconds():.0f} s "
+                                      f"({acc.chunks} chunks received): stalled", mid_stream=acc.chunks > 0)
+        except httpx2.HTTPError as exc:
+            outcome.failure = Failure(record.status, "stream_cut", f"the connection broke mid-stream after "
+                                      f"{acc.chunks} chunks: {type(exc).__name__}", mid_stream=True)
         record.ttft_ms, record.ttfc_ms = clock.since_wire(acc.first_token_at), clock.since_wire(acc.first_content_at)
         end = acc.last_token_at if acc.last_token_at is not None else time.perf_counter()
         record.latency_ms = clock.since_wire(end)

@@ -183,6 +183,12 @@ def from_exception(exc: BaseException, *, mid_stream: bool = False) -> Failure:
     return Failure(None, type(exc).__name__, str(exc), mid_stream=mid_stream)
 
 
+def stream_error(event: dict[str, Any]) -> Failure:
+    """An error event inside a 200 stream (`{"error": {...}}` with no choices), as the SDK would have raised it."""
+    kind, message = _envelope(event)
+    return Failure(200, kind or "stream_error", message or "an error event in the stream", mid_stream=True)
+
+
 def from_body(status: int, text: str, content_type: str) -> Failure | dict[str, Any]:
     """A 2xx body parsed as JSON, or the Failure saying it was not JSON."""
     try:

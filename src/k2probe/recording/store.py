@@ -101,7 +101,12 @@ class Store:
         self.redactor = redactor or Redactor()
         self._known: set[str] = set()  # message hashes this process knows are stored
         try:
-            self.engine = create_engine(self.url)
+            if (self.url.startswith("sqlite") and ":memory:" in self.url) or self.url in ("sqlite://", "sqlite:///"):
+                from sqlalchemy.pool import StaticPool  # one shared connection: the recorder's thread sees the tables
+
+                self.engine = create_engine(self.url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+            else:
+                self.engine = create_engine(self.url)
             if self.engine.dialect.name == "sqlite":
                 _sqlite_pragmas(self.engine)
             with self.engine.begin() as connection:
