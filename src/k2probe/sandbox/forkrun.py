@@ -1,7 +1,7 @@
 """Run many small Python programs fast, inside one sandbox: read them all, then fork one child per program.
 
-Executed as a script *inside* the sandbox (standard library only): `python forkrun.py TIMEOUT WORKERS`, with the
-programs in ./programs/. Prints one JSON line per program: {"name", "status", "detail"}, status one of
+Executed as a script *inside* the sandbox (standard library only): `python -S forkrun.py TIMEOUT WORKERS`, with the
+programs in ./programs.json (name → source). Prints one JSON line per program: {"name", "status", "detail"}, status one of
 passed | failed | timeout | signal. A child reports a pass only by writing to its own pipe after its program
 returned; its output goes to its own file, and this process is made non-dumpable so no child can reach into it
 through /proc or ptrace. Anything odd (a child killed by a signal it was not sent) is reported as `signal`, and the
@@ -70,11 +70,15 @@ def _tail(path: str, limit: int = 1200) -> str:
 def main() -> None:
     timeout, workers = float(sys.argv[1]), max(1, int(sys.argv[2]))
     _non_dumpable()
-    names = sorted(os.listdir("programs"))
+    import site  # started with -S: the site-packages folders, without running their .pth files
+
+    sys.path.extend(p for p in site.getsitepackages() if os.path.isdir(p) and p not in sys.path)
+    with open("programs.json", encoding="utf-8") as handle:
+        sources: dict[str, str] = json.load(handle)
+    names = sorted(sources)
     codes: dict[str, object] = {}  # compiled here once, before any child exists: children inherit the code objects
     for name in names:
-        with open(os.path.join("programs", name), encoding="utf-8") as handle:
-            source = handle.read()
+        source = sources[name]
         try:
             codes[name] = compile(source, name, "exec")
         except (SyntaxError, ValueError) as exc:  # the child reports it, with its traceback, as the program's failure

@@ -28,16 +28,14 @@ class ProgramVerdict:
 
 
 def _layout(folder: Path, programs: Mapping[str, str]) -> dict[str, str]:
-    """Write the harness and the programs; returns file name → key (file names are safe, keys may not be)."""
-    (folder / "programs").mkdir()
+    """Write the harness and one JSON file of programs; returns program name → key (names are safe, keys may not
+    be)."""
     (folder / "forkrun.py").write_text(HARNESS.read_text(encoding="utf-8"), encoding="utf-8")
-    names: dict[str, str] = {}
-    for index, (key, source) in enumerate(programs.items()):
-        name = f"p{index:06d}.py"
-        (folder / "programs" / name).write_text(source, encoding="utf-8")
-        names[name] = key
-    for path in folder.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    names = {f"p{index:06d}.py": key for index, key in enumerate(programs)}
+    (folder / "programs.json").write_text(json.dumps({name: programs[key] for name, key in names.items()}),
+                                          encoding="utf-8")
+    for path in folder.iterdir():
+        path.chmod(0o644)
     folder.chmod(0o755)
     return names
 
@@ -52,7 +50,9 @@ def _batch(programs: Mapping[str, str], timeout_s: float, workers: int, iso: Iso
         waves = -(-len(programs) // workers)
         limits = Limits(wall_s=10.0 + waves * (timeout_s + 0.5), cpu_s=int(10 + len(programs) * (timeout_s + 1)),
                         output_bytes=4096 + 1600 * len(programs), processes=64 + 4 * workers)
-        result = run(f"python forkrun.py {timeout_s:g} {workers}", folder, limits, iso, runtime=runtime)
+        # -S: no site start-up (.pth files) in the harness; it adds the site-packages folders itself, so programs
+        # import what the interpreter has, as under the official harness
+        result = run(f"python -S forkrun.py {timeout_s:g} {workers}", folder, limits, iso, runtime=runtime)
     verdicts: dict[str, dict[str, str]] = {}
     for line in result.stdout.splitlines():
         try:
