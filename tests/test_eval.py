@@ -222,3 +222,9 @@ def test_toolcalls_scores_trigger_f1_and_schema_accuracy_per_route(cli, emulator
     assert len(as_text) + len(invalid) == len(broken_samples)
     assert bad["recall"] == pytest.approx((60 - len(as_text)) / 60)
     assert bad["schema_accuracy"]["value"] == pytest.approx((60 - len(as_text) - len(invalid)) / (60 - len(as_text)))
+    compared = cli("compare", data["run_id"][:8], "--reference", "clean", "--json")
+    assert compared.code == 0, compared.stderr
+    [diff] = compared.json()["differences"]
+    versus = diff["tool_trigger_vs_reference"]
+    assert diff["against"] == "clean" and versus["fn"] == len(as_text) and versus["fp"] == 0
+    assert versus["f1"] == pytest.approx(bad["f1"])  # the clean route decides exactly as the labels say

@@ -333,6 +333,8 @@ def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its 
 @app.command()
 def compare(runs: Annotated[list[str], typer.Argument(help="one evaluation run over several routes, or several runs",
                                                      metavar="RUN...")],
+            reference: Annotated[str | None, typer.Option("--reference", help="the route the others are measured "
+                                                          "against (default: the first)", metavar="NAME")] = None,
             as_json: JsonOpt = False) -> None:
     """Routes side by side on the same samples: metrics, paired differences with 95% intervals, the cheapest route
     per accepted task."""
@@ -342,7 +344,7 @@ def compare(runs: Annotated[list[str], typer.Argument(help="one evaluation run o
 
     store = Store()
     try:
-        result = run_compare(store, runs)
+        result = run_compare(store, runs, reference)
     finally:
         store.dispose()
     if as_json:

@@ -32,7 +32,7 @@ def _label(route: str, run_id: str, clash: bool) -> str:
     return f"{route}@{run_id[:8]}" if clash else route
 
 
-def compare(store: Store, prefixes: list[str]) -> Comparison:
+def compare(store: Store, prefixes: list[str], reference: str | None = None) -> Comparison:
     runs = [store.find_run(p) for p in prefixes]
     for run in runs:
         if run["command"] != "eval":
@@ -54,8 +54,11 @@ def compare(store: Store, prefixes: list[str]) -> Comparison:
         raise UsageError("nothing to compare: these runs hold one route", fix="eval with --route a --route b, or give "
                                                                                "two runs")
     labels = list(routes)
-    reference = labels[0]
-    differences = [_difference(reference, other, paired[reference], paired[other]) for other in labels[1:]]
+    if reference is not None and reference not in routes:
+        raise UsageError(f"--reference {reference!r} is not one of the routes compared", fix=f"one of: {', '.join(labels)}")
+    reference = reference or labels[0]
+    differences = [_difference(reference, other, paired[reference], paired[other]) for other in labels
+                   if other != reference]
     priced = {r: m["cost_per_accepted_usd"]["value"] for r, m in routes.items()}
     known = {r: v for r, v in priced.items() if isinstance(v, int | float)}
     cheapest = min(known, key=lambda r: known[r]) if known else None
@@ -75,6 +78,13 @@ def _difference(first: str, second: str, a: dict[tuple[str, int], dict[str, Any]
     latency = bootstrap_mean_difference([float(b[k]["latency_ms"]) - float(a[k]["latency_ms"]) for k in keys
                                          if a[k].get("latency_ms") and b[k].get("latency_ms")])
     worse = [b[k] for k in keys if b[k]["outcome"] != "passed" and a[k]["outcome"] == "passed"]
+    trigger = None
+    decisions = [(a[k]["verification"], b[k]["verification"]) for k in keys
+                 if _toolcall(a[k]) and _toolcall(b[k])]
+    if decisions:  # the reference route's decisions taken as the labels (Kimi vendor verifier style)
+        from k2probe.eval.toolscore import trigger_scores
+
+        trigger = trigger_scores([{**mine, "expected": theirs["called"]} for theirs, mine in decisions])
     causes = Counter(_short(s.get("reason")) for s in worse)
     return {"route": second, "against": first, "pairs": len(keys), "judged_pairs": len(judged),
             "accepted_difference": None if rate is None else {"value": rate[0], "ci95": [rate[1], rate[2]],
@@ -83,7 +93,13 @@ def _difference(first: str, second: str, a: dict[tuple[str, int], dict[str, Any]
                                                               "only_second_passed": only_second},
             "error_difference": errors,
             "latency_difference_ms": None if latency is None else {"mean": latency[0], "ci95": [latency[1], latency[2]]},
-            "causes": [{"reason": reason, "samples": n} for reason, n in causes.most_common(3)]}
+            "causes": [{"reason": reason, "samples": n} for reason, n in causes.most_common(3)],
+            "tool_trigger_vs_reference": trigger}
+
+
+def _toolcall(sample: dict[str, Any]) -> bool:
+    detail = sample.get("verification")
+    return isinstance(detail, dict) and detail.get("kind") == "toolcall"
 
 
 def _short(reason: Any) -> str:
@@ -113,6 +129,10 @@ def print_comparison(result: Comparison) -> None:
         else:
             render.out.print(f"{diff['route']} vs {diff['against']}: no paired judged samples; errors "
                              f"{diff['error_difference']:+d}")
+        trigger = diff.get("tool_trigger_vs_reference")
+        if trigger and trigger["f1"] is not None:
+            render.out.print(f"    tool-call trigger against {diff['against']}'s decisions: F1 {trigger['f1']:.3f} "
+                             f"(n={trigger['n']})")
         for cause in diff["causes"]:
             render.out.print(f"    {cause['samples']} sample(s) passed on {diff['against']} but not here: "
                              f"{cause['reason']}", markup=False)
