@@ -162,6 +162,84 @@ def audit(route: RouteOpt = None,
         raise typer.Exit(1)
 
 
+def _numbers(text: str | None, kind: type, option: str) -> list[Any]:
+    if not text:
+        return []
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: not a list of numbers", fix=f"e.g. {option} 1,8,32") from exc
+    if not values or any(not math.isfinite(v) or v <= 0 or v > 100_000 for v in values):
+        raise UsageError(f"{option} {text!r}: each value must be a positive number up to 100000",
+                         fix=f"e.g. {option} 1,8,32")
+    return values
+
+
+@app.command()
+def bench(route: RouteOpt = None,
+          concurrency: Annotated[str | None, typer.Option("--concurrency", help="closed loop: requests in flight, "
+                                                          "a sweep when several (1,8,32)", metavar="N[,N...]")] = None,
+          rate: Annotated[str | None, typer.Option("--rate", help="open loop: Poisson arrivals per second, a sweep "
+                                                   "when several", metavar="R[,R...]")] = None,
+          requests: Annotated[int | None, typer.Option("--requests", min=1, max=10_000_000,
+                                                       help="requests per step (default 100 unless --duration)",
+                                                       metavar="N")] = None,
+          duration: Annotated[float | None, typer.Option("--duration", min=0.1, max=86400, callback=_finite,
+                                                         help="seconds per step", metavar="S")] = None,
+          stream: Annotated[bool, typer.Option("--stream/--no-stream", help="stream the answers (TTFT, ITL)")] = True,
+          prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", min=1, max=200_000, help="prompt length",
+                                                     metavar="N")] = 256,
+          max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=100_000, help="output budget per "
+                                                  "request", metavar="N")] = 64,
+          slo: Annotated[str | None, typer.Option("--slo", help="goodput limits: ttft_ms=…,itl_ms=…,e2e_ms=…",
+                                                  metavar="NAME=MS[,...]")] = None,
+          workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="client processes "
+                                                      "(default: up to 4, one per core)", metavar="W")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
+    from k2probe.load.bench import BenchPlan, default_workers, run_bench
+    from k2probe.session import open_session
+
+    limits: dict[str, float] = {}
+    for item in (slo or "").split(","):
+        if not item.strip():
+            continue
+        name, _, value = item.partition("=")
+        if name.strip() not in ("ttft_ms", "itl_ms", "e2e_ms"):
+            raise UsageError(f"--slo {item!r}: unknown limit", fix="use ttft_ms, itl_ms, e2e_ms, e.g. --slo ttft_ms=500")
+        [number] = _numbers(value, float, "--slo " + name.strip())
+        limits[name.strip().removesuffix("_ms")] = number
+    concurrencies = _numbers(concurrency, int, "--concurrency")
+    rates = _numbers(rate, float, "--rate")
+    if not concurrencies and not rates:
+        concurrencies = [1, 8]
+    with open_session("bench", route) as session:
+        _notices(session.notices)
+        plan = BenchPlan(session.route.base_url or "", session.route.key(), session.route.model, session.route.headers,
+                         stream, prompt_tokens, max_tokens, concurrencies, rates,
+                         requests if requests or duration else 100, duration, limits, workers or default_workers())
+
+        def shown(row: dict[str, Any]) -> None:
+            if not as_json:
+                where = f"concurrency {row['concurrency']}" if "concurrency" in row else f"rate {row['rate']:g}/s"
+                ttft = row["ttft_ms"] if stream else row["e2e_ms"]
+                label = "TTFT" if stream else "latency"
+                render.notice(f"{where}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
+                              f"{row['output_tps']:.0f} tok/s, {label} p50 {ttft['p50'] or 0:.1f} / p99 "
+                              f"{ttft['p99'] or 0:.1f} ms, failed {row['failed'] or 0}")
+
+        steps, merged = run_bench(plan, session.profile, on_step=shown)
+        import base64
+
+        session.summary = {"steps": steps, "histograms": {
+            index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
+            for index, result in merged.items()}}
+        document = {"route": session.route.name, "run_id": session.run_id, "emulated": session.route.emulated,
+                    "steps": steps}
+    if as_json:
+        render.emit_json(document)
+
+
 @app.command()
 def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt = 600.0,
           as_json: JsonOpt = False) -> None:
