@@ -694,7 +694,10 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
                                                       metavar="NUMBER")] = 0.0,
              tool_fault_rate: Annotated[float, typer.Option("--tool-fault-rate", min=0, max=1, callback=_finite,
                                                            help="share of tool calls broken as vendors break them",
-                                                           metavar="NUMBER")] = 0.0) -> None:
+                                                           metavar="NUMBER")] = 0.0,
+             workers: Annotated[int, typer.Option("--workers", envvar="K2PROBE_EMULATOR_WORKERS", min=1, max=64,
+                                                  help="serve from this many processes (each with its own state)",
+                                                  metavar="N")] = 1) -> None:
     """Serve the Kimi emulator on loopback."""
     from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
 
@@ -706,7 +709,7 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")
-    serve_forever(settings, host=host, port=port)
+    serve_forever(settings, host=host, port=port, workers=workers)
 
 
 @app.command()

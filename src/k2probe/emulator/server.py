@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
+from dataclasses import asdict
 from types import TracebackType
 
 import uvicorn
+from starlette.applications import Starlette
 
 from k2probe.emulator.app import Emulator, create_app
 from k2probe.emulator.settings import EmulatorSettings
@@ -58,6 +62,20 @@ class EmulatorServer:
         self.stop()
 
 
-def serve_forever(settings: EmulatorSettings, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve in the foreground until interrupted (the `k2probe emulator` command)."""
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+SETTINGS_ENV = "K2PROBE_EMULATOR_SETTINGS"
+
+
+def app_from_env() -> Starlette:
+    """The app each worker process builds (uvicorn factory): settings handed over as JSON in the environment."""
+    return create_app(EmulatorSettings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
+def serve_forever(settings: EmulatorSettings, host: str = "127.0.0.1", port: int = 8765, workers: int = 1) -> None:
+    """Serve in the foreground until interrupted (the `k2probe emulator` command); `workers` > 1 serves from that
+    many processes, each with its own state (fault plan, rate limits, files), all told the same latencies."""
+    if workers <= 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        return
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
+    uvicorn.run("k2probe.emulator.server:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)

@@ -144,6 +144,7 @@ class Turn:
     async def stream(self, late_error: ApiError | None, stream_fault: str | None) -> AsyncIterator[bytes]:
         p = self.emu.personality
         prefix = "data:" if p.tight_data_prefix else "data: "
+        first_sent: float | None = None
         try:
             if p.keepalive_comment:
                 yield f"{p.keepalive_comment}\n\n".encode()
@@ -161,8 +162,12 @@ class Turn:
                     delay_ms = (self.arrived - time.monotonic()) * 1000.0 + delay_ms
                 if delay_ms > 0:
                     await asyncio.sleep(delay_ms / 1000.0)
+                if i == self.first_token_event:
+                    first_sent = time.monotonic()
                 yield f"{prefix}{json.dumps(event)}\n\n".encode()
             if late_error is None:
+                if first_sent is not None:  # the server's own TTFT, as an SSE comment clients ignore (bench reads it)
+                    yield f": k2probe-server ttft_us={int((first_sent - self.arrived) * 1e6)}\n\n".encode()
                 yield f"{prefix}[DONE]\n\n".encode()
         finally:
             self.emu.plan.release()

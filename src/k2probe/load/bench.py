@@ -71,6 +71,7 @@ def summary(step: dict[str, Any], result: StepResult) -> dict[str, Any]:
             "rps": result.ok / wall, "output_tps": result.output_tokens / wall,
             "ttft_ms": _ms(h["ttft"]), "ttfc_ms": _ms(h["ttfc"]), "itl_ms": _ms(h["itl"]),
             "tpot_ms": _ms(h["tpot"]), "e2e_ms": _ms(h["e2e"]), "sender_lag_ms": _ms(h["lag"]),
+            "ttft_error_ms": _ms(h["ttft_error"]),  # |ours − the server's stamped TTFT|, where the server stamps it
             "goodput": {"share": result.good / result.sent if result.sent else None, "rps": result.good / wall},
             "wall_s": result.wall_s}
 

@@ -27,6 +27,7 @@ class Shot:
     e2e_us: int | None = None
     itl_us: list[int] = field(default_factory=list)
     output_tokens: int = 0
+    server_ttft_us: int | None = None  # what the server says its TTFT was (k2probe's emulator stamps it)
 
 
 class LeanClient:
@@ -80,6 +81,9 @@ class LeanClient:
         usage_tokens = 0
         finished = False
         async for line in response.aiter_lines():
+            if line.startswith(STAMP):
+                shot.server_ttft_us = int(line[len(STAMP):].strip() or 0)
+                continue
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()
@@ -114,3 +118,6 @@ class LeanClient:
         if not finished:
             return Shot(False, "stream_cut")
         return shot
+
+
+STAMP = ": k2probe-server ttft_us="

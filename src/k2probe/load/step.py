@@ -15,7 +15,7 @@ from hdrh.histogram import HdrHistogram
 
 from k2probe.load.lean import LeanClient, Shot
 
-METRICS = ("ttft", "ttfc", "itl", "tpot", "e2e", "lag")
+METRICS = ("ttft", "ttfc", "itl", "tpot", "e2e", "lag", "ttft_error")
 HIGHEST_US = 3_600_000_000  # an hour, in microseconds
 
 
@@ -58,6 +58,8 @@ class StepResult:
         for name, value in (("ttft", shot.ttft_us), ("ttfc", shot.ttfc_us), ("e2e", shot.e2e_us)):
             if value is not None:
                 h[name].record_value(max(1, min(value, HIGHEST_US)))
+        if shot.server_ttft_us is not None and shot.ttft_us is not None:  # against the server's own stamp
+            h["ttft_error"].record_value(max(1, min(abs(shot.ttft_us - shot.server_ttft_us), HIGHEST_US)))
         for gap in shot.itl_us:
             h["itl"].record_value(max(1, min(gap, HIGHEST_US)))
         tpot = None
