@@ -66,3 +66,21 @@ def test_report_refuses_a_run_that_is_not_an_evaluation(cli, workdir):
     run_id = cli("runs", "--json").json()["runs"][0]["id"]
     refused = cli("report", run_id[:8])
     assert refused.code == 2 and "is a `smoke` run" in refused.stderr
+
+
+def test_the_bench_page_draws_percentiles_and_throughput_with_axes(cli, emulator, workdir):
+    html = workdir / "bench.html"
+    result = cli("bench", "--concurrency", "1,4", "--requests", "20", "--html", str(html), "--json",
+                 env=route_env(emulator(ttft_ms=10)))
+    assert result.code == 0, result.stderr
+    steps = result.json()["steps"]
+    dom, console, shot = _browse(html, workdir)
+    text = re.sub(r"<[^>]+>", " ", dom)
+    for step in steps:
+        assert f"concurrency {step['concurrency']}" in text and f"{step['rps']:.1f}" in text
+    for label in ("TTFT percentiles against concurrency", "milliseconds", "requests per second",
+                  "concurrency (requests in flight)"):
+        assert label in dom, label
+    assert dom.count("<polyline") >= 3
+    assert not [line for line in console.splitlines() if "CONSOLE" in line and "ERROR" in line]
+    assert len(shot.getcolors(maxcolors=1 << 20) or []) > 20

@@ -195,6 +195,7 @@ def bench(route: RouteOpt = None,
                                                   metavar="NAME=MS[,...]")] = None,
           workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="client processes "
                                                       "(default: up to 4, one per core)", metavar="W")] = None,
+          html: Annotated[Path | None, typer.Option("--html", help="write the charts here", metavar="FILE")] = None,
           as_json: JsonOpt = False) -> None:
     """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
     from k2probe.load.bench import BenchPlan, default_workers, run_bench
@@ -211,6 +212,8 @@ def bench(route: RouteOpt = None,
         limits[name.strip().removesuffix("_ms")] = number
     concurrencies = _numbers(concurrency, int, "--concurrency")
     rates = _numbers(rate, float, "--rate")
+    if html is not None and not html.parent.is_dir():
+        raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
     if not concurrencies and not rates:
         concurrencies = [1, 8]
     with open_session("bench", route) as session:
@@ -236,6 +239,13 @@ def bench(route: RouteOpt = None,
             for index, result in merged.items()}}
         document = {"route": session.route.name, "run_id": session.run_id, "emulated": session.route.emulated,
                     "steps": steps}
+        if html is not None:
+            from k2probe.report.bench_html import write_bench_report
+
+            write_bench_report(html, session.route.name, session.run_id, steps, emulated=session.route.emulated,
+                               stream=stream)
+            if not as_json:
+                render.notice(f"wrote {html}")
     if as_json:
         render.emit_json(document)
 

@@ -115,3 +115,50 @@ def histogram(title: str, values: list[float], x_label: str, bins: int = 12) -> 
                f'<text x="14" y="{26 + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
                f'transform="rotate(-90 14 {26 + plot_h / 2:.1f})">calls</text></svg>')
     return "".join(out)
+
+
+SERIES_COLORS = ("#1565c0", "#2e7d32", "#c62828", "#6a1b9a", "#ef6c00")
+
+
+def line_chart(title: str, xs: list[float], series: dict[str, list[float | None]], x_label: str, y_label: str) -> str:
+    """Lines over the steps of a sweep (x: concurrency or rate), one per series, with axes, ticks, units, a legend."""
+    width, height, left, right, top, bottom = WIDTH, 280, 64, 150, 28, 46
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [v for ys in series.values() for v in ys if v is not None]
+    yticks = _ticks(max(values, default=0.0))
+    ytop = yticks[-1] or 1.0
+    xticks = _ticks(max(xs, default=0.0))
+    xspan = xticks[-1] or 1.0
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+           f'<text x="{left}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return left + plot_w * x / xspan, top + plot_h - plot_h * y / ytop
+
+    for tick in yticks:
+        _, y = px(0, tick)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
+                   f'<text x="{left - 6}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{_fmt(tick)}</text>')
+    for tick in xticks:
+        x, _ = px(tick, 0)
+        out.append(f'<text x="{x:.1f}" y="{top + plot_h + 14}" font-size="10" text-anchor="middle">'
+                   f'{_fmt(tick)}</text>')
+    out.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>'
+               f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>'
+               f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" font-size="11" text-anchor="middle">'
+               f'{escape(x_label)}</text><text x="14" y="{top + plot_h / 2:.1f}" font-size="11" text-anchor="middle" '
+               f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')
+    for index, (name, ys) in enumerate(series.items()):
+        color = SERIES_COLORS[index % len(SERIES_COLORS)]
+        points = [px(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+        if len(points) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for x, y in points:
+            out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
+        ly = top + 14 * index + 6
+        out.append(f'<rect x="{left + plot_w + 12}" y="{ly - 8}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{left + plot_w + 26}" y="{ly + 1}" font-size="11">{escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -1,0 +1,61 @@
+"""A load test's page: latency percentiles and throughput against concurrency (or rate), with axes and units, and
+the table of every step — self-contained, no script."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from k2probe.report.charts import line_chart
+
+
+def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str, Any]], *, emulated: bool,
+                       stream: bool) -> Path:
+    closed = [s for s in steps if "concurrency" in s]
+    opened = [s for s in steps if "rate" in s]
+    charts = []
+    for group, key, label in ((closed, "concurrency", "concurrency (requests in flight)"),
+                              (opened, "rate", "offered rate (requests/s)")):
+        if not group:
+            continue
+        xs = [float(s[key]) for s in group]
+        metric = "ttft_ms" if stream else "e2e_ms"
+        name = "TTFT" if stream else "latency"
+        charts.append(line_chart(f"{name} percentiles against {key}", xs,
+                                 {f"{name} {p}": [s[metric][p] for s in group] for p in ("p50", "p90", "p99")},
+                                 label, "milliseconds"))
+        charts.append(line_chart(f"throughput against {key}", xs, {"requests/s": [s["rps"] for s in group]},
+                                 label, "requests per second"))
+        charts.append(line_chart(f"output tokens against {key}", xs, {"tokens/s": [s["output_tps"] for s in group]},
+                                 label, "output tokens per second"))
+    rows = []
+    for s in steps:
+        step = f"concurrency {s['concurrency']}" if "concurrency" in s else f"rate {s['rate']:g}/s"
+        ttft, e2e = s["ttft_ms"], s["e2e_ms"]
+        rows.append(f"<tr><td>{escape(step)}</td><td>{s['requests']}</td><td>{s['ok']}</td>"
+                    f"<td>{escape(str(s['failed'] or '–'))}</td><td>{s['rps']:.1f}</td><td>{s['output_tps']:.0f}</td>"
+                    f"<td>{_p(ttft, 'p50')} / {_p(ttft, 'p99')}</td><td>{_p(e2e, 'p50')} / {_p(e2e, 'p99')}</td>"
+                    f"<td>{_share(s['goodput']['share'])}</td></tr>")
+    warning = ('<p class="warn">Measured against k2probe\'s built-in emulator: these figures describe the pipeline, '
+               'not a model.</p>') if emulated else ""
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>k2probe bench — {escape(route)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}td,th{{border:1px solid #ccc;padding:4px 8px}}
+table{{border-collapse:collapse}}.warn{{background:#fff8e1;border:1px solid #f9a825;padding:8px}}
+svg{{display:block;margin:12px 0}}</style></head><body>
+<h1>k2probe bench — route {escape(route)}, run {escape(run_id[:8])}</h1>{warning}
+<table id="steps"><tr><th>step</th><th>requests</th><th>ok</th><th>failed</th><th>req/s</th><th>tokens/s</th>
+<th>TTFT p50 / p99 (ms)</th><th>latency p50 / p99 (ms)</th><th>goodput</th></tr>{''.join(rows)}</table>
+{''.join(charts)}</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def _p(figures: dict[str, Any], key: str) -> str:
+    value = figures.get(key)
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
