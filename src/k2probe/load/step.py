@@ -115,7 +115,7 @@ async def run_step(plan: StepPlan) -> StepResult:
             await asyncio.gather(*(user() for _ in range(plan.concurrency)))
         else:
             rng = random.Random(plan.seed)
-            tasks: list[asyncio.Task[None]] = []
+            tasks: set[asyncio.Task[None]] = set()  # only those in flight: memory stays flat in the number sent
             due = time.perf_counter()
             while more():
                 due += rng.expovariate(plan.rate or 1.0)
@@ -125,7 +125,9 @@ async def run_step(plan: StepPlan) -> StepResult:
                 lag = int(max(0.0, time.perf_counter() - due) * 1e6)
                 result.histograms["lag"].record_value(max(1, min(lag, HIGHEST_US)))
                 result.sent += 1
-                tasks.append(asyncio.create_task(one()))
+                task = asyncio.create_task(one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
     finally:
         await client.aclose()
