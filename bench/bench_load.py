@@ -108,6 +108,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    print(f"peak RSS of the largest process this run started (emulator workers included): {peak:.0f} MB")
     print(f"reproduce: {sys.executable} bench/bench_load.py --concurrency {args.concurrency} --seconds "
           f"{args.seconds:g} --emulator-workers {args.emulator_workers} --streams {args.streams}")
 

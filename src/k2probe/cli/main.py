@@ -248,6 +248,10 @@ def bench(route: RouteOpt = None,
                 render.notice(f"wrote {html}")
     if as_json:
         render.emit_json(document)
+    else:
+        from k2probe.load.bench import print_steps
+
+        print_steps(steps, stream, session.route.emulated)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 
 from k2probe.emulator.contract import ApiError
 from k2probe.emulator.settings import EmulatorSettings
@@ -22,11 +22,13 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._window: deque[float] = deque()
         self._active = 0
+        self.injected: Counter[str] = Counter()  # what was injected, so a test can hold a client's count to it
 
     def draw(self) -> str | None:
         with self._lock:
             for kind, rate in self.settings.faults.items():
                 if rate > 0 and self._rng.random() < rate:
+                    self.injected[kind] += 1
                     return kind
         return None
 

@@ -121,3 +121,24 @@ def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]],
 
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
+    """The sweep as a table: one row per step, percentiles with their n."""
+    from rich.table import Table
+
+    from k2probe.report import terminal as render
+
+    table = Table(title="k2probe bench" + (" — built-in emulator: the pipeline, not a model" if emulated else ""))
+    for column in ("step", "ok / sent", "failed", "req/s", "tok/s", "TTFT p50/p99 ms" if stream else "latency p50/p99 ms",
+                   "ITL p50 ms", "e2e p99 ms", "goodput", "n"):
+        table.add_column(column)
+    for s in steps:
+        first = s["ttft_ms"] if stream else s["e2e_ms"]
+        share = s["goodput"]["share"]
+        table.add_row(f"c={s['concurrency']}" if "concurrency" in s else f"{s['rate']:g}/s", f"{s['ok']}/{s['requests']}",
+                      ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "–", f"{s['rps']:.1f}",
+                      f"{s['output_tps']:.0f}", f"{first['p50'] or 0:.1f} / {first['p99'] or 0:.1f}",
+                      f"{s['itl_ms']['p50'] or 0:.1f}", f"{s['e2e_ms']['p99'] or 0:.1f}",
+                      "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
+    render.out.print(table)
