@@ -16,38 +16,20 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import start_emulator
 
 KEY = "sk-k2probe-emulator"
 BODY = {"model": "kimi-k2.7-code", "max_tokens": 16,
         "messages": [{"role": "user", "content": "Review this function for correctness and propose a patch. " * 8}]}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _emulator(workers: int, ttft_ms: float, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "k2probe", "emulator", "--port", str(port), "--workers",
-                                str(workers), "--ttft-ms", str(ttft_ms)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, f"http://127.0.0.1:{port}/v1"
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    sys.exit("the emulator did not start")
+    return start_emulator("--workers", str(workers), "--ttft-ms", str(ttft_ms), env=env)
 
 
 def _k2probe(base: str, env: dict[str, str], *args: str) -> dict[str, object]:

@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-import subprocess
 import sys
-import time
 
 from pydantic import SecretStr
 
+from common import start_emulator
 from k2probe.client.transport import Transport
 from k2probe.core.config import Route
 from k2probe.core.profiles import profile_for
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _measure(route: Route, streams: int, max_tokens: int) -> list:  # type: ignore[type-arg]
@@ -44,18 +36,9 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=200.0)
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "k2probe", "emulator", "--port", str(port), "--ttft-ms",
-                               str(args.ttft_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, base_url = start_emulator("--ttft-ms", str(args.ttft_ms))
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        route = Route(name="bench", base_url=f"http://127.0.0.1:{port}/v1", api_key=SecretStr("sk-k2probe-emulator"),
+        route = Route(name="bench", base_url=base_url, api_key=SecretStr("sk-k2probe-emulator"),
                       api_key_env="X", model="kimi-k2.7-code")
         calls = asyncio.run(_measure(route, args.streams, args.max_tokens))
     finally:

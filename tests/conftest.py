@@ -105,3 +105,27 @@ def venv_seeing_our_packages() -> Path:
     ours = [p for p in [*site.getsitepackages(), *sys.path] if p and Path(p).is_dir()]
     (Path(inner) / "k2probe-test.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
     return python
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any], seconds: float, log: Path | None = None) -> None:
+    """Return once something accepts connections on the loopback port; fail if the process dies or time runs out."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            assert process.poll() is None, log.read_text()[-2000:] if log else "the server process exited"
+            time.sleep(0.2)
+    pytest.fail(f"nothing listened on port {port} within {seconds:.0f} s")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import route_env
+from .conftest import free_port, route_env, wait_for_port
 
 KEYS = ("requests", "ok", "failed", "rps", "output_tps", "ttft_ms", "ttfc_ms", "itl_ms", "tpot_ms", "e2e_ms", "goodput")
 
@@ -51,25 +51,15 @@ def test_bench_usage_errors_are_one_line(cli):
 
 def test_the_emulator_stamps_its_ttft_and_serves_from_several_processes(cli, workdir):
     import os
-    import socket
     import subprocess
     import sys
-    import time
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "K2PROBE"))}
     server = subprocess.Popen([sys.executable, "-m", "k2probe", "emulator", "--port", str(port), "--workers", "2",
                                "--ttft-ms", "50"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port, server, 30)
         result = cli("bench", "--concurrency", "1,8", "--requests", "40", "--max-tokens", "16", "--json",
                      env={"AI_GATEWAY_API_KEY": "sk-k2probe-emulator",
                           "AI_GATEWAY_BASE_URL": f"http://127.0.0.1:{port}/v1"}, timeout=300)

@@ -5,16 +5,16 @@ it, the fixture installs it into a cached venv under /tmp."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from k2probe.emulator import EmulatorServer, EmulatorSettings
+
+from .conftest import free_port, wait_for_port
 
 MASTER = "sk-litellm-master-0000"
 CACHE = Path("/tmp/k2probe-litellm-venv")
@@ -31,12 +31,6 @@ def _litellm() -> str:
     return str(binary)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory) -> Iterator[str]:
     """A LiteLLM proxy with a moonshot/ and an openai/ alias, both in front of one emulator; yields its base URL."""
@@ -49,22 +43,13 @@ def proxy(tmp_path_factory) -> Iterator[str]:
                   f"      api_base: {upstream.base_url}", "      api_key: sk-k2probe-emulator"]
     lines += ["general_settings:", f"  master_key: {MASTER}"]
     config.write_text("\n".join(lines) + "\n")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
     log = (folder / "proxy.log").open("w")
     process = subprocess.Popen([_litellm(), "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
                                env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert process.poll() is None, (folder / "proxy.log").read_text()[-2000:]
-                time.sleep(0.5)
-        else:
-            pytest.fail("the LiteLLM proxy did not start within 120 s")
+        wait_for_port(port, process, 120, folder / "proxy.log")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         process.terminate()
