@@ -208,6 +208,7 @@ class Emulator:
             answer = self.answer(body, [m.note(i + 1) for i, m in enumerate(seen)])
             turn = Turn(self, body, bare, answer, prompt_tokens, arrived)
             turn.client_usage = client_usage
+            turn.stamp = request.headers.get("x-k2probe-stamp") == "1"
             if stream:
                 released = True
                 gen = turn.stream(late_error=fault_error if late_error else None,

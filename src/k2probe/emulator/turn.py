@@ -33,6 +33,7 @@ class Turn:
         self.model = asked if emu.personality.litellm else emu.settings.aliases.get(asked, asked)
         self.bare = model
         self.client_usage = False  # the client asked for usage in the stream (stream_options.include_usage)
+        self.stamp = False  # the client asked (x-k2probe-stamp) for the server's own TTFT at the end of the stream
         self.answer = answer
         self.arrived = arrived
         self.first_token_event: int | None = None
@@ -166,7 +167,7 @@ class Turn:
                     first_sent = time.monotonic()
                 yield f"{prefix}{json.dumps(event)}\n\n".encode()
             if late_error is None:
-                if first_sent is not None:  # the server's own TTFT, as an SSE comment clients ignore (bench reads it)
+                if self.stamp and first_sent is not None:  # the server's TTFT, an SSE comment (Moonshot sends none)
                     yield f": k2probe-server ttft_us={int((first_sent - self.arrived) * 1e6)}\n\n".encode()
                 yield f"{prefix}[DONE]\n\n".encode()
         finally:

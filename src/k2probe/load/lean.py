@@ -38,6 +38,7 @@ class LeanClient:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.client = httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(timeout_s, connect=10.0),
                                          headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
+                                                  "x-k2probe-stamp": "1",  # k2probe's emulator: stamp its TTFT
                                                   **(headers or {})})
 
     async def aclose(self) -> None:
