@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
 from .conftest import route_env
 
-OLD_STORE = Path(__file__).parent / "data" / "store-0.1.sqlite"  # written by k2probe 0.1: smoke, agent, chat, review
+OLD_DUMP = Path(__file__).parent / "data" / "store-0.1.sql"  # a store k2probe 0.1 wrote (smoke, agent, chat, review)
+
+
+def _old_store(path: Path) -> Path:
+    """The 0.1 store, rebuilt from its SQL dump (kept as text so the fixture is reviewable)."""
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_DUMP.read_text(encoding="utf-8"))
+    return path
 
 
 def _tables(path: Path) -> set[str]:
@@ -52,7 +58,7 @@ def test_a_new_store_is_created_by_the_migrations_and_matches_the_tables_in_code
 def test_a_01_database_upgrades_in_place_and_keeps_everything(cli, emulator, workdir: Path):
     db = workdir / "home" / "k2probe.db"
     db.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(OLD_STORE, db)
+    _old_store(db)
     with sqlite3.connect(db) as conn:
         before = {t: conn.execute(f"select count(*) from {t}").fetchone()[0]
                   for t in ("runs", "calls", "attempts", "steps", "reviews", "known_good")}
@@ -88,8 +94,7 @@ def test_an_early_01_database_without_later_timing_columns_upgrades_too(tmp_path
     from k2probe.core.records import CallRecord
     from k2probe.recording.store import Store
 
-    path = tmp_path / "early.db"
-    shutil.copy(OLD_STORE, path)
+    path = _old_store(tmp_path / "early.db")
     with sqlite3.connect(path) as db:
         db.execute("ALTER TABLE calls DROP COLUMN pool_ms")
         db.execute("ALTER TABLE calls DROP COLUMN connect_ms")
