@@ -1,0 +1,162 @@
+"""Evaluation commands: eval, report, compare, suite check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from k2probe.cli.app import (
+    JsonOpt,
+    app,
+    render,
+)
+from k2probe.core.errors import UsageError
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command("eval")
+def eval_command(
+        suite: Annotated[str | None, typer.Argument(help="humaneval, toolcalls, basic, or a suite folder",
+                                                    metavar="SUITE")] = None,
+        route: Annotated[list[str] | None, typer.Option("--route", help="a route from k2probe.toml; repeat to compare "
+                                                        "routes side by side", metavar="NAME")] = None,
+        epochs: Annotated[int, typer.Option("--epochs", envvar="K2PROBE_EPOCHS", min=1, max=1000,
+                                            help="samples per task and route (pass@k for k ≤ epochs)",
+                                            metavar="K")] = 1,
+        concurrency: Annotated[int, typer.Option("--concurrency", envvar="K2PROBE_CONCURRENCY", min=1, max=1000,
+                                                 help="samples in flight at once", metavar="N")] = 8,
+        tasks: Annotated[str | None, typer.Option("--tasks", help="only these task ids, comma-separated",
+                                                  metavar="ID,...")] = None,
+        limit: Annotated[int | None, typer.Option("--limit", min=1, max=1_000_000, help="only the first N tasks",
+                                                  metavar="N")] = None,
+        samples: Annotated[Path | None, typer.Option("--samples", help="verify these completions (JSONL of task_id, "
+                                                     "completion) without calling a model", metavar="FILE")] = None,
+        resume: Annotated[str | None, typer.Option("--resume", help="finish an interrupted evaluation run",
+                                                   metavar="RUN")] = None,
+        fail_under: Annotated[list[str] | None, typer.Option("--fail-under", help="exit 1 unless METRIC=VALUE holds "
+                                                             "(accepted_rate, pass_at_K; error_rate and "
+                                                             "tool_call_failure_rate: at most)",
+                                                             metavar="METRIC=VALUE")] = None,
+        junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here", metavar="FILE")] = None,
+        html: Annotated[Path | None, typer.Option("--html", help="write the HTML report here", metavar="FILE")] = None,
+        max_tokens: Annotated[int, typer.Option("--max-tokens", envvar="K2PROBE_MAX_TOKENS", min=1, max=1_000_000,
+                                                help="output budget per request", metavar="N")] = 4096,
+        sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX", help=(
+            "auto (bubblewrap, refuse without it), bwrap, or none: run model-written code unisolated, at your risk"),
+            metavar="TEXT")] = "auto",
+        as_json: JsonOpt = False) -> None:
+    """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
+    from k2probe.cli.eval import parse_thresholds, run_eval_command
+    from k2probe.eval.plan import EvalPlan
+
+    if suite is None and resume is None:
+        raise UsageError("give a SUITE (humaneval, basic) or --resume RUN", fix="e.g. k2probe eval humaneval --limit 20")
+    from k2probe.tasks.shipped import is_user_suite
+
+    thresholds = parse_thresholds(fail_under or [])
+    task_ids = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    if task_ids == []:
+        raise UsageError(f"--tasks {tasks!r} names no task",
+                         fix="give task ids, comma-separated: --tasks HumanEval/0,HumanEval/3")
+    if suite and is_user_suite(suite):  # a user suite is stored by its absolute path, so --resume finds it anywhere
+        suite = str(Path(suite).resolve())
+    plan = EvalPlan(suite=suite or "", routes=list(route) if route else [None], epochs=epochs,
+                    concurrency=concurrency, tasks=task_ids,
+                    limit=limit, samples_file=str(samples) if samples else None, sandbox=sandbox,
+                    max_tokens=max_tokens)
+    _, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html)
+    if broken:
+        for line in broken:
+            render.err.print(f"k2probe: threshold not met: {line}", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its first characters", metavar="RUN")],
+           html: Annotated[Path | None, typer.Option("--html", help="write the page here (default: "
+                                                     "$K2PROBE_HOME/reports/eval-RUN.html)", metavar="FILE")] = None,
+           ) -> None:
+    """An evaluation's self-contained HTML report, from the store: verdict, metrics, charts, every non-pass."""
+    from k2probe.core.config import home
+    from k2probe.recording.store import Store
+    from k2probe.report.evaluation_html import write_eval_report
+
+    if html is not None and not html.parent.is_dir():
+        raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
+    store = Store()
+    try:
+        found = store.find_run(run)
+        if found["command"] != "eval":
+            raise UsageError(f"run {found['id'][:8]} is a `{found['command']}` run", fix="give an eval run's id")
+        path = write_eval_report(store, found["id"], html or home() / "reports" / f"eval-{found['id'][:8]}.html")
+    finally:
+        store.dispose()
+    render.notice(f"wrote {path}")
+
+
+@app.command()
+def compare(runs: Annotated[list[str], typer.Argument(help="one evaluation run over several routes, or several runs",
+                                                     metavar="RUN...")],
+            reference: Annotated[str | None, typer.Option("--reference", help="the route the others are measured "
+                                                          "against (default: the first)", metavar="NAME")] = None,
+            as_json: JsonOpt = False) -> None:
+    """Routes side by side on the same samples: metrics, paired differences with 95% intervals, the cheapest route
+    per accepted task."""
+    from k2probe.eval.compare import compare as run_compare
+    from k2probe.eval.compare import print_comparison
+    from k2probe.recording.store import Store
+
+    store = Store()
+    try:
+        result = run_compare(store, runs, reference)
+    finally:
+        store.dispose()
+    if as_json:
+        render.emit_json(result.as_json())
+    else:
+        print_comparison(result)
+
+
+suite_app = typer.Typer(no_args_is_help=True, help="Task suites: prove their harness on this machine.")
+app.add_typer(suite_app, name="suite")
+
+
+@suite_app.command("check")
+def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite", metavar="SUITE")] = "basic",
+                sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX",
+                                                     help="auto, bwrap or none", metavar="TEXT")] = "auto",
+                as_json: JsonOpt = False) -> None:
+    """For every task: the untouched repository fails its hidden tests and the reference solution passes them."""
+    from rich.progress import Progress
+    from rich.table import Table
+    from rich.text import Text
+
+    from k2probe.sandbox.isolation import isolation
+    from k2probe.sandbox.preflight import preflight
+    from k2probe.tasks.shipped import load_suite
+
+    iso = isolation(sandbox)
+    tasks = load_suite(name)
+    results = []
+    with Progress(console=render.err, transient=True, disable=as_json) as progress:
+        bar = progress.add_task(f"suite {name}", total=len(tasks))
+        for item in tasks:
+            results.append(preflight(item, iso))
+            progress.advance(bar)
+    ok = all(r.ok for r in results)
+    if as_json:
+        render.emit_json({"suite": name, "ok": ok, "isolation": iso.line(), "tasks": [r.as_json() for r in results]})
+    else:
+        table = Table(title=f"suite {name}: preflight ({iso.line()})")
+        for column in ("task", "untouched", "solution", "verdict"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            table.add_row(r.task, r.untouched.status, r.solved.status,
+                          Text("ok", style="green") if r.ok else Text(r.detail, style="bold red"))
+        render.out.print(table)
+    if not ok:
+        raise typer.Exit(1)

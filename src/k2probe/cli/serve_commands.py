@@ -1,0 +1,161 @@
+"""Commands that serve or load a route: bench, emulator."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from k2probe.cli.app import (
+    JsonOpt,
+    RouteOpt,
+    _finite,
+    _notices,
+    app,
+    render,
+)
+from k2probe.core.errors import UsageError
+from k2probe.emulator.settings import FAULT_KINDS, PERSONALITIES
+
+if TYPE_CHECKING:
+    pass
+
+
+def _numbers(text: str | None, kind: type, option: str) -> list[Any]:
+    if not text:
+        return []
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: not a list of numbers", fix=f"e.g. {option} 1,8,32") from exc
+    if not values or any(not math.isfinite(v) or v <= 0 or v > 100_000 for v in values):
+        raise UsageError(f"{option} {text!r}: each value must be a positive number up to 100000",
+                         fix=f"e.g. {option} 1,8,32")
+    return values
+
+
+@app.command()
+def bench(route: RouteOpt = None,
+          concurrency: Annotated[str | None, typer.Option("--concurrency", help="closed loop: requests in flight, "
+                                                          "a sweep when several (1,8,32)", metavar="N[,N...]")] = None,
+          rate: Annotated[str | None, typer.Option("--rate", help="open loop: Poisson arrivals per second, a sweep "
+                                                   "when several", metavar="R[,R...]")] = None,
+          requests: Annotated[int | None, typer.Option("--requests", min=1, max=10_000_000,
+                                                       help="requests per step (default 100 unless --duration)",
+                                                       metavar="N")] = None,
+          duration: Annotated[float | None, typer.Option("--duration", min=0.1, max=86400, callback=_finite,
+                                                         help="seconds per step", metavar="S")] = None,
+          stream: Annotated[bool, typer.Option("--stream/--no-stream", help="stream the answers (TTFT, ITL)")] = True,
+          prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", min=1, max=200_000, help="prompt length",
+                                                     metavar="N")] = 256,
+          max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=100_000, help="output budget per "
+                                                  "request", metavar="N")] = 64,
+          slo: Annotated[str | None, typer.Option("--slo", help="goodput limits: ttft_ms=…,itl_ms=…,e2e_ms=…",
+                                                  metavar="NAME=MS[,...]")] = None,
+          workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="client processes "
+                                                      "(default: up to 4, one per core)", metavar="W")] = None,
+          html: Annotated[Path | None, typer.Option("--html", help="write the charts here", metavar="FILE")] = None,
+          as_json: JsonOpt = False) -> None:
+    """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
+    from k2probe.load.bench import BenchPlan, default_workers, run_bench
+    from k2probe.session import open_session
+
+    limits: dict[str, float] = {}
+    for item in (slo or "").split(","):
+        if not item.strip():
+            continue
+        name, _, value = item.partition("=")
+        if name.strip() not in ("ttft_ms", "itl_ms", "e2e_ms"):
+            raise UsageError(f"--slo {item!r}: unknown limit", fix="use ttft_ms, itl_ms, e2e_ms, e.g. --slo ttft_ms=500")
+        [number] = _numbers(value, float, "--slo " + name.strip())
+        limits[name.strip().removesuffix("_ms")] = number
+    concurrencies = _numbers(concurrency, int, "--concurrency")
+    rates = _numbers(rate, float, "--rate")
+    if html is not None and not html.parent.is_dir():
+        raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
+    if not concurrencies and not rates:
+        concurrencies = [1, 8]
+    with open_session("bench", route) as session:
+        _notices(session.notices)
+        plan = BenchPlan(session.route.base_url or "", session.route.key(), session.route.model, session.route.headers,
+                         stream, prompt_tokens, max_tokens, concurrencies, rates,
+                         requests if requests or duration else 100, duration, limits, workers or default_workers())
+
+        def shown(row: dict[str, Any]) -> None:
+            if not as_json:
+                where = f"concurrency {row['concurrency']}" if "concurrency" in row else f"rate {row['rate']:g}/s"
+                ttft = row["ttft_ms"] if stream else row["e2e_ms"]
+                label = "TTFT" if stream else "latency"
+                render.notice(f"{where}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
+                              f"{row['output_tps']:.0f} tok/s, {label} p50 {ttft['p50'] or 0:.1f} / p99 "
+                              f"{ttft['p99'] or 0:.1f} ms, failed {row['failed'] or 0}")
+
+        steps, merged = run_bench(plan, session.profile, on_step=shown)
+        import base64
+
+        session.summary = {"steps": steps, "histograms": {
+            index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
+            for index, result in merged.items()}}
+        document = {"route": session.route.name, "run_id": session.run_id, "emulated": session.route.emulated,
+                    "steps": steps}
+        if html is not None:
+            from k2probe.report.bench_html import write_bench_report
+
+            write_bench_report(html, session.route.name, session.run_id, steps, emulated=session.route.emulated,
+                               stream=stream)
+            if not as_json:
+                render.notice(f"wrote {html}")
+    if as_json:
+        render.emit_json(document)
+    else:
+        from k2probe.load.bench import print_steps
+
+        print_steps(steps, stream, session.route.emulated)
+
+
+@app.command()
+def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", help="loopback address to serve on",
+                                               metavar="TEXT")] = "127.0.0.1",
+             port: Annotated[int, typer.Option(envvar="K2PROBE_EMULATOR_PORT", min=0, max=65535,
+                                               help="0: any free port", metavar="N")] = 8765,
+             api_key: Annotated[str, typer.Option("--api-key", envvar="K2PROBE_EMULATOR_KEY", help="the key it accepts",
+                                                  metavar="TEXT")] = "sk-k2probe-emulator",
+             personality: Annotated[str, typer.Option(help=f"one of {', '.join(PERSONALITIES)}",
+                                                      metavar="TEXT")] = "moonshot",
+             fault: Annotated[list[str] | None, typer.Option(
+                 "--fault", help=f"KIND=RATE, KIND in {', '.join(FAULT_KINDS)}", metavar="TEXT")] = None,
+             ttft_ms: Annotated[float, typer.Option("--ttft-ms", min=0, max=600_000, callback=_finite,
+                                                   help="injected time to first token", metavar="NUMBER")] = 0.0,
+             itl_ms: Annotated[float, typer.Option("--itl-ms", min=0, max=60_000, callback=_finite,
+                                                  help="injected gap between tokens", metavar="NUMBER")] = 0.0,
+             rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=10_000_000,
+                                                     help="requests per minute, then 429", metavar="N")] = None,
+             max_concurrency: Annotated[int | None, typer.Option("--max-concurrency", min=1, max=1_000_000,
+                                                                  help="concurrent requests, then 429", metavar="N")] = None,
+             seed: Annotated[int, typer.Option("--seed", help="for the scripted slips and faults", metavar="N")] = 0,
+             slip_rate: Annotated[float, typer.Option("--slip-rate", min=0, max=1, callback=_finite,
+                                                     help="share of scripted agent steps that slip", metavar="NUMBER")
+                                  ] = 0.0,
+             wrong_rate: Annotated[float, typer.Option("--wrong-rate", min=0, max=1, callback=_finite,
+                                                      help="share of HumanEval answers that are wrong",
+                                                      metavar="NUMBER")] = 0.0,
+             tool_fault_rate: Annotated[float, typer.Option("--tool-fault-rate", min=0, max=1, callback=_finite,
+                                                           help="share of tool calls broken as vendors break them",
+                                                           metavar="NUMBER")] = 0.0,
+             workers: Annotated[int, typer.Option("--workers", envvar="K2PROBE_EMULATOR_WORKERS", min=1, max=64,
+                                                  help="serve from this many processes (each with its own state)",
+                                                  metavar="N")] = 1) -> None:
+    """Serve the Kimi emulator on loopback."""
+    from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
+
+    try:
+        settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
+                                    ttft_ms=ttft_ms, itl_ms=itl_ms, rpm=rpm, max_concurrency=max_concurrency,
+                                    seed=seed, slip_rate=slip_rate, wrong_rate=wrong_rate,
+                                    tool_fault_rate=tool_fault_rate)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")
+    serve_forever(settings, host=host, port=port, workers=workers)
