@@ -117,6 +117,8 @@ def test_eval_of_a_shipped_repo_suite_links_samples_to_agent_attempts(cli, workd
     assert result.code == 0, result.stderr
     samples = result.json()["samples"]
     assert sorted(s["task_id"] for s in samples) == ["roman", "slugify"]
+    tools = result.json()["metrics"][result.json()["routes"][0]]["tool_call_failure_rate"]
+    assert tools["n"] >= 4 and tools["value"] == 0.0  # every tool call the loop made, none failed on the emulator
     assert all(s["outcome"] == "passed" for s in samples)
     with _db(workdir) as db:
         rows = db.execute("select a.task_id, s.task_id from attempts a join samples s on s.id = a.sample_id").fetchall()

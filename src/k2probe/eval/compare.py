@@ -38,7 +38,8 @@ def compare(store: Store, prefixes: list[str], reference: str | None = None) -> 
         if run["command"] != "eval":
             raise UsageError(f"run {run['id'][:8]} is a `{run['command']}` run", fix="compare evaluation runs")
     per_run = [(run, store.samples(run["id"])) for run in runs]
-    seen: Counter[str] = Counter(s["route"] for _, samples in per_run for s in {x["route"]: x for x in samples}.values())
+    # in how many of the runs each route appears: a route in two runs is told apart by its run
+    seen: Counter[str] = Counter(route for _, samples in per_run for route in {s["route"] for s in samples})
     routes: dict[str, dict[str, Any]] = {}
     paired: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
     for run, samples in per_run:

@@ -20,8 +20,8 @@ def _rate(hits: int, n: int) -> dict[str, Any]:
     return {"value": hits / n if n else None, "n": n, "ci95": list(interval) if interval else None}
 
 
-def _spread(values: list[float]) -> dict[str, Any]:
-    return {"avg": sum(values) / len(values) if values else None, "p95": percentile(values, 95), "n": len(values)}
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, Any]]:
@@ -82,6 +82,7 @@ def _metrics(samples: list[dict[str, Any]], reviews: dict[str, dict[str, Any]], 
     seconds = [f["seconds"] for f in firsts if f["seconds"] is not None]
     first_calls = [f["calls"] for f in firsts if f["calls"] is not None]
     repairs = [r["repair_minutes"] for r in reviewed if r["repair_minutes"] is not None]
+    per_sample = [float(s["latency_ms"]) for s in done if s.get("latency_ms")]
     tokens = {k: sum(t[k] for t in totals) for k in ("prompt_tokens", "completion_tokens", "reasoning_tokens",
                                                      "cached_tokens")}
     return {
@@ -94,10 +95,10 @@ def _metrics(samples: list[dict[str, Any]], reviews: dict[str, dict[str, Any]], 
         "tool_call_failure_rate": {**_rate(tool_failed, tool_calls), "by_type": dict(by_type)},
         "repair_minutes": {"total": sum(repairs), "mean": sum(repairs) / len(repairs) if repairs else None,
                            "n": len(repairs)},
-        "latency_avg_ms": {"per_call": _spread(latencies)["avg"], "per_sample": _spread(_sample_latency(done))["avg"],
-                           "n_calls": len(latencies), "n_samples": len(_sample_latency(done))},
-        "latency_p95_ms": {"per_call": percentile(latencies, 95), "per_sample": percentile(_sample_latency(done), 95),
-                           "n_calls": len(latencies), "n_samples": len(_sample_latency(done))},
+        "latency_avg_ms": {"per_call": _mean(latencies), "per_sample": _mean(per_sample),
+                           "n_calls": len(latencies), "n_samples": len(per_sample)},
+        "latency_p95_ms": {"per_call": percentile(latencies, 95), "per_sample": percentile(per_sample, 95),
+                           "n_calls": len(latencies), "n_samples": len(per_sample)},
         "total_tokens": {**tokens, "total": tokens["prompt_tokens"] + tokens["completion_tokens"], "n": calls},
         "cost_per_accepted_usd": {
             "value": "unknown" if unpriced else (cost / accepted if accepted else None),
@@ -108,9 +109,6 @@ def _metrics(samples: list[dict[str, Any]], reviews: dict[str, dict[str, Any]], 
         "error_rate": _rate(errors, len(done)),
     }
 
-
-def _sample_latency(samples: list[dict[str, Any]]) -> list[float]:
-    return [float(s["latency_ms"]) for s in samples if s.get("latency_ms")]
 
 
 def _pass_at_k(samples: list[dict[str, Any]], epochs: int) -> dict[str, Any]:

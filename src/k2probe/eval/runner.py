@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from k2probe.core.records import linked
@@ -39,7 +39,6 @@ class Progress:
     failed: int = 0
     errors: int = 0
     cost_usd: float = 0.0
-    started: float = field(default_factory=time.monotonic)
 
     def add(self, outcome: str, cost: float | None) -> None:
         self.done += 1

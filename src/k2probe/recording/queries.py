@@ -86,18 +86,19 @@ def tool_failures(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     """Per route: tool calls made by agent attempts and the failed ones by type."""
     store.flush()
     with Session(store.engine) as session:
-        rows = session.execute(select(AttemptRow.route, AttemptRow.failures, AttemptRow.id)
-                               .where(AttemptRow.run_id == run_id)).all()
-        out: dict[str, dict[str, Any]] = {}
-        for route, failures, attempt_id in rows:
-            entry = out.setdefault(route, {"tool_calls": 0, "failed": 0, "by_type": {}})
-            for record in session.scalars(select(StepRow.record).where(StepRow.attempt_id == attempt_id)):
-                entry["tool_calls"] += len((record or {}).get("tools") or [])
-            for kind, count in (failures or {}).items():
-                entry["by_type"][kind] = entry["by_type"].get(kind, 0) + int(count)
-                entry["failed"] += int(count)
-        return out
-
+        rows = session.execute(select(AttemptRow.route, AttemptRow.failures).where(AttemptRow.run_id == run_id)).all()
+        steps = session.execute(select(AttemptRow.route, StepRow.record).join(AttemptRow,
+                                                                              StepRow.attempt_id == AttemptRow.id)
+                                .where(AttemptRow.run_id == run_id)).all()  # one query, not one per attempt
+    out: dict[str, dict[str, Any]] = {}
+    for route, failures in rows:
+        entry = out.setdefault(route, {"tool_calls": 0, "failed": 0, "by_type": {}})
+        for kind, count in (failures or {}).items():
+            entry["by_type"][kind] = entry["by_type"].get(kind, 0) + int(count)
+            entry["failed"] += int(count)
+    for route, record in steps:
+        out[route]["tool_calls"] += len((record or {}).get("tools") or [])
+    return out
 
 
 def fallbacks(store: Store, run_id: str) -> dict[str, int]:

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from k2probe.core.errors import ConfigError
 
 Write = Callable[[Session], None]
-_FLUSH = object()
 
 
 class Recorder:
