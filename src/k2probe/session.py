@@ -50,6 +50,14 @@ class Session:
                          fallbacks=fallbacks)
 
 
+def _serve(route: Route, stack: contextlib.ExitStack, settings: EmulatorSettings | None = None
+           ) -> tuple[Route, EmulatorServer]:
+    """Start the built-in emulator for an emulated route (stopped when `stack` closes); the route now points at it."""
+    server = EmulatorServer(settings or EmulatorSettings(api_key=route.key(), personality=route.personality)).start()
+    stack.callback(server.stop)
+    return route.model_copy(update={"base_url": server.base_url}), server
+
+
 @contextmanager
 def open_session(command: str, route_name: str | None = None, *, emulator: EmulatorSettings | None = None,
                  config_snapshot: dict[str, Any] | None = None, route: Route | None = None,
@@ -71,19 +79,13 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
     with contextlib.ExitStack() as stack:  # whatever opened is closed, in reverse, even when a later open fails
         server: EmulatorServer | None = None
         if route.emulated:
-            settings = emulator or EmulatorSettings(api_key=route.key(), personality=route.personality)
-            server = EmulatorServer(settings).start()
-            stack.callback(server.stop)
-            route = route.model_copy(update={"base_url": server.base_url})
+            route, server = _serve(route, stack, emulator)
             notices.append(EMULATOR_NOTICE.format(url=server.base_url))
         fallbacks: list[tuple[Route, Profile]] = []
         for name in route.fallback:  # each fallback route ready to take over (its own emulator when emulated)
             other = resolve_route(name, load_file())
             if other.emulated:
-                other_server = EmulatorServer(EmulatorSettings(api_key=other.key(), personality=other.personality))
-                other_server.start()
-                stack.callback(other_server.stop)
-                other = other.model_copy(update={"base_url": other_server.base_url})
+                other, _ = _serve(other, stack)
             remember(other.key())
             fallbacks.append((other, choose_profile(other.model, other.profile).profile))
         choice: ProfileChoice = choose_profile(route.model, route.profile)
