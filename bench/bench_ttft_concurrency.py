@@ -26,6 +26,7 @@ async def _measure(route: Route, streams: int, max_tokens: int) -> list:  # type
     async with Transport(route, profile_for(route.model, None)) as transport:
         body = {"model": route.model, "messages": [{"role": "user", "content": "hi"}], "stream": True,
                 "max_tokens": max_tokens}
+        await asyncio.gather(*(transport.chat(body) for _ in range(streams)))  # warm-up: connections opened
         outcomes = await asyncio.gather(*(transport.chat(body) for _ in range(streams)))
     return [o.last for o in outcomes]
 
@@ -35,8 +36,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--ttft-ms", type=float, default=200.0)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--itl-ms", type=float, default=20.0)
     args = parser.parse_args()
-    server, base_url = start_emulator("--ttft-ms", str(args.ttft_ms))
+    server, base_url = start_emulator("--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms))
     try:
         route = Route(name="bench", base_url=base_url, api_key=SecretStr("sk-k2probe-emulator"),
                       api_key_env="X", model="kimi-k2.7-code")
@@ -50,7 +52,7 @@ def main() -> None:
     print(f"recorded apart: pool wait max {max(c.pool_ms for c in calls):.1f} ms, connect max "
           f"{max(c.connect_ms for c in calls):.1f} ms; failures {sum(1 for c in calls if c.error_type)}")
     print(f"reproduce: {sys.executable} bench/bench_ttft_concurrency.py --streams {args.streams} "
-          f"--ttft-ms {args.ttft_ms:g} --max-tokens {args.max_tokens}")
+          f"--ttft-ms {args.ttft_ms:g} --itl-ms {args.itl_ms:g} --max-tokens {args.max_tokens}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_closed_loop_sweep_measures_the_injected_ttft(cli, emulator):
 
 
 def test_open_loop_keeps_its_schedule_and_counts_failures_by_kind(cli, emulator):
-    server = emulator(faults={"rate_limit": 0.2}, seed=3)
+    server = emulator(faults={"rate_limit": 0.2}, seed=3, ttft_ms=5)  # no answer can come within 1 ms
     result = cli("bench", "--rate", "40", "--requests", "60", "--no-stream", "--slo", "e2e_ms=1", "--workers", "1",
                  "--json", env=route_env(server), timeout=300)
     assert result.code == 0, result.stderr

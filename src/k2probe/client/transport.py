@@ -20,6 +20,7 @@ from openai import AsyncOpenAI, DefaultAsyncHttpx2Client
 
 from k2probe import __version__
 from k2probe.client.stream import Listener, StreamAccumulator
+from k2probe.client.wire import arrival, stamped
 from k2probe.core.config import Route
 from k2probe.core.errors import ConfigError
 from k2probe.core.failures import Failure, from_body, from_exception, stream_error
@@ -135,19 +136,20 @@ def proxy_mounts() -> dict[str, httpx2.AsyncBaseTransport | None]:
     client given its own transport would otherwise ignore them."""
     from httpx2._utils import get_environment_proxies
 
-    return {pattern: None if url is None else httpx2.AsyncHTTPTransport(proxy=url, socket_options=SOCKET_OPTIONS,
-                                                                        limits=POOL_LIMITS)
+    return {pattern: None if url is None else stamped(httpx2.AsyncHTTPTransport(proxy=url, socket_options=SOCKET_OPTIONS,
+                                                                                limits=POOL_LIMITS))
             for pattern, url in get_environment_proxies().items()}
 
 
 def make_client(route: Route, timeout_s: float = 600.0) -> AsyncOpenAI:
-    """An AsyncOpenAI client for a route; TCP_NODELAY so small SSE writes are not held back by Nagle's algorithm."""
+    """An AsyncOpenAI client for a route; TCP_NODELAY so small SSE writes are not held back by Nagle's algorithm, and
+    reads stamped by the kernel (client.wire) so stream timings are the server's, not this process's backlog."""
     if not route.api_key or not route.key():
         env = route.api_key_env or "AI_GATEWAY_API_KEY"
         raise ConfigError(f"no API key for route {route.name!r}", fix=f"export {env}=<your key>")
     if not route.base_url:
         raise ConfigError(f"route {route.name!r} has no base URL", fix="set AI_GATEWAY_BASE_URL")
-    transport = httpx2.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, limits=POOL_LIMITS)
+    transport = stamped(httpx2.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, limits=POOL_LIMITS))
     http_client = DefaultAsyncHttpx2Client(transport=transport, mounts=proxy_mounts(),
                                            timeout=httpx2.Timeout(timeout_s, connect=5.0), limits=POOL_LIMITS,
                                            event_hooks={"request": [_stamp]})
@@ -357,7 +359,7 @@ class Transport:
                     if isinstance(chunk, dict) and chunk.get("error") and not chunk.get("choices"):
                         outcome.failure, done = stream_error(chunk), True
                     elif isinstance(chunk, dict):
-                        acc.feed(chunk, time.perf_counter())
+                        acc.feed(chunk, arrival(response.http_response))
         except (openai.APIError, json.JSONDecodeError) as exc:
             outcome.failure = from_exception(exc, mid_stream=acc.chunks > 0 or record.status is not None)
         except httpx2.TimeoutException:

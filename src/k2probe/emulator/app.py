@@ -11,9 +11,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from k2probe.emulator import litellm
 from k2probe.emulator.answers import Answer, answer_for, text_of
@@ -23,6 +25,7 @@ from k2probe.emulator.faults import STREAM_ONLY, FaultPlan
 from k2probe.emulator.files import FileStore
 from k2probe.emulator.media import inspect_media
 from k2probe.emulator.personalities import PERSONALITY, Personality
+from k2probe.emulator.protocol import ARRIVED
 from k2probe.emulator.schema import check_shape
 from k2probe.emulator.scripted import scripted_answer
 from k2probe.emulator.settings import EmulatorSettings
@@ -163,7 +166,8 @@ class Emulator:
         return body
 
     async def chat(self, request: Request) -> Response:
-        arrived = time.monotonic()  # injected latency counts from here, so the emulator's own work does not add to it
+        # injected latency counts from the request's arrival (before routing), so the emulator's own work does not add to it
+        arrived = float(request.scope.get(ARRIVED) or time.monotonic())
         self.requests_seen += 1
         if (denied := self.deny(request)) is not None:
             return denied
@@ -259,6 +263,17 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("404 page not found" if status == 404 else "method not allowed", status_code=status)
 
 
+class _Arrival:
+    """Raw ASGI middleware: stamps a request on reaching the app, where the server's protocol has not (another server)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault(ARRIVED, time.monotonic())
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: EmulatorSettings | None = None) -> Starlette:
     """Build the emulator app; `app.state.emulator` exposes its state to in-process tests."""
     emu = Emulator(settings or EmulatorSettings())
@@ -272,7 +287,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/v1/tokenizers/estimate-token-count", emu.estimate, methods=["POST"]),
         Route("/v1/users/me/balance", emu.balance, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found}, middleware=[Middleware(_Arrival)])
     app.state.emulator = emu
     app.state.request_id = uuid.uuid4().hex
     return app

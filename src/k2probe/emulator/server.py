@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from k2probe.emulator.app import Emulator, create_app
+from k2probe.emulator.protocol import LOOP, ArrivalProtocol
 from k2probe.emulator.settings import EmulatorSettings
 
 
@@ -26,7 +27,8 @@ class EmulatorServer:
         self.port = port  # 0: uvicorn binds a free port, read back once started
         # uvicorn binds itself: handing it a pre-bound socket left accepted connections with a 40 ms
         # Nagle/delayed-ACK stall on every reused keep-alive connection.
-        config = uvicorn.Config(self.app, host=host, port=port, log_level="error", access_log=False, lifespan="off")
+        config = uvicorn.Config(self.app, host=host, port=port, log_level="error", access_log=False, lifespan="off",
+                                http=ArrivalProtocol, loop=LOOP)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -74,8 +76,8 @@ def serve_forever(settings: EmulatorSettings, host: str = "127.0.0.1", port: int
     """Serve in the foreground until interrupted (the `k2probe emulator` command); `workers` > 1 serves from that
     many processes, each with its own state (fault plan, rate limits, files), all told the same latencies."""
     if workers <= 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", http=ArrivalProtocol, loop=LOOP)
         return
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
     uvicorn.run("k2probe.emulator.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, http=ArrivalProtocol, loop=LOOP)

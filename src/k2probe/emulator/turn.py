@@ -163,9 +163,9 @@ class Turn:
                     delay_ms = (self.arrived - time.monotonic()) * 1000.0 + delay_ms
                 if delay_ms > 0:
                     await asyncio.sleep(delay_ms / 1000.0)
-                if i == self.first_token_event:
-                    first_sent = time.monotonic()
                 yield f"{prefix}{json.dumps(event)}\n\n".encode()
+                if i == self.first_token_event:  # resumed once the server has written the token to the socket
+                    first_sent = time.monotonic()
             if late_error is None:
                 if self.stamp and first_sent is not None:  # the server's TTFT, an SSE comment (Moonshot sends none)
                     yield f": k2probe-server ttft_us={int((first_sent - self.arrived) * 1e6)}\n\n".encode()

@@ -11,6 +11,7 @@ from typing import Any
 import httpx2
 import orjson
 
+from k2probe.client.wire import arrival, stamped
 from k2probe.core.failures import Failure, from_body
 
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -34,7 +35,7 @@ class LeanClient:
     def __init__(self, base_url: str, key: str, headers: dict[str, str] | None = None, connections: int = 1000,
                  timeout_s: float = 600.0) -> None:
         limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-        transport = httpx2.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, limits=limits)
+        transport = stamped(httpx2.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, limits=limits))
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.client = httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(timeout_s, connect=10.0),
                                          headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
@@ -61,7 +62,7 @@ class LeanClient:
                     return Shot(False, failure.cause)
                 if not stream:
                     body = orjson.loads(await response.aread())
-                    done = time.perf_counter()
+                    done = arrival(response)
                     t0 = wire[0] if wire else started
                     usage = body.get("usage") or ((body.get("choices") or [{}])[0].get("usage")) or {}
                     return Shot(True, e2e_us=int((done - t0) * 1e6), output_tokens=int(usage.get("completion_tokens")
@@ -90,7 +91,7 @@ class LeanClient:
             data = line[5:].strip()
             if data == "[DONE]":
                 continue
-            now = time.perf_counter()
+            now = arrival(response)
             chunk = orjson.loads(data)
             if chunk.get("error") and not chunk.get("choices"):
                 return Shot(False, "stream_error")
@@ -114,7 +115,7 @@ class LeanClient:
                 finished = finished or bool(choice.get("finish_reason"))
             if usage:
                 usage_tokens = int(usage.get("completion_tokens") or 0)
-        shot.e2e_us = int((time.perf_counter() - t0) * 1e6)  # the whole answer, to its last byte
+        shot.e2e_us = int((arrival(response) - t0) * 1e6)  # the whole answer, to its last byte
         shot.output_tokens = usage_tokens or tokens
         if not finished:
             return Shot(False, "stream_cut")

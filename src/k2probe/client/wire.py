@@ -1,0 +1,247 @@
+"""Bytes stamped by the kernel as they arrive: an httpcore network backend whose reads return, with the data, the time
+the kernel received it (SO_TIMESTAMPNS), so a busy client loop — 200 streams on one core — does not inflate TTFT or ITL.
+
+Plain TCP and TLS both read through `recvmsg`; TLS runs in memory (ssl.SSLObject) over the stamped socket. Where the OS
+gives no receive stamp, a read is stamped when it returns, as any client would."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import httpcore2
+import httpx2
+
+from k2probe.core import stamps
+
+_T = TypeVar("_T")
+
+
+class StampedStream(httpcore2.AsyncNetworkStream):
+    """A non-blocking socket read with recvmsg; `arrived` is when the bytes of the latest read reached the kernel."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.arrived: float | None = None
+        self.stamped = stamps.enable(sock)  # whether the kernel stamps this socket's reads
+
+    async def _ready(self, add: Callable[..., None], remove: Callable[[int], bool]) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+
+        def wake() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        add(fd, wake)
+        try:
+            await waiter
+        finally:
+            remove(fd)
+
+    async def recv(self, max_bytes: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data, ancillary, _flags, _addr = self.sock.recvmsg(max_bytes, stamps.ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                await self._ready(loop.add_reader, loop.remove_reader)
+                continue
+            self.arrived = stamps.received(ancillary, time.perf_counter())
+            return data
+
+    async def send(self, buffer: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, buffer)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await _bounded(self.recv(max_bytes), timeout, httpcore2.ReadTimeout, httpcore2.ReadError)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            await _bounded(self.send(buffer), timeout, httpcore2.WriteTimeout, httpcore2.WriteError)
+
+    async def aclose(self) -> None:
+        self.sock.close()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore2.AsyncNetworkStream:
+        return await _handshake(TLSStream(self, ssl_context, server_hostname), timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "socket":
+            return self.sock
+        if info == "client_addr":
+            return self.sock.getsockname()
+        if info == "server_addr":
+            return self.sock.getpeername()
+        if info == "is_readable":
+            return _readable(self.sock)
+        return None
+
+
+class TLSStream(httpcore2.AsyncNetworkStream):
+    """TLS in memory over a stamped stream (a socket, or TLS itself: an HTTPS proxy's tunnel to an HTTPS server);
+    decrypted bytes carry the arrival stamp of the socket read that brought their record."""
+
+    def __init__(self, raw: StampedStream | TLSStream, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        self.raw = raw
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=server_hostname)
+
+    @property
+    def arrived(self) -> float | None:
+        return self.raw.arrived
+
+    @property
+    def sock(self) -> socket.socket:
+        return self.raw.sock
+
+    async def _run(self, operation: Callable[[], _T]) -> _T:
+        while True:
+            try:
+                result = operation()
+            except ssl.SSLWantReadError:
+                await self._flush()
+                data = await self.raw.recv(65536)
+                if data:
+                    self.incoming.write(data)
+                else:
+                    self.incoming.write_eof()
+                continue
+            await self._flush()
+            return result
+
+    async def _flush(self) -> None:
+        pending = self.outgoing.read()
+        if pending:
+            await self.raw.send(pending)
+
+    async def handshake(self) -> None:
+        await self._run(self.tls.do_handshake)
+
+    async def recv(self, max_bytes: int) -> bytes:
+        try:
+            return await self._run(lambda: self.tls.read(max_bytes))
+        except ssl.SSLZeroReturnError:
+            return b""
+
+    async def send(self, buffer: bytes) -> None:
+        await self._run(lambda: self.tls.write(buffer))
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await _bounded(self.recv(max_bytes), timeout, httpcore2.ReadTimeout, httpcore2.ReadError)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            await _bounded(self.send(buffer), timeout, httpcore2.WriteTimeout, httpcore2.WriteError)
+
+    async def aclose(self) -> None:
+        self.sock.close()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore2.AsyncNetworkStream:
+        return await _handshake(TLSStream(self, ssl_context, server_hostname), timeout)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self.tls
+        return self.raw.get_extra_info(info)
+
+
+async def _handshake(tls: TLSStream, timeout: float | None) -> TLSStream:
+    try:
+        await _bounded(tls.handshake(), timeout, httpcore2.ConnectTimeout, httpcore2.ConnectError)
+    except BaseException:
+        tls.sock.close()
+        raise
+    return tls
+
+
+async def _bounded(operation: Awaitable[_T], timeout: float | None, on_timeout: type[Exception],
+                   on_error: type[Exception]) -> _T:
+    """Run a socket operation within `timeout`, raising httpcore's own exceptions as its pool expects."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await operation
+    except TimeoutError as exc:
+        raise on_timeout(str(exc) or "timed out") from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise on_error(str(exc) or type(exc).__name__) from exc
+
+
+def _readable(sock: socket.socket) -> bool:
+    import select
+
+    try:
+        ready, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
+
+
+class StampedBackend(httpcore2.AsyncNetworkBackend):
+    """httpcore's backend for TCP connections whose reads are kernel-stamped; Unix sockets keep the default backend."""
+
+    def __init__(self) -> None:
+        self.fallback = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore2.AsyncNetworkStream:
+        return await _bounded(self._connect(host, port, local_address, list(socket_options or ())), timeout,
+                              httpcore2.ConnectTimeout, httpcore2.ConnectError)
+
+    async def _connect(self, host: str, port: int, local_address: str | None,
+                       options: list[Any]) -> StampedStream:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if not infos:
+            raise OSError(f"no address for {host}")
+        failure: OSError | None = None
+        for family, kind, proto, _name, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                if family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for option in options:
+                    sock.setsockopt(*option)
+                if local_address:
+                    sock.bind((local_address, 0))
+                await loop.sock_connect(sock, address)
+                return StampedStream(sock)
+            except OSError as exc:
+                sock.close()
+                failure = exc
+            except BaseException:
+                sock.close()
+                raise
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None) -> httpcore2.AsyncNetworkStream:
+        return await self.fallback.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def stamped(transport: httpx2.AsyncHTTPTransport) -> httpx2.AsyncHTTPTransport:
+    """The same transport, its pool (direct or through a proxy) connecting through StampedBackend."""
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend") and hasattr(socket.socket, "recvmsg"):
+        pool._network_backend = StampedBackend()
+    return transport
+
+
+def arrival(response: httpx2.Response) -> float:
+    """When the bytes just read from this response reached the machine: the kernel's stamp of the latest socket
+    read, or now when there is none (another backend, an HTTP/2 stream, a platform without receive stamps)."""
+    stream = response.extensions.get("network_stream")
+    arrived = getattr(stream, "arrived", None)
+    return arrived if isinstance(arrived, float) else time.perf_counter()

@@ -1,0 +1,37 @@
+"""Receive stamps from the kernel: SO_TIMESTAMPNS makes each socket read carry when its bytes reached the machine,
+which is the truth both sides of a timing need — the client for TTFT, the emulator for a request's arrival — however
+late a busy event loop gets round to the read."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+import time
+
+SO_TIMESTAMPNS = 35  # Linux (asm-generic): stamps as struct timespec on CLOCK_REALTIME
+ANCILLARY = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
+AVAILABLE = sys.platform.startswith("linux") and ANCILLARY > 0
+
+
+def enable(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp this socket's reads; False where it cannot (then reads are stamped on return)."""
+    if not AVAILABLE:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def received(ancillary: list[tuple[int, int, bytes]], now: float) -> float:
+    """When the last bytes of a read reached the kernel, on the clock `now` was read from (perf_counter or monotonic,
+    read just after the recvmsg). The realtime stamp is converted at the read, so no clock slew accumulates; a stamp
+    from the future or more than a minute old (the wall clock was stepped) is clamped."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            age = time.time() - (float(sec) + float(nsec) / 1e9)
+            return now - min(max(age, 0.0), 60.0)
+    return now
