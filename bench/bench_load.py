@@ -3,9 +3,12 @@ non-streaming body at the same concurrency against the same emulator (its own pr
 bench's TTFT against the emulator's own stamped TTFT — at 1 and many streams.
 
 Run: python bench/bench_load.py [--concurrency 64] [--seconds 8] [--emulator-workers 2] [--streams 1,256]
+     [--client-workers 1]
 
 Prints requests/s for each client and the ratios (k2probe / wrk, k2probe / SDK script), then the TTFT error (|client −
-server stamp|) p50 / p99 / max with n at each stream count. On a shared 2-core machine the clients and the emulator
+server stamp|) p50 / p99 / max with n at each stream count, for 1-token answers (TTFT alone) and 16-token ones
+(where a client that falls behind reads the first token together with later ones, and the kernel stamps a read
+by its last bytes). On a shared 2-core machine the clients and the emulator
 compete for the same cores: compare the ratios, not the absolute figures.
 """
 
@@ -21,20 +24,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import start_emulator
+from common import pinned, start_emulator
 
 KEY = "sk-k2probe-emulator"
 BODY = {"model": "kimi-k2.7-code", "max_tokens": 16,
         "messages": [{"role": "user", "content": "Review this function for correctness and propose a patch. " * 8}]}
 
 
-def _emulator(workers: int, ttft_ms: float, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    return start_emulator("--workers", str(workers), "--ttft-ms", str(ttft_ms), env=env)
+def _emulator(workers: int, ttft_ms: float, env: dict[str, str],
+              cpus: set[int] | None) -> tuple[subprocess.Popen[bytes], str]:
+    return start_emulator("--workers", str(workers), "--ttft-ms", str(ttft_ms), env=env, cpus=cpus)
 
 
-def _k2probe(base: str, env: dict[str, str], *args: str) -> dict[str, object]:
+def _k2probe(base: str, env: dict[str, str], cpus: set[int] | None, *args: str) -> dict[str, object]:
     done = subprocess.run([sys.executable, "-m", "k2probe", "bench", *args, "--json"], capture_output=True, text=True,
-                          env={**env, "AI_GATEWAY_API_KEY": KEY, "AI_GATEWAY_BASE_URL": base}, check=False)
+                          env={**env, "AI_GATEWAY_API_KEY": KEY, "AI_GATEWAY_BASE_URL": base}, check=False,
+                          preexec_fn=pinned(cpus))
     if done.returncode != 0:
         sys.exit(f"k2probe bench failed: {done.stderr[-400:]}")
     return json.loads(done.stdout)["steps"][0]  # type: ignore[no-any-return]
@@ -46,11 +51,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--emulator-workers", type=int, default=2)
     parser.add_argument("--streams", default="1,256")
+    parser.add_argument("--client-workers", type=int, default=1, help="k2probe bench --workers for timing truth")
+    parser.add_argument("--no-pin", action="store_true", help="let the server and the clients share every CPU")
     args = parser.parse_args()
+    # The same CPU budget for every client: the emulator on CPU 0, each client in turn on CPU 1. Unpinned, on a
+    # 2-core machine the ratio measures how much CPU each client leaves the server (wrk, in C, leaves it almost all).
+    pin = not args.no_pin and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+    server_cpus, client_cpus = ({0}, {1}) if pin else (None, None)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "MOONSHOT", "K2PROBE"))}
     env["K2PROBE_HOME"] = tempfile.mkdtemp(prefix="k2probe-bench-load-")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    server, base = _emulator(args.emulator_workers, 0, env)
+    server, base = _emulator(args.emulator_workers, 0, env, server_cpus)
     try:
         c, secs = args.concurrency, args.seconds
         wrk_rps = None
@@ -59,17 +70,21 @@ def main() -> None:
             script.write_text(f"wrk.method = 'POST'\nwrk.body = [[{json.dumps(BODY)}]]\n"
                               "wrk.headers['Content-Type'] = 'application/json'\n"
                               f"wrk.headers['Authorization'] = 'Bearer {KEY}'\n")
-            out = subprocess.run(["wrk", "-t2", f"-c{c}", f"-d{secs:g}s", "-s", str(script),
-                                  f"{base}/chat/completions"], capture_output=True, text=True, check=False).stdout
+            out = subprocess.run(["wrk", "-t1" if pin else "-t2", f"-c{c}", f"-d{secs:g}s", "-s", str(script),
+                                  f"{base}/chat/completions"], capture_output=True, text=True, check=False,
+                                 preexec_fn=pinned(client_cpus)).stdout
             found = re.search(r"Requests/sec:\s+([\d.]+)", out)
             wrk_rps = float(found.group(1)) if found else None
-        ours = _k2probe(base, env, "--no-stream", "--concurrency", str(c), "--duration", f"{secs:g}",
+        ours = _k2probe(base, env, client_cpus, *(["--workers", "1"] if pin else []), "--no-stream",
+                        "--concurrency", str(c), "--duration", f"{secs:g}",
                         "--prompt-tokens", "80", "--max-tokens", "16")
         sdk = subprocess.run([sys.executable, str(Path(__file__).with_name("sdk_load.py")), base, KEY, str(c),
-                              f"{secs:g}"], capture_output=True, text=True, env=env, check=False)
+                              f"{secs:g}"], capture_output=True, text=True, env=env, check=False,
+                             preexec_fn=pinned(client_cpus))
         sdk_rps = float(sdk.stdout.strip() or 0)
         k_rps = float(ours["rps"])  # type: ignore[arg-type]
-        print(f"non-streaming, concurrency {c}, {secs:g} s each, emulator with {args.emulator_workers} workers:")
+        print(f"non-streaming, concurrency {c}, {secs:g} s each, emulator with {args.emulator_workers} workers"
+              + (", the emulator on CPU 0 and each client on CPU 1:" if pin else ", all sharing every CPU:"))
         print(f"  wrk {wrk_rps or float('nan'):.1f} req/s · k2probe bench {k_rps:.1f} req/s · openai SDK script "
               f"{sdk_rps:.1f} req/s")
         if wrk_rps:
@@ -79,14 +94,18 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    server, base = _emulator(args.emulator_workers, 100, env)
+    server, base = _emulator(args.emulator_workers, 100, env, server_cpus)
     try:
         for streams in (int(s) for s in args.streams.split(",")):
-            step = _k2probe(base, env, "--concurrency", str(streams), "--requests", str(max(100, streams * 2)),
-                            "--max-tokens", "16")
-            error = step["ttft_error_ms"]
-            print(f"timing truth at {streams} streams: |TTFT − server stamp| p50 {error['p50']:.2f} · p99 "  # type: ignore[index]
-                  f"{error['p99']:.2f} · max {error['max']:.2f} ms (n={error['n']}; server told 100 ms)")  # type: ignore[index]
+            for tokens in (1, 16):
+                step = _k2probe(base, env, client_cpus, "--concurrency", str(streams),
+                                "--requests", str(max(100, streams * 2)),
+                                "--max-tokens", str(tokens), "--workers", str(args.client_workers))
+                error = step["ttft_error_ms"]
+                print(f"timing truth at {streams} streams, {tokens}-token answers: |TTFT − server stamp| p50 "
+                      f"{error['p50']:.2f} · p99 {error['p99']:.2f} · max {error['max']:.2f} ms (n={error['n']}; "  # type: ignore[index]
+                      f"server told 100 ms; first token read late with later ones: "
+                      f"{100 * (step['ttft_merged'] or 0):.0f}%)")  # type: ignore[operator]
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -95,7 +114,8 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     print(f"peak RSS of the largest process this run started (emulator workers included): {peak:.0f} MB")
     print(f"reproduce: {sys.executable} bench/bench_load.py --concurrency {args.concurrency} --seconds "
-          f"{args.seconds:g} --emulator-workers {args.emulator_workers} --streams {args.streams}")
+          f"{args.seconds:g} --emulator-workers {args.emulator_workers} --streams {args.streams} "
+          f"--client-workers {args.client_workers}" + (" --no-pin" if args.no_pin else ""))
 
 
 if __name__ == "__main__":

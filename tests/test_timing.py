@@ -4,6 +4,7 @@ counted from when the request went onto the wire — not when a busy event loop 
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import subprocess
 import sys
@@ -204,3 +205,59 @@ def test_200_concurrent_streams_each_ttft_within_a_few_ms_of_the_injected_one(tm
     assert statistics.median(errors) <= 5, errors
     assert errors[-1] <= 25, errors[-10:]  # every one within a few ms, on a shared 2-core machine
     assert max(o.last.connect_ms for o in outcomes) > 0  # 200 connections were opened, and timed apart from TTFT
+
+
+def test_the_load_client_says_when_a_late_read_merged_the_first_token_with_later_ones(emulator):
+    """The kernel stamps a read by its last bytes: a first token read late together with the next ones takes their
+    stamp. The bench's client flags it (and `k2probe bench` reports the share) rather than pass it off as TTFT."""
+    from k2probe.load.lean import LeanClient
+
+    server = emulator(ttft_ms=50, itl_ms=30)
+    payload = json.dumps(_body(max_tokens=4)).encode()
+
+    async def run(block_s: float) -> Any:
+        client = LeanClient(server.base_url, EMULATOR_KEY)
+        try:
+            await client.shot(payload, True)  # a warm connection
+
+            async def block() -> None:
+                await asyncio.sleep(0.02)
+                time.sleep(block_s)
+
+            shot, _ = await asyncio.gather(client.shot(payload, True), block())
+            return shot
+        finally:
+            await client.aclose()
+
+    prompt = asyncio.run(run(0.0))
+    assert prompt.ok and not prompt.ttft_merged
+    assert 49 <= prompt.ttft_us / 1000 <= 70
+    late = asyncio.run(run(0.15))  # tokens due at 50, 80, 110, 140 ms all wait in the socket until 170 ms
+    assert late.ok and late.ttft_merged
+
+
+def test_the_load_client_speaks_tls_and_honours_the_proxy_the_environment_names(tls_emulator, monkeypatch):
+    from k2probe.load.lean import LeanClient
+
+    payload = json.dumps(_body(max_tokens=4)).encode()
+
+    async def run() -> Any:
+        client = LeanClient(tls_emulator, EMULATOR_KEY)
+        try:
+            return await client.shot(payload, True)
+        finally:
+            await client.aclose()
+
+    direct = asyncio.run(run())
+    assert direct.ok and 299 <= direct.ttft_us / 1000 <= 340
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        proxied = asyncio.run(run())
+    assert proxied.ok and proxy.tunnels
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    with ConnectProxy() as bypassed:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{bypassed.port}")
+        assert asyncio.run(run()).ok
+    assert bypassed.tunnels == []  # NO_PROXY honoured

@@ -231,6 +231,15 @@ class StampedBackend(httpcore2.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+def proxy_for(url: httpx2.URL) -> str | None:
+    """The proxy the environment names for this URL (NO_PROXY applied), chosen as httpx chooses among its mounts."""
+    from httpx2._utils import URLPattern, get_environment_proxies
+
+    patterns = sorted(((URLPattern(pattern), proxy) for pattern, proxy in get_environment_proxies().items()),
+                      key=lambda item: item[0])
+    return next((proxy for pattern, proxy in patterns if pattern.matches(url)), None)
+
+
 def stamped(transport: httpx2.AsyncHTTPTransport) -> httpx2.AsyncHTTPTransport:
     """The same transport, its pool (direct or through a proxy) connecting through StampedBackend."""
     pool = getattr(transport, "_pool", None)
@@ -239,7 +248,7 @@ def stamped(transport: httpx2.AsyncHTTPTransport) -> httpx2.AsyncHTTPTransport:
     return transport
 
 
-def arrival(response: httpx2.Response) -> float:
+def arrival(response: httpx2.Response | httpcore2.Response) -> float:
     """When the bytes just read from this response reached the machine: the kernel's stamp of the latest socket
     read, or now when there is none (another backend, an HTTP/2 stream, a platform without receive stamps)."""
     stream = response.extensions.get("network_stream")

@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import openai
-
 RETRYABLE_STATUS = {408, 409, 500, 502, 503, 504}
 NOT_RETRYABLE_TYPES = {"exceeded_current_quota_error", "insufficient_quota"}
 
@@ -164,6 +162,8 @@ def _non_json(status: int, text: str, content_type: str) -> Failure:
 
 def from_exception(exc: BaseException, *, mid_stream: bool = False) -> Failure:
     """Classify an exception raised by the openai SDK (or by parsing its output)."""
+    import openai  # here, not at the top: the load test's workers classify bodies without the SDK (0.4 s to import)
+
     if isinstance(exc, openai.APIStatusError):
         headers = exc.response.headers
         kind, message = _envelope(exc.body)

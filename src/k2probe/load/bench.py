@@ -72,6 +72,9 @@ def summary(step: dict[str, Any], result: StepResult) -> dict[str, Any]:
             "ttft_ms": _ms(h["ttft"]), "ttfc_ms": _ms(h["ttfc"]), "itl_ms": _ms(h["itl"]),
             "tpot_ms": _ms(h["tpot"]), "e2e_ms": _ms(h["e2e"]), "sender_lag_ms": _ms(h["lag"]),
             "ttft_error_ms": _ms(h["ttft_error"]),  # |ours − the server's stamped TTFT|, where the server stamps it
+            # share of answered streams whose first token was read late together with a later one (the client fell
+            # behind): the kernel stamps a read by its last bytes, so their TTFT is the later token's arrival
+            "ttft_merged": result.merged / h["ttft"].get_total_count() if h["ttft"].get_total_count() else None,
             "goodput": {"share": result.good / result.sent if result.sent else None, "rps": result.good / wall},
             "wall_s": result.wall_s}
 
@@ -142,3 +145,11 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
                       f"{s['itl_ms']['p50'] or 0:.1f}", f"{s['e2e_ms']['p99'] or 0:.1f}",
                       "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
     render.out.print(table)
+    for s in steps:
+        merged = s.get("ttft_merged")
+        if merged and merged > 0.1:
+            label = f"c={s['concurrency']}" if "concurrency" in s else f"{s['rate']:g}/s"
+            render.err.print(f"[yellow]{label}: {100 * merged:.0f}% of first tokens were read over a ms after they "
+                             "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
+                             "where the server sent them apart those TTFTs read late by up to the gap. Use more "
+                             "--workers, or fewer streams per step.[/]")

@@ -1,17 +1,19 @@
-"""The load test's client: httpx2 and orjson straight on the wire, no SDK object model. One request's timings are
+"""The load test's client: httpcore and orjson straight on the wire, no SDK object model. One request's timings are
 stamped from httpcore's trace (headers onto the wire) and each SSE line's arrival, as the main client does."""
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpcore2
 import httpx2
 import orjson
 
-from k2probe.client.wire import arrival, stamped
+from k2probe.client.wire import StampedBackend, arrival, proxy_for, stamped
 from k2probe.core.failures import Failure, from_body
 
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -29,21 +31,52 @@ class Shot:
     itl_us: list[int] = field(default_factory=list)
     output_tokens: int = 0
     server_ttft_us: int | None = None  # what the server says its TTFT was (k2probe's emulator stamps it)
+    ttft_merged: bool = False  # the first token was read late, with a later one: its stamp is the later one's
 
 
 class LeanClient:
+    """Requests on keep-alive connections of their own: httpcore's HTTP/1.1 connection, a free list of idle ones
+    instead of a pool scanned per request (which cost more than the request at 128 connections), kernel-stamped reads.
+    Through a proxy the environment names, httpcore's proxy pool instead."""
+
     def __init__(self, base_url: str, key: str, headers: dict[str, str] | None = None, connections: int = 1000,
                  timeout_s: float = 600.0) -> None:
-        limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-        transport = stamped(httpx2.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, limits=limits))
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.client = httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(timeout_s, connect=10.0),
-                                         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json",
-                                                  "x-k2probe-stamp": "1",  # k2probe's emulator: stamp its TTFT
-                                                  **(headers or {})})
+        url = httpx2.URL(base_url.rstrip("/") + "/chat/completions")
+        self.url = str(url)
+        secure = url.scheme == "https"
+        self.origin = httpcore2.Origin(url.raw_scheme, url.raw_host, url.port or (443 if secure else 80))
+        self.keep = connections  # idle connections kept at most
+        self.idle: list[httpcore2.AsyncHTTPConnection] = []
+        self.backend = StampedBackend()
+        self.ssl_context = httpx2.create_ssl_context() if secure else None
+        self.timeouts = {"connect": 10.0, "read": timeout_s, "write": timeout_s, "pool": None}
+        self.headers = [(b"Host", url.netloc), (b"Authorization", f"Bearer {key}".encode()),
+                        (b"Content-Type", b"application/json"),
+                        (b"x-k2probe-stamp", b"1"),  # k2probe's emulator: stamp its TTFT
+                        *((k.encode(), v.encode()) for k, v in (headers or {}).items())]
+        proxy = proxy_for(url)
+        self.proxied = None if proxy is None else stamped(httpx2.AsyncHTTPTransport(
+            proxy=proxy, socket_options=SOCKET_OPTIONS, limits=httpx2.Limits(max_connections=connections,
+                                                                            max_keepalive_connections=connections)))
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        for connection in self.idle:
+            await connection.aclose()
+        self.idle.clear()
+        if self.proxied is not None:
+            await self.proxied.aclose()
+
+    def _connection(self) -> Any:
+        if self.proxied is not None:
+            return self.proxied._pool
+        if self.idle:
+            return self.idle.pop()
+        return httpcore2.AsyncHTTPConnection(self.origin, ssl_context=self.ssl_context, keepalive_expiry=60.0,
+                                             network_backend=self.backend, socket_options=SOCKET_OPTIONS)
+
+    def _release(self, connection: Any) -> None:
+        if isinstance(connection, httpcore2.AsyncHTTPConnection) and connection.is_idle() and len(self.idle) < self.keep:
+            self.idle.append(connection)
 
     async def shot(self, payload: bytes, stream: bool) -> Shot:
         wire: list[float] = []
@@ -53,68 +86,89 @@ class LeanClient:
                 wire.append(time.perf_counter())
 
         started = time.perf_counter()
+        request = httpcore2.Request(b"POST", self.url, content=payload,
+                                    headers=[*self.headers, (b"Content-Length", str(len(payload)).encode())],
+                                    extensions={"trace": trace, "timeout": self.timeouts})
+        connection = self._connection()
         try:
-            async with self.client.stream("POST", self.url, content=payload, extensions={"trace": trace}) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    parsed = from_body(response.status_code, text, response.headers.get("content-type", ""))
-                    failure = parsed if isinstance(parsed, Failure) else Failure(response.status_code, "http_error", "")
+            response = await connection.handle_async_request(request)
+            try:
+                if response.status >= 400:
+                    text = (await _body(response)).decode("utf-8", "replace")
+                    kind = next((v.decode("latin-1") for k, v in response.headers if k.lower() == b"content-type"), "")
+                    parsed = from_body(response.status, text, kind)
+                    failure = parsed if isinstance(parsed, Failure) else Failure(response.status, "http_error", "")
                     return Shot(False, failure.cause)
                 if not stream:
-                    body = orjson.loads(await response.aread())
+                    body = orjson.loads(await _body(response))
                     done = arrival(response)
                     t0 = wire[0] if wire else started
                     usage = body.get("usage") or ((body.get("choices") or [{}])[0].get("usage")) or {}
                     return Shot(True, e2e_us=int((done - t0) * 1e6), output_tokens=int(usage.get("completion_tokens")
                                                                                            or 0))
                 return await self._read_stream(response, wire[0] if wire else started)
-        except httpx2.TimeoutException:
+            finally:
+                await response.aclose()
+                self._release(connection)
+        except httpcore2.TimeoutException:
             return Shot(False, "timeout")
-        except httpx2.HTTPError:
+        except (httpcore2.NetworkError, httpcore2.ProtocolError, httpcore2.ProxyError, httpcore2.UnsupportedProtocol,
+                OSError):
             return Shot(False, "unreachable")
         except orjson.JSONDecodeError:
             return Shot(False, "malformed_response")
 
     @staticmethod
-    async def _read_stream(response: httpx2.Response, t0: float) -> Shot:
+    async def _read_stream(response: httpcore2.Response, t0: float) -> Shot:
+        """SSE lines split from the bytes as they come, each stamped with its socket read's kernel arrival."""
         shot = Shot(True)
         last: float | None = None
+        first_read: float | None = None
+        behind = False
         tokens = 0
         usage_tokens = 0
         finished = False
-        async for line in response.aiter_lines():
-            if line.startswith(STAMP):
-                shot.server_ttft_us = int(line[len(STAMP):].strip() or 0)
-                continue
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                continue
+        pending = b""
+        async for piece in _pieces(response):
             now = arrival(response)
-            chunk = orjson.loads(data)
-            if chunk.get("error") and not chunk.get("choices"):
-                return Shot(False, "stream_error")
-            usage = chunk.get("usage")
-            choices = chunk.get("choices") or []
-            if choices:
-                choice = choices[0]
-                usage = usage or choice.get("usage")
-                delta = choice.get("delta") or {}
-                text = delta.get("content")
-                thought = delta.get("reasoning_content") or delta.get("reasoning")
-                if text or thought or delta.get("tool_calls"):
-                    tokens += 1
-                    if shot.ttft_us is None:
-                        shot.ttft_us = int((now - t0) * 1e6)
-                    if text and shot.ttfc_us is None:
-                        shot.ttfc_us = int((now - t0) * 1e6)
-                    if last is not None:
-                        shot.itl_us.append(int((now - last) * 1e6))
-                    last = now
-                finished = finished or bool(choice.get("finish_reason"))
-            if usage:
-                usage_tokens = int(usage.get("completion_tokens") or 0)
+            lines = (pending + piece).split(b"\n")
+            pending = lines.pop()
+            for raw in lines:
+                line = raw.rstrip(b"\r")
+                if line.startswith(STAMP):
+                    shot.server_ttft_us = int(line[len(STAMP):].strip() or 0)
+                    continue
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    continue
+                chunk = orjson.loads(data)
+                if chunk.get("error") and not chunk.get("choices"):
+                    return Shot(False, "stream_error")
+                usage = chunk.get("usage")
+                choices = chunk.get("choices") or []
+                if choices:
+                    choice = choices[0]
+                    usage = usage or choice.get("usage")
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    thought = delta.get("reasoning_content") or delta.get("reasoning")
+                    if text or thought or delta.get("tool_calls"):
+                        tokens += 1
+                        if shot.ttft_us is None:
+                            shot.ttft_us, first_read = int((now - t0) * 1e6), now
+                            behind = time.perf_counter() - now > 0.001  # read over a ms after it arrived
+                        elif now == first_read and behind:
+                            shot.ttft_merged = True  # a later token came in that late read: its stamp is the later one
+                        if text and shot.ttfc_us is None:
+                            shot.ttfc_us = int((now - t0) * 1e6)
+                        if last is not None:
+                            shot.itl_us.append(int((now - last) * 1e6))
+                        last = now
+                    finished = finished or bool(choice.get("finish_reason"))
+                if usage:
+                    usage_tokens = int(usage.get("completion_tokens") or 0)
         shot.e2e_us = int((arrival(response) - t0) * 1e6)  # the whole answer, to its last byte
         shot.output_tokens = usage_tokens or tokens
         if not finished:
@@ -122,4 +176,14 @@ class LeanClient:
         return shot
 
 
-STAMP = ": k2probe-server ttft_us="
+STAMP = b": k2probe-server ttft_us="
+
+
+def _pieces(response: httpcore2.Response) -> AsyncIterator[bytes]:
+    body = response.stream
+    assert isinstance(body, AsyncIterable)
+    return aiter(body)
+
+
+async def _body(response: httpcore2.Response) -> bytes:
+    return b"".join([piece async for piece in _pieces(response)])

@@ -45,6 +45,7 @@ class StepResult:
     failed: Counter[str] = field(default_factory=Counter)
     output_tokens: int = 0
     good: int = 0
+    merged: int = 0  # streams whose first token shared a socket read with a later token
     wall_s: float = 0.0
     histograms: dict[str, HdrHistogram] = field(default_factory=lambda: {m: histogram() for m in METRICS})
 
@@ -54,6 +55,7 @@ class StepResult:
             return
         self.ok += 1
         self.output_tokens += shot.output_tokens
+        self.merged += shot.ttft_merged
         h = self.histograms
         for name, value in (("ttft", shot.ttft_us), ("ttfc", shot.ttfc_us), ("e2e", shot.e2e_us)):
             if value is not None:
@@ -74,7 +76,7 @@ class StepResult:
 
     def encoded(self) -> dict[str, Any]:
         return {"sent": self.sent, "ok": self.ok, "failed": dict(self.failed), "output_tokens": self.output_tokens,
-                "good": self.good, "wall_s": self.wall_s,
+                "good": self.good, "merged": self.merged, "wall_s": self.wall_s,
                 "histograms": {m: base64.b64encode(h.encode()).decode() for m, h in self.histograms.items()}}
 
     def merge(self, other: dict[str, Any]) -> None:
@@ -83,6 +85,7 @@ class StepResult:
         self.failed.update(other["failed"])
         self.output_tokens += other["output_tokens"]
         self.good += other["good"]
+        self.merged += other["merged"]
         self.wall_s = max(self.wall_s, other["wall_s"])
         for name, blob in other["histograms"].items():
             self.histograms[name].decode_and_add(base64.b64decode(blob))
