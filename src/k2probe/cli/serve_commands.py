@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -57,9 +58,13 @@ def bench(route: RouteOpt = None,
           workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="client processes "
                                                       "(default: up to 4, one per core)", metavar="W")] = None,
           html: Annotated[Path | None, typer.Option("--html", help="write the charts here", metavar="FILE")] = None,
+          record_calls: Annotated[bool, typer.Option("--record-calls", envvar="K2PROBE_RECORD_CALLS",
+                                                     help="store every request as a call (default: a summary row "
+                                                     "per step and its histograms)")] = False,
           as_json: JsonOpt = False) -> None:
     """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
-    from k2probe.load.bench import BenchPlan, default_workers, run_bench
+    from k2probe.load.bench import BenchPlan, bench_call, default_workers, ms, payload, run_bench, step_label, verdict
+    from k2probe.load.live import Progress
     from k2probe.session import open_session
 
     limits: dict[str, float] = {}
@@ -81,23 +86,39 @@ def bench(route: RouteOpt = None,
         _notices(session.notices)
         plan = BenchPlan(session.route.base_url or "", session.route.key(), session.route.model, session.route.headers,
                          stream, prompt_tokens, max_tokens, concurrencies, rates,
-                         requests if requests or duration else 100, duration, limits, workers or default_workers())
+                         requests if requests or duration else 100, duration, limits, workers or default_workers(),
+                         record_calls)
+        request = json.loads(payload(plan, session.profile))  # what every request of the sweep sends
+
+        def record(calls: list[dict[str, Any]]) -> None:
+            for call in calls:
+                session.record(bench_call(session.route.name, session.route.model, stream, request, progress.label,
+                                          call))
+
+        progress = Progress(stream, on_calls=record if record_calls else None)
 
         def shown(row: dict[str, Any]) -> None:
             if not as_json:
-                where = f"concurrency {row['concurrency']}" if "concurrency" in row else f"rate {row['rate']:g}/s"
+                where = step_label(row)
                 ttft = row["ttft_ms"] if stream else row["e2e_ms"]
                 label = "TTFT" if stream else "latency"
                 render.notice(f"{where}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
-                              f"{row['output_tps']:.0f} tok/s, {label} p50 {ttft['p50'] or 0:.1f} / p99 "
-                              f"{ttft['p99'] or 0:.1f} ms, failed {row['failed'] or 0}")
+                              f"{row['output_tps']:.0f} tok/s, {label} p50 {ms(ttft['p50'])} / p99 {ms(ttft['p99'])}"
+                              f" ms (n={ttft['n']}), failed {row['failed'] or 0}")
 
-        steps, merged = run_bench(plan, session.profile, on_step=shown)
+        if not as_json and render.err.is_terminal:
+            from rich.live import Live
+
+            with Live(progress, console=render.err, refresh_per_second=4, transient=True):
+                steps, merged = run_bench(plan, session.profile, on_step=shown, progress=progress)
+        else:
+            steps, merged = run_bench(plan, session.profile, on_step=shown, progress=progress)
         import base64
 
         session.summary = {"steps": steps, "histograms": {
             index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
             for index, result in merged.items()}}
+        verdict(steps, session.route)  # after the summary is kept: a failed sweep is still on record
         document = {"route": session.route.name, "run_id": session.run_id, "emulated": session.route.emulated,
                     "steps": steps}
         if html is not None:

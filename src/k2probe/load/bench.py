@@ -4,16 +4,25 @@ each step's requests split across worker processes and their histograms merged e
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import time
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from queue import Empty
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from k2probe.core.errors import ConfigError, ProbeFailed
+from k2probe.core.records import CallRecord
 from k2probe.core.sanitize import sanitise
-from k2probe.load.step import StepPlan, StepResult, run_in_worker, run_step
+from k2probe.load.step import Report, StepPlan, StepResult, attach, run_in_worker, run_step
+
+if TYPE_CHECKING:
+    from k2probe.load.live import Progress
 
 _TEXT = ("Review the pull request for correctness, error handling and tests. The function parses rows of a CSV "
          "export, converts amounts to integer cents, skips blank lines and reports malformed input with its line "
@@ -42,6 +51,7 @@ class BenchPlan:
     duration_s: float | None
     slo_ms: dict[str, float]
     workers: int
+    record_calls: bool = False
 
 
 def payload(plan: BenchPlan, profile: Any) -> bytes:
@@ -79,24 +89,43 @@ def summary(step: dict[str, Any], result: StepResult) -> dict[str, Any]:
             "wall_s": result.wall_s}
 
 
-def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]], None] | None = None
-              ) -> tuple[list[dict[str, Any]], dict[str, StepResult]]:
-    """Every step of the sweep, in order; returns the summaries and the merged results (histograms included)."""
+def ms(value: float | None) -> str:
+    """A percentile for the terminal: one decimal, or – where nothing was measured."""
+    return "–" if value is None else f"{value:.1f}"
+
+
+def step_label(step: dict[str, Any]) -> str:
+    return f"c={step['concurrency']}" if "concurrency" in step else f"{step['rate']:g}/s"
+
+
+def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]], None] | None = None,
+              progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[str, StepResult]]:
+    """Every step of the sweep, in order; returns the summaries and the merged results (histograms included).
+    `progress` receives the workers' snapshots as the step runs (and every call, with `record_calls`)."""
     body = payload(plan, profile)
     slo_us = {k: int(v * 1000) for k, v in plan.slo_ms.items()}
     steps: list[dict[str, Any]] = [{"concurrency": c} for c in plan.concurrencies] + [{"rate": r} for r in plan.rates]
     summaries: list[dict[str, Any]] = []
     merged: dict[str, StepResult] = {}
-    pool = ProcessPoolExecutor(max_workers=plan.workers) if plan.workers > 1 else None
+    queue: Any = None
+    pool = None
+    if plan.workers > 1:
+        queue = multiprocessing.get_context("fork").Queue()
+        pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=attach, initargs=(queue,))
+    report = progress.update if progress is not None else None
     try:
         for index, step in enumerate(steps):
+            if progress is not None:
+                progress.begin(step_label(step))
             concurrency = int(step["concurrency"]) if "concurrency" in step else None
             rate = float(step["rate"]) if "rate" in step else None
             base = StepPlan(plan.base_url, plan.key, body, plan.stream, concurrency, rate,
-                            plan.requests, plan.duration_s, slo_us, seed=index, headers=plan.headers)
+                            plan.requests, plan.duration_s, slo_us, seed=index, headers=plan.headers,
+                            record_calls=plan.record_calls)
             result = StepResult()
             if pool is None:
-                result.merge(asyncio.run(run_step(base)).encoded())
+                result.merge(asyncio.run(run_step(base, report)).encoded())
             else:
                 # never more workers than requests in flight: each worker gets a share of the users (or the rate)
                 # and the same share of the requests
@@ -105,12 +134,12 @@ def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]],
                 for w in range(used):
                     share = replace(base, seed=index * 1000 + w, requests=_split(plan.requests, used, w),
                                     concurrency=_split(base.concurrency, used, w) if base.concurrency else None,
-                                    rate=base.rate / used if base.rate else None)
+                                    rate=base.rate / used if base.rate else None, worker=w)
                     if share.requests == 0:
                         continue
                     parts.append(pool.submit(run_in_worker, share))
-                for part in parts:
-                    result.merge(part.result())
+                for encoded in _gather(parts, queue, report):
+                    result.merge(encoded)
             row = summary(step, result)
             summaries.append(row)
             merged[str(index)] = result
@@ -120,6 +149,66 @@ def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]],
         if pool is not None:
             pool.shutdown()
     return summaries, merged
+
+
+def _gather(parts: list[Future[dict[str, Any]]], queue: Any, report: Report | None) -> list[dict[str, Any]]:
+    """Wait for the workers, passing their snapshots on as they come; then every snapshot each worker says it sent
+    (its last one carries the last recorded calls), so none is lost to the race between the two channels."""
+    received: Counter[int] = Counter()
+
+    def drain(timeout: float) -> None:
+        try:
+            snapshot = queue.get(timeout=timeout)
+        except Empty:
+            return
+        received[snapshot["worker"]] += 1
+        if report is not None:
+            report(snapshot)
+
+    while not all(part.done() for part in parts):
+        drain(0.1)
+    results = [part.result() for part in parts]
+    expected = {r["worker"]: r["reports"] for r in results}
+    deadline = time.monotonic() + 30
+    while any(received[w] < n for w, n in expected.items()) and time.monotonic() < deadline:
+        drain(0.5)
+    return results
+
+
+def bench_call(route: str, model: str, stream: bool, request: dict[str, Any], label: str,
+               call: dict[str, Any]) -> CallRecord:
+    """A request of the load test as the store keeps any call (`--record-calls`)."""
+
+    def ms(us: int | None) -> float | None:
+        return None if us is None else us / 1000.0
+
+    return CallRecord(route=route, model=model, endpoint="/chat/completions", stream=stream, request=request,
+                      purpose=f"bench {label}", status=call["status"], error_type=None if call["ok"] else call["cause"],
+                      ttft_ms=ms(call["ttft_us"]), ttfc_ms=ms(call["ttfc_us"]), latency_ms=ms(call["e2e_us"]),
+                      itl_ms=[gap / 1000.0 for gap in call["itl_us"]], completion_tokens=call["out"],
+                      started_at=call["at"])
+
+
+CONFIG_CAUSES = {"invalid_key": "check the key in {key}", "unknown_model": "the route does not serve model {model}: "
+                 "set KIMI_CODING_MODEL (or model = in k2probe.toml) to one it serves",
+                 "bad_base_url": "{base} does not serve /chat/completions: check AI_GATEWAY_BASE_URL (it ends in /v1)"}
+
+
+def verdict(steps: list[dict[str, Any]], route: Any) -> None:
+    """A sweep where not one request succeeded is not a measurement: the configuration's fault (exit 2, with the
+    fix) when every failure says so, else the route's (exit 1). Partial failures are figures, not a verdict."""
+    if not steps or any(step["ok"] for step in steps):
+        return
+    failed: Counter[str] = Counter()
+    for step in steps:
+        failed.update(step["failed"])
+    kinds = ", ".join(f"{kind} {count}" for kind, count in failed.most_common())
+    if len(failed) == 1 and (cause := next(iter(failed))) in CONFIG_CAUSES:
+        fix = CONFIG_CAUSES[cause].format(key=route.api_key_env or "AI_GATEWAY_API_KEY", model=route.model,
+                                          base=route.base_url)
+        raise ConfigError(f"route {route.name!r}: every request failed ({kinds})", fix=fix)
+    raise ProbeFailed(f"route {route.name!r}: not one request succeeded ({kinds})",
+                      fix="see `k2probe doctor` for what the route answers")
 
 
 def default_workers() -> int:
@@ -139,17 +228,16 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
     for s in steps:
         first = s["ttft_ms"] if stream else s["e2e_ms"]
         share = s["goodput"]["share"]
-        table.add_row(f"c={s['concurrency']}" if "concurrency" in s else f"{s['rate']:g}/s", f"{s['ok']}/{s['requests']}",
+        table.add_row(step_label(s), f"{s['ok']}/{s['requests']}",
                       ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "–", f"{s['rps']:.1f}",
-                      f"{s['output_tps']:.0f}", f"{first['p50'] or 0:.1f} / {first['p99'] or 0:.1f}",
-                      f"{s['itl_ms']['p50'] or 0:.1f}", f"{s['e2e_ms']['p99'] or 0:.1f}",
+                      f"{s['output_tps']:.0f}", f"{ms(first['p50'])} / {ms(first['p99'])}",
+                      ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
                       "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
     render.out.print(table)
     for s in steps:
         merged = s.get("ttft_merged")
         if merged and merged > 0.1:
-            label = f"c={s['concurrency']}" if "concurrency" in s else f"{s['rate']:g}/s"
-            render.err.print(f"[yellow]{label}: {100 * merged:.0f}% of first tokens were read over a ms after they "
+            render.err.print(f"[yellow]{step_label(s)}: {100 * merged:.0f}% of first tokens were read over a ms after they "
                              "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
                              "where the server sent them apart those TTFTs read late by up to the gap. Use more "
                              "--workers, or fewer streams per step.[/]")

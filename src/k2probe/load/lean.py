@@ -32,6 +32,8 @@ class Shot:
     output_tokens: int = 0
     server_ttft_us: int | None = None  # what the server says its TTFT was (k2probe's emulator stamps it)
     ttft_merged: bool = False  # the first token was read late, with a later one: its stamp is the later one's
+    status: int | None = None  # the HTTP status, where an answer came
+    started_at: float = 0.0  # wall-clock epoch seconds
 
 
 class LeanClient:
@@ -85,6 +87,12 @@ class LeanClient:
             if name.endswith(".send_request_headers.started"):
                 wire.append(time.perf_counter())
 
+        at = time.time()
+        shot = await self._shot(payload, stream, wire, trace)
+        shot.started_at = at
+        return shot
+
+    async def _shot(self, payload: bytes, stream: bool, wire: list[float], trace: Any) -> Shot:
         started = time.perf_counter()
         request = httpcore2.Request(b"POST", self.url, content=payload,
                                     headers=[*self.headers, (b"Content-Length", str(len(payload)).encode())],
@@ -98,15 +106,17 @@ class LeanClient:
                     kind = next((v.decode("latin-1") for k, v in response.headers if k.lower() == b"content-type"), "")
                     parsed = from_body(response.status, text, kind)
                     failure = parsed if isinstance(parsed, Failure) else Failure(response.status, "http_error", "")
-                    return Shot(False, failure.cause)
+                    return Shot(False, failure.cause, status=response.status)
                 if not stream:
                     body = orjson.loads(await _body(response))
                     done = arrival(response)
                     t0 = wire[0] if wire else started
                     usage = body.get("usage") or ((body.get("choices") or [{}])[0].get("usage")) or {}
-                    return Shot(True, e2e_us=int((done - t0) * 1e6), output_tokens=int(usage.get("completion_tokens")
-                                                                                           or 0))
-                return await self._read_stream(response, wire[0] if wire else started)
+                    return Shot(True, e2e_us=int((done - t0) * 1e6), status=response.status,
+                                output_tokens=int(usage.get("completion_tokens") or 0))
+                read = await self._read_stream(response, wire[0] if wire else started)
+                read.status = response.status
+                return read
             finally:
                 await response.aclose()
                 self._release(connection)

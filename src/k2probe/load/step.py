@@ -8,6 +8,7 @@ import base64
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class StepPlan:
     slo_us: dict[str, int] = field(default_factory=dict)  # ttft / itl / e2e → limit in µs
     seed: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    record_calls: bool = False  # hand every request's figures to the reporter (else counts and histograms only)
+    worker: int = 0
 
 
 @dataclass
@@ -47,6 +50,8 @@ class StepResult:
     good: int = 0
     merged: int = 0  # streams whose first token shared a socket read with a later token
     wall_s: float = 0.0
+    reports: int = 0  # progress snapshots this worker sent (the parent waits for all of them)
+    worker: int = 0
     histograms: dict[str, HdrHistogram] = field(default_factory=lambda: {m: histogram() for m in METRICS})
 
     def add(self, shot: Shot, slo_us: dict[str, int]) -> None:
@@ -76,7 +81,8 @@ class StepResult:
 
     def encoded(self) -> dict[str, Any]:
         return {"sent": self.sent, "ok": self.ok, "failed": dict(self.failed), "output_tokens": self.output_tokens,
-                "good": self.good, "merged": self.merged, "wall_s": self.wall_s,
+                "good": self.good, "merged": self.merged, "wall_s": self.wall_s, "reports": self.reports,
+                "worker": self.worker,
                 "histograms": {m: base64.b64encode(h.encode()).decode() for m, h in self.histograms.items()}}
 
     def merge(self, other: dict[str, Any]) -> None:
@@ -91,10 +97,40 @@ class StepResult:
             self.histograms[name].decode_and_add(base64.b64decode(blob))
 
 
-async def run_step(plan: StepPlan) -> StepResult:
+Report = Callable[[dict[str, Any]], None]
+REPORT_EVERY_S = 0.5
+
+
+def compact(shot: Shot) -> dict[str, Any]:
+    """One request's figures, small enough to send to the parent process for `--record-calls`."""
+    return {"ok": shot.ok, "cause": shot.cause, "status": shot.status, "ttft_us": shot.ttft_us,
+            "ttfc_us": shot.ttfc_us, "e2e_us": shot.e2e_us, "itl_us": shot.itl_us, "out": shot.output_tokens,
+            "at": shot.started_at}
+
+
+async def run_step(plan: StepPlan, report: Report | None = None) -> StepResult:
     """Send the step's requests from this process: closed loop (workers that each wait for their answer) or open
-    loop (arrivals on a Poisson schedule, sent whether earlier ones answered or not; the sender's lateness kept)."""
-    result = StepResult()
+    loop (arrivals on a Poisson schedule, sent whether earlier ones answered or not; the sender's lateness kept).
+    `report` gets a progress snapshot every half second and a last one at the end (with the calls, if recorded)."""
+    result = StepResult(worker=plan.worker)
+    calls: list[dict[str, Any]] = []
+    reports = 0
+
+    def snapshot() -> None:
+        nonlocal reports
+        if report is None:
+            return
+        reports += 1
+        first = result.histograms["ttft" if plan.stream else "e2e"]
+        report({"worker": plan.worker, "sent": result.sent, "ok": result.ok, "failed": dict(result.failed),
+                "first": base64.b64encode(first.encode()).decode(), "calls": calls[:]})
+        calls.clear()
+
+    async def reporting() -> None:
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S)
+            snapshot()
+
     client = LeanClient(plan.base_url, plan.key, plan.headers, connections=max(64, (plan.concurrency or 0) * 2))
     deadline = time.perf_counter() + plan.duration_s if plan.duration_s else None
     budget = plan.requests
@@ -106,8 +142,12 @@ async def run_step(plan: StepPlan) -> StepResult:
         return deadline is None or time.perf_counter() < deadline
 
     async def one() -> None:
-        result.add(await client.shot(plan.payload, plan.stream), plan.slo_us)
+        shot = await client.shot(plan.payload, plan.stream)
+        result.add(shot, plan.slo_us)
+        if plan.record_calls:
+            calls.append(compact(shot))
 
+    ticker = asyncio.create_task(reporting()) if report is not None else None
     try:
         if plan.concurrency:
             async def user() -> None:
@@ -133,11 +173,25 @@ async def run_step(plan: StepPlan) -> StepResult:
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
     finally:
+        if ticker is not None:
+            ticker.cancel()
         await client.aclose()
     result.wall_s = time.perf_counter() - started
+    snapshot()
+    result.reports = reports
     return result
 
 
+_progress: Any = None  # a worker process's queue to the parent (set by the pool's initializer)
+
+
+def attach(queue: Any) -> None:
+    """Pool initializer: progress snapshots of this worker go to `queue`."""
+    global _progress
+    _progress = queue
+
+
 def run_in_worker(plan: StepPlan) -> dict[str, Any]:
-    """Entry point of a worker process: its share of the step, encoded for the parent."""
-    return asyncio.run(run_step(plan)).encoded()
+    """Entry point of a worker process: its share of the step, encoded for the parent; progress on the queue."""
+    queue = _progress
+    return asyncio.run(run_step(plan, queue.put if queue is not None else None)).encoded()

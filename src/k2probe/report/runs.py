@@ -52,12 +52,23 @@ def _time(epoch: float | None) -> str:
     return "–" if epoch is None else datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _brief(key: str, value: Any) -> str:
+    """One summary entry for the runs table: scalars as they are, a bench's steps by their rate, bulk left out."""
+    if key == "steps" and isinstance(value, list):
+        return "steps=" + "; ".join(
+            f"{'c=' + str(s['concurrency']) if 'concurrency' in s else str(s.get('rate')) + '/s'} "
+            f"{s.get('rps', 0):.1f} req/s" for s in value if isinstance(s, dict))
+    if isinstance(value, dict | list):
+        return ""  # histograms, per-task tables: `show` has them
+    return f"{key}={value}"
+
+
 def print_runs(runs: list[dict[str, Any]]) -> None:
     table = Table(title="runs (newest first)")
     for column in ("id", "command", "route", "status", "started", "summary"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        summary = ", ".join(f"{k}={v}" for k, v in (run["summary"] or {}).items())
+        summary = ", ".join(brief for k, v in (run["summary"] or {}).items() if (brief := _brief(k, v)))
         table.add_row(run["id"][:8], run["command"], run["route"] or "", run["status"], _time(run["started_at"]),
                       summary)
     render.out.print(table)

@@ -1,0 +1,73 @@
+"""The running step as the workers last reported it: merged counts and percentiles for the live view, and the calls
+they send when `--record-calls` asks for every request in the store."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+from rich.text import Text
+
+from k2probe.load.step import histogram
+
+OnCalls = Callable[[list[dict[str, Any]]], None]
+
+
+class Progress:
+    """Workers' latest snapshots of the current step; rendered by rich (`__rich__`) from its refresh thread."""
+
+    def __init__(self, stream: bool, on_calls: OnCalls | None = None) -> None:
+        self.stream = stream
+        self.on_calls = on_calls
+        self.label = ""
+        self.started = time.monotonic()
+        self.latest: dict[int, dict[str, Any]] = {}
+        self.reports: Counter[int] = Counter()  # snapshots received per worker, this step
+        self.lock = threading.Lock()
+
+    def begin(self, label: str) -> None:
+        with self.lock:
+            self.label, self.started = label, time.monotonic()
+            self.latest.clear()
+            self.reports.clear()
+
+    def update(self, snapshot: dict[str, Any]) -> None:
+        calls = snapshot.pop("calls", None)
+        if calls and self.on_calls is not None:
+            self.on_calls(calls)
+        with self.lock:
+            self.latest[snapshot["worker"]] = snapshot
+            self.reports[snapshot["worker"]] += 1
+
+    def figures(self) -> dict[str, Any]:
+        """Sent, ok, failed by kind, requests/s and the first-byte percentiles (TTFT, or latency unstreamed)."""
+        with self.lock:
+            snapshots = list(self.latest.values())
+            elapsed = time.monotonic() - self.started
+        merged: HdrHistogram = histogram()
+        failed: Counter[str] = Counter()
+        for snap in snapshots:
+            merged.decode_and_add(base64.b64decode(snap["first"]))
+            failed.update(snap["failed"])
+        n = merged.get_total_count()
+        ok = sum(s["ok"] for s in snapshots)
+        return {"label": self.label, "elapsed_s": elapsed, "sent": sum(s["sent"] for s in snapshots), "ok": ok,
+                "failed": dict(failed), "rps": ok / elapsed if elapsed > 0 else 0.0, "n": n,
+                "p50": merged.get_value_at_percentile(50) / 1000 if n else None,
+                "p99": merged.get_value_at_percentile(99) / 1000 if n else None}
+
+    def __rich__(self) -> Text:
+        f = self.figures()
+        failed = sum(f["failed"].values())
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(f["failed"].items()))
+        name = "TTFT" if self.stream else "latency"
+        timing = (f"{name} p50 {f['p50']:.1f} / p99 {f['p99']:.1f} ms (n={f['n']})" if f["n"] else f"{name} –")
+        text = Text.assemble((f"{f['label']}", "bold"), f" · {f['elapsed_s']:.1f} s · {f['sent']} sent · {f['ok']} ok · ",
+                             (f"{failed} failed" + (f" ({kinds})" if kinds else ""), "red" if failed else ""),
+                             f" · {f['rps']:.1f} req/s · {timing}")
+        return text
