@@ -217,26 +217,33 @@ def default_workers() -> int:
 
 def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
     """The sweep as a table: one row per step, percentiles with their n."""
+    from rich import box
+    from rich.console import Console
     from rich.table import Table
 
     from k2probe.report import terminal as render
 
-    table = Table(title="k2probe bench" + (" — built-in emulator: the pipeline, not a model" if emulated else ""))
-    for column in ("step", "ok / sent", "failed", "req/s", "tok/s", "TTFT p50/p99 ms" if stream else "latency p50/p99 ms",
-                   "ITL p50 ms", "e2e p99 ms", "goodput", "n"):
-        table.add_column(column)
+    table = Table(title="k2probe bench" + (" — built-in emulator: the pipeline, not a model" if emulated else ""),
+                  caption="times in ms; p50/p99 over n answered", box=box.SIMPLE_HEAD, pad_edge=False)
+    first_name = "TTFT" if stream else "latency"
+    for column in ("step", "ok/sent", "failed", "req/s", "tok/s", f"{first_name} p50/p99", "ITL p50", "e2e p99",
+                   "good", "n"):
+        table.add_column(column, overflow="fold")  # never cut a figure short: fold it onto the next line
     for s in steps:
         first = s["ttft_ms"] if stream else s["e2e_ms"]
         share = s["goodput"]["share"]
         table.add_row(step_label(s), f"{s['ok']}/{s['requests']}",
                       ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "–", f"{s['rps']:.1f}",
-                      f"{s['output_tps']:.0f}", f"{ms(first['p50'])} / {ms(first['p99'])}",
+                      f"{s['output_tps']:.0f}", f"{ms(first['p50'])}/{ms(first['p99'])}",
                       ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
                       "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
-    render.out.print(table)
+    # piped, rich assumes 80 columns; a file or a pager takes the table whole rather than folded
+    console = render.out if render.out.is_terminal else Console(highlight=False, width=140)
+    console.print(table)
     for s in steps:
         merged = s.get("ttft_merged")
-        if merged and merged > 0.1:
+        spaced = (s["itl_ms"]["p50"] or 0) >= 1.0  # the server sends tokens apart, so a merged read hides a gap
+        if merged and merged > 0.1 and spaced:
             render.err.print(f"[yellow]{step_label(s)}: {100 * merged:.0f}% of first tokens were read over a ms after they "
                              "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
                              "where the server sent them apart those TTFTs read late by up to the gap. Use more "
