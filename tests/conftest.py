@@ -91,13 +91,31 @@ def node_modules(tmp_path_factory) -> Path:
     return folder / "node_modules"
 
 
-def venv_seeing_our_packages() -> Path:
-    """A new venv under /tmp (no pip) whose interpreter sees the packages this test run has — k2probe, pytest —
-    through a .pth file, whether this run is in a venv itself or not. Returns its python."""
-    import site
+@pytest.fixture
+def scratch() -> Iterator[Callable[..., Path]]:
+    """Make folders directly under /tmp (where the sandbox and a user's venv would be, not under pytest's own
+    tmp_path), all removed when the test ends — a test leaves nothing behind on the machine."""
+    import shutil
     import tempfile
 
-    venv = Path(tempfile.mkdtemp(prefix="k2probe-venv-", dir="/tmp")) / "venv"
+    made: list[Path] = []
+
+    def make(prefix: str, where: str = "/tmp") -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix=prefix, dir=where)))
+        return made[-1]
+
+    yield make
+    for folder in made:
+        subprocess.run(["chmod", "-R", "u+rwX", str(folder)], check=False, capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def venv_seeing_our_packages(folder: Path) -> Path:
+    """A new venv in `folder` (no pip) whose interpreter sees the packages this test run has — k2probe, pytest —
+    through a .pth file, whether this run is in a venv itself or not. Returns its python."""
+    import site
+
+    venv = folder / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     inner = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], check=True,

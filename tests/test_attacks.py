@@ -259,9 +259,9 @@ def test_without_bubblewrap_agent_refuses_and_quickstart_skips(cli, workdir, tmp
     assert "sandbox none (NOT isolated)" in shown.stdout
 
 
-def test_agent_in_a_fresh_venv_under_tmp(tmp_path):
+def test_agent_in_a_fresh_venv_under_tmp(tmp_path, scratch):
     """The interpreter in a venv under /tmp is seen inside the sandbox: the shipped task passes there."""
-    python = venv_seeing_our_packages()
+    python = venv_seeing_our_packages(scratch("k2probe-venv-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "MOONSHOT", "K2PROBE"))}
     env.update({"K2PROBE_HOME": str(tmp_path / "home"), "PATH": f"{python.parent}:{env['PATH']}"})
     done = subprocess.run([str(python), "-m", "k2probe", "agent", "--task", "parse-total", "--json"],

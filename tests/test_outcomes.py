@@ -17,8 +17,8 @@ from k2probe.sandbox.runtime import Runtime
 from k2probe.tasks.shipped import Task, find_task
 
 
-def _bare_venv() -> Path:
-    venv = Path(tempfile.mkdtemp(prefix="k2probe-nopytest-", dir="/tmp")) / "venv"
+def _bare_venv(folder: Path) -> Path:
+    venv = folder / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     return venv / "bin" / "python"
 
@@ -29,8 +29,8 @@ def _repo(folder: Path) -> Path:
     return folder
 
 
-def test_an_interpreter_without_pytest_is_an_error_not_a_failure(cli, workdir):
-    python = _bare_venv()
+def test_an_interpreter_without_pytest_is_an_error_not_a_failure(cli, workdir, scratch):
+    python = _bare_venv(scratch("k2probe-nopytest-"))
     result = cli("agent", "make the tests pass", "--repo", str(_repo(workdir / "r")), "--python", str(python),
                  "--max-steps", "2", "--json")
     data = result.json()
@@ -46,8 +46,8 @@ def test_an_interpreter_without_pytest_is_an_error_not_a_failure(cli, workdir):
         assert {row[0] for row in db.execute("select status from attempts")} == {"error"}
 
 
-def test_a_shipped_task_whose_harness_fails_here_sends_nothing(cli, workdir):
-    result = cli("agent", "--task", "parse-total", "--python", str(_bare_venv()), "--json")
+def test_a_shipped_task_whose_harness_fails_here_sends_nothing(cli, workdir, scratch):
+    result = cli("agent", "--task", "parse-total", "--python", str(_bare_venv(scratch("k2probe-nopytest-"))), "--json")
     data = result.json()
     assert result.code == 2 and data["verification"]["status"] == "error"
     assert data["verification"]["reason"].startswith("preflight failed: the harness cannot run here: pytest is not")
@@ -155,3 +155,28 @@ def test_a_failed_open_leaves_nothing_running(workdir, monkeypatch):
         with pytest.raises(ConfigError), open_session("chat"):
             pass
     assert threading.active_count() == before
+
+
+def test_every_kind_of_temporary_folder_a_killed_process_left_is_removed():
+    """Workspaces, sandbox runs and outputs, preflights, verification batches: each marks its owner; the next start
+    removes those whose owner died, and leaves a live process's alone."""
+    from k2probe.core.liveness import LEFTOVER_PATTERNS, OWNER_FILE, remove_leftovers, token
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, live = token(gone.pid), token()
+    folders = {}
+    for pattern in LEFTOVER_PATTERNS:
+        prefix = pattern.rstrip("*")
+        for owner in (dead, live):
+            folder = Path(tempfile.mkdtemp(prefix=prefix))
+            (folder / OWNER_FILE).write_text(owner)
+            folders[folder] = owner
+    try:
+        assert remove_leftovers() >= len(LEFTOVER_PATTERNS)
+        for folder, owner in folders.items():
+            assert folder.exists() == (owner == live), folder
+        assert {"k2probe-out-*", "k2probe-programs-*"} <= set(LEFTOVER_PATTERNS)
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -7,7 +7,6 @@ import contextlib
 import os
 import socket
 import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,14 +19,13 @@ from .conftest import venv_seeing_our_packages
 
 
 @pytest.fixture
-def ws():
-    base = Path(tempfile.mkdtemp(prefix="k2probe-test-ws-"))
+def ws(scratch):
+    base = scratch("k2probe-test-ws-")
     root = base / "repo"
     root.mkdir()
     (root / "keep.txt").write_text("original\n")
     make_readable(root)
     yield root
-    subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -62,8 +60,8 @@ def test_allocating_8_gib(ws):
     assert result.exit_code == 1 and "MemoryError" in result.stderr
 
 
-def test_nothing_written_reaches_the_host_not_even_the_workspace(ws):
-    outside = Path(tempfile.mkdtemp(prefix="k2probe-outside-"))
+def test_nothing_written_reaches_the_host_not_even_the_workspace(ws, scratch):
+    outside = scratch("k2probe-outside-")
     os.chmod(outside, 0o777)  # even a world-writable folder outside stays out of reach
     before = _tree(ws)
     script = (f"echo a > {outside}/evil; echo b > ../evil; echo c > $HOME/evil; echo d > /etc/evil; "
@@ -100,8 +98,8 @@ def test_api_key_cannot_be_read(ws, monkeypatch):
     assert "PATH=" in result.stdout  # it did run and print its environment
 
 
-def test_root_only_files_and_home_are_out_of_sight(ws):
-    secret = Path(tempfile.mkdtemp(prefix="k2probe-secret-")) / "secret"
+def test_root_only_files_and_home_are_out_of_sight(ws, scratch):
+    secret = scratch("k2probe-secret-") / "secret"
     secret.write_text("root-only-canary")
     secret.chmod(0o600)
     result = run(f"cat {secret}; cat /root/.bash_history; ls /home /run /var", ws)
@@ -136,8 +134,8 @@ def test_socket_to_a_loopback_port(ws):
 
 
 @pytest.mark.parametrize("folder", ["/tmp", "/run"])
-def test_a_host_unix_socket_is_unreachable(ws, folder):
-    path = Path(tempfile.mkdtemp(prefix="k2probe-sock-", dir=folder)) / "open.sock"
+def test_a_host_unix_socket_is_unreachable(ws, folder, scratch):
+    path = scratch("k2probe-sock-", folder) / "open.sock"
     path.parent.chmod(0o755)
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))
@@ -156,10 +154,10 @@ def test_output_is_captured_and_truncated(ws):
     assert "THE END" in result.stdout  # the tail is kept: that is where test summaries are
 
 
-def test_laid_in_folders_replace_a_link_without_writing_through_it(ws):
-    host = Path(tempfile.mkdtemp(prefix="k2probe-host-"))
+def test_laid_in_folders_replace_a_link_without_writing_through_it(ws, scratch):
+    host = scratch("k2probe-host-")
     os.symlink(host, ws / "hidden_tests")
-    hidden = Path(tempfile.mkdtemp(prefix="k2probe-hidden-"))
+    hidden = scratch("k2probe-hidden-")
     (hidden / "test_h.py").write_text("def test_h():\n    pass\n")
     make_readable(hidden)
     result = run("ls -la hidden_tests; cat hidden_tests/test_h.py", ws, lay={"hidden_tests": hidden})
@@ -167,13 +165,13 @@ def test_laid_in_folders_replace_a_link_without_writing_through_it(ws):
     assert list(host.iterdir()) == []
 
 
-def test_a_venv_under_tmp_runs_inside(tmp_path):
+def test_a_venv_under_tmp_runs_inside(tmp_path, scratch):
     """The interpreter is mounted wherever it lives: a venv under /tmp, over a base interpreter under /root or /usr."""
-    python = venv_seeing_our_packages()
+    python = venv_seeing_our_packages(scratch("k2probe-venv-"))
     venv = python.parent.parent
-    script = ("import pathlib, tempfile\n"
+    script = ("import pathlib\n"
               "from k2probe.sandbox.isolation import run, make_readable\n"
-              "ws = pathlib.Path(tempfile.mkdtemp()) / 'repo'; ws.mkdir(); make_readable(ws)\n"
+              f"ws = pathlib.Path({str(scratch('k2probe-test-ws-'))!r}) / 'repo'; ws.mkdir(); make_readable(ws)\n"
               "r = run('python -c \"import sys, pytest; print(sys.prefix)\"', ws)\n"
               "print(r.exit_code, r.stdout.strip(), r.stderr.strip()[-300:])\n")
     done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=120)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 OWNER_FILE = ".k2probe-owner"
-LEFTOVER_PATTERNS = ("k2probe-ws-*", "k2probe-run-*", "k2probe-preflight-*")
+LEFTOVER_PATTERNS = ("k2probe-ws-*", "k2probe-run-*", "k2probe-preflight-*", "k2probe-out-*", "k2probe-programs-*")
 
 
 def _start_time(pid: int) -> str | None:

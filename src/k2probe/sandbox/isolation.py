@@ -328,6 +328,7 @@ def run(command: str, workspace: Path, limits: Limits | None = None, iso: Isolat
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="k2probe-out-")))
+        mark_owner(out_dir)  # removed by the next start if this process is killed before it can
         if iso.isolated:
             uid = _free_uid() if _as_root() else None
             argv, cwd = _bwrap(command, workspace, lay, limits, uid, runtime), "/"

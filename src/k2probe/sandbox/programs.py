@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from k2probe.core.liveness import mark_owner
 from k2probe.sandbox.isolation import Isolation, Limits, isolation, run
 from k2probe.sandbox.runtime import Runtime
 
@@ -44,6 +45,7 @@ def _batch(programs: Mapping[str, str], timeout_s: float, workers: int, iso: Iso
            runtime: Runtime) -> tuple[dict[str, dict[str, str]], str]:
     """Run one batch; returns verdicts by key (as forkrun printed them) and the harness's own failure, if any."""
     with tempfile.TemporaryDirectory(prefix="k2probe-programs-") as tmp:
+        mark_owner(Path(tmp))  # removed by the next start if this process is killed before it can
         folder = Path(tmp) / "batch"
         folder.mkdir()
         names = _layout(folder, programs)
