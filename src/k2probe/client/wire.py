@@ -21,7 +21,33 @@ from k2probe.core import stamps
 _T = TypeVar("_T")
 
 
-class StampedStream(httpcore2.AsyncNetworkStream):
+class _Stream(httpcore2.AsyncNetworkStream):
+    """What httpcore calls on a connection, over `recv`/`send` (a socket's, or TLS's over one) and its socket."""
+
+    sock: socket.socket
+
+    async def recv(self, max_bytes: int) -> bytes:
+        raise NotImplementedError
+
+    async def send(self, buffer: bytes) -> None:
+        raise NotImplementedError
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await _bounded(self.recv(max_bytes), timeout, httpcore2.ReadTimeout, httpcore2.ReadError)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            await _bounded(self.send(buffer), timeout, httpcore2.WriteTimeout, httpcore2.WriteError)
+
+    async def aclose(self) -> None:
+        self.sock.close()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore2.AsyncNetworkStream:
+        return await _handshake(TLSStream(self, ssl_context, server_hostname), timeout)
+
+
+class StampedStream(_Stream):
     """A non-blocking socket read with recvmsg; `arrived` is when the bytes of the latest read reached the kernel."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -58,20 +84,6 @@ class StampedStream(httpcore2.AsyncNetworkStream):
     async def send(self, buffer: bytes) -> None:
         await asyncio.get_running_loop().sock_sendall(self.sock, buffer)
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await _bounded(self.recv(max_bytes), timeout, httpcore2.ReadTimeout, httpcore2.ReadError)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if buffer:
-            await _bounded(self.send(buffer), timeout, httpcore2.WriteTimeout, httpcore2.WriteError)
-
-    async def aclose(self) -> None:
-        self.sock.close()
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore2.AsyncNetworkStream:
-        return await _handshake(TLSStream(self, ssl_context, server_hostname), timeout)
-
     def get_extra_info(self, info: str) -> Any:
         if info == "socket":
             return self.sock
@@ -84,22 +96,18 @@ class StampedStream(httpcore2.AsyncNetworkStream):
         return None
 
 
-class TLSStream(httpcore2.AsyncNetworkStream):
+class TLSStream(_Stream):
     """TLS in memory over a stamped stream (a socket, or TLS itself: an HTTPS proxy's tunnel to an HTTPS server);
     decrypted bytes carry the arrival stamp of the socket read that brought their record."""
 
-    def __init__(self, raw: StampedStream | TLSStream, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        self.raw = raw
+    def __init__(self, raw: _Stream, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        self.raw, self.sock = raw, raw.sock
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=server_hostname)
 
     @property
     def arrived(self) -> float | None:
-        return self.raw.arrived
-
-    @property
-    def sock(self) -> socket.socket:
-        return self.raw.sock
+        return getattr(self.raw, "arrived", None)
 
     async def _run(self, operation: Callable[[], _T]) -> _T:
         while True:
@@ -132,20 +140,6 @@ class TLSStream(httpcore2.AsyncNetworkStream):
 
     async def send(self, buffer: bytes) -> None:
         await self._run(lambda: self.tls.write(buffer))
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await _bounded(self.recv(max_bytes), timeout, httpcore2.ReadTimeout, httpcore2.ReadError)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if buffer:
-            await _bounded(self.send(buffer), timeout, httpcore2.WriteTimeout, httpcore2.WriteError)
-
-    async def aclose(self) -> None:
-        self.sock.close()
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore2.AsyncNetworkStream:
-        return await _handshake(TLSStream(self, ssl_context, server_hostname), timeout)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
