@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from k2probe.client.transport import Transport
 from k2probe.core.config import Route
 from k2probe.core.profiles import profile_for
+from k2probe.core.stamps import STAMP_HEADER
 from k2probe.emulator import EmulatorSettings, create_app
 from k2probe.emulator.protocol import LOOP, ArrivalProtocol
 
@@ -178,7 +179,8 @@ def _emulator_processes(log: Path, *args: str) -> Iterator[str]:
 
 async def _streams(base_url: str, concurrent: int, rounds: int = 1, max_tokens: int = 4) -> list[Any]:
     outcomes: list[Any] = []
-    async with Transport(_route(base_url), profile_for("kimi-k2.7-code", None)) as transport:
+    route = _route(base_url).model_copy(update={"headers": {STAMP_HEADER: "1"}})  # the emulator's own TTFT, too
+    async with Transport(route, profile_for("kimi-k2.7-code", None)) as transport:
         for _ in range(rounds):
             outcomes += await asyncio.gather(*(transport.chat(_body(max_tokens)) for _ in range(concurrent)))
     return outcomes
@@ -196,14 +198,22 @@ def test_the_emulators_worker_processes_send_each_chunk_at_once(tmp_path):
 def test_200_concurrent_streams_each_ttft_within_a_few_ms_of_the_injected_one(tmp_path):
     """The emulator in two processes of its own (as `k2probe emulator --workers 2` serves), 200 streams at once from
     one client loop: every TTFT is the injected one within a few ms; pool wait and connect are recorded apart."""
-    with _emulator_processes(tmp_path / "emulator.log", "--ttft-ms", "1000", "--itl-ms", "20") as base_url:
+    # tokens 100 ms apart: a first token read late enough to share its read with the second would take the second's
+    # kernel stamp (the one limit of receive stamps), and this test is about TTFT
+    with _emulator_processes(tmp_path / "emulator.log", "--ttft-ms", "1000", "--itl-ms", "100") as base_url:
         outcomes = asyncio.run(_streams(base_url, 200))
     assert all(o.ok for o in outcomes), [o.failure for o in outcomes if not o.ok][:3]
-    errors = sorted(o.last.ttft_ms - 1000 for o in outcomes)
-    assert len(errors) == 200
+    assert len(outcomes) == 200 and all(o.server_ttft_ms is not None for o in outcomes)
+    # against what the server says it did (its first token written, counted from the request's kernel arrival)
+    versus_server = sorted(abs(o.last.ttft_ms - o.server_ttft_ms) for o in outcomes)
+    assert statistics.median(versus_server) <= 1 and versus_server[-1] <= 10, versus_server[-10:]
+    # against what it was told: every TTFT within a few ms, wherever the server kept to it (on a loaded machine
+    # the emulator itself runs late, and says so in its stamp)
+    on_time = [o for o in outcomes if o.server_ttft_ms <= 1000 + 2]
+    assert len(on_time) >= 100, sorted(o.server_ttft_ms for o in outcomes)[-10:]
+    errors = sorted(o.last.ttft_ms - 1000 for o in on_time)
     assert errors[0] >= -1, errors[:5]  # never earlier than the server could have sent it
-    assert statistics.median(errors) <= 5, errors
-    assert errors[-1] <= 25, errors[-10:]  # every one within a few ms, on a shared 2-core machine
+    assert statistics.median(errors) <= 3 and errors[-1] <= 10, errors[-10:]
     assert max(o.last.connect_ms for o in outcomes) > 0  # 200 connections were opened, and timed apart from TTFT
 
 

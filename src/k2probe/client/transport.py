@@ -26,6 +26,7 @@ from k2probe.core.errors import ConfigError
 from k2probe.core.failures import Failure, from_body, from_exception, stream_error
 from k2probe.core.profiles import Price, Profile
 from k2probe.core.records import CallRecord, Usage, cost_of, links
+from k2probe.core.stamps import SERVER_TTFT
 
 OnCall = Callable[[CallRecord], None]
 _STAMPS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("k2probe_stamps")
@@ -84,6 +85,7 @@ class Outcome:
     calls: list[CallRecord] = field(default_factory=list)
     shape: list[str] = field(default_factory=list)
     served_model: str | None = None  # the answer's own `model` field: what a gateway alias really reached
+    server_ttft_ms: float | None = None  # the server's own TTFT, where it stamps one (k2probe's emulator, when asked)
 
     @property
     def ok(self) -> bool:
@@ -349,6 +351,8 @@ class Transport:
                 content_type = response.http_response.headers.get("content-type", "")
                 done = False  # the body is still read to its end, so the connection goes back to the pool
                 async for line in response.iter_lines():
+                    if line.startswith(SERVER_TTFT):  # k2probe's emulator, asked for its own TTFT
+                        outcome.server_ttft_ms = int(line[len(SERVER_TTFT):].strip() or 0) / 1000.0
                     if done or not line.startswith("data:"):
                         continue  # blank separators, ": keep-alive" comments, event: names
                     data = line[5:].strip()

@@ -78,7 +78,7 @@ class StampedStream(_Stream):
             except (BlockingIOError, InterruptedError):
                 await self._ready(loop.add_reader, loop.remove_reader)
                 continue
-            self.arrived = stamps.received(ancillary, time.perf_counter())
+            self.arrived = stamps.received(ancillary, time.perf_counter)
             return data
 
     async def send(self, buffer: bytes) -> None:

@@ -8,6 +8,10 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
+
+STAMP_HEADER = "x-k2probe-stamp"  # a request header asking k2probe's emulator for its own TTFT ("1")
+SERVER_TTFT = ": k2probe-server ttft_us="  # the SSE comment it answers with, before [DONE]: microseconds
 
 SO_TIMESTAMPNS = 35  # Linux (asm-generic): stamps as struct timespec on CLOCK_REALTIME
 ANCILLARY = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
@@ -25,13 +29,20 @@ def enable(sock: socket.socket) -> bool:
     return True
 
 
-def received(ancillary: list[tuple[int, int, bytes]], now: float) -> float:
-    """When the last bytes of a read reached the kernel, on the clock `now` was read from (perf_counter or monotonic,
-    read just after the recvmsg). The realtime stamp is converted at the read, so no clock slew accumulates; a stamp
-    from the future or more than a minute old (the wall clock was stepped) is clamped."""
+def received(ancillary: list[tuple[int, int, bytes]], clock: Callable[[], float]) -> float:
+    """When the last bytes of a read reached the kernel, on `clock` (time.perf_counter or time.monotonic), or now on
+    it where the read carries no stamp. The realtime stamp is converted with the two clocks read back to back (again,
+    if this process was preempted between them), so neither a slew nor a preemption shifts it; a stamp from the
+    future or over a minute old (the wall clock was stepped) is clamped."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             sec, nsec = struct.unpack("qq", data[:16])
-            age = time.time() - (float(sec) + float(nsec) / 1e9)
-            return now - min(max(age, 0.0), 60.0)
-    return now
+            for _ in range(3):
+                before = clock()
+                wall = time.time()
+                after = clock()
+                if after - before < 50e-6:
+                    break
+            age = wall - (float(sec) + float(nsec) / 1e9)
+            return (before + after) / 2 - min(max(age, 0.0), 60.0)
+    return clock()

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from k2probe.core.stamps import STAMP_HEADER
 from k2probe.emulator import litellm
 from k2probe.emulator.answers import Answer, answer_for, text_of
 from k2probe.emulator.coder import humaneval_answer, toolcall_answer
@@ -212,7 +213,7 @@ class Emulator:
             answer = self.answer(body, [m.note(i + 1) for i, m in enumerate(seen)])
             turn = Turn(self, body, bare, answer, prompt_tokens, arrived)
             turn.client_usage = client_usage
-            turn.stamp = request.headers.get("x-k2probe-stamp") == "1"
+            turn.stamp = request.headers.get(STAMP_HEADER) == "1"
             if stream:
                 released = True
                 gen = turn.stream(late_error=fault_error if late_error else None,

@@ -39,7 +39,7 @@ class _StampedTransport(selector_events._SelectorSocketTransport):  # type: igno
         if not data:
             self._read_ready__on_eof()
             return
-        setattr(self._protocol, RECEIVED, stamps.received(ancillary, time.monotonic()))
+        setattr(self._protocol, RECEIVED, stamps.received(ancillary, time.monotonic))
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from k2probe.core.stamps import SERVER_TTFT
 from k2probe.emulator import litellm
 from k2probe.emulator.answers import Answer
 from k2probe.emulator.contract import ApiError
@@ -168,7 +169,7 @@ class Turn:
                     first_sent = time.monotonic()
             if late_error is None:
                 if self.stamp and first_sent is not None:  # the server's TTFT, an SSE comment (Moonshot sends none)
-                    yield f": k2probe-server ttft_us={int((first_sent - self.arrived) * 1e6)}\n\n".encode()
+                    yield f"{SERVER_TTFT}{int((first_sent - self.arrived) * 1e6)}\n\n".encode()
                 yield f"{prefix}[DONE]\n\n".encode()
         finally:
             self.emu.plan.release()

@@ -14,6 +14,7 @@ import httpx2
 import orjson
 
 from k2probe.client.wire import StampedBackend, arrival, proxy_for, stamped
+from k2probe.core import stamps
 from k2probe.core.failures import Failure, from_body
 
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -54,7 +55,7 @@ class LeanClient:
         self.timeouts = {"connect": 10.0, "read": timeout_s, "write": timeout_s, "pool": None}
         self.headers = [(b"Host", url.netloc), (b"Authorization", f"Bearer {key}".encode()),
                         (b"Content-Type", b"application/json"),
-                        (b"x-k2probe-stamp", b"1"),  # k2probe's emulator: stamp its TTFT
+                        (stamps.STAMP_HEADER.encode(), b"1"),  # k2probe's emulator: stamp its TTFT
                         *((k.encode(), v.encode()) for k, v in (headers or {}).items())]
         proxy = proxy_for(url)
         self.proxied = None if proxy is None else stamped(httpx2.AsyncHTTPTransport(
@@ -186,7 +187,7 @@ class LeanClient:
         return shot
 
 
-STAMP = b": k2probe-server ttft_us="
+STAMP = stamps.SERVER_TTFT.encode()
 
 
 def _pieces(response: httpcore2.Response) -> AsyncIterator[bytes]:
