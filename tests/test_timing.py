@@ -98,7 +98,8 @@ def test_streams_over_tls_are_read_and_kernel_stamped_too(tls_emulator):
 class ConnectProxy:
     """A forward proxy that only tunnels (HTTP CONNECT), in a thread; counts the tunnels it opened."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s  # how long the proxy takes to set a tunnel up
         self.tunnels: list[str] = []
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
@@ -123,6 +124,7 @@ class ConnectProxy:
             return
         host, port = target.rsplit(":", 1)
         self.tunnels.append(target)
+        await asyncio.sleep(self.delay_s)
         up_reader, up_writer = await asyncio.open_connection(host, int(port))
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
@@ -260,12 +262,13 @@ def test_the_load_client_speaks_tls_and_honours_the_proxy_the_environment_names(
 
     direct = asyncio.run(run())
     assert direct.ok and 299 <= direct.ttft_us / 1000 <= 340
-    with ConnectProxy() as proxy:
+    with ConnectProxy(delay_s=0.3) as proxy:
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         proxied = asyncio.run(run())
     assert proxied.ok and proxy.tunnels
+    assert 299 <= proxied.ttft_us / 1000 <= 340  # from the request's own headers, not from the CONNECT before them
     monkeypatch.setenv("NO_PROXY", "localhost")
     with ConnectProxy() as bypassed:
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{bypassed.port}")

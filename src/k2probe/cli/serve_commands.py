@@ -90,10 +90,9 @@ def bench(route: RouteOpt = None,
                          record_calls)
         request = json.loads(payload(plan, session.profile))  # what every request of the sweep sends
 
-        def record(calls: list[dict[str, Any]]) -> None:
+        def record(label: str, calls: list[dict[str, Any]]) -> None:
             for call in calls:
-                session.record(bench_call(session.route.name, session.route.model, stream, request, progress.label,
-                                          call))
+                session.record(bench_call(session.route.name, session.route.model, stream, request, label, call))
 
         progress = Progress(stream, on_calls=record if record_calls else None)
 

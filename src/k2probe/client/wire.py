@@ -103,6 +103,7 @@ class TLSStream(_Stream):
     def __init__(self, raw: _Stream, context: ssl.SSLContext, server_hostname: str | None) -> None:
         self.raw, self.sock = raw, raw.sock
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.eof = False  # the peer closed the socket
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=server_hostname)
 
     @property
@@ -119,6 +120,7 @@ class TLSStream(_Stream):
                 if data:
                     self.incoming.write(data)
                 else:
+                    self.eof = True
                     self.incoming.write_eof()
                 continue
             await self._flush()
@@ -137,6 +139,10 @@ class TLSStream(_Stream):
             return await self._run(lambda: self.tls.read(max_bytes))
         except ssl.SSLZeroReturnError:
             return b""
+        except ssl.SSLEOFError:
+            if self.eof:  # closed without close_notify, as many servers do: the end of a body read to the close
+                return b""
+            raise
 
     async def send(self, buffer: bytes) -> None:
         await self._run(lambda: self.tls.write(buffer))
@@ -169,9 +175,15 @@ async def _bounded(operation: Awaitable[_T], timeout: float | None, on_timeout: 
 
 
 def _readable(sock: socket.socket) -> bool:
+    """Has an idle connection something to read (the server closed it)? poll, not select: select cannot take a
+    descriptor past 1024, and calling every one of those readable would discard every pooled connection."""
     import select
 
     try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         ready, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
@@ -197,7 +209,11 @@ class StampedBackend(httpcore2.AsyncNetworkBackend):
             raise OSError(f"no address for {host}")
         failure: OSError | None = None
         for family, kind, proto, _name, address in infos:
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:  # an address family this machine lacks (IPv6 turned off): try the next
+                failure = exc
+                continue
             try:
                 sock.setblocking(False)
                 if family in (socket.AF_INET, socket.AF_INET6):

@@ -4,6 +4,7 @@ late a busy event loop gets round to the read."""
 
 from __future__ import annotations
 
+import platform
 import socket
 import struct
 import sys
@@ -15,7 +16,9 @@ SERVER_TTFT = ": k2probe-server ttft_us="  # the SSE comment it answers with, be
 
 SO_TIMESTAMPNS = 35  # Linux (asm-generic): stamps as struct timespec on CLOCK_REALTIME
 ANCILLARY = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
-AVAILABLE = sys.platform.startswith("linux") and ANCILLARY > 0
+# the option's number (35) is asm-generic's, which x86-64 and arm64 use; elsewhere (sparc, parisc…) reads go unstamped
+AVAILABLE = (sys.platform.startswith("linux") and ANCILLARY > 0 and platform.machine() in ("x86_64", "aarch64")
+             and struct.calcsize("P") == 8)
 
 
 def enable(sock: socket.socket) -> bool:

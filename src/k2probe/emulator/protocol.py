@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 from asyncio import selector_events
 from typing import Any
@@ -62,7 +63,8 @@ class StampingLoop(asyncio.SelectorEventLoop):
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)  # type: ignore[misc]
 
 
-LOOP = f"{__name__}:StampingLoop" if stamps.AVAILABLE else "asyncio"  # for uvicorn's `loop` setting
+# for uvicorn's `loop` setting: a selector loop everywhere but Windows (its TCP_NODELAY fix counts without stamps)
+LOOP = "asyncio" if sys.platform == "win32" else f"{__name__}:StampingLoop"
 
 
 class ArrivalProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]

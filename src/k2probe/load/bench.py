@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -110,9 +111,12 @@ def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]],
     queue: Any = None
     pool = None
     if plan.workers > 1:
-        queue = multiprocessing.get_context("fork").Queue()
-        pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=attach, initargs=(queue,))
+        # fork where it is safe and quick (Linux: the workers touch none of the parent's threads' state); spawn on
+        # macOS and Windows
+        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        queue = context.Queue()
+        pool = ProcessPoolExecutor(max_workers=plan.workers, mp_context=context, initializer=attach,
+                                   initargs=(queue,))
     report = progress.update if progress is not None else None
     try:
         for index, step in enumerate(steps):
@@ -122,7 +126,7 @@ def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]],
             rate = float(step["rate"]) if "rate" in step else None
             base = StepPlan(plan.base_url, plan.key, body, plan.stream, concurrency, rate,
                             plan.requests, plan.duration_s, slo_us, seed=index, headers=plan.headers,
-                            record_calls=plan.record_calls)
+                            record_calls=plan.record_calls, label=step_label(step))
             result = StepResult()
             if pool is None:
                 result.merge(asyncio.run(run_step(base, report)).encoded())
@@ -242,8 +246,10 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
     console.print(table)
     for s in steps:
         merged = s.get("ttft_merged")
-        spaced = (s["itl_ms"]["p50"] or 0) >= 1.0  # the server sends tokens apart, so a merged read hides a gap
-        if merged and merged > 0.1 and spaced:
+        # where the server stamps its own TTFT, the merge is shown to matter only if the two disagree
+        error = s["ttft_error_ms"]
+        matters = not error["n"] or (error["p90"] or 0) > 1.0
+        if merged and merged > 0.1 and matters:
             render.err.print(f"[yellow]{step_label(s)}: {100 * merged:.0f}% of first tokens were read over a ms after they "
                              "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
                              "where the server sent them apart those TTFTs read late by up to the gap. Use more "

@@ -50,7 +50,8 @@ class LeanClient:
         self.origin = httpcore2.Origin(url.raw_scheme, url.raw_host, url.port or (443 if secure else 80))
         self.keep = connections  # idle connections kept at most
         self.idle: list[httpcore2.AsyncHTTPConnection] = []
-        self.backend = StampedBackend()
+        # kernel-stamped reads where the platform reads with recvmsg on a selector loop; anyio's otherwise (Windows)
+        self.backend = StampedBackend() if hasattr(socket.socket, "recvmsg") else httpcore2.AnyIOBackend()
         self.ssl_context = httpx2.create_ssl_context() if secure else None
         self.timeouts = {"connect": 10.0, "read": timeout_s, "write": timeout_s, "pool": None}
         self.headers = [(b"Host", url.netloc), (b"Authorization", f"Bearer {key}".encode()),
@@ -69,11 +70,14 @@ class LeanClient:
         if self.proxied is not None:
             await self.proxied.aclose()
 
-    def _connection(self) -> Any:
+    async def _connection(self) -> Any:
         if self.proxied is not None:
             return self.proxied._pool
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            connection = self.idle.pop()
+            if not connection.has_expired():  # the server may have closed it since (uvicorn: after 5 s idle)
+                return connection
+            await connection.aclose()
         return httpcore2.AsyncHTTPConnection(self.origin, ssl_context=self.ssl_context, keepalive_expiry=60.0,
                                              network_backend=self.backend, socket_options=SOCKET_OPTIONS)
 
@@ -98,7 +102,7 @@ class LeanClient:
         request = httpcore2.Request(b"POST", self.url, content=payload,
                                     headers=[*self.headers, (b"Content-Length", str(len(payload)).encode())],
                                     extensions={"trace": trace, "timeout": self.timeouts})
-        connection = self._connection()
+        connection = await self._connection()
         try:
             response = await connection.handle_async_request(request)
             try:
@@ -111,11 +115,11 @@ class LeanClient:
                 if not stream:
                     body = orjson.loads(await _body(response))
                     done = arrival(response)
-                    t0 = wire[0] if wire else started
+                    t0 = wire[-1] if wire else started  # the request's own headers, not a proxy's CONNECT before it
                     usage = body.get("usage") or ((body.get("choices") or [{}])[0].get("usage")) or {}
                     return Shot(True, e2e_us=int((done - t0) * 1e6), status=response.status,
                                 output_tokens=int(usage.get("completion_tokens") or 0))
-                read = await self._read_stream(response, wire[0] if wire else started)
+                read = await self._read_stream(response, wire[-1] if wire else started)
                 read.status = response.status
                 return read
             finally:
@@ -126,7 +130,7 @@ class LeanClient:
         except (httpcore2.NetworkError, httpcore2.ProtocolError, httpcore2.ProxyError, httpcore2.UnsupportedProtocol,
                 OSError):
             return Shot(False, "unreachable")
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):  # not JSON, or not the shape asked
             return Shot(False, "malformed_response")
 
     @staticmethod

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from k2probe.load.step import histogram
 
-OnCalls = Callable[[list[dict[str, Any]]], None]
+OnCalls = Callable[[str, list[dict[str, Any]]], None]  # (the step's label, its calls)
 
 
 class Progress:
@@ -27,22 +27,20 @@ class Progress:
         self.label = ""
         self.started = time.monotonic()
         self.latest: dict[int, dict[str, Any]] = {}
-        self.reports: Counter[int] = Counter()  # snapshots received per worker, this step
         self.lock = threading.Lock()
 
     def begin(self, label: str) -> None:
         with self.lock:
             self.label, self.started = label, time.monotonic()
             self.latest.clear()
-            self.reports.clear()
 
     def update(self, snapshot: dict[str, Any]) -> None:
         calls = snapshot.pop("calls", None)
         if calls and self.on_calls is not None:
-            self.on_calls(calls)
+            self.on_calls(snapshot["label"], calls)
         with self.lock:
-            self.latest[snapshot["worker"]] = snapshot
-            self.reports[snapshot["worker"]] += 1
+            if snapshot["label"] == self.label:  # a straggler from the step before is recorded, not shown
+                self.latest[snapshot["worker"]] = snapshot
 
     def figures(self) -> dict[str, Any]:
         """Sent, ok, failed by kind, requests/s and the first-byte percentiles (TTFT, or latency unstreamed)."""

@@ -39,6 +39,7 @@ class StepPlan:
     headers: dict[str, str] = field(default_factory=dict)
     record_calls: bool = False  # hand every request's figures to the reporter (else counts and histograms only)
     worker: int = 0
+    label: str = ""  # the step's name (c=8, 40/s): snapshots carry it, so a late one is never taken for the next
 
 
 @dataclass
@@ -122,8 +123,8 @@ async def run_step(plan: StepPlan, report: Report | None = None) -> StepResult:
             return
         reports += 1
         first = result.histograms["ttft" if plan.stream else "e2e"]
-        report({"worker": plan.worker, "sent": result.sent, "ok": result.ok, "failed": dict(result.failed),
-                "first": base64.b64encode(first.encode()).decode(), "calls": calls[:]})
+        report({"worker": plan.worker, "label": plan.label, "sent": result.sent, "ok": result.ok,
+                "failed": dict(result.failed), "first": base64.b64encode(first.encode()).decode(), "calls": calls[:]})
         calls.clear()
 
     async def reporting() -> None:
@@ -142,7 +143,10 @@ async def run_step(plan: StepPlan, report: Report | None = None) -> StepResult:
         return deadline is None or time.perf_counter() < deadline
 
     async def one() -> None:
-        shot = await client.shot(plan.payload, plan.stream)
+        try:
+            shot = await client.shot(plan.payload, plan.stream)
+        except Exception:  # a fault of this client must not lose the request: counted, by kind
+            shot = Shot(False, "client_error")
         result.add(shot, plan.slo_us)
         if plan.record_calls:
             calls.append(compact(shot))
@@ -186,8 +190,10 @@ _progress: Any = None  # a worker process's queue to the parent (set by the pool
 
 
 def attach(queue: Any) -> None:
-    """Pool initializer: progress snapshots of this worker go to `queue`."""
+    """Pool initializer: progress snapshots of this worker go to `queue`. The worker's exit never waits for the
+    queue to be read (the parent drains what it was promised, then may stop listening)."""
     global _progress
+    queue.cancel_join_thread()
     _progress = queue
 
 
