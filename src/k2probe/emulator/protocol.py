@@ -52,6 +52,10 @@ class _StampedTransport(selector_events._SelectorSocketTransport):  # type: igno
 class StampingLoop(asyncio.SelectorEventLoop):
     """The emulator's event loop (uvicorn `loop=`): connections it accepts are read by _StampedTransport."""
 
+    def _start_serving(self, protocol_factory: Any, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        stamps.enable(sock)  # on the listening socket too: a request that arrives before accept() is stamped
+        super()._start_serving(protocol_factory, sock, *args, **kwargs)  # type: ignore[misc]
+
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None, *,
                                extra: Any = None, server: Any = None) -> Any:
         if server is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
