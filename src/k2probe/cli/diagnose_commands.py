@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -22,9 +22,6 @@ from k2probe.cli.app import (
 )
 from k2probe.core.errors import UsageError
 from k2probe.diagnose.snippets import LANGS
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

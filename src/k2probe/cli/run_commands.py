@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -16,9 +16,6 @@ from k2probe.cli.app import (
     load_all_media,
     render,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

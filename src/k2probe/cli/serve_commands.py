@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -19,9 +19,6 @@ from k2probe.cli.app import (
 )
 from k2probe.core.errors import UsageError
 from k2probe.emulator.settings import FAULT_KINDS, PERSONALITIES
-
-if TYPE_CHECKING:
-    pass
 
 
 def _numbers(text: str | None, kind: type, option: str) -> list[Any]:
