@@ -22,7 +22,12 @@ ARRIVED = "k2probe.arrived"  # the ASGI scope key: time.monotonic() when the req
 RECEIVED = "k2probe_received"  # the protocol attribute the stamping transport sets before each data_received
 
 
-class _StampedTransport(selector_events._SelectorSocketTransport):  # type: ignore[misc,name-defined]
+# asyncio's private socket transport (Python 3.11–3.13): stamps need its read path; without it, reads go unstamped
+_SocketTransport: Any = getattr(selector_events, "_SelectorSocketTransport", None)
+_READS_HERE = _SocketTransport is not None and hasattr(_SocketTransport, "_read_ready__data_received")
+
+
+class _StampedTransport(_SocketTransport or object):  # type: ignore[misc]
     """asyncio's socket transport, reading with recvmsg so each read carries the kernel's receive stamp."""
 
     def _read_ready__data_received(self) -> None:  # asyncio's own, with recvmsg for recv
@@ -53,7 +58,8 @@ class StampingLoop(asyncio.SelectorEventLoop):
     """The emulator's event loop (uvicorn `loop=`): connections it accepts are read by _StampedTransport."""
 
     def _start_serving(self, protocol_factory: Any, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        stamps.enable(sock)  # on the listening socket too: a request that arrives before accept() is stamped
+        if _READS_HERE:
+            stamps.enable(sock)  # on the listening socket too: a request that arrives before accept() is stamped
         super()._start_serving(protocol_factory, sock, *args, **kwargs)  # type: ignore[misc]
 
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None, *,
@@ -62,7 +68,8 @@ class StampingLoop(asyncio.SelectorEventLoop):
             # asyncio sets TCP_NODELAY only when the socket says IPPROTO_TCP, and a listening socket handed to
             # uvicorn's worker processes says 0: every small SSE write then waited 40 ms for a delayed ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if server is not None and not isinstance(protocol, asyncio.BufferedProtocol) and stamps.enable(sock):
+        if (_READS_HERE and server is not None and not isinstance(protocol, asyncio.BufferedProtocol)
+                and stamps.enable(sock)):
             return _StampedTransport(self, sock, protocol, waiter, extra, server)
         return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)  # type: ignore[misc]
 
