@@ -141,3 +141,45 @@ def test_an_answer_that_is_json_but_not_the_shape_asked_is_malformed_not_a_crash
         listener.close()
         assert not shot.ok and shot.cause == "malformed_response", (chunk, shot)
         assert time.monotonic() - started < 10
+
+
+def test_an_address_that_never_answers_costs_a_quarter_second_not_the_connect_timeout(emulator, monkeypatch):
+    """Happy eyeballs: a host whose first address drops SYNs (here a listener with a full accept queue; in the wild,
+    IPv6 routed nowhere) is reached on its next address 250 ms later, as asyncio's own connections do."""
+    server = emulator()
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    fillers = []
+    for _ in range(3):  # fill its accept queue: the kernel now drops further SYNs, and a connect hangs
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(blackhole.getsockname())
+        fillers.append(filler)
+    real = socket.getaddrinfo
+    good_port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
+
+    def two_addresses(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "dual.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", blackhole.getsockname()),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", good_port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    route = Route(name="dual", base_url=f"http://dual.test:{good_port}/v1", api_key=SecretStr(EMULATOR_KEY),
+                  api_key_env="X", model="kimi-k2.7-code")
+
+    async def call() -> Any:
+        async with Transport(route, profile_for(route.model, None)) as transport:
+            return await transport.chat(json.loads(BODY))
+
+    try:
+        outcome = asyncio.run(call())
+    finally:
+        for filler in fillers:
+            filler.close()
+        blackhole.close()
+    assert outcome.ok, outcome.failure
+    assert 240 <= outcome.last.connect_ms <= 1500, outcome.last.connect_ms

@@ -7,9 +7,11 @@ gives no receive stamp, a read is stamped when it returns, as any client would."
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import time
+from asyncio import staggered
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -203,17 +205,17 @@ class StampedBackend(httpcore2.AsyncNetworkBackend):
 
     async def _connect(self, host: str, port: int, local_address: str | None,
                        options: list[Any]) -> StampedStream:
+        """Happy eyeballs (RFC 8305), as asyncio's own create_connection does it: addresses of both families in
+        turn, a new attempt every 250 ms while earlier ones are pending, the first to connect wins — so an address
+        that silently drops SYNs (IPv6 routed nowhere) costs 250 ms, not the whole connect timeout."""
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         if not infos:
             raise OSError(f"no address for {host}")
-        failure: OSError | None = None
-        for family, kind, proto, _name, address in infos:
-            try:
-                sock = socket.socket(family, kind, proto)
-            except OSError as exc:  # an address family this machine lacks (IPv6 turned off): try the next
-                failure = exc
-                continue
+        infos = _interleave(infos)
+
+        async def attempt(family: int, kind: int, proto: int, address: Any) -> socket.socket:
+            sock = socket.socket(family, kind, proto)
             try:
                 sock.setblocking(False)
                 if family in (socket.AF_INET, socket.AF_INET6):
@@ -223,15 +225,18 @@ class StampedBackend(httpcore2.AsyncNetworkBackend):
                 if local_address:
                     sock.bind((local_address, 0))
                 await loop.sock_connect(sock, address)
-                return StampedStream(sock)
-            except OSError as exc:
-                sock.close()
-                failure = exc
             except BaseException:
                 sock.close()
                 raise
-        assert failure is not None
-        raise failure
+            return sock
+
+        attempts = [functools.partial(attempt, family, kind, proto, address)
+                    for family, kind, proto, _name, address in infos]
+        sock, _index, failures = await staggered.staggered_race(attempts, 0.25)
+        if sock is None:
+            raise next((f for f in reversed(failures) if isinstance(f, OSError)), None) or OSError(
+                f"could not connect to {host}:{port}")
+        return StampedStream(sock)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[Any] | None = None) -> httpcore2.AsyncNetworkStream:
@@ -239,6 +244,20 @@ class StampedBackend(httpcore2.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+def _interleave(infos: list[Any]) -> list[Any]:
+    """Addresses alternating between families, the first family first (RFC 8305 §4)."""
+    by_family: dict[int, list[Any]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    queues = list(by_family.values())
+    ordered: list[Any] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return ordered
 
 
 def proxy_for(url: httpx2.URL) -> str | None:
