@@ -8,7 +8,6 @@ import json
 import math
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from openai import AsyncOpenAI, DefaultAsyncHttpx2Client
 
 from k2probe import __version__
 from k2probe.client.stream import Listener, StreamAccumulator
-from k2probe.client.wire import arrival, stamped
+from k2probe.client.wire import SOCKET_OPTIONS, arrival, stamped
 from k2probe.core.config import Route
 from k2probe.core.errors import ConfigError
 from k2probe.core.failures import Failure, from_body, from_exception, stream_error
@@ -34,7 +33,6 @@ _TRACE = ((".connect_tcp.started", "connect"), (".connect_tcp.complete", "tcp"),
           (".send_request_headers.started", "wire"))
 FALLBACK_CAUSES = {"server_error", "rate_limited", "quota_exhausted", "unreachable"}  # retries spent, or no retry
 POOL_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # the openai SDK's own defaults
-SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 async def _stamp(request: httpx2.Request) -> None:

@@ -21,6 +21,9 @@ import httpx2
 from k2probe.core import stamps
 
 _T = TypeVar("_T")
+# every TCP connection of both clients: small SSE writes are not held back by Nagle's algorithm (the stamped backend
+# sets it itself; anyio's, where it stands in, takes it from here)
+SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 class _Stream(httpcore2.AsyncNetworkStream):

@@ -13,11 +13,9 @@ import httpcore2
 import httpx2
 import orjson
 
-from k2probe.client.wire import StampedBackend, arrival, proxy_for, stamped
+from k2probe.client.wire import SOCKET_OPTIONS, StampedBackend, arrival, proxy_for, stamped
 from k2probe.core import stamps
 from k2probe.core.failures import Failure, from_body
-
-SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 @dataclass
