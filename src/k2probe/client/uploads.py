@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from k2probe.core.config import home
 from k2probe.core.errors import ConfigError, ProbeFailed
 from k2probe.core.failures import from_exception
 from k2probe.core.records import CallRecord
+from k2probe.core.sharedfile import SharedFileBusy, read_json, update_json
 
 if TYPE_CHECKING:  # the session hands itself in; the client layer does not build one
     from k2probe.session import Session
@@ -38,20 +38,25 @@ class UploadCache:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or home() / "uploads.json"
-        try:
-            loaded = json.loads(self.path.read_text()) if self.path.exists() else {}
-        except (OSError, ValueError, RecursionError):
-            loaded = {}  # a damaged cache only costs a re-upload
-        self.entries: dict[str, dict[str, Any]] = {k: v for k, v in loaded.items() if isinstance(v, dict)} \
-            if isinstance(loaded, dict) else {}
+        self.entries = _entries(read_json(self.path, {}))  # a damaged cache only costs a re-upload
 
     @staticmethod
     def key(session: Session, media: Media) -> str:
         return f"{session.route.name}|{session.route.base_url}|{media.sha256}"
 
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.entries, indent=2))
+    def remember(self, key: str, entry: dict[str, Any]) -> None:
+        """Add one upload to the file as it is now, under its lock: uploads other processes made meanwhile stay."""
+        def added(now: Any) -> dict[str, dict[str, Any]]:
+            return {**_entries(now), key: entry}
+
+        try:
+            self.entries = update_json(self.path, added, {}, indent=2)
+        except SharedFileBusy:
+            self.entries[key] = entry  # not remembered across runs: the next one uploads again
+
+
+def _entries(value: Any) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
 
 
 def _record(session: Session, endpoint: str, media: Media, started: float, status: int | None,
@@ -93,9 +98,8 @@ async def upload(session: Session, transport: Transport, media: Media, cache: Up
                           fix="delete old files, shrink the media (--fit), or check the account's storage") from exc
     _record(session, "POST /files", media, started, 200)
     media.delivery, media.file_id = "uploaded", created.id
-    cache.entries[key] = {"file_id": created.id, "bytes": len(media.data), "name": media.name,
-                          "uploaded_at": time.time()}
-    cache.save()
+    cache.remember(key, {"file_id": created.id, "bytes": len(media.data), "name": media.name,
+                         "uploaded_at": time.time()})
     return False
 
 

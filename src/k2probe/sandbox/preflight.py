@@ -3,8 +3,8 @@ hidden tests and the reference solution must pass them. A preflight that does no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -14,6 +14,7 @@ from typing import Any
 from k2probe import __version__
 from k2probe.core.config import home
 from k2probe.core.liveness import mark_owner
+from k2probe.core.sharedfile import SharedFileBusy, read_json, update_json
 from k2probe.sandbox.isolation import Isolation, Limits, make_readable, run
 from k2probe.sandbox.outcome import Verification, judge
 from k2probe.sandbox.runtime import Runtime
@@ -85,15 +86,16 @@ def preflight_failure(task: Task, iso: Isolation, runtime: Runtime) -> Preflight
     (a passing one is remembered in $K2PROBE_HOME/preflight.json)."""
     path = home() / CACHE_FILE
     key = _fingerprint(task, iso, runtime)
-    try:
-        proven = set(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        proven = set()
-    if key in proven:
+    if key in _proven(read_json(path, [])):
         return None
     result = preflight(task, iso, runtime=runtime)
-    if result.ok:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(sorted(proven | {key})), encoding="utf-8")
+    if result.ok:  # added under the file's lock to what is there now: a preflight beside this one is kept too
+        with contextlib.suppress(SharedFileBusy):
+            update_json(path, lambda now: sorted(_proven(now) | {key}), [])
         return None
     return result
+
+
+def _proven(value: object) -> set[str]:
+    """The fingerprints a preflight.json holds (a damaged file holds none)."""
+    return {k for k in value if isinstance(k, str)} if isinstance(value, list) else set()
