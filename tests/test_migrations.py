@@ -56,6 +56,8 @@ def test_a_new_store_is_created_by_the_migrations_and_matches_the_tables_in_code
 
 
 def test_a_01_database_upgrades_in_place_and_keeps_everything(cli, emulator, workdir: Path):
+    from k2probe.recording import migrate
+
     db = workdir / "home" / "k2probe.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     _old_store(db)
@@ -76,7 +78,7 @@ def test_a_01_database_upgrades_in_place_and_keeps_everything(cli, emulator, wor
     assert _schema_drift(f"sqlite:///{db}") == []
     with sqlite3.connect(db) as conn:
         after = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in before}
-        assert conn.execute("select version_num from alembic_version").fetchone()[0] == "0003"
+        assert conn.execute("select version_num from alembic_version").fetchone()[0] == migrate.HEAD
     assert after == before
 
     # …and new work goes into the upgraded file, its messages by reference

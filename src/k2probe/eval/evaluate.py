@@ -61,17 +61,18 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
 
     store = Store(redactor=Redactor())
     try:
-        if resume is not None:
-            run = store.find_run(resume)
-            if run["command"] != "eval":
-                raise UsageError(f"run {run['id'][:8]} is a `{run['command']}` run, not an evaluation",
-                                 fix="resume a run listed by `k2probe runs` as eval")
-            plan = EvalPlan.from_config(run["config"])
-            run_id = run["id"]
-            store.resume_run(run_id)
-        else:
-            run_id = ""
-        return _evaluate(plan, store, run_id, on_start, on_sample, ahead)
+        with contextlib.ExitStack() as held:
+            if resume is not None:
+                run = store.find_run(resume)
+                if run["command"] != "eval":
+                    raise UsageError(f"run {run['id'][:8]} is a `{run['command']}` run, not an evaluation",
+                                     fix="resume a run listed by `k2probe runs` as eval")
+                plan = EvalPlan.from_config(run["config"])
+                run_id = run["id"]
+                held.enter_context(store.lease(run_id))  # refused while another process works on the run
+            else:
+                run_id = ""
+            return _evaluate(plan, store, run_id, on_start, on_sample, ahead)
     finally:
         pool.shutdown(wait=True)
         store.dispose()
@@ -105,6 +106,7 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
     else:
         tasks = load_tasks(plan)
     iso = isolation(plan.sandbox)
+    resumed = bool(run_id)
     with contextlib.ExitStack() as stack:
         sessions: dict[str, Session] = {}
         if completions is None:
@@ -121,6 +123,8 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
         else:
             routes = [SAMPLES_ROUTE]
             run_id = run_id or store.start_run("eval", SAMPLES_ROUTE, plan.as_config())
+        if not resumed:  # the run's own process holds it like a resume does: a resume meanwhile is refused
+            stack.enter_context(store.lease(run_id))
         store.plan_samples(run_id, plan.suite, units(tasks, routes, plan.epochs))
         if on_start is not None:
             on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s["outcome"] == "pending"))

@@ -28,6 +28,8 @@ class RunRow(Base):
     finished_at: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(32), default="running")
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    owner: Mapped[str | None] = mapped_column(String(200))  # the lease: host:pid:start-time of the process running it
+    lease_at: Mapped[float | None] = mapped_column(Float)  # when its owner last renewed the lease
 
 
 class SampleRow(Base):

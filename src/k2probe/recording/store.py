@@ -3,15 +3,18 @@ PostgreSQL by URL. Its schema is Alembic's (recording/migrations); calls are wri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -92,6 +95,26 @@ def _read_thread(session: Session, tip: str) -> list[Any]:
     return list(rows)
 
 
+LEASE_RENEW_S = 10.0  # how often the owner of a run says it is still working on it
+LEASE_STALE_S = 60.0  # a lease from another host not renewed for this long is taken over (its process is gone)
+
+
+def _lease_held(owner: str, lease_at: float | None) -> bool:
+    """Is the run still worked on by `owner`? On this host: its process is alive (pid and start time); on another
+    host (a shared PostgreSQL store), which we cannot look into: it renewed the lease recently."""
+    if owner.partition(":")[0] == socket.gethostname():
+        return alive(owner)
+    return lease_at is not None and time.time() - lease_at < LEASE_STALE_S
+
+
+def _who(owner: str, lease_at: float | None) -> str:
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    where = "this host" if host == socket.gethostname() else f"host {host}"
+    renewed = f", lease renewed {time.time() - lease_at:.0f} s ago" if lease_at is not None else ""
+    return f"pid {pid} on {where}{renewed}"
+
+
 class Store:
     """Runs and samples are written at once (their ids are referenced); calls and steps through the recorder's queue.
     Every read flushes the queue first, so a reader in the same process sees what was recorded."""
@@ -150,6 +173,68 @@ class Store:
             if row is not None:
                 row.status, row.finished_at = "running", None
                 row.config = {**(row.config or {}), "owner": token()}
+
+    # the run's lease: one process at a time works on a run --------------------------------------------------
+    def claim_run(self, run_id: str) -> None:
+        """Make this process the run's one owner. Refused (ConfigError, exit 2) while another process holds it: one
+        alive on this host, or one on another host that renewed its lease in the last LEASE_STALE_S. Taken with a
+        compare-and-set on `owner`, so of two processes claiming at once exactly one wins (SQLite and PostgreSQL)."""
+        self.flush()
+        me = token()
+        for _ in range(3):
+            with Session(self.engine) as session:
+                row = session.get(RunRow, run_id)
+                if row is None:
+                    raise ConfigError(f"no run {run_id}", fix="copy an id from `k2probe runs`")
+                seen, lease_at, config = row.owner, row.lease_at, dict(row.config or {})
+                holder = seen or (str(config.get("owner")) if row.status == "running" and config.get("owner") else None)
+            if holder and holder != me and _lease_held(holder, lease_at):
+                raise ConfigError(f"run {run_id[:8]} is being run by another k2probe ({_who(holder, lease_at)}): "
+                                  "two would send and judge its samples twice",
+                                  fix="wait for it to end or stop it; a run whose process died can be resumed")
+            same = RunRow.owner.is_(None) if seen is None else RunRow.owner == seen
+            with self.engine.begin() as connection:
+                taken = connection.execute(update(RunRow).where(RunRow.id == run_id, same).values(
+                    owner=me, lease_at=time.time(), status="running", finished_at=None,
+                    config={**config, "owner": me})).rowcount
+            if taken == 1:
+                return
+        raise ConfigError(f"run {run_id[:8]} is being claimed by another k2probe at this moment",
+                          fix="let that one run it; resume again once it has ended")
+
+    def renew_lease(self, run_id: str) -> bool:
+        """Say this process still works on the run; False if it no longer owns it."""
+        with self.engine.begin() as connection:
+            return bool(connection.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == token())
+                                           .values(lease_at=time.time())).rowcount == 1)
+
+    def release_run(self, run_id: str) -> None:
+        """Give the run up (its work is done or stopped): anyone may resume it now."""
+        with self.engine.begin() as connection:
+            connection.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == token())
+                               .values(owner=None, lease_at=None))
+
+    @contextlib.contextmanager
+    def lease(self, run_id: str) -> Iterator[None]:
+        """Hold the run while the block runs: claimed first, renewed every LEASE_RENEW_S by a thread, released after."""
+        self.claim_run(run_id)
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(LEASE_RENEW_S):
+                with contextlib.suppress(SQLAlchemyError):  # a busy store: the next renewal comes well before staleness
+                    if not self.renew_lease(run_id):
+                        return
+
+        renewer = threading.Thread(target=renew, name="k2probe-lease", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join(timeout=5)
+            with contextlib.suppress(SQLAlchemyError):  # not released: its owner's death frees it all the same
+                self.release_run(run_id)
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
         self.flush()
