@@ -148,3 +148,40 @@ def test_binary_and_oversized_patches_are_refused(box):
         with pytest.raises(ToolFailure) as caught:
             box.call("apply_patch", json.dumps({"patch": patch}))
         assert caught.value.kind == "patch_failed" and words in caught.value.message
+
+
+def test_one_attempt_writes_at_most_its_cap(box):
+    """write_file's text counts against the attempt's cap, overwrites included; past it, nothing is written."""
+    from k2probe.agent.tools import MAX_ATTEMPT_WRITE_BYTES, MAX_FILE_BYTES
+
+    chunk = "x" * MAX_FILE_BYTES
+    for n in range(MAX_ATTEMPT_WRITE_BYTES // MAX_FILE_BYTES):
+        box.call("write_file", json.dumps({"path": f"file{n % 2}.txt", "content": chunk}))
+    with pytest.raises(ToolFailure) as caught:
+        box.call("write_file", json.dumps({"path": "other.txt", "content": "y"}))
+    assert caught.value.kind == "write_limit" and "may write 8388608 in all" in caught.value.message
+    assert not (box.ws.root / "other.txt").exists()
+    with pytest.raises(ToolFailure) as caught:  # a patch is text written too
+        box.call("apply_patch", json.dumps({"patch": "--- a/pkg/mod.py\n+++ b/pkg/mod.py\n@@ -1 +1 @@\n-line 1\n+one\n"}))
+    assert caught.value.kind == "write_limit"
+    assert (box.ws.root / "pkg" / "mod.py").read_text().startswith("line 1\n")
+
+
+def test_patches_that_copy_files_stop_at_the_attempts_growth_cap(box):
+    """A few bytes of patch can copy a big file: the growth is judged on the tree, summed over the attempt."""
+    from k2probe.agent.tools import MAX_FILE_BYTES, MAX_GROWTH_BYTES
+
+    box.call("write_file", json.dumps({"path": "big.txt", "content": "z\n" * (MAX_FILE_BYTES // 2)}))
+    copies, refused = 0, None
+    for n in range(MAX_GROWTH_BYTES // MAX_FILE_BYTES + 2):
+        patch = f"diff --git a/big.txt b/copy{n}.txt\nsimilarity index 100%\ncopy from big.txt\ncopy to copy{n}.txt\n"
+        try:
+            box.call("apply_patch", json.dumps({"patch": patch}))
+            copies += 1
+        except ToolFailure as failure:
+            refused = failure
+            break
+    assert refused is not None and refused.kind == "write_limit", refused
+    assert copies == MAX_GROWTH_BYTES // MAX_FILE_BYTES - 1  # the first write's MiB and the copies fill the cap
+    grown = sum(p.stat().st_size for p in box.ws.root.rglob("*.txt"))
+    assert grown <= MAX_GROWTH_BYTES and not (box.ws.root / f"copy{copies}.txt").exists()

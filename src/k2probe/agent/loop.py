@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from k2probe.agent.stored import stored_copy
 from k2probe.agent.tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
 from k2probe.client.media import Media
 from k2probe.client.transport import Transport
@@ -245,4 +246,5 @@ def read_trajectory(path: Path) -> dict[str, Any]:
 
 
 def step_dict(step: Step) -> dict[str, Any]:
-    return asdict(step)
+    """The step as stored and written to the trajectory (long strings cut: agent/stored.py)."""
+    return stored_copy(asdict(step))

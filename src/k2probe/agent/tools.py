@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -24,7 +25,11 @@ MAX_LINES = 400
 MAX_READ_BYTES = 32 * 1024
 MAX_FILE_BYTES = 1024 * 1024  # what read_file, search and write_file handle per file
 MAX_PATCH_BYTES = 1024 * 1024
-MAX_GROWTH_BYTES = 64 * 1024 * 1024  # what one patch may add to the workspace
+# one attempt's writes: the text write_file and apply_patch accept in all, and what the workspace may grow by (a patch
+# can copy files: growth is judged on the tree). Over either, the call is refused as a tool error (`write_limit`) the
+# model sees; the attempt goes on, and three refused calls in a row end it like any tool errors (`tool_failures`).
+MAX_ATTEMPT_WRITE_BYTES = 8 * 1024 * 1024
+MAX_GROWTH_BYTES = 16 * 1024 * 1024
 PATCH_TIMEOUT_S = 30
 SEARCH_BUDGET_S = 5.0
 MAX_LIST = 500
@@ -33,7 +38,7 @@ MAX_MATCHES = 100
 
 class ToolFailure(Exception):
     """A tool call that failed; `kind` counts it (invalid_json, schema, unknown_tool, patch_failed, path_denied,
-    tool_error)."""
+    write_limit, tool_error)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -148,6 +153,8 @@ class Toolbox:
         self.iso = iso
         self.runtime = runtime or Runtime.own()
         self.deadline = deadline  # time.monotonic() by which test runs must end (the agent's --timeout)
+        self.written = 0  # bytes of text write_file and apply_patch accepted in this attempt
+        self.growth = 0  # what the workspace grew by since the attempt began (may go down: files made smaller)
 
     def call(self, name: str, raw_arguments: str) -> ToolOutput:
         """Run one call; its text is always sendable (no lone surrogates from odd file names)."""
@@ -216,20 +223,40 @@ class Toolbox:
                 break
         return ToolOutput("\n".join(matches[:MAX_MATCHES]) or "no matches")
 
+    def _budget(self, size: int, growth: int) -> None:
+        """Refuse a write of `size` bytes of text growing the workspace by `growth` if it would pass the attempt's
+        caps; nothing is written then."""
+        if self.written + size > MAX_ATTEMPT_WRITE_BYTES:
+            raise ToolFailure("write_limit", f"write refused: this attempt has written {self.written} bytes and may "
+                              f"write {MAX_ATTEMPT_WRITE_BYTES} in all ({size} more asked); finish with what is there")
+        if self.growth + growth > MAX_GROWTH_BYTES:
+            raise ToolFailure("write_limit", f"write refused: the workspace has grown by {self.growth} bytes in this "
+                              f"attempt and may grow by {MAX_GROWTH_BYTES} ({growth} more asked)")
+
     def _write_file(self, args: WriteFile) -> ToolOutput:
         data = args.content.encode("utf-8")
         if len(data) > MAX_FILE_BYTES:
             raise ToolFailure("tool_error", f"content is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
         if self.ws.is_link_on_the_way(args.path):
             raise PathDenied(f"path {args.path!r} goes through a symbolic link")
+        target = self.ws.resolve(args.path)
+        try:
+            old = os.lstat(target).st_size
+        except FileNotFoundError:
+            old = 0
+        self._budget(len(data), len(data) - old)
         self.ws.write_bytes(args.path, data)
+        self.written += len(data)
+        self.growth += len(data) - old
         return ToolOutput(f"wrote {args.path} ({len(data)} bytes)")
 
     def _apply_patch(self, args: ApplyPatch) -> ToolOutput:
         """Try git apply, git apply --3way, then fuzzy patch; the tree is judged after each try (whatever the patch
         text claimed) and put back exactly when a try fails or leaves a link, a .git path or an oversized file."""
-        if len(args.patch.encode("utf-8", "surrogatepass")) > MAX_PATCH_BYTES:
+        size = len(args.patch.encode("utf-8", "surrogatepass"))
+        if size > MAX_PATCH_BYTES:
             raise ToolFailure("patch_failed", f"the patch is over {MAX_PATCH_BYTES} bytes: send smaller patches")
+        self._budget(size, 0)
         touched = patch_paths(args.patch)
         for path in touched:
             self.ws.resolve(path)
@@ -261,7 +288,13 @@ class Toolbox:
                     if problem is not None:
                         restore()
                         raise PathDenied(f"patch refused: {problem}")
+                    grown = _size(self.ws.entries()) - _size(before)
+                    if self.growth + grown > MAX_GROWTH_BYTES:
+                        restore()
+                        self._budget(0, grown)
                     if done.returncode == 0:
+                        self.written += size
+                        self.growth += grown
                         return ToolOutput(f"patch applied with {label}")
                     errors.append(f"{label}: {(done.stderr or done.stdout).strip()[:300]}")
                     restore()  # a failed try must leave no half-applied change behind
@@ -278,6 +311,10 @@ class Toolbox:
 
     def _finish(self, args: Finish) -> ToolOutput:
         raise Finished(args.summary)
+
+
+def _size(entries: dict[str, tuple[int, int, int, int]]) -> int:
+    return sum(info[1] for info in entries.values())
 
 
 _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
