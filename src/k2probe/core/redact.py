@@ -28,9 +28,7 @@ def remember(secret: str | None) -> None:
 
 def redact(value: str) -> str:
     """`value` with every known secret, Bearer token, URL token or password and sk- key replaced by ***."""
-    for secret in _ordered:
-        if secret in value:
-            value = value.replace(secret, "***")
+    value = _replace_known(value)
     value = _BEARER.sub(r"\1***", value)
     value = _URL_TOKEN.sub(r"\1***", value)
     value = _URL_PASSWORD.sub(r"\1***@", value)
@@ -56,6 +54,60 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+_OPEN_BEARER = re.compile(r"(?i)\S*bearer\s*$")  # "Bearer " at a cut: the token may come in the next piece
+STREAM_MAX_HOLD = 4096  # a run without whitespace longer than this is let through (past any key it could hide)
+
+
+def _replace_known(value: str) -> str:
+    for secret in _ordered:
+        if secret in value:
+            value = value.replace(secret, "***")
+    return value
+
+
+class StreamRedactor:
+    """Redaction over a stream as a whole: `feed` each piece as it arrives and show what it returns; `finish` at the
+    end. A secret split across pieces is still caught: known secrets are replaced in the text held so far, and the
+    last len(longest secret)-1 characters, any unfinished word (a key-shaped token may still be growing) and a
+    trailing "Bearer " are held back until the next piece or the end."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        held = _replace_known(self._held + piece)
+        cut = self._cut(held)
+        self._held = held[cut:]
+        return redact(held[:cut])
+
+    def finish(self) -> str:
+        """The rest, redacted; the redactor is empty afterwards."""
+        held, self._held = self._held, ""
+        return redact(held)
+
+    @staticmethod
+    def _cut(held: str) -> int:
+        """Where the settled part of `held` ends: no secret or key-shaped token can span this point."""
+        longest = len(_ordered[0]) if _ordered else 0
+        cut = max(0, len(held) - max(longest - 1, 0))
+        floor = max(0, len(held) - STREAM_MAX_HOLD - longest)
+        while cut > floor:
+            inside_word = not held[cut - 1].isspace() and (cut == len(held) or not held[cut].isspace())
+            if inside_word:
+                cut -= 1
+                continue
+            bearer = _OPEN_BEARER.search(held, 0, cut)
+            if bearer is None:
+                break
+            cut = bearer.start()
+        if cut == floor and floor > 0:  # a very long word: never cut inside a key-shaped token
+            for pattern in (_SK, _BEARER, _URL_TOKEN):
+                for match in pattern.finditer(held):
+                    if match.start() < cut < match.end():
+                        cut = match.start()
+        return cut
 
 
 class RedactingStream(io.TextIOBase):
