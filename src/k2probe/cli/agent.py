@@ -10,6 +10,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from k2probe.agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
+from k2probe.core import untrusted
 from k2probe.core.errors import UsageError
 from k2probe.report import terminal as render
 from k2probe.sandbox.isolation import Isolation
@@ -66,7 +67,7 @@ def show_step(step: Step) -> None:
 
 def show_result(result: AgentResult) -> None:
     if result.diff:
-        render.out.print(Syntax(result.diff, "diff", word_wrap=True))
+        render.out.print(Syntax(untrusted.terminal(result.diff), "diff", word_wrap=True))  # BEL, CR: visible
     v = result.verification
     render.out.print(render.shown(f"verification: {v.status} ({v.reason})", VERDICT_STYLE[v.status]))
     if v.status == "error":  # the harness failed, not the model: show the lines that prove it
