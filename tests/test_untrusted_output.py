@@ -126,17 +126,21 @@ def test_agent_shows_tool_names_results_and_diff_inert(cli, workdir, tmp_path):
 def test_eval_failures_with_control_characters_print_inert_and_junit_parses(cli, workdir):
     chosen = list(problems().values())[:3]
     hostile = ('    print("\\x1b]52;c;aGk=\\x07\\x1b[2J\\x00\\x0b\\x1b[31m[/INST] arr[i]")\n'
-               '    raise ValueError("[/INST] arr[i] \\x1b[31m\\x00\\x08\\x0c\\ud800 bad")\n')
+               '    raise ValueError("[/INST] arr[i] \\x1b[31m\\x00\\x08\\x0c\\ud800 bad")\n'
+               ).replace("[/INST]", "</pre><script>alert(1)</script>[/INST]")
     lines = [json.dumps({"task_id": p.task_id, "completion": hostile if i else p.canonical_solution})
              for i, p in enumerate(chosen)]
     (workdir / "samples.jsonl").write_text("\n".join(lines) + "\n")
-    junit = workdir / "eval.xml"
-    result = cli("eval", "humaneval", "--samples", "samples.jsonl", "--junit", str(junit), timeout=300)
+    junit, page = workdir / "eval.xml", workdir / "eval.html"
+    result = cli("eval", "humaneval", "--samples", "samples.jsonl", "--junit", str(junit), "--html", str(page),
+                 timeout=300)
     assert result.code in (0, 1), result.stderr
     assert "internal error" not in result.stderr
     assert not RAW_CONTROL.search(result.stdout + result.stderr)
     cases = ET.parse(junit).getroot().findall("testsuite/testcase")  # well-formed XML 1.0
     assert len(cases) == 3 and sum(c.find("failure") is not None for c in cases) == 2
+    html = page.read_text(encoding="utf-8")
+    assert "<script>" not in html and not RAW_CONTROL.search(html)  # escaped, control characters visible
 
 
 def test_junit_of_failures_full_of_control_characters_is_well_formed(tmp_path):
