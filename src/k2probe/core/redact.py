@@ -56,7 +56,8 @@ class Redactor:
         return value
 
 
-_OPEN_BEARER = re.compile(r"(?i)\S*bearer\s*$")  # "Bearer " at a cut: the token may come in the next piece
+_OPEN_BEARER = re.compile(r"(?i)bearer\s*$")  # "Bearer " at a cut: the token may come in the next piece
+_SPACE = " \t\n\r\x0b\x0c"
 STREAM_MAX_HOLD = 4096  # a run without whitespace longer than this is let through (past any key it could hide)
 
 
@@ -89,25 +90,34 @@ class StreamRedactor:
 
     @staticmethod
     def _cut(held: str) -> int:
-        """Where the settled part of `held` ends: no secret or key-shaped token can span this point."""
+        """Where the settled part of `held` ends: at ASCII whitespace (no key-shaped token spans it), not after a
+        "Bearer", and before the last len(longest secret)-1 characters. Each step is a bounded search from the end,
+        so a piece costs time in its own length and the hold, never in the whole stream."""
         longest = len(_ordered[0]) if _ordered else 0
         cut = max(0, len(held) - max(longest - 1, 0))
-        floor = max(0, len(held) - STREAM_MAX_HOLD - longest)
-        while cut > floor:
-            inside_word = not held[cut - 1].isspace() and (cut == len(held) or not held[cut].isspace())
-            if inside_word:
-                cut -= 1
+        while cut > 0:
+            if held[cut - 1] not in _SPACE and (cut == len(held) or held[cut] not in _SPACE):  # inside a word
+                low = max(0, cut - STREAM_MAX_HOLD)
+                space = max(held.rfind(c, low, cut) for c in _SPACE)
+                if space < 0 and low > 0:  # a run longer than the hold: let it through, but not a key inside it
+                    return _outside_tokens(held, low)
+                cut = space + 1
                 continue
-            bearer = _OPEN_BEARER.search(held, 0, cut)
+            bearer = _OPEN_BEARER.search(held, max(0, cut - 64), cut)
             if bearer is None:
                 break
             cut = bearer.start()
-        if cut == floor and floor > 0:  # a very long word: never cut inside a key-shaped token
-            for pattern in (_SK, _BEARER, _URL_TOKEN):
-                for match in pattern.finditer(held):
-                    if match.start() < cut < match.end():
-                        cut = match.start()
         return cut
+
+
+def _outside_tokens(held: str, cut: int) -> int:
+    """`cut`, moved back to the start of any key-shaped token (up to 512 characters long) that spans it."""
+    low = max(0, cut - 512)
+    for pattern in (_SK, _BEARER, _URL_TOKEN):
+        for match in pattern.finditer(held, low, min(len(held), cut + 512)):
+            if match.start() < cut < match.end():
+                cut = match.start()
+    return cut
 
 
 class RedactingStream(io.TextIOBase):
