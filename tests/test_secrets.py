@@ -94,3 +94,30 @@ def test_every_line_printed_is_redacted():
     stream = RedactingStream(sink)
     stream.write(f"Illegal header value b'Bearer {key}' / {key!r} / {key.strip()}\n")
     assert "27182818" not in sink.getvalue() and sink.getvalue().count("***") >= 3
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_stream_is_redacted_as_a_whole_however_it_is_cut(seed):
+    """A known key, an sk- key, a Bearer token and a URL token, cut into random pieces (a piece of one character
+    included): what StreamRedactor lets through, joined, is the redaction of the whole text, and holds none of them."""
+    import random
+
+    from k2probe.core.redact import StreamRedactor, redact, remember
+
+    known = f"zq-stream-canary-{seed}-5b1d4068aa11"
+    remember(known)
+    text = (f"key {known}, again:{known}. Header Authorization: Bearer tok{seed}abcdef123 and "
+            f"sk-abcdefghijklmnop{seed} and https://x.example/v1?api_key=u{seed}secretvalue&x=1 done\n") * 5
+    chance = random.Random(seed)
+    redactor, shown, at = StreamRedactor(), [], 0
+    while at < len(text):
+        size = chance.choice([1, 2, 3, 7, 13, 40])
+        shown.append(redactor.feed(text[at:at + size]))
+        at += size
+    joined = "".join(shown) + redactor.finish()
+    assert joined == redact(text)
+    for secret in (known, f"tok{seed}abcdef123", f"abcdefghijklmnop{seed}", f"u{seed}secretvalue"):
+        assert secret not in joined
+    plain = "plain words go through " * 10
+    early = StreamRedactor().feed(plain)  # only a tail is held back: the rest shows at once
+    assert early and plain.startswith(early) and len(plain) - len(early) <= 120

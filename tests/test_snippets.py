@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,3 +54,38 @@ def test_an_unset_key_is_one_line_and_an_emulator_snippet_says_how_to_replay(cli
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode != 0 and len(lines) == 1 and "export AI_GATEWAY_API_KEY=" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("lang", ["curl", "python", "node"])
+def test_recorded_values_enter_a_snippet_as_data_never_as_code(cli, workdir: Path, lang, node_modules):
+    """A route name, model id and base URL full of quotes, `$(…)`, backticks, line breaks and escapes: the snippet
+    still runs, sends that model id exactly, and nothing in them runs."""
+    from .untrusted_server import UntrustedGateway
+
+    mark = workdir / "PWNED"
+    evil = ("\"'`touch PWNED`$(touch PWNED)\n__import__('os').system('touch PWNED') # \"\"\" */ \u2028"
+            "require('fs').writeFileSync('PWNED','') // \x1b]0;t\x07")  # run in workdir: PWNED is `mark`
+    gateway = UntrustedGateway(lambda _key, _body: ([], ["parse_total reviewed"])).start()
+    try:
+        base_url = f"{gateway.base_url}/$(touch%20PWNED)"
+        (workdir / "k2probe.toml").write_text(
+            f"[routes.{json.dumps('r' + evil[:30])}]\nbase_url = {json.dumps(base_url)}\nmodel = {json.dumps(evil)}\n"
+            'api_key_env = "AI_GATEWAY_API_KEY"\n')
+        env = {"AI_GATEWAY_API_KEY": "zq-snippet-key-0123456789"}
+        smoke = cli("smoke", "--route", "r" + evil[:30], env=env)
+        assert smoke.code == 0, smoke.stderr
+        name = {"curl": "k.sh", "python": "k.py", "node": "k.mjs"}[lang]
+        written = cli("snippet", "--lang", lang, "--route", "r" + evil[:30], "--out", str(workdir / name), env=env)
+        assert written.code == 0, written.stderr
+        assert "\x1b" not in (workdir / name).read_text()
+        if lang == "node":
+            (workdir / "node_modules").symlink_to(node_modules, target_is_directory=True)
+        command = {"curl": ["sh", name], "python": [sys.executable, name],
+                   "node": [shutil.which("node") or "node", name]}
+        run_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "KIMI_"))}, **env}
+        done = subprocess.run(command[lang], cwd=workdir, env=run_env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr  # the recorded base URL (the default) reached the gateway
+        assert gateway.requests[-1]["model"] == evil  # the model id went out exactly as recorded
+        assert not mark.exists()
+    finally:
+        gateway.stop()

@@ -10,6 +10,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from k2probe.agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
+from k2probe.core import untrusted
 from k2probe.core.errors import UsageError
 from k2probe.report import terminal as render
 from k2probe.sandbox.isolation import Isolation
@@ -56,29 +57,29 @@ def show_step(step: Step) -> None:
         mark, style = ("✘", "red") if tool.failure else TEST_MARK.get(tool.tests or "passed", ("✔", "green"))
         first = next((line for line in tool.result.splitlines() if line and not line.startswith("$ ")), "")
         label = f"{tool.failure}: " if tool.failure else ""
-        render.out.print(Text(f"  step {step.index + 1:>2} {mark} {tool.name:<12} ", style=style),
-                         Text(f"{label}{first[:100]}"))
+        render.out.print(render.shown(f"  step {step.index + 1:>2} {mark} {tool.name:<12} ", style),
+                         render.shown(f"{label}{first[:100]}"))
     if step.error:
-        render.out.print(Text(f"  step {step.index + 1:>2} ✘ request failed: {step.error}", style="red"))
+        render.out.print(render.shown(f"  step {step.index + 1:>2} ✘ request failed: {step.error}", "red"))
     if step.reasoning_preserved is False:
         render.out.print(Text("          reasoning_content was NOT preserved in the history sent", style="bold red"))
 
 
 def show_result(result: AgentResult) -> None:
     if result.diff:
-        render.out.print(Syntax(result.diff, "diff", word_wrap=True))
+        render.out.print(Syntax(untrusted.terminal(result.diff), "diff", word_wrap=True))  # BEL, CR: visible
     v = result.verification
-    render.out.print(Text(f"verification: {v.status} ({v.reason})", style=VERDICT_STYLE[v.status]))
+    render.out.print(render.shown(f"verification: {v.status} ({v.reason})", VERDICT_STYLE[v.status]))
     if v.status == "error":  # the harness failed, not the model: show the lines that prove it
         render.out.print(Text("the harness or the machine failed; the model is not blamed. Evidence:", style="magenta"))
         for line in v.proof():
-            render.out.print(Text(f"  | {line}", style="dim"))
+            render.out.print(render.shown(f"  | {line}", "dim"))
     data = result.as_json()
     cost = "cost unknown" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
     failures = ", ".join(f"{k} {n}" for k, n in data["tool_call_failures"].items()) or "none"
-    render.out.print(f"ended: {result.loop.end_reason} ({result.loop.detail}) · {data['steps']} steps · "
-                     f"tool-call failures: {failures} · tokens {data['prompt_tokens']} in / "
-                     f"{data['completion_tokens']} out ({data['reasoning_tokens']} reasoning) · {cost}")
+    render.out.print(render.shown(f"ended: {result.loop.end_reason} ({result.loop.detail}) · {data['steps']} steps · "
+                                  f"tool-call failures: {failures} · tokens {data['prompt_tokens']} in / "
+                                  f"{data['completion_tokens']} out ({data['reasoning_tokens']} reasoning) · {cost}"))
     render.notice(f"trajectory: {result.trajectory}")
 
 

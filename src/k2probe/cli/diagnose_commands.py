@@ -98,7 +98,7 @@ def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt
     else:
         render.changes(result.changes)
         if outcome.failure is None:
-            render.out.print(outcome.content)
+            render.out.print(render.shown(outcome.content or ""))
             render.out.print(render.figures_line(outcome.last), style="bold")
             render.notice(f"known-good record saved: {result.path}")
     if result.known_good is None:
@@ -156,8 +156,8 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
     else:
         if not stream and outcome.ok:
             if outcome.reasoning:
-                render.out.print(outcome.reasoning, style="dim")
-            render.out.print(outcome.content)
+                render.out.print(render.shown(outcome.reasoning, "dim"))
+            render.out.print(render.shown(outcome.content or ""))
         render.out.print(render.figures_line(outcome.last), style="bold")
     if outcome.ok and session.profile.reasoning_in_history and outcome.reasoning is None:
         render.notice(f"warning: no reasoning came back from {session.route.model}, a thinking model: this route may "

@@ -105,8 +105,8 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
         print_metrics(result.plan.suite, result.run_id, result.metrics, bool(state.get("emulated")), result.isolation)
         for sample in result.samples:
             if sample["outcome"] in ("failed", "error"):
-                render.out.print(f"{sample['outcome']:>6}  {sample['task_id']} @ {sample['route']} "
-                                 f"epoch {sample['epoch']}: {sample.get('reason') or ''}", markup=False)
+                render.out.print(render.shown(f"{sample['outcome']:>6}  {sample['task_id']} @ {sample['route']} "
+                                              f"epoch {sample['epoch']}: {sample.get('reason') or ''}"))
         for written in (junit, html):
             if written is not None:
                 render.notice(f"wrote {written}")

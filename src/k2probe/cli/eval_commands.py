@@ -153,7 +153,7 @@ def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite", meta
             table.add_column(column, overflow="fold")
         for r in results:
             table.add_row(r.task, r.untouched.status, r.solved.status,
-                          Text("ok", style="green") if r.ok else Text(r.detail, style="bold red"))
+                          Text("ok", style="green") if r.ok else render.shown(r.detail, "bold red"))
         render.out.print(table)
     if not ok:
         raise typer.Exit(1)

@@ -28,9 +28,7 @@ def remember(secret: str | None) -> None:
 
 def redact(value: str) -> str:
     """`value` with every known secret, Bearer token, URL token or password and sk- key replaced by ***."""
-    for secret in _ordered:
-        if secret in value:
-            value = value.replace(secret, "***")
+    value = _replace_known(value)
     value = _BEARER.sub(r"\1***", value)
     value = _URL_TOKEN.sub(r"\1***", value)
     value = _URL_PASSWORD.sub(r"\1***@", value)
@@ -56,6 +54,70 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+_OPEN_BEARER = re.compile(r"(?i)bearer\s*$")  # "Bearer " at a cut: the token may come in the next piece
+_SPACE = " \t\n\r\x0b\x0c"
+STREAM_MAX_HOLD = 4096  # a run without whitespace longer than this is let through (past any key it could hide)
+
+
+def _replace_known(value: str) -> str:
+    for secret in _ordered:
+        if secret in value:
+            value = value.replace(secret, "***")
+    return value
+
+
+class StreamRedactor:
+    """Redaction over a stream as a whole: `feed` each piece as it arrives and show what it returns; `finish` at the
+    end. A secret split across pieces is still caught: known secrets are replaced in the text held so far, and the
+    last len(longest secret)-1 characters, any unfinished word (a key-shaped token may still be growing) and a
+    trailing "Bearer " are held back until the next piece or the end."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        held = _replace_known(self._held + piece)
+        cut = self._cut(held)
+        self._held = held[cut:]
+        return redact(held[:cut])
+
+    def finish(self) -> str:
+        """The rest, redacted; the redactor is empty afterwards."""
+        held, self._held = self._held, ""
+        return redact(held)
+
+    @staticmethod
+    def _cut(held: str) -> int:
+        """Where the settled part of `held` ends: at ASCII whitespace (no key-shaped token spans it), not after a
+        "Bearer", and before the last len(longest secret)-1 characters. Each step is a bounded search from the end,
+        so a piece costs time in its own length and the hold, never in the whole stream."""
+        longest = len(_ordered[0]) if _ordered else 0
+        cut = max(0, len(held) - max(longest - 1, 0))
+        while cut > 0:
+            if held[cut - 1] not in _SPACE and (cut == len(held) or held[cut] not in _SPACE):  # inside a word
+                low = max(0, cut - STREAM_MAX_HOLD)
+                space = max(held.rfind(c, low, cut) for c in _SPACE)
+                if space < 0 and low > 0:  # a run longer than the hold: let it through, but not a key inside it
+                    return _outside_tokens(held, low)
+                cut = space + 1
+                continue
+            bearer = _OPEN_BEARER.search(held, max(0, cut - 64), cut)
+            if bearer is None:
+                break
+            cut = bearer.start()
+        return cut
+
+
+def _outside_tokens(held: str, cut: int) -> int:
+    """`cut`, moved back to the start of any key-shaped token (up to 512 characters long) that spans it."""
+    low = max(0, cut - 512)
+    for pattern in (_SK, _BEARER, _URL_TOKEN):
+        for match in pattern.finditer(held, low, min(len(held), cut + 512)):
+            if match.start() < cut < match.end():
+                cut = match.start()
+    return cut
 
 
 class RedactingStream(io.TextIOBase):

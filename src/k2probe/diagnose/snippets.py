@@ -1,4 +1,6 @@
-"""Replay the known-good request as runnable cURL, Python or Node.js code that reads the key from the environment."""
+"""Replay the known-good request as runnable cURL, Python or Node.js code that reads the key from the environment.
+Every recorded value enters the code as a literal of its language (untrusted.shell_word, python_str, js_str) or a
+one-line comment (untrusted.comment): a model id or URL holding quotes, `$(…)` or a line break stays data."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import functools
 import json
 import os
 import pprint
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from k2probe import __version__
+from k2probe.core import untrusted
 from k2probe.core.errors import UsageError
 
 LANGS = {"curl": "curl.sh.j2", "python": "python.py.j2", "node": "node.mjs.j2"}
@@ -21,7 +25,8 @@ EMULATOR_URL = "http://127.0.0.1:8765/v1"  # where `k2probe emulator` serves by 
 SDK_KWARGS = ("max_tokens", "max_completion_tokens", "stop", "stream", "stream_options", "tools", "tool_choice",
               "response_format", "logprobs", "top_logprobs", "prompt_cache_key", "temperature", "top_p", "n",
               "presence_penalty", "frequency_penalty")
-
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LITERAL = {"curl": untrusted.shell_word, "python": untrusted.python_str, "node": untrusted.js_str}
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,14 +46,22 @@ def render(record: dict[str, Any], lang: str) -> str:
     if lang not in LANGS:
         raise UsageError(f"unknown language {lang!r}", fix=f"use one of: {', '.join(LANGS)}")
     body = dict(record["request"])
-    key_env = record.get("api_key_env") or "AI_GATEWAY_API_KEY"
+    key_env = str(record.get("api_key_env") or "AI_GATEWAY_API_KEY")
+    if not ENV_NAME.fullmatch(key_env):
+        raise UsageError(f"the recorded key variable {untrusted.comment(key_env)!r} is not an environment variable "
+                         "name", fix="set api_key_env in k2probe.toml to a name like AI_GATEWAY_API_KEY, then run "
+                         "`k2probe smoke` again")
     rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
+    literal = LITERAL[lang]
+    base_url = str(record["base_url"] or "")
     context = {
-        "route": record["route"], "model": record["model"], "version": __version__, "key_env": key_env,
-        "base_url": record["base_url"], "emulated": bool(record.get("emulated")),
-        "default_base_url": EMULATOR_URL if record.get("emulated") else record["base_url"],
-        "body_json": json.dumps(body, indent=2, ensure_ascii=False),
-        "body_js": json.dumps(body, indent=2, ensure_ascii=False),
+        "route": untrusted.comment(str(record["route"])), "model": untrusted.comment(str(record["model"])),
+        "version": __version__, "key_env": key_env, "base_url": untrusted.comment(base_url),
+        "emulated": bool(record.get("emulated")),
+        "model_literal": literal(str(record["model"])),
+        "default_base_url": literal(EMULATOR_URL if record.get("emulated") else base_url),
+        "body_json": untrusted.json_document(json.dumps(body, indent=2, ensure_ascii=False)),
+        "body_js": untrusted.json_document(json.dumps(body, indent=2, ensure_ascii=False)),
         "messages_py": _py(body["messages"]).replace("\n", "\n    "),
         "kwargs_py": [(k, _py(v)) for k, v in rest.items() if k in SDK_KWARGS],
         "extra_py": _py({k: v for k, v in rest.items() if k not in SDK_KWARGS}) if any(

@@ -222,7 +222,6 @@ def default_workers() -> int:
 def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
     """The sweep as a table: one row per step, percentiles with their n."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     from k2probe.report import terminal as render
@@ -242,7 +241,7 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
                       ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
                       "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
     # piped, rich assumes 80 columns; a file or a pager takes the table whole rather than folded
-    console = render.out if render.out.is_terminal else Console(highlight=False, width=140)
+    console = render.out if render.out.is_terminal else render.SafeConsole(width=140)
     console.print(table)
     for s in steps:
         merged = s.get("ttft_merged")
@@ -250,7 +249,7 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
         error = s["ttft_error_ms"]
         matters = not error["n"] or (error["p90"] or 0) > 1.0
         if merged and merged > 0.1 and matters:
-            render.err.print(f"[yellow]{step_label(s)}: {100 * merged:.0f}% of first tokens were read over a ms after they "
+            render.err.print(f"{step_label(s)}: {100 * merged:.0f}% of first tokens were read over a ms after they "
                              "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
                              "where the server sent them apart those TTFTs read late by up to the gap. Use more "
-                             "--workers, or fewer streams per step.[/]")
+                             "--workers, or fewer streams per step.", style="yellow")

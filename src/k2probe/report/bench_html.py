@@ -3,10 +3,10 @@ the table of every step — self-contained, no script."""
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from k2probe.core.untrusted import html as escape
 from k2probe.report.charts import line_chart
 
 

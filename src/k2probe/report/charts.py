@@ -1,10 +1,12 @@
-"""Charts as inline SVG, drawn here so the report opens offline: every chart has axes, ticks and units."""
+"""Charts as inline SVG, drawn here so the report opens offline: every chart has axes, ticks and units. Every label
+(route names, task ids) passes `untrusted.html` (escaped, control characters visible)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from html import escape
+
+from k2probe.core.untrusted import html as escape
 
 WIDTH, BAR_H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 18, 170, 30, 26, 42
 COLORS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#f9a825", "pending": "#9e9e9e"}

@@ -10,16 +10,15 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
-
 from k2probe import __version__
 from k2probe.eval import metrics as eval_metrics
 from k2probe.recording import queries
 from k2probe.recording.store import Store
 from k2probe.report.charts import Bar, hbar, histogram
 from k2probe.report.evaluation import ROWS
+from k2probe.report.html import environment
 
-_env = Environment(loader=PackageLoader("k2probe", "templates"), autoescape=select_autoescape(["html", "j2"]))
+_env = environment()
 MAX_TASK_ROWS = 40
 
 

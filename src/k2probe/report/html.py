@@ -7,11 +7,26 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from k2probe import __version__
 from k2probe.core.redact import Redactor
+from k2probe.core.untrusted import html_text
 
-_env = Environment(loader=PackageLoader("k2probe", "templates"), autoescape=select_autoescape(["html", "j2"]))
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ value }}` of a page: a string's control characters made visible before autoescape escapes it; a
+    chart already built as safe markup (`|safe`) is left as it is."""
+    return html_text(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
+def environment() -> Environment:
+    """The pages' jinja2 environment: autoescape on for .html and .j2 templates, every value through `_finalize`."""
+    return Environment(loader=PackageLoader("k2probe", "templates"), autoescape=select_autoescape(["html", "j2"]),
+                       finalize=_finalize)
+
+
+_env = environment()
 
 
 def bars(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

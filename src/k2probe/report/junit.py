@@ -1,5 +1,7 @@
 """JUnit XML for CI systems: one testsuite per route, one testcase per sample; `failed` is a <failure> (the model's
-work), `error` an <error> (the harness, the machine or the route) — kept apart as CI systems show them apart."""
+work), `error` an <error> (the harness, the machine or the route) — kept apart as CI systems show them apart. Every
+text and attribute passes `untrusted.xml`: a failure's output may hold any character a model printed, and the file
+must stay well-formed XML 1.0 for the CI to read it."""
 
 from __future__ import annotations
 
@@ -8,23 +10,25 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from k2probe.core.untrusted import xml
+
 
 def write_junit(path: Path, suite: str, samples: list[dict[str, Any]]) -> Path:
     by_route: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for sample in samples:
         by_route[sample["route"]].append(sample)
-    root = ET.Element("testsuites", name=f"k2probe eval {suite}")
+    root = ET.Element("testsuites", name=xml(f"k2probe eval {suite}"))
     for route, group in sorted(by_route.items()):
-        node = ET.SubElement(root, "testsuite", name=f"{suite} @ {route}", tests=str(len(group)),
+        node = ET.SubElement(root, "testsuite", name=xml(f"{suite} @ {route}"), tests=str(len(group)),
                              failures=str(sum(s["outcome"] == "failed" for s in group)),
                              errors=str(sum(s["outcome"] == "error" for s in group)),
                              skipped=str(sum(s["outcome"] == "pending" for s in group)))
         for s in group:
-            case = ET.SubElement(node, "testcase", classname=f"{suite}.{route}",
-                                 name=f"{s['task_id']} epoch {s['epoch']}",
+            case = ET.SubElement(node, "testcase", classname=xml(f"{suite}.{route}"),
+                                 name=xml(f"{s['task_id']} epoch {s['epoch']}"),
                                  time=f"{(s.get('latency_ms') or 0.0) / 1000.0:.3f}")
-            reason = str(s.get("reason") or "")
-            proof = str((s.get("verification") or {}).get("output") or "")
+            reason = xml(str(s.get("reason") or ""))
+            proof = xml(str((s.get("verification") or {}).get("output") or ""))
             if s["outcome"] == "failed":
                 ET.SubElement(case, "failure", message=reason[:500]).text = proof[-4000:]
             elif s["outcome"] == "error":
