@@ -88,3 +88,16 @@ def test_toml_emulator_routes_end_to_end(cli, workdir: Path):
     assert priced["cost_usd"] == pytest.approx(expected) and priced["price_source"] == "team sheet (user override)"
     kimi = cli("chat", "hi", "--json").json()
     assert "platform.kimi.ai" in kimi["price_source"] and kimi["cost_usd"] > 0
+
+
+def test_a_route_name_of_any_length_or_shape_has_a_known_good_file_of_its_own(workdir):
+    from k2probe.core.config import known_good_path
+
+    long_a, long_b = "r" * 300 + "a", "r" * 300 + "b"
+    paths = {known_good_path(name) for name in (long_a, long_b, "a/b", "a_b", "..", "emulator")}
+    assert len(paths) == 6  # no two names share a file
+    assert known_good_path("emulator").name == "emulator.json"
+    for path in paths:
+        assert len(path.name) <= 255 and path.parent.name == "known-good"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")  # a file system takes the name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -301,8 +302,11 @@ def home() -> Path:
 
 
 def known_good_path(route: str) -> Path:
-    """Where smoke saves a route's known-good record as JSON (the store keeps it too)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in route)
+    """Where smoke saves a route's known-good record as JSON (the store keeps it too). A name too long for a file
+    name is cut and a hash of the whole name added, so two long names never share a file."""
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in route).lstrip(".") or "_"
+    if len(safe) > 100 or safe != route:
+        safe = f"{safe[:100]}-{hashlib.sha256(route.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
     return home() / "known-good" / f"{safe}.json"
 
 
