@@ -10,8 +10,11 @@ bent is `failed` (with reason `tampering` when it tried to pass); `error` only w
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import select
 import shlex
 import shutil
@@ -48,17 +51,23 @@ class GuardedRuntime(Runtime):
 
 
 class Channel:
-    """A FIFO in a folder of its own: the host holds it open for reading, the sandbox may only open it for writing
-    (mode 0222 on a read-only mount: no reading, no chmod). A thread drains it while the sandbox runs."""
+    """Two FIFOs in a folder of their own, mounted read-only: `verdict`, which the sandbox may only open for writing
+    (mode 0222 on a read-only mount: no reading, no chmod), drained by a thread while the sandbox runs; and `key`,
+    which holds a fresh key for the runner to read once before any code under test runs (then it is empty)."""
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="k2probe-out-")).resolve()
         mark_owner(self.folder)
         self.folder.chmod(0o755)
         self.path = self.folder / "verdict"
+        self.key = secrets.token_bytes(16).hex().encode()
         os.mkfifo(self.path, 0o600)
+        os.mkfifo(self.folder / "key", 0o600)
         self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)  # held open: a writer never blocks on open
+        self.key_fd = os.open(self.folder / "key", os.O_RDWR | os.O_NONBLOCK)
+        os.write(self.key_fd, self.key)
         self.path.chmod(0o222)
+        (self.folder / "key").chmod(0o444)
         self.data = bytearray()
         self.overflow = False
         self.records: list[dict[str, Any]] | None = None
@@ -84,6 +93,19 @@ class Channel:
             if poller.poll(100):
                 self._read_once()
 
+    def _record(self, line: str, index: int) -> dict[str, Any]:
+        """A record whose signature and sequence number hold; else a `forged` one."""
+        try:
+            outer = json.loads(line)
+            body = outer["body"]
+            good = hmac.compare_digest(hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest(), outer["mac"])
+            record = json.loads(body) if good else None
+        except (ValueError, TypeError, KeyError, AttributeError):
+            record = None
+        if not isinstance(record, dict) or record.get("seq") != index:
+            return {"event": "forged"}
+        return record
+
     def close(self) -> list[dict[str, Any]]:
         """Stop, read what is left, and return the records (a line that is not a JSON object is a record too)."""
         if self.records is not None:
@@ -93,14 +115,10 @@ class Channel:
         while self._read_once():
             pass
         os.close(self.fd)
+        os.close(self.key_fd)
         shutil.rmtree(self.folder, ignore_errors=True)
-        records: list[dict[str, Any]] = []
-        for line in bytes(self.data).decode("utf-8", "replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            records.append(record if isinstance(record, dict) else {"event": "garbled"})
+        records = [self._record(line, index) for index, line in
+                   enumerate(bytes(self.data).decode("utf-8", "replace").splitlines())]
         if self.overflow:
             records.append({"event": "overflow"})
         self.records = records
@@ -136,7 +154,7 @@ def run_hidden(workspace: Path, hidden: Path, limits: Limits, iso: Isolation, ru
         guarded = GuardedRuntime(runtime.python, runtime.path, runtime.virtual_env,
                                  (str(RUNNER.parent), str(hidden), str(chan.folder)))
         command = " ".join(shlex.quote(word) for word in
-                           (runtime.python, "-I", str(RUNNER), str(chan.path), str(hidden), ".", "run"))
+                           (runtime.python, "-I", str(RUNNER), str(chan.folder), str(hidden), ".", "run"))
         result = run(command, workspace, limits, iso, lay={hidden.name: hidden}, runtime=guarded)
         records = chan.close()
     return decide(result, records, expected, runtime, limits, shown)
@@ -196,7 +214,7 @@ def _tampering(result: SandboxResult, records: list[dict[str, Any]], events: lis
     found: list[str] = []
     if events[0] != "started" or events.count("started") != 1:
         found.append("records before or besides the runner's start")
-    if {"garbled", "overflow"} & set(events) or "harness" in events:
+    if {"forged", "overflow"} & set(events) or "harness" in events:
         found.append("records on the verdict channel that the runner did not write")
     finished = [r for r in records if r.get("event") == "finished"]
     if len(finished) > 1 or (finished and events[-1] != "finished"):

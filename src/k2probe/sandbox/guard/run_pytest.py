@@ -1,11 +1,12 @@
-"""k2probe's guarded pytest runner, run inside the sandbox as `python -I run_pytest.py CHANNEL TESTS REPO MODE`.
+"""k2probe's guarded pytest runner, run inside the sandbox as `python -I run_pytest.py FOLDER TESTS REPO MODE`.
 
 Isolated mode (-I: no working folder on sys.path, PYTHON* variables ignored) and pytest imported in full before the
-repository is put on sys.path, so the code under test cannot shadow pytest. Its records go, as JSON lines, to CHANNEL:
-a FIFO it can only write, opened before any code under test runs: `harness` (pytest cannot be imported: no model code
-has run), `started`, `collected`, one `test` per test, and `finished` with the identity checks of pytest's internals
-and of this runner. The host checks them against the sandbox's exit status; what a record claims is never enough.
-Uses only the standard library and pytest."""
+repository is put on sys.path, so the code under test cannot shadow pytest. Its records go, as JSON lines, to
+FOLDER/verdict, a FIFO it can only write, opened before any code under test runs; each is signed (HMAC, with a
+sequence number) by a key read once from FOLDER/key, a FIFO the host filled and nothing can read again. Records:
+`harness` (pytest cannot be imported: no model code has run), `started`, `collected`, one `test` per test, and
+`finished` with the identity checks of pytest's internals and of this runner. The host checks them against the
+sandbox's exit status; what a record claims is never enough. Uses only the standard library and pytest."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 
 HERE = sys.path.pop(0)  # this script's folder: nothing to import from it, nothing for the repository to shadow
 
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import types  # noqa: E402
@@ -22,8 +25,16 @@ Snapshot = dict[str, tuple[int, int]]
 WATCHED = ("pytest", "_pytest", "pluggy", "iniconfig", "__main__")
 
 
-def _open_channel(path: str) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+def _open_channel(folder: str) -> tuple[int, bytes]:
+    """The verdict FIFO, and the key the host left in the key FIFO (read once: then it is gone)."""
+    key_fd = os.open(os.path.join(folder, "key"), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        key = os.read(key_fd, 64)
+    finally:
+        os.close(key_fd)
+    if len(key) != 32:
+        raise SystemExit(4)  # no key, no verdict: the host sees no start, the harness's fault
+    return os.open(os.path.join(folder, "verdict"), os.O_WRONLY | os.O_CLOEXEC), key
 
 
 def _preload() -> list[types.ModuleType]:
@@ -106,13 +117,17 @@ class Guard:
 
 
 def main() -> int:
-    channel, tests, repo, mode = sys.argv[1:5]
-    fd = _open_channel(channel)
+    folder, tests, repo, mode = sys.argv[1:5]
+    fd, key = _open_channel(folder)
+    sequence = [0]
+    sign, dumps, write, sha256 = hmac.new, json.dumps, os.write, hashlib.sha256
 
     def send(record: dict[str, Any]) -> None:
-        data = (json.dumps(record) + "\n").encode()
+        body = dumps({**record, "seq": sequence[0]}, sort_keys=True)
+        sequence[0] += 1
+        data = (dumps({"body": body, "mac": sign(key, body.encode(), sha256).hexdigest()}) + "\n").encode()
         while data:
-            data = data[os.write(fd, data):]
+            data = data[write(fd, data):]
 
     try:
         loaded = _preload()
@@ -124,16 +139,17 @@ def main() -> int:
     for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
         os.environ.pop(name, None)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    before = snapshot()
+    take = snapshot  # kept here: a later replacement of the module's function is not what checks
+    before = take()
     modules = {name: id(module) for name, module in sys.modules.items() if name.split(".")[0] in WATCHED}
     guard = Guard(send)
-    sys.path.insert(0, repo)  # the repository's own modules, as `python -m pytest` in its root would find them
+    sys.path.insert(0, os.path.abspath(repo))  # the repository's modules, as `python -m pytest` in its root finds them
     args = [tests, "-q", "-p", "no:cacheprovider", "--noconftest", "-c", os.devnull, "--rootdir", tests,
             *(["--collect-only"] if mode == "collect" else [])]
     send({"event": "started", "pid": os.getpid(), "pytest": pytest.__version__, "watched": len(before),
           "preloaded": len(loaded)})
     code = int(pytest.main(args, plugins=[guard]))
-    after = snapshot()
+    after = take()
     changed = sorted(k for k, v in before.items() if after.get(k) != v)
     added_modules = sorted(k for k, v in modules.items() if id(sys.modules.get(k)) != v)
     problems = [f"changed: {name}" for name in changed[:10]] + [f"module replaced: {m}" for m in added_modules[:5]]
