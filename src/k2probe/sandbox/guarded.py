@@ -154,7 +154,7 @@ def run_hidden(workspace: Path, hidden: Path, limits: Limits, iso: Isolation, ru
         guarded = GuardedRuntime(runtime.python, runtime.path, runtime.virtual_env,
                                  (str(RUNNER.parent), str(hidden), str(chan.folder)))
         command = " ".join(shlex.quote(word) for word in
-                           (runtime.python, "-I", str(RUNNER), str(chan.folder), str(hidden), ".", "run"))
+                           (runtime.python, "-I", str(RUNNER), str(chan.folder), str(hidden), "."))
         result = run(command, workspace, limits, iso, lay={hidden.name: hidden}, runtime=guarded)
         records = chan.close()
     return decide(result, records, expected, runtime, limits, shown)

@@ -1,4 +1,4 @@
-"""k2probe's guarded pytest runner, run inside the sandbox as `python -I run_pytest.py FOLDER TESTS REPO MODE`.
+"""k2probe's guarded pytest runner, run inside the sandbox as `python -I run_pytest.py FOLDER TESTS REPO`.
 
 Isolated mode (-I: no working folder on sys.path, PYTHON* variables ignored) and pytest imported in full before the
 repository is put on sys.path, so the code under test cannot shadow pytest. Its records go, as JSON lines, to
@@ -117,7 +117,7 @@ class Guard:
 
 
 def main() -> int:
-    folder, tests, repo, mode = sys.argv[1:5]
+    folder, tests, repo = sys.argv[1:4]
     fd, key = _open_channel(folder)
     sequence = [0]
     sign, dumps, write, sha256 = hmac.new, json.dumps, os.write, hashlib.sha256
@@ -144,8 +144,7 @@ def main() -> int:
     modules = {name: id(module) for name, module in sys.modules.items() if name.split(".")[0] in WATCHED}
     guard = Guard(send)
     sys.path.insert(0, os.path.abspath(repo))  # the repository's modules, as `python -m pytest` in its root finds them
-    args = [tests, "-q", "-p", "no:cacheprovider", "--noconftest", "-c", os.devnull, "--rootdir", tests,
-            *(["--collect-only"] if mode == "collect" else [])]
+    args = [tests, "-q", "-p", "no:cacheprovider", "--noconftest", "-c", os.devnull, "--rootdir", tests]
     send({"event": "started", "pid": os.getpid(), "pytest": pytest.__version__, "watched": len(before),
           "preloaded": len(loaded)})
     code = int(pytest.main(args, plugins=[guard]))
