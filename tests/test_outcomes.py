@@ -61,15 +61,23 @@ def test_a_missing_test_command_is_an_error(cli, workdir):
     assert "not found (exit 127)" in result.json()["verification"]["reason"]
 
 
-def test_code_cannot_fake_a_harness_error():
-    """Model-written code that prints the harness's signs after running tests is still `failed`."""
-    runtime = Runtime.own()
-    faked = SandboxResult("python -m pytest", 1, "F\n1 failed in 0.1s\n",
-                          f"{runtime.python}: No module named pytest\nk2probe sandbox: could not lay\nsh: Cannot fork\n",
-                          10.0)
-    assert judge(faked, "tests", runtime, Limits()).status == "failed"
-    real = SandboxResult("python -m pytest", 1, "", f"{runtime.python}: No module named pytest\n", 10.0)
-    assert judge(real, "tests", runtime, Limits()).status == "error"
+def test_code_cannot_fake_a_harness_error(scratch):
+    """Printed text never decides `error`: the harness's signs printed by the code under test leave it `failed`; only
+    k2probe's own probe (an empty sandbox, none of the model's code) can say the harness cannot run."""
+    runtime, iso = Runtime.own(), isolation()
+    for code, stdout in ((1, "F\n1 failed in 0.1s\n"), (1, ""), (127, ""), (126, ""), (125, "")):
+        faked = SandboxResult("python -m pytest", code, stdout,
+                              f"{runtime.python}: No module named pytest\nk2probe sandbox: could not lay\n"
+                              "sh: Cannot fork\nsh: 1: pytest: not found\n", 10.0)
+        verdict = judge(faked, "tests", runtime, Limits(), iso)
+        assert verdict.status == "failed" and verdict.guard.startswith("unguarded: exit status only"), (code, verdict)
+    bare = Runtime.caller(str(_bare_venv(scratch("k2probe-nopytest-"))))
+    real = SandboxResult("python -m pytest", 1, "", "", 10.0)
+    verdict = judge(real, "tests", bare, Limits(), iso)
+    assert verdict.status == "error" and verdict.reason.startswith("pytest is not installed for"), verdict
+    assert "No module named pytest" in verdict.output
+    missing = judge(SandboxResult("no-such-runner -q", 127, "", "", 10.0), "tests", runtime, Limits(), iso)
+    assert missing.status == "error" and "not found (exit 127)" in missing.reason
 
 
 def test_preflight_catches_a_broken_task(tmp_path):

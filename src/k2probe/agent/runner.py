@@ -17,12 +17,13 @@ from k2probe.client.media import Media
 from k2probe.client.uploads import deliver
 from k2probe.core.config import home
 from k2probe.core.records import linked, links
+from k2probe.sandbox.guarded import run_hidden
 from k2probe.sandbox.isolation import Isolation, Limits, isolation, make_readable, run
 from k2probe.sandbox.outcome import Verification, judge
-from k2probe.sandbox.preflight import preflight_failure
+from k2probe.sandbox.preflight import expected_tests, preflight_failure
 from k2probe.sandbox.runtime import Runtime
 from k2probe.session import Session
-from k2probe.tasks.shipped import Task
+from k2probe.tasks.shipped import Task, is_guarded
 
 
 @dataclass
@@ -84,12 +85,17 @@ VERIFY_GRACE_S = 5.0  # verification may run this long past --timeout (at most 1
 
 def verify(workspace: Workspace, task: AgentTask, limits: Limits, iso: Isolation) -> Verification:
     """The hidden tests (or the task's test command) on a fresh private copy of the final state, hidden tests laid in
-    by the sandbox itself (whatever the workspace has at their place is replaced, never written through)."""
+    by the sandbox itself (whatever the workspace has at their place is replaced, never written through). The hidden
+    tests run under the guarded runner, checked against the tests the preflight found; any other command is judged
+    by its exit status only."""
     command = task.hidden_cmd or task.test_cmd
+    if task.hidden is not None and is_guarded(command):
+        expected = expected_tests(task.shipped, iso, task.runtime) if task.shipped is not None else None
+        return run_hidden(workspace.root, task.hidden, limits, iso, task.runtime, expected, command).verification
     lay = {task.hidden.name: task.hidden} if task.hidden is not None else {}
     make_readable(workspace.root)
     result = run(command, workspace.root, limits, iso, lay=lay, runtime=task.runtime)
-    return judge(result, "hidden tests" if task.hidden else "tests", task.runtime, limits)
+    return judge(result, "hidden tests" if task.hidden else "tests", task.runtime, limits, iso)
 
 
 async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | None = None,

@@ -1,4 +1,6 @@
 """A private copy of the user's repository: the agent works there, paths cannot leave it, and git gives the diff.
+The copy keeps links as links (never followed), leaves special files out, and opens each file without following a
+link or blocking on a FIFO.
 
 The git directory lives *beside* the copy, never inside it: nothing the model writes (or a test it runs) can reach it,
 and every git command k2probe runs uses a configuration of its own: no system or global config, no hooks, no
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from k2probe.core.liveness import mark_owner
+from k2probe.sandbox.copying import copy_regular
 from k2probe.sandbox.isolation import make_readable
 
 _IGNORED_NAMES = shutil.ignore_patterns(".git", ".k2probe", "__pycache__", "*.pyc", ".venv", "node_modules",
@@ -70,7 +73,7 @@ class Workspace:
         mark_owner(self.base)
         self.root = self.base / "repo"
         self.git_dir = self.base / "git"
-        shutil.copytree(source, self.root, ignore=left_out, symlinks=True)
+        shutil.copytree(source, self.root, ignore=left_out, symlinks=True, copy_function=copy_regular)
         subprocess.run(["git", *GIT_FLAGS, "init", "-q"], env=git_env(self.git_dir, self.root), cwd=self.base,
                        capture_output=True, timeout=60, check=True)
         (self.git_dir / "info").mkdir(exist_ok=True)
@@ -191,11 +194,11 @@ class Workspace:
         """A copy of the workspace kept beside it while a change is tried; the callable puts it back exactly."""
         backup = self.base / "backup"
         shutil.rmtree(backup, ignore_errors=True)
-        shutil.copytree(self.root, backup, symlinks=True)
+        shutil.copytree(self.root, backup, symlinks=True, copy_function=copy_regular)
 
         def restore() -> None:
             shutil.rmtree(self.root)
-            shutil.copytree(backup, self.root, symlinks=True)
+            shutil.copytree(backup, self.root, symlinks=True, copy_function=copy_regular)
 
         try:
             yield restore

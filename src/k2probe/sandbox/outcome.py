@@ -1,39 +1,25 @@
 """Whose fault: a test run ends `passed`, `failed` (the model's work ran and the tests said no) or `error` (the harness
 or the machine failed: runner not installed, interpreter not executable, command not found, sandbox could not start,
-fork refused). An `error` is never counted against the model, and it carries the lines that prove it."""
+fork refused). An `error` is never counted against the model, and it carries the lines that prove it.
+
+Printed text never decides a verdict: the model's code prints what it likes. A custom test command is judged by its
+exit status only ("unguarded"); when it fails, `error` needs a probe that k2probe runs itself, in an empty sandbox with
+none of the model's code, showing the command's own program (or pytest) cannot run there."""
 
 from __future__ import annotations
 
-import re
+import shlex
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from k2probe.sandbox.isolation import Limits, SandboxResult
+from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, run
 from k2probe.sandbox.runtime import Runtime
 
 PROOF_CHARS = 4000
-_NO_PYTEST = re.compile(r"(?m)^\S*: No module named '?pytest'?\s*$")
-_NO_FORK = re.compile(r"(?m)^sh: (?:\d+: )?Cannot fork")
-_NOT_FOUND = re.compile(r"ERROR: file or directory not found: (\S+)")
-_EXIT = {126: "the test command could not be executed (exit 126: not executable, or a permission problem)",
-         127: "the test command or its interpreter was not found (exit 127)"}
-
-
-def _harness_failure(result: SandboxResult, runtime: Runtime) -> str | None:
-    """Why the harness (not the model's work) failed, judged narrowly: each sign must come with its exit code and
-    before any test output, so code the model wrote cannot turn its own failure into an `error` by printing one."""
-    out, err, code = result.stdout.strip(), result.stderr, result.exit_code
-    if code == 125 and "k2probe sandbox:" in err:
-        return "the sandbox could not lay the workspace into its private copy (over the disk cap?)"
-    if code == 1 and not out and _NO_PYTEST.search(err):
-        return f"pytest is not installed for {runtime.python} (pip install pytest, or pass --python with one that has it)"
-    if code is not None and code > 0 and not out and _NO_FORK.search(err):
-        return "the shell could not fork: the process limit was hit before the tests started"
-    if code == 4 and (missing := _NOT_FOUND.search(out + "\n" + err)):
-        return f"the test runner found no {missing.group(1)} (a harness or task definition problem)"
-    if code in _EXIT and not out:
-        return _EXIT[code]
-    return None
+UNGUARDED = "unguarded: exit status only (a custom test command cannot be instrumented)"
+_PYTHONS = ("python", "python3")
 
 
 @dataclass
@@ -45,6 +31,8 @@ class Verification:
     command: str
     output: str = ""
     duration_ms: float = 0.0
+    guard: str = ""  # how the verdict was obtained: guarded (records checked against exit status) or unguarded
+    tampering: bool = False  # the code under test bent the run: scored failed, never passed nor error
 
     @property
     def passed(self) -> bool:
@@ -58,24 +46,69 @@ class Verification:
         return [line for line in self.output.splitlines() if line.strip()][-lines:]
 
 
-_PYTEST_PASSED = re.compile(r"\b[1-9]\d* passed\b")
+def _program(command: str) -> tuple[str, bool] | None:
+    """The program a shell line starts (after VAR=value words), and whether it runs pytest; None when that cannot be
+    told (a shell construct, a script of the repository's own: the model's)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    while words and "=" in words[0] and not words[0].startswith("="):
+        words.pop(0)
+    if not words or ("/" in words[0] and not words[0].startswith("/")):
+        return None
+    name = words[0]
+    if any(c in name for c in "$`;|&<>(){}*?[]") or name in {"cd", "exec", "env", "if", "for", "while", "[", "test"}:
+        return None
+    via_python = Path(name).name.startswith(_PYTHONS) and words[1:3] == ["-m", "pytest"]
+    return name, via_python
 
 
-def judge(result: SandboxResult, which: str, runtime: Runtime, limits: Limits) -> Verification:
-    """`passed`, `failed` or `error` for one run of the tests, with the reason in a line."""
+def probe(command: str, runtime: Runtime, limits: Limits, iso: Isolation) -> tuple[str, str] | None:
+    """(why, output) when the harness itself cannot run `command` here: run in an empty sandbox, with none of the
+    model's code, its program must be found and executable, and pytest importable when it runs `-m pytest`."""
+    found = _program(command)
+    if found is None:
+        return None
+    name, via_python = found
+    word = shlex.quote(name)
+    check = (f'command -v {word} >/dev/null || {{ echo "k2probe probe: {word}: not found" >&2; exit 127; }}; '
+             f'[ -x "$(command -v {word})" ] || {{ echo "k2probe probe: {word}: not executable" >&2; exit 126; }}')
+    if via_python:
+        check += f"; {word} -m pytest --version >/dev/null"
+    with tempfile.TemporaryDirectory(prefix="k2probe-run-") as empty:
+        folder = Path(empty) / "probe"
+        folder.mkdir()
+        Path(empty).chmod(0o755)
+        folder.chmod(0o755)
+        result = run(check, folder, limits.within(min(limits.wall_s, 60.0)), iso, runtime=runtime)
+    shown = (result.stdout + result.stderr).strip()[-PROOF_CHARS:]
+    if result.exit_code == 127:
+        return f"the test command's program {name} was not found (exit 127)", shown
+    if result.exit_code == 126:
+        return f"the test command's program {name} could not be executed (exit 126)", shown
+    if result.exit_code != 0 and via_python and "No module named pytest" in result.stderr:
+        return f"pytest is not installed for {runtime.python} (pip install pytest, or pass --python with one that " \
+               "has it)", shown
+    if result.exit_code != 0 and not result.timed_out:
+        return f"the harness could not run even an empty check here ({result.summary()})", shown
+    return None
+
+
+def judge(result: SandboxResult, which: str, runtime: Runtime, limits: Limits,
+          iso: Isolation | None = None) -> Verification:
+    """`passed`, `failed` or `error` for one run of a test command, by its exit status; `error` only when `iso` is
+    given and the probe shows the harness cannot run the command here (without it, a failure is `failed`)."""
     output = (result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))[-PROOF_CHARS:]
 
-    def verdict(status: str, reason: str) -> Verification:
-        return Verification(status, reason, result.command, output, result.duration_ms)
+    def verdict(status: str, reason: str, extra: str = "") -> Verification:
+        shown = (output + ("\n" + extra if extra else ""))[-PROOF_CHARS:]
+        return Verification(status, reason, result.command, shown, result.duration_ms, UNGUARDED)
 
-    if result.passed and "pytest" in result.command and not _PYTEST_PASSED.search(result.stdout):
-        # exit 0 without pytest's own summary: the code under test ended the run early (os._exit(0) at import)
-        return verdict("failed", f"{which} exited 0 without pytest reporting any passed test")
     if result.passed:
         return verdict("passed", f"{which} passed")
-    harness = _harness_failure(result, runtime)
-    if harness is not None:
-        return verdict("error", harness)
+    if iso is not None and (harness := probe(result.command, runtime, limits, iso)) is not None:
+        return verdict("error", harness[0], f"k2probe's own check, without the model's code:\n{harness[1]}")
     if result.timed_out:
         return verdict("failed", f"{which} timed out after {limits.wall_s:.0f} s")
     return verdict("failed", f"{which} failed: {result.summary()}")

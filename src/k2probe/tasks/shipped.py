@@ -10,6 +10,7 @@ folders; it is named on the command line by its path.
 from __future__ import annotations
 
 import functools
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +54,16 @@ class Task:
         return self.hidden_cmd if self.has_hidden and self.hidden_cmd else self.test_cmd
 
 
-HIDDEN_CMD = ("PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider --noconftest -c /dev/null "
-              "--rootdir . hidden_tests")
+HIDDEN_CMD = "k2probe-pytest hidden_tests"  # k2probe's guarded pytest runner (sandbox/guarded.py) on the hidden tests
+LEGACY_HIDDEN_CMD = ("PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider --noconftest -c /dev/null "
+                     "--rootdir . hidden_tests")
+SUITE_FOLDERS = ("repo", "hidden_tests", "solution")
+
+
+def is_guarded(command: str | None) -> bool:
+    """Does `command` name k2probe's guarded pytest runner on the hidden tests (today's line, or the one it replaced)?
+    Any other command is the suite's own: judged by its exit status only."""
+    return command is not None and " ".join(command.split()) in (HIDDEN_CMD, LEGACY_HIDDEN_CMD)
 
 
 def _field(data: dict[str, object], name: str, where: Path, default: str | None = None) -> str:
@@ -75,15 +84,40 @@ def _read_toml(path: Path) -> dict[str, object]:
         raise UsageError(f"{path}: {exc}", fix="fix the file (TOML)") from exc
 
 
+def _refuse_unsafe(task: Path) -> None:
+    """UsageError naming the first link or special file (device node, FIFO, socket) in a task — its folder, its
+    task.toml, or anywhere in repo/, hidden_tests/, solution/ — found without following or reading anything."""
+    from k2probe.core.errors import UsageError
+    from k2probe.sandbox.copying import UnsafeEntry, first_unsafe, kind_of
+
+    fix = "a suite may hold only regular files and folders: replace it by a copy of what it points to, or remove it"
+    found: UnsafeEntry | None = None
+    for path in (task, task / "task.toml"):
+        kind = kind_of(os.lstat(path).st_mode)
+        if kind is not None:
+            found = UnsafeEntry(path, kind)
+            break
+    for name in SUITE_FOLDERS:
+        if found is None and os.path.lexists(task / name):
+            found = first_unsafe(task / name)
+    if found is not None:
+        raise UsageError(f"{found.path} is {found.kind}", fix=fix)
+
+
 @functools.lru_cache(maxsize=16)
 def load_user_suite(folder: Path) -> tuple[Task, ...]:
-    """A user suite: `suite.toml` plus one folder per task, each with `task.toml` and `repo/`."""
+    """A user suite: `suite.toml` plus one folder per task, each with `task.toml` and `repo/`. A link or a special
+    file anywhere in a task is refused before anything of it is read."""
     from k2probe.core.errors import UsageError
+    from k2probe.sandbox.copying import kind_of
 
+    if (kind := kind_of(os.lstat(folder / "suite.toml").st_mode)) is not None:
+        raise UsageError(f"{folder / 'suite.toml'} is {kind}", fix="make suite.toml a regular file")
     meta = _read_toml(folder / "suite.toml")
     name = _field(meta, "name", folder / "suite.toml", folder.name)
     tasks = []
     for path in sorted(folder.glob("*/task.toml")):
+        _refuse_unsafe(path.parent)
         data = _read_toml(path)
         if not (path.parent / "repo").is_dir():
             raise UsageError(f"{path.parent}: no repo/ folder", fix="put the repository the agent starts from in repo/")
