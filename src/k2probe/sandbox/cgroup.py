@@ -27,7 +27,7 @@ def _own() -> tuple[Path, int] | tuple[None, str]:
         return None, f"cannot read /proc/self/cgroup: {exc}"
     unified = None
     for line in lines:
-        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
         if "memory" in controllers.split(","):
             folder = ROOT / "memory" / path.lstrip("/")
             if (folder / "memory.limit_in_bytes").is_file():
@@ -37,8 +37,7 @@ def _own() -> tuple[Path, int] | tuple[None, str]:
     for base in (ROOT, ROOT / "unified"):
         if unified is not None and (base / "cgroup.controllers").is_file():
             folder = base / unified.lstrip("/")
-            controllers = _read(folder / "cgroup.controllers").split()
-            if "memory" in controllers:
+            if "memory" in _read(folder / "cgroup.controllers").split():
                 subtree = folder / "cgroup.subtree_control"
                 if "memory" not in _read(subtree).split():
                     with contextlib.suppress(OSError):  # refused while k2probe's own cgroup holds processes

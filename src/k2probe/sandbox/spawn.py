@@ -66,7 +66,7 @@ def started(spec: Spawn, **popen: Any) -> Iterator[tuple[subprocess.Popen[bytes]
     """The sandbox's outermost process (its own session) and its memory cgroup; on leaving, every process of it is
     killed and the cgroup removed."""
     group = cgroup.create(spec.memory_bytes) if spec.memory_cap else None
-    argv, fds = spec.argv, ()
+    argv, fds = spec.argv, tuple[int, ...]()
     read_fd = -1
     try:
         if spec.seccomp is not None:
