@@ -8,10 +8,9 @@ code does to this process — patch it, write on its pipe, kill it — it can on
 import os
 import sys
 
-from k2probe.sandbox.plaindata import MAX_BYTES, NotPlainData, from_node, read_message, to_node, write_message
+from k2probe.sandbox.plaindata import NotPlainData, from_node, json_line, to_node
 
-_PLAINDATA_IMPORT = "from k2probe.sandbox.plaindata import MAX_BYTES, NotPlainData, from_node, read_message, " \
-                    "to_node, write_message\n"
+_PLAINDATA_IMPORT = "from k2probe.sandbox.plaindata import NotPlainData, from_node, json_line, to_node\n"
 
 
 def server_source() -> str:
@@ -36,6 +35,25 @@ def _described(exc: BaseException) -> str:
         return type(exc).__name__
 
 
+def _reader(fd: int) -> object:
+    """Messages from the checker: a 4-byte length, then marshal bytes (k2probe's own, read with a built-in module)."""
+    import marshal
+
+    def exactly(count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = os.read(fd, count - len(data))
+            if not chunk:
+                raise SystemExit(0)  # the checker is done with it
+            data += chunk
+        return data
+
+    def read() -> dict[str, object]:
+        return marshal.loads(exactly(int.from_bytes(exactly(4), "big")))  # type: ignore[no-any-return]
+
+    return read
+
+
 def serve() -> None:
     """Set up (protocol moved off fds 0 and 1, which now lead nowhere), say ready, load the program, answer calls."""
     read_fd, write_fd = os.dup(0), os.dup(1)
@@ -46,18 +64,16 @@ def serve() -> None:
     sys.stdin = open(os.devnull)  # noqa: SIM115
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     sys.path[:] = [p for p in sys.path if p and os.path.isabs(p)]
-    import site  # started with -S: the site-packages folders, without running their .pth files
-
-    sys.path.extend(p for p in site.getsitepackages() if os.path.isdir(p) and p not in sys.path)
-    reader = os.fdopen(read_fd, "rb")
+    read = _reader(read_fd)
 
     def send(message: dict[str, object]) -> None:
-        data = write_message(message)
+        data = json_line(message)
         while data:
             data = data[os.write(write_fd, data):]
 
-    send({"op": "ready", "pid": os.getpid()})
-    program = read_message(reader.readline(MAX_BYTES + 1))
+    send({"op": "ready"})
+    program = read()  # type: ignore[operator]
+    sys.path.extend(str(p) for p in program["path"] if p not in sys.path)  # site-packages, as the interpreter has
     namespace: dict[str, object] = {"__name__": "__candidate__"}
     try:
         exec(compile(str(program["source"]), "<candidate>", "exec"), namespace)
@@ -67,10 +83,7 @@ def serve() -> None:
         return
     send({"op": "loaded"})
     while True:
-        line = reader.readline(MAX_BYTES + 1)
-        if not line:
-            return
-        call = read_message(line)
+        call = read()  # type: ignore[operator]
         args, kwargs = from_node(call["args"]), from_node(call["kwargs"])
         try:
             result = function(*args, **kwargs)  # type: ignore[operator,arg-type,misc]

@@ -68,11 +68,17 @@ def problem() -> str | None:
     return None
 
 
+_LEFT: list[Path] = []  # removed later: their last processes were still exiting (a pid namespace ends asynchronously)
+
+
 def create(cap_bytes: int) -> Path | None:
     """A new memory cgroup capped at `cap_bytes` (swap included), or None where there is no memory cgroup."""
     own, version = _own()
     if own is None:
         return None
+    for left in list(_LEFT):
+        if remove(left, wait_s=0.0):
+            _LEFT.remove(left)
     folder = own / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     folder.mkdir()
     try:
@@ -106,6 +112,12 @@ def oom_kills(folder: Path) -> int:
     return 0
 
 
+def release(folder: Path) -> None:
+    """Remove `folder` now if it is empty, else at a later `create` (or `sweep`, once this process is gone)."""
+    if not remove(folder, wait_s=0.0):
+        _LEFT.append(folder)
+
+
 def remove(folder: Path, wait_s: float = 2.0) -> bool:
     """Kill whatever is left in `folder` and remove it; False when it could not be removed in time."""
     deadline = time.monotonic() + wait_s
@@ -119,7 +131,7 @@ def remove(folder: Path, wait_s: float = 2.0) -> bool:
         except FileNotFoundError:
             return True
         except OSError:
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 return False
             time.sleep(0.002)
 

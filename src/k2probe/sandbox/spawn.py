@@ -52,6 +52,8 @@ def _preexec(spec: Spawn, group: Path | None) -> Any:
     def apply() -> None:
         if group is not None:
             cgroup.join(group)
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")  # the first the kernel kills when memory runs out, never k2probe
         resource.setrlimit(resource.RLIMIT_CPU, (spec.cpu_s, spec.cpu_s + 1))
         resource.setrlimit(resource.RLIMIT_AS, (spec.memory_bytes, spec.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (spec.file_bytes, spec.file_bytes))
@@ -90,4 +92,4 @@ def started(spec: Spawn, **popen: Any) -> Iterator[tuple[subprocess.Popen[bytes]
             os.killpg(process.pid, signal.SIGKILL)  # bwrap; its pid namespace dies with it (--die-with-parent)
         process.wait()
         if group is not None:
-            cgroup.remove(group)
+            cgroup.release(group)
