@@ -169,7 +169,8 @@ def _check(job: dict[str, Any], candidate: Candidate, timeout: float) -> dict[st
             loaded = candidate.answer()
             if loaded.get("op") == "raised":
                 error = str(loaded.get("error"))
-                return {"status": "failed", "reason": _last_line(error), "output": error}
+                return {"status": "failed", "reason": f"the program did not load: {_last_line(error)}",
+                        "output": error}
             if loaded.get("op") != "loaded":
                 raise candidate._break("the candidate broke the protocol before loading")
             namespace: dict[str, Any] = {"__name__": "__check__"}
