@@ -211,3 +211,53 @@ def test_a_home_folder_is_never_mounted(ws, tmp_path, monkeypatch):
     assert str(home) not in runtime.mounts(f"cat {home}/.ssh_key")
     result = run(f"ls {home}/bin && cat {home}/.ssh_key", ws, runtime=runtime)
     assert "home-secret-canary" not in result.stdout and not result.passed
+
+
+def test_the_isolation_record_says_what_filter_and_memory_cap_it_has():
+    iso = isolation()
+    assert iso.syscalls.startswith("system-call filter: ptrace") and "system-call filter" in iso.line()
+    assert iso.memory.startswith("capped for all of a sandbox's processes") or "per process only" in iso.memory
+    assert "memory" in iso.line()
+
+
+PTRACE = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+          "for pid in (os.getppid(), 1):\n"
+          "    print(pid, libc.ptrace(16, pid, 0, 0), ctypes.get_errno())  # PTRACE_ATTACH\n"
+          "print('vm', libc.process_vm_readv(os.getppid(), 0, 0, 0, 0, 0), ctypes.get_errno())\n")
+
+
+def test_ptrace_of_the_sandbox_shell_and_its_init_is_refused(ws):
+    (ws / "probe.py").write_text(PTRACE)
+    make_readable(ws)
+    result = run("python probe.py; echo done", ws)
+    lines = result.stdout.split("\n")
+    assert "done" in lines, result.stdout + result.stderr
+    for line in lines[:2]:
+        assert line.split()[1:] == ["-1", "1"], result.stdout  # EPERM: refused by the filter
+    assert lines[2].split()[1:] == ["-1", "1"], result.stdout
+
+
+def test_no_new_user_namespace_inside(ws):
+    (ws / "userns.py").write_text("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                                  "print('unshare', libc.unshare(0x10000000), ctypes.get_errno())  # CLONE_NEWUSER\n")
+    make_readable(ws)
+    result = run("unshare -Ur id; echo rc=$?; python userns.py", ws)
+    assert "rc=1" in result.stdout and "uid=0(root)" not in result.stdout, result.stdout + result.stderr
+    assert "Operation not permitted" in result.stderr and "unshare -1 1" in result.stdout, result.stdout
+
+
+def test_memory_is_capped_across_a_sandboxs_processes(ws):
+    """4 processes × 1.5 GiB touched, each under the per-process cap (RLIMIT_AS 2 GiB): the cgroup stops them."""
+    from k2probe.sandbox import cgroup
+
+    if cgroup.problem() is not None:
+        pytest.skip(f"no memory cgroup here: {cgroup.problem()}")
+    hog = ("import os, time\nchildren = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+           "        block = bytearray(b'x') * (1536 * 1024 * 1024)\n        time.sleep(3)\n        os._exit(0)\n"
+           "    children.append(pid)\n"
+           "print('held', sum(os.waitpid(pid, 0)[1] == 0 for pid in children))\n")
+    (ws / "hog.py").write_text(hog)
+    make_readable(ws)
+    result = run("python hog.py", ws, Limits(wall_s=60, memory_bytes=2 * 1024**3))
+    held = int(result.stdout.split()[-1])
+    assert held < 4 and result.killed == "memory cap (all processes together)", result

@@ -91,6 +91,7 @@ def _given(plan: EvalPlan) -> tuple[list[EvalTask], dict[str, str]]:
 
 
 def _verify_given(tasks: list[EvalTask], completions: dict[str, str], iso: Isolation) -> dict[str, ProgramVerdict]:
+    """Each given completion judged in a sandbox of its own (nothing shared with another sample)."""
     return verify_programs({t.task_id: t.program(completions[t.task_id]) for t in tasks
                             if isinstance(t, CodeProblem)}, iso=iso)
 

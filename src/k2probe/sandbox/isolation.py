@@ -1,7 +1,10 @@
 """Run code the model wrote, away from the host: bubblewrap with only the system folders and the interpreter mounted
 read-only, the workspace copied into a size-capped private tmpfs (writes never reach the host), no network, no host
-sockets, an environment rebuilt from scratch, a uid of its own when k2probe runs as root (its own process budget), and
-CPU / memory / file-size limits. Where bubblewrap cannot run, nothing runs unless the user accepts `--sandbox none`."""
+sockets, an environment rebuilt from scratch, a uid of its own when k2probe runs as root (its own process budget), a
+system-call filter (sandbox/syscalls.py: no ptrace, no new namespaces), CPU / memory / file-size limits, and a memory
+cap across all of the sandbox's processes (a cgroup of its own, sandbox/cgroup.py). What this machine does not allow is
+said in the isolation record, never silently left out. Where bubblewrap cannot run, nothing runs unless the user
+accepts `--sandbox none`."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import contextlib
 import functools
 import os
 import random
-import resource
 import shlex
 import shutil
 import signal
@@ -23,7 +25,9 @@ from typing import Any
 
 from k2probe.core.errors import ConfigError
 from k2probe.core.liveness import mark_owner
+from k2probe.sandbox import cgroup, syscalls
 from k2probe.sandbox.runtime import Runtime
+from k2probe.sandbox.spawn import SECCOMP_FD, Spawn, started
 
 SAFE_ENV = ("LANG", "LC_ALL", "TZ")
 SYSTEM_DIRS = ("/usr", "/etc")
@@ -69,13 +73,16 @@ class Isolation:
     processes: str
     disk: str
     notes: list[str] = field(default_factory=list)
+    syscalls: str = "no system-call filter"  # what the filter denies, or why there is none
+    memory: str = "per process only"  # the memory cap across a sandbox's processes, or why there is none
 
     @property
     def isolated(self) -> bool:
         return self.sandbox == "bubblewrap"
 
     def line(self) -> str:
-        return f"sandbox {self.sandbox}: {self.filesystem}; network {self.network}; user {self.user}"
+        return (f"sandbox {self.sandbox}: {self.filesystem}; network {self.network}; user {self.user}; "
+                f"{self.syscalls}; memory {self.memory}")
 
 
 @dataclass
@@ -121,6 +128,13 @@ def _as_root() -> bool:
     return os.geteuid() == 0 and shutil.which("setpriv") is not None
 
 
+def _memory_line() -> str:
+    problem = cgroup.problem()
+    if problem is None:
+        return "capped for all of a sandbox's processes together (a memory cgroup of its own)"
+    return f"capped per process only, not across a sandbox's processes: {problem}"
+
+
 def isolation(mode: str = "auto") -> Isolation:
     """What `mode` gives on this machine. SandboxUnavailable when isolation is asked for (auto, bwrap) but missing."""
     if mode not in MODES:
@@ -129,7 +143,8 @@ def isolation(mode: str = "auto") -> Isolation:
         return Isolation("none", "NOT isolated: the code can read and write whatever the calling user can",
                          "NOT cut", "the calling user", "shared with the calling user",
                          f"{Limits().file_bytes // 2**20} MiB per file only",
-                         ["--sandbox none: model-written code ran without isolation, accepted by the user"])
+                         ["--sandbox none: model-written code ran without isolation, accepted by the user"],
+                         "no system-call filter (--sandbox none)", _memory_line())
     problem = bwrap_problem()
     if problem is not None:
         raise SandboxUnavailable(f"cannot isolate model-written code: {problem}", fix=INSTALL_FIX)
@@ -137,8 +152,12 @@ def isolation(mode: str = "auto") -> Isolation:
     user = "a uid of its own per sandbox (no account, no groups)" if root else "the calling user, in a user namespace"
     processes = "own budget (own uid)" if root else "shared with the calling user's processes"
     notes = [] if root else ["not root: the process limit counts the calling user's own processes too"]
+    filtered = syscalls.program()[1]
+    if filtered.startswith("no "):
+        notes.append(f"{filtered}: sandboxed code may ptrace its own processes and make namespaces")
     return Isolation("bubblewrap", "only system folders and the interpreter, read-only; the workspace a private copy",
-                     "cut: empty network namespace", user, processes, "private tmpfs, capped", notes)
+                     "cut: empty network namespace", user, processes, "private tmpfs, capped", notes, filtered,
+                     _memory_line())
 
 
 def _scrubbed_env(runtime: Runtime, shims: str) -> dict[str, str]:
@@ -170,17 +189,11 @@ def _free_uid() -> int:
             return uid
 
 
-def _preexec(limits: Limits, own_uid: bool) -> Any:
+def _spawn(argv: list[str], env: dict[str, str], cwd: str, limits: Limits, iso: Isolation, own_uid: bool) -> Spawn:
+    """The limits, filter and memory cap `iso` promises, for one sandbox started with `argv`."""
     processes = limits.processes if own_uid else _processes_of(os.getuid()) + limits.processes
-
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+    return Spawn(argv, env, cwd, limits.cpu_s, limits.memory_bytes, limits.file_bytes, processes,
+                 syscalls.program()[0] if iso.isolated else None, cgroup.problem() is None)
 
 
 def make_readable(folder: Path) -> None:
@@ -239,6 +252,17 @@ class _Mounts:
         self.made.add(dest)
 
 
+def _namespaces(inner: list[str], mounts: list[str], uid: int | None, chdir: str = "/") -> list[str]:
+    """bwrap with `mounts`, no network, its own pid/ipc/uts namespaces and session, the system-call filter (when
+    there is one) and, as root, a uid of its own for `inner`."""
+    if uid is not None:
+        inner = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                 "--bounding-set=-all", "--no-new-privs", "--", *inner]
+    seccomp = ["--seccomp", SECCOMP_FD] if syscalls.program()[0] is not None else []
+    return ["bwrap", *mounts, "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid", "--unshare-ipc",
+            "--unshare-uts", "--die-with-parent", "--new-session", *seccomp, "--chdir", chdir, *inner]
+
+
 def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, uid: int | None,
            runtime: Runtime) -> list[str]:
     """bubblewrap around a shell that copies the workspace (and what is laid in) into a private tmpfs and runs."""
@@ -261,12 +285,22 @@ def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, 
     for name, mount in laid:
         script += f'rm -rf "$2"/{shlex.quote(name)} && cp -a {mount} "$2"/{shlex.quote(name)} || {setup_failed}; '
     script += 'exec sh -c "$3"'
-    inner = ["sh", "-c", script, "k2probe-sandbox", SOURCE, target, command]
-    if uid is not None:
-        inner = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                 "--bounding-set=-all", "--no-new-privs", "--", *inner]
-    return ["bwrap", *mounts.args, "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid",
-            "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--chdir", "/", *inner]
+    return _namespaces(["sh", "-c", script, "k2probe-sandbox", SOURCE, target, command], mounts.args, uid)
+
+
+def program_spawn(inner: list[str], limits: Limits, iso: Isolation, runtime: Runtime) -> Spawn:
+    """A sandbox for one program and nothing else: no workspace, only a private /tmp (its working folder), its own
+    pid namespace, uid (as root), filter and memory cgroup. `inner` starts with `python` (the runtime's interpreter)."""
+    inner = [runtime.python, *inner[1:]] if inner and inner[0] == "python" else inner
+    if not iso.isolated:  # --sandbox none: accepted by the user, nothing but the limits
+        return _spawn(inner, _scrubbed_env(runtime, tempfile.gettempdir()), tempfile.gettempdir(), limits, iso, False)
+    uid = _free_uid() if _as_root() else None
+    mounts = _Mounts()
+    mounts.args += ["--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
+    for path in runtime.mounts(runtime.python):
+        mounts.ro(path, path)
+    argv = _namespaces(inner, mounts.args, uid, "/tmp")
+    return _spawn(argv, _scrubbed_env(runtime, SHIMS), "/", limits, iso, uid is not None)
 
 
 @contextlib.contextmanager
@@ -325,7 +359,7 @@ def run(command: str, workspace: Path, limits: Limits | None = None, iso: Isolat
     iso = iso or isolation()
     lay = lay or {}
     runtime = runtime or Runtime.own()
-    started = time.perf_counter()
+    begun = time.perf_counter()
     with contextlib.ExitStack() as stack:
         out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="k2probe-out-")))
         mark_owner(out_dir)  # removed by the next start if this process is killed before it can
@@ -338,9 +372,9 @@ def run(command: str, workspace: Path, limits: Limits | None = None, iso: Isolat
             cwd = str(stack.enter_context(_host_copy(workspace, lay, runtime)))
             argv, env = ["sh", "-c", command], _scrubbed_env(runtime, str(Path(cwd).parent / "bin"))
         out_path, err_path = out_dir / "stdout", out_dir / "stderr"
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                       start_new_session=True, preexec_fn=_preexec(limits, uid is not None))
+        spec = _spawn(argv, env, cwd, limits, iso, uid is not None)
+        with out_path.open("wb") as out, err_path.open("wb") as err, \
+                started(spec, stdin=subprocess.DEVNULL, stdout=out, stderr=err) as (process, group):
             timed_out = False
             try:
                 code: int | None = process.wait(timeout=limits.wall_s)
@@ -348,12 +382,10 @@ def run(command: str, workspace: Path, limits: Limits | None = None, iso: Isolat
                 timed_out = True
                 os.killpg(process.pid, signal.SIGKILL)
                 code = process.wait()
-            else:
-                with contextlib.suppress(ProcessLookupError):  # whatever it left behind in its session goes too
-                    os.killpg(process.pid, signal.SIGKILL)
+            over_memory = group is not None and cgroup.oom_kills(group) > 0
         stdout, out_size = _read_capped(out_path, limits.output_bytes)
         stderr, err_size = _read_capped(err_path, limits.output_bytes)
-    duration = (time.perf_counter() - started) * 1000.0
-    return SandboxResult(command, None if timed_out else code, stdout, stderr, duration, timed_out,
-                         _why_killed(code, timed_out), out_size + err_size,
-                         max(out_size, err_size) > limits.output_bytes, asdict(iso))
+    duration = (time.perf_counter() - begun) * 1000.0
+    killed = "memory cap (all processes together)" if over_memory else _why_killed(code, timed_out)
+    return SandboxResult(command, None if timed_out else code, stdout, stderr, duration, timed_out, killed,
+                         out_size + err_size, max(out_size, err_size) > limits.output_bytes, asdict(iso))

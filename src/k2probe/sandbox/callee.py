@@ -1,0 +1,100 @@
+"""The candidate's side of a HumanEval check, run inside the candidate's own sandbox as `python -I -S -c SOURCE`
+(`server_source()`: this file with sandbox/plaindata.py laid in). It says `ready` before any model code runs, then
+executes prompt + completion and serves calls to the entry point: arguments in, the result out, as plain data only.
+
+It judges nothing: the checker outside (sandbox/checker.py) runs the dataset's test and decides. Whatever the model's
+code does to this process — patch it, write on its pipe, kill it — it can only answer, or fail to answer, a call."""
+
+import os
+import sys
+
+from k2probe.sandbox.plaindata import NotPlainData, from_node, json_line, to_node
+
+_PLAINDATA_IMPORT = "from k2probe.sandbox.plaindata import NotPlainData, from_node, json_line, to_node\n"
+
+
+def server_source() -> str:
+    """This file as one script, with the codec's source in place of its import (the sandbox has no k2probe)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "plaindata.py"), encoding="utf-8") as handle:
+        codec = handle.read()
+    with open(os.path.abspath(__file__), encoding="utf-8") as handle:
+        own = handle.read()
+    if _PLAINDATA_IMPORT not in own:
+        raise RuntimeError("callee.py: the codec import line changed")
+    return own.replace(_PLAINDATA_IMPORT, codec + "\n")
+
+
+def _described(exc: BaseException) -> str:
+    """`Type: message` and the traceback's last lines, whatever the exception's own methods do."""
+    try:
+        import traceback
+
+        return "".join(traceback.format_exception(exc))[-2000:]
+    except BaseException:
+        return type(exc).__name__
+
+
+def _reader(fd: int) -> object:
+    """Messages from the checker: a 4-byte length, then marshal bytes (k2probe's own, read with a built-in module)."""
+    import marshal
+
+    def exactly(count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = os.read(fd, count - len(data))
+            if not chunk:
+                raise SystemExit(0)  # the checker is done with it
+            data += chunk
+        return data
+
+    def read() -> dict[str, object]:
+        return marshal.loads(exactly(int.from_bytes(exactly(4), "big")))  # type: ignore[no-any-return]
+
+    return read
+
+
+def serve() -> None:
+    """Set up (protocol moved off fds 0 and 1, which now lead nowhere), say ready, load the program, answer calls."""
+    read_fd, write_fd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # prints are swallowed, as under the official harness; nothing reaches the checker but replies
+        os.dup2(null, fd)
+    os.close(null)
+    sys.stdin = open(os.devnull)  # noqa: SIM115
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    sys.path[:] = [p for p in sys.path if p and os.path.isabs(p)]
+    read = _reader(read_fd)
+
+    def send(message: dict[str, object]) -> None:
+        data = json_line(message)
+        while data:
+            data = data[os.write(write_fd, data):]
+
+    send({"op": "ready"})
+    program = read()  # type: ignore[operator]
+    sys.path.extend(str(p) for p in program["path"] if p not in sys.path)  # site-packages, as the interpreter has
+    namespace: dict[str, object] = {"__name__": "__candidate__"}
+    try:
+        exec(compile(str(program["source"]), "<candidate>", "exec"), namespace)
+        function = namespace[str(program["entry"])]
+    except BaseException as exc:
+        send({"op": "raised", "error": _described(exc)})
+        return
+    send({"op": "loaded"})
+    while True:
+        call = read()  # type: ignore[operator]
+        args, kwargs = from_node(call["args"]), from_node(call["kwargs"])
+        try:
+            result = function(*args, **kwargs)  # type: ignore[operator,arg-type,misc]
+        except BaseException as exc:
+            send({"op": "raised", "error": _described(exc)})
+            continue
+        try:
+            send({"op": "returned", "value": to_node(result)})
+        except NotPlainData as exc:
+            send({"op": "refused", "error": f"returned {exc}"})
+
+
+if __name__ == "__main__":
+    serve()
