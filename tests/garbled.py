@@ -32,14 +32,24 @@ def chunk(delta: Any = None, usage: Any = None, finish: str | None = None) -> by
     return b"data: " + json.dumps(document).encode() + b"\n\n"
 
 
-class Garbled:
-    """Serve on loopback: `plain` answers a non-streamed request, `chunks` a streamed one (followed by [DONE]);
-    `trickle_s` sends the answer one byte at a time, that many seconds apart."""
+class _Quiet(ThreadingHTTPServer):
+    daemon_threads = True
 
-    def __init__(self, plain: bytes = b"", chunks: list[bytes] | None = None, trickle_s: float | None = None,
-                 delay_s: float = 0.0) -> None:
-        self.plain, self.chunks, self.trickle_s, self.delay_s = plain, chunks or [], trickle_s, delay_s
+    def handle_error(self, *_: Any) -> None:  # a client that hung up is what these tests provoke
+        pass
+
+
+class Garbled:
+    """Serve on loopback: `plain` answers a non-streamed request (a list: the n-th request gets the n-th body, in a
+    cycle), `chunks` a streamed one (followed by [DONE]); `trickle_s` sends the answer one byte at a time, that many
+    seconds apart; `delay_s` waits before answering."""
+
+    def __init__(self, plain: bytes | list[bytes] = b"", chunks: list[bytes] | None = None,
+                 trickle_s: float | None = None, delay_s: float = 0.0) -> None:
+        self.plains = plain if isinstance(plain, list) else [plain]
+        self.chunks, self.trickle_s, self.delay_s = chunks or [], trickle_s, delay_s
         self.requests = 0
+        self.lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,10 +60,13 @@ class Garbled:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                owner.requests += 1
+                with owner.lock:
+                    index = owner.requests
+                    owner.requests += 1
                 time.sleep(owner.delay_s)
                 streamed = bool(body.get("stream"))
-                data = b"".join([*owner.chunks, b"data: [DONE]\n\n"]) if streamed else owner.plain
+                data = (b"".join([*owner.chunks, b"data: [DONE]\n\n"]) if streamed
+                        else owner.plains[index % len(owner.plains)])
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream" if streamed else "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -77,8 +90,7 @@ class Garbled:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Quiet(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property

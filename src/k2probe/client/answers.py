@@ -177,10 +177,10 @@ def _where(exc: ValidationError) -> str:
     return f"{place}: {error['msg']} (got {json.dumps(error.get('input'), default=repr)[:80]})"
 
 
-def _malformed(status: int | None, what: str, reason: str, text: str, *, mid_stream: bool = False) -> Failure:
-    snippet = " ".join(text[:400].split())[:120]
-    return Failure(status, "malformed_response", f"{what} cannot be used: {reason}; it began {snippet!r}",
-                   mid_stream=mid_stream)
+def _malformed(status: int | None, what: str, reason: str, text: str | None, *, mid_stream: bool = False) -> Failure:
+    """The Failure, with the server's own words: the offending value (in `reason`), or how the body began."""
+    began = "" if text is None else f"; it began {' '.join(text[:400].split())[:120]!r}"
+    return Failure(status, "malformed_response", f"{what} cannot be used: {reason}{began}", mid_stream=mid_stream)
 
 
 def completion(status: int, text: str, content_type: str) -> Failure | tuple[dict[str, Any], Usage | None]:
@@ -202,7 +202,7 @@ def completion(status: int, text: str, content_type: str) -> Failure | tuple[dic
     try:
         model = Completion.model_validate(data)
     except ValidationError as exc:
-        return _malformed(status, "the answer", _where(exc), text)
+        return _malformed(status, "the answer", _where(exc), None)
     figures = model.usage or model.choices[0].usage
     return data, figures.usage() if figures is not None else None
 
@@ -222,7 +222,7 @@ def chunk(data: str, status: int | None) -> Failure | dict[str, Any]:
     try:
         Chunk.model_validate(value)
     except ValidationError as exc:
-        return _malformed(status, "a chunk of the stream", _where(exc), data, mid_stream=True)
+        return _malformed(status, "a chunk of the stream", _where(exc), None, mid_stream=True)
     return value
 
 

@@ -45,10 +45,14 @@ async def _stamp(request: httpx2.Request) -> None:
         return
     stamps["handed"] = time.perf_counter()
 
-    async def trace(name: str, _info: dict[str, Any]) -> None:
+    async def trace(name: str, info: dict[str, Any]) -> None:
         for suffix, key in _TRACE:
             if name.endswith(suffix):
                 stamps[key] = time.perf_counter()
+        if name.endswith(".receive_response_headers.complete"):  # the status, before a slow body is read to its end
+            answer = info.get("return_value")
+            if isinstance(answer, tuple) and len(answer) > 1 and isinstance(answer[1], int):
+                stamps["status"] = float(answer[1])
 
     request.extensions["trace"] = trace
 
@@ -316,8 +320,10 @@ class Transport:
                         await self._plain(body, record, outcome, clock)
             except TimeoutError:  # a server trickling its answer: the whole attempt has a deadline, not only reads
                 record.latency_ms = clock.since_wire(time.perf_counter())
-                outcome.failure = Failure(record.status, "timeout", f"no complete answer within {limit:g} s "
-                                          "(K2PROBE_REQUEST_TIMEOUT_S): the server was still sending",
+                record.status = record.status or (int(stamps["status"]) if "status" in stamps else None)
+                what = ("its answer was still coming" if record.status is not None else "no answer had begun")
+                outcome.failure = Failure(record.status, "timeout", f"the request's deadline of {limit:g} s "
+                                          f"(K2PROBE_REQUEST_TIMEOUT_S) passed: {what}",
                                           mid_stream=True)  # a retry would wait as long again
             record.prep_ms, record.pool_ms, record.connect_ms = clock.prep_ms(), clock.pool_ms(), clock.connect_ms()
         finally:

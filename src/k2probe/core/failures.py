@@ -82,6 +82,8 @@ def cause_of(failure: Failure) -> str:
     status = failure.status
     if status is None:
         return "unreachable"
+    if failure.type == "malformed_response" and 200 <= status < 300:  # answered, but nothing of it can be used
+        return "malformed_response"
     if failure.type in NOT_RETRYABLE_TYPES or status == 402 or _QUOTA.search(text):
         return "quota_exhausted"
     if (status in (401, 403) and "moderation" not in text.lower()) or (status < 500 and _BAD_KEY.search(text)):
