@@ -52,8 +52,11 @@ def cost_of(usage: Usage, price: Price | None) -> float | None:
     if any(not isinstance(n, int) or n < 0 for n in counts):
         return None
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    cost = (cached * price.cache_hit_input + (usage.prompt_tokens - cached) * price.cache_miss_input
-            + usage.completion_tokens * price.output) / 1e6
+    try:
+        cost = (cached * price.cache_hit_input + (usage.prompt_tokens - cached) * price.cache_miss_input
+                + usage.completion_tokens * price.output) / 1e6
+    except OverflowError:
+        return None
     return cost if math.isfinite(cost) and cost >= 0 else None
 
 

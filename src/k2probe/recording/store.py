@@ -115,7 +115,8 @@ class Store:
             self.mark_interrupted()
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             safe = self.redactor.text(str(exc).splitlines()[0])
-            raise ConfigError(f"cannot open the store: {safe}", fix="check K2PROBE_DB_URL / K2PROBE_HOME") from exc
+            raise ConfigError(f"cannot open the store: {safe}",
+                              fix="check K2PROBE_DB_URL / K2PROBE_HOME and its free disk space") from exc
         event.listen(self.engine, "handle_error", self._failed)  # from here on, a failing store is one line, exit 2
         self.recorder = Recorder(self.engine)
         remove_leftovers()
