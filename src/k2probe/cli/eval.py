@@ -61,7 +61,8 @@ def broken_thresholds(result: EvalOutcome, thresholds: dict[str, float]) -> list
 
 
 def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, float], junit: Path | None,
-                     as_json: bool, html: Path | None = None) -> tuple[EvalOutcome, list[str]]:
+                     as_json: bool, html: Path | None = None,
+                     timeout_s: float | None = None) -> tuple[EvalOutcome, list[str]]:
     check_samples_path(plan.samples_file)
     for option, path in (("--junit", junit), ("--html", html)):
         if path is not None and not path.parent.is_dir():
@@ -84,7 +85,7 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
                    errors=progress.errors, cost=progress.cost_usd)
 
     try:
-        result = evaluate(plan, resume=resume, on_start=on_start, on_sample=on_sample)
+        result = evaluate(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s)
     finally:
         bar.stop()
     if junit is not None:

@@ -9,10 +9,11 @@ import typer
 
 from k2probe.cli.app import (
     JsonOpt,
+    _finite,
     app,
     render,
 )
-from k2probe.core.errors import UsageError
+from k2probe.core.errors import ProbeFailed, UsageError
 
 
 @app.command("eval")
@@ -45,6 +46,10 @@ def eval_command(
         sandbox: Annotated[str, typer.Option("--sandbox", envvar="K2PROBE_SANDBOX", help=(
             "auto (bubblewrap, refuse without it), bwrap, or none: run model-written code unisolated, at your risk"),
             metavar="TEXT")] = "auto",
+        timeout: Annotated[float | None, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT", min=1, max=30 * 86400,
+                                                      callback=_finite, help="seconds for the whole run: samples not "
+                                                      "finished by then end as error (timeout)",
+                                                      metavar="NUMBER")] = None,
         as_json: JsonOpt = False) -> None:
     """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
     from k2probe.cli.eval import parse_thresholds, run_eval_command
@@ -65,10 +70,14 @@ def eval_command(
                     concurrency=concurrency, tasks=task_ids,
                     limit=limit, samples_file=str(samples) if samples else None, sandbox=sandbox,
                     max_tokens=max_tokens)
-    _, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html)
+    result, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html, timeout)
+    for line in broken:
+        render.err.print(f"k2probe: threshold not met: {line}", markup=False)
+    if result.progress.timed_out and timeout is not None:
+        raise ProbeFailed(f"eval did not finish within --timeout {timeout:g} s: {result.progress.timed_out} "
+                          f"sample(s) ended as error (timeout); run {result.run_id[:8]} is marked timed_out",
+                          fix="raise --timeout, or lower --limit / --epochs")
     if broken:
-        for line in broken:
-            render.err.print(f"k2probe: threshold not met: {line}", markup=False)
         raise typer.Exit(1)
 
 

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from k2probe.core.failures import Failure, from_body
+from k2probe.client.answers import Malformed, NotJson, load
+from k2probe.core.failures import Failure, from_body, words
 from k2probe.core.records import CallRecord
 
 
@@ -48,7 +49,7 @@ async def probe_models(base_url: str, key: str, route: str, model: str, timeout_
         return ProbeResult(url, None, None, down, record)
     record.latency_ms = (time.perf_counter() - started) * 1000.0
     record.status = response.status_code
-    parsed = from_body(response.status_code, response.text, response.headers.get("content-type", ""))
+    parsed = _checked(response.status_code, response.text, response.headers.get("content-type", ""))
     failure: Failure | None = parsed if isinstance(parsed, Failure) else None
     if failure is None and response.status_code >= 400:
         failure = Failure(response.status_code, "http_error", response.text[:200])
@@ -56,6 +57,20 @@ async def probe_models(base_url: str, key: str, route: str, model: str, timeout_
     if failure is not None:
         record.error_type, record.error_message = failure.type, failure.message
     return ProbeResult(url, response.status_code, data, failure, record)
+
+
+def _checked(status: int, text: str, content_type: str) -> Failure | dict[str, Any]:
+    """A model list (or an error envelope) read as untrusted JSON: nesting, Unicode and `data` checked first."""
+    try:
+        load(text)
+    except NotJson:
+        pass  # from_body names it non_json_response
+    except Malformed as exc:
+        return Failure(status, "malformed_response", f"the model list cannot be used: {exc}")
+    parsed = from_body(status, text, content_type)
+    if isinstance(parsed, dict) and not isinstance(parsed.get("data", []), list):
+        return Failure(status, "malformed_response", "the model list cannot be used: `data` is not a list")
+    return parsed
 
 
 def _host(url: str) -> str:
@@ -90,11 +105,13 @@ async def gateway_model(base_url: str, key: str, alias: str, timeout_s: float = 
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
             response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
-        data = response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        data = load(response.text) if response.status_code == 200 else None
+    except (httpx.HTTPError, Malformed):
         return None
-    for entry in (data or {}).get("data") or [] if isinstance(data, dict) else []:
+    entries = data.get("data") if isinstance(data, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and entry.get("model_name") == alias:
-            target = (entry.get("litellm_params") or {}).get("model")
-            return str(target) if target else None
+            params = entry.get("litellm_params")
+            target = params.get("model") if isinstance(params, dict) else None
+            return words(target, 200) if isinstance(target, str) and target else None
     return None

@@ -18,11 +18,12 @@ import openai
 from openai import AsyncOpenAI, DefaultAsyncHttpx2Client
 
 from k2probe import __version__
+from k2probe.client import answers
 from k2probe.client.stream import Listener, StreamAccumulator
 from k2probe.client.wire import SOCKET_OPTIONS, arrival, stamped
 from k2probe.core.config import Route
 from k2probe.core.errors import ConfigError
-from k2probe.core.failures import Failure, from_body, from_exception, stream_error
+from k2probe.core.failures import Failure, from_exception, stream_error, words
 from k2probe.core.profiles import Price, Profile
 from k2probe.core.records import CallRecord, Usage, cost_of, links
 from k2probe.core.stamps import SERVER_TTFT
@@ -32,6 +33,7 @@ _STAMPS: contextvars.ContextVar[dict[str, float]] = contextvars.ContextVar("k2pr
 _TRACE = ((".connect_tcp.started", "connect"), (".connect_tcp.complete", "tcp"), (".start_tls.complete", "tls"),
           (".send_request_headers.started", "wire"))
 FALLBACK_CAUSES = {"server_error", "rate_limited", "quota_exhausted", "unreachable"}  # retries spent, or no retry
+SHAPE_PATHS, SHAPE_CHARS = 300, 200  # what is kept of an answer's shape: a hostile one may have any number of keys
 POOL_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # the openai SDK's own defaults
 
 
@@ -43,10 +45,14 @@ async def _stamp(request: httpx2.Request) -> None:
         return
     stamps["handed"] = time.perf_counter()
 
-    async def trace(name: str, _info: dict[str, Any]) -> None:
+    async def trace(name: str, info: dict[str, Any]) -> None:
         for suffix, key in _TRACE:
             if name.endswith(suffix):
                 stamps[key] = time.perf_counter()
+        if name.endswith(".receive_response_headers.complete"):  # the status, before a slow body is read to its end
+            answer = info.get("return_value")
+            if isinstance(answer, tuple) and len(answer) > 1 and isinstance(answer[1], int):
+                stamps["status"] = float(answer[1])
 
     request.extensions["trace"] = trace
 
@@ -109,7 +115,8 @@ class Outcome:
 
 
 def key_paths(value: Any, prefix: str = "") -> set[str]:
-    """The set of key paths in a JSON document (lists as `[]`): the response shape."""
+    """The set of key paths in a JSON document (lists as `[]`): the response shape. Recursive: only for documents
+    answers.load accepted (depth bounded)."""
     paths: set[str] = set()
     if isinstance(value, dict):
         for key, item in value.items():
@@ -122,13 +129,28 @@ def key_paths(value: Any, prefix: str = "") -> set[str]:
     return paths
 
 
+def shape_of(paths: set[str]) -> list[str]:
+    """The shape as stored: sorted, at most SHAPE_PATHS paths of at most SHAPE_CHARS characters each."""
+    return [words(path, SHAPE_CHARS) for path in sorted(paths)[:SHAPE_PATHS]]
+
+
+def _seconds_from(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, str(default)))
+    except ValueError:
+        value = default
+    return value if math.isfinite(value) and value > 0 else default
+
+
 def stall_seconds() -> float:
     """How long a stream may send nothing before it counts as stalled: K2PROBE_STALL_S, default 60 s."""
-    try:
-        value = float(os.environ.get("K2PROBE_STALL_S", "60"))
-    except ValueError:
-        value = 60.0
-    return value if math.isfinite(value) and value > 0 else 60.0
+    return _seconds_from("K2PROBE_STALL_S", 60.0)
+
+
+def request_seconds() -> float:
+    """How long one HTTP attempt may take in all, however steadily bytes trickle in (the stall timer resets on each
+    one): K2PROBE_REQUEST_TIMEOUT_S, default 900 s."""
+    return _seconds_from("K2PROBE_REQUEST_TIMEOUT_S", 900.0)
 
 
 def proxy_mounts() -> dict[str, httpx2.AsyncBaseTransport | None]:
@@ -289,10 +311,20 @@ class Transport:
             started = time.perf_counter()
             record.queue_ms = (started - queued) * 1000.0
             clock = Clock(started, stamps)
-            if body.get("stream"):
-                await self._stream(body, record, outcome, clock, listener)
-            else:
-                await self._plain(body, record, outcome, clock)
+            limit = request_seconds()
+            try:
+                async with asyncio.timeout(limit):
+                    if body.get("stream"):
+                        await self._stream(body, record, outcome, clock, listener)
+                    else:
+                        await self._plain(body, record, outcome, clock)
+            except TimeoutError:  # a server trickling its answer: the whole attempt has a deadline, not only reads
+                record.latency_ms = clock.since_wire(time.perf_counter())
+                record.status = record.status or (int(stamps["status"]) if "status" in stamps else None)
+                what = ("its answer was still coming" if record.status is not None else "no answer had begun")
+                outcome.failure = Failure(record.status, "timeout", f"the request's deadline of {limit:g} s "
+                                          f"(K2PROBE_REQUEST_TIMEOUT_S) passed: {what}",
+                                          mid_stream=True)  # a retry would wait as long again
             record.prep_ms, record.pool_ms, record.connect_ms = clock.prep_ms(), clock.pool_ms(), clock.connect_ms()
         finally:
             _STAMPS.reset(token)
@@ -301,6 +333,8 @@ class Transport:
         if outcome.failure is not None:
             record.error_type, record.error_message = outcome.failure.type, outcome.failure.message
             record.status = record.status or outcome.failure.status
+            if outcome.failure.type == "malformed_response" and record.cost_usd is None:
+                record.price_source = "cost unknown: the answer could not be read"  # never a silent $0
         record.response_shape = outcome.shape
 
     def _split(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -317,23 +351,20 @@ class Transport:
         response = raw.http_response
         record.latency_ms = clock.since_wire(time.perf_counter())
         record.status = response.status_code
-        parsed = from_body(response.status_code, response.text, response.headers.get("content-type", ""))
-        if isinstance(parsed, Failure):
-            outcome.failure = parsed
+        checked = answers.completion(response.status_code, response.text, response.headers.get("content-type", ""))
+        if isinstance(checked, Failure):
+            outcome.failure = checked
             return
-        outcome.shape = sorted(key_paths(parsed))
+        parsed, usage = checked
+        outcome.shape = shape_of(key_paths(parsed))
         outcome.served_model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
-        choice = (parsed.get("choices") or [{}])[0]
-        message = choice.get("message")
-        if not isinstance(message, dict):
-            outcome.failure = Failure(response.status_code, "unexpected_shape", "the response has no choices[0].message")
-            return
+        choice = parsed["choices"][0]
+        message = choice["message"]
         outcome.message = message
         outcome.finish_reason = record.finish_reason = choice.get("finish_reason")
         record.reasoning_field = next((k for k in ("reasoning_content", "reasoning") if k in message), None)
-        usage = parsed.get("usage") or choice.get("usage")
-        record.usage_location = "usage" if parsed.get("usage") else ("choices[0].usage" if usage else None)
-        self._account(Usage.from_api(usage), record, outcome)
+        record.usage_location = ("usage" if parsed.get("usage") else "choices[0].usage") if usage else None
+        self._account(usage or Usage(), record, outcome)
 
     async def _stream(self, body: dict[str, Any], record: CallRecord, outcome: Outcome, clock: Clock,
                       listener: Listener | None = None) -> None:
@@ -357,10 +388,12 @@ class Transport:
                     if data == "[DONE]":
                         done = True
                         continue
-                    chunk = json.loads(data)
-                    if isinstance(chunk, dict) and chunk.get("error") and not chunk.get("choices"):
+                    chunk = answers.chunk(data, record.status)
+                    if isinstance(chunk, Failure):
+                        outcome.failure, done = chunk, True
+                    elif chunk.get("error") and not chunk.get("choices"):
                         outcome.failure, done = stream_error(chunk), True
-                    elif isinstance(chunk, dict):
+                    else:
                         acc.feed(chunk, arrival(response.http_response))
         except (openai.APIError, json.JSONDecodeError) as exc:
             outcome.failure = from_exception(exc, mid_stream=acc.chunks > 0 or record.status is not None)
@@ -374,7 +407,7 @@ class Transport:
         end = acc.last_token_at if acc.last_token_at is not None else time.perf_counter()
         record.latency_ms = clock.since_wire(end)
         record.itl_ms = acc.inter_token_ms()
-        outcome.shape = sorted(acc.shape)
+        outcome.shape = shape_of(acc.shape)
         outcome.served_model = acc.model if isinstance(acc.model, str) else None
         record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location
         record.finish_reason = outcome.finish_reason = acc.finish_reason
@@ -386,7 +419,7 @@ class Transport:
                                       f"the stream ended before any finish_reason ({acc.chunks} chunks received)",
                                       mid_stream=True)
         outcome.message = acc.message() if acc.chunks else None
-        self._account(Usage.from_api(acc.usage), record, outcome)
+        self._account(answers.usage_of(acc.usage), record, outcome)
 
     def _account(self, usage: Usage, record: CallRecord, outcome: Outcome) -> None:
         outcome.usage = usage

@@ -13,6 +13,14 @@ from typing import Any
 
 RETRYABLE_STATUS = {408, 409, 500, 502, 503, 504}
 NOT_RETRYABLE_TYPES = {"exceeded_current_quota_error", "insufficient_quota"}
+MESSAGE_CHARS = 500  # a server's words kept in a failure: enough to read the cause, never a whole hostile body
+
+
+def words(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """A server's words made safe to keep: valid UTF-8 (a lone surrogate becomes its `\\udXXX` escape, which any
+    store and terminal can take) and at most `limit` characters."""
+    cut = text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
@@ -24,6 +32,9 @@ class Failure:
     message: str
     retry_after_s: float | None = None
     mid_stream: bool = False
+
+    def __post_init__(self) -> None:  # whatever a server said, what is kept of it can be stored and printed
+        self.type, self.message = words(str(self.type), 80), words(str(self.message))
 
     @property
     def cause(self) -> str:
@@ -71,6 +82,8 @@ def cause_of(failure: Failure) -> str:
     status = failure.status
     if status is None:
         return "unreachable"
+    if failure.type == "malformed_response" and 200 <= status < 300:  # answered, but nothing of it can be used
+        return "malformed_response"
     if failure.type in NOT_RETRYABLE_TYPES or status == 402 or _QUOTA.search(text):
         return "quota_exhausted"
     if (status in (401, 403) and "moderation" not in text.lower()) or (status < 500 and _BAD_KEY.search(text)):
@@ -111,7 +124,7 @@ def _envelope(body: Any) -> tuple[str | None, str | None]:
     if isinstance(raw, str):
         try:
             inner_type, inner_message = _envelope(json.loads(raw))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or JSON nested past what the parser takes
             inner_type, inner_message = None, None
         if inner_type:
             return inner_type, inner_message
@@ -193,7 +206,7 @@ def from_body(status: int, text: str, content_type: str) -> Failure | dict[str, 
     """A 2xx body parsed as JSON, or the Failure saying it was not JSON."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or JSON nested past what the parser takes
         return _non_json(status, text, content_type)
     if not isinstance(data, dict):
         return _non_json(status, text, content_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,20 +22,7 @@ class Usage:
     cached_tokens: int = 0
     total_tokens: int = 0
     gateway_cost: float | None = None  # a gateway's own usage.cost (OpenRouter)
-
-    @classmethod
-    def from_api(cls, usage: dict[str, Any] | None) -> Usage:
-        if not usage:
-            return cls()
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
-        cached = usage.get("cached_tokens") or prompt_details.get("cached_tokens") or 0
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-        cost = usage.get("cost")
-        return cls(prompt, completion, int(completion_details.get("reasoning_tokens") or 0), int(cached),
-                   int(usage.get("total_tokens") or prompt + completion),
-                   float(cost) if isinstance(cost, int | float) else None)
+    # read from an answer only once validated (client/answers.py): finite, non-negative, within a sane bound
 
 
 _LINKS: ContextVar[dict[str, Any] | None] = ContextVar("k2probe_call_links", default=None)
@@ -56,12 +44,20 @@ def links() -> dict[str, Any]:
 
 
 def cost_of(usage: Usage, price: Price | None) -> float | None:
-    """USD for these tokens at this price; None ("cost unknown") without a price, never a silent $0."""
+    """USD for these tokens at this price; None ("cost unknown") without a price, never a silent $0 — nor a negative
+    or infinite figure, whatever the counts."""
     if price is None:
         return None
+    counts = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+    if any(not isinstance(n, int) or n < 0 for n in counts):
+        return None
     cached = min(usage.cached_tokens, usage.prompt_tokens)
-    return (cached * price.cache_hit_input + (usage.prompt_tokens - cached) * price.cache_miss_input
-            + usage.completion_tokens * price.output) / 1e6
+    try:
+        cost = (cached * price.cache_hit_input + (usage.prompt_tokens - cached) * price.cache_miss_input
+                + usage.completion_tokens * price.output) / 1e6
+    except OverflowError:
+        return None
+    return cost if math.isfinite(cost) and cost >= 0 else None
 
 
 @dataclass

@@ -18,7 +18,8 @@ from k2probe.session import Session
 
 DIAGNOSES = ("ok", "missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
              "unknown_model", "unsupported_param", "tool_choice_rejected", "reasoning_dropped", "rate_limited",
-             "quota_exhausted", "server_error", "gateway_rejected_param", "gateway_rewrites", "unclassified")
+             "quota_exhausted", "server_error", "gateway_rejected_param", "gateway_rewrites", "malformed_response",
+             "unclassified")
 PING = {"role": "user", "content": "Reply with the single word: ok"}
 LOOKUP_TOOL = {"type": "function", "function": {
     "name": "lookup_symbol", "description": "Find where a symbol is defined in the repository.",
@@ -68,6 +69,8 @@ FIXES = {
     "unknown_model": "set KIMI_CODING_MODEL to a model id the route lists (GET /models): a gateway alias or Moonshot's id",
     "gateway_rejected_param": ("the gateway itself refused the parameter before any model saw it (LiteLLM: add it to "
                                "allowed_openai_params for this model, or stop sending it)"),
+    "malformed_response": ("the route answered 200 with something that is not a usable chat completion (what is "
+                           "wrong is above): the gateway or the server behind it is broken — tell whoever runs it"),
     "unclassified": "the server's own words are above: k2probe cannot tell the cause from them",
 }
 

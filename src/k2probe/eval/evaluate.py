@@ -48,9 +48,10 @@ class EvalOutcome:
 
 
 def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
-             on_sample: OnSample | None = None) -> EvalOutcome:
-    """Run `plan` (or the plan of the run `resume` names) to its end. With a samples file and no model to call, the
-    sandbox starts verifying at once, while the store (SQLAlchemy) is still loading."""
+             on_sample: OnSample | None = None, timeout_s: float | None = None) -> EvalOutcome:
+    """Run `plan` (or the plan of the run `resume` names) to its end, or for `timeout_s` at most (the samples still
+    running then end as `error`, the run `timed_out`). With a samples file and no model to call, the sandbox starts
+    verifying at once, while the store (SQLAlchemy) is still loading."""
     ahead: Future[dict[str, ProgramVerdict]] | None = None
     pool = ThreadPoolExecutor(max_workers=1)
     if resume is None and plan.samples_file is not None:
@@ -72,7 +73,7 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
                 held.enter_context(store.lease(run_id))  # refused while another process works on the run
             else:
                 run_id = ""
-            return _evaluate(plan, store, run_id, on_start, on_sample, ahead)
+            return _evaluate(plan, store, run_id, on_start, on_sample, ahead, timeout_s)
     finally:
         pool.shutdown(wait=True)
         store.dispose()
@@ -97,7 +98,7 @@ def _verify_given(tasks: list[EvalTask], completions: dict[str, str], iso: Isola
 
 
 def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sample: OnSample | None,
-              ahead: Future[dict[str, ProgramVerdict]] | None) -> EvalOutcome:
+              ahead: Future[dict[str, ProgramVerdict]] | None, timeout_s: float | None = None) -> EvalOutcome:
     from k2probe.eval import metrics
 
     tasks: list[EvalTask]
@@ -130,11 +131,11 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
         if on_start is not None:
             on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s["outcome"] == "pending"))
         runner = EvalRunner(plan, store, run_id, tasks, iso, sessions=sessions, completions=completions,
-                            verdicts_ahead=ahead, on_sample=on_sample)
+                            verdicts_ahead=ahead, on_sample=on_sample, timeout_s=timeout_s)
         status = "interrupted"
         try:
             progress = asyncio.run(runner.run())
-            status = "finished"
+            status = "timed_out" if progress.timed_out else "finished"
         finally:
             figures = metrics.compute(store, run_id, plan.epochs)
             emulated = any(s.route.emulated for s in sessions.values())

@@ -39,6 +39,7 @@ class Progress:
     failed: int = 0
     errors: int = 0
     cost_usd: float = 0.0
+    timed_out: int = 0  # samples the run's --timeout ended (each an `error`)
 
     def add(self, outcome: str, cost: float | None) -> None:
         self.done += 1
@@ -51,9 +52,17 @@ class Progress:
 OnSample = Callable[[dict[str, Any], Progress], None]
 
 
+async def _cancel(tasks: set[asyncio.Future[None]]) -> None:
+    """Cancel these samples and wait until each has stopped (its calls recorded as cancelled), whatever it raised."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _usage(outcome: Outcome) -> dict[str, Any]:
     calls = outcome.calls
-    costs = [c.cost_usd for c in calls if c.prompt_tokens or c.completion_tokens]
+    costs = [c.cost_usd for c in calls if c.prompt_tokens or c.completion_tokens or c.price_source]  # priced, or not
     return {"calls": len(calls), "retries": outcome.retries,
             "prompt_tokens": sum(c.prompt_tokens for c in calls),
             "completion_tokens": sum(c.completion_tokens for c in calls),
@@ -69,13 +78,14 @@ class EvalRunner:
     def __init__(self, plan: EvalPlan, store: Store, run_id: str, tasks: list[EvalTask], iso: Isolation, *,
                  sessions: dict[str, Session] | None = None, completions: dict[str, str] | None = None,
                  verdicts_ahead: Future[dict[str, ProgramVerdict]] | None = None,
-                 on_sample: OnSample | None = None) -> None:
+                 on_sample: OnSample | None = None, timeout_s: float | None = None) -> None:
         self.plan, self.store, self.run_id, self.iso = plan, store, run_id, iso
         self.tasks = {task_id(t): t for t in tasks}
         self.sessions = sessions or {}
         self.completions = completions
         self.verdicts_ahead = verdicts_ahead  # a samples file's verdicts, verified while the store was opening
         self.on_sample = on_sample
+        self.timeout_s = timeout_s  # the whole run's bound (eval --timeout); None: none
         self.verifier = BatchVerifier(iso)
         self.transports: dict[str, Transport] = {}
         self.gate = asyncio.Semaphore(plan.concurrency)
@@ -97,13 +107,46 @@ class EvalRunner:
                 if self.on_sample is not None:
                     self.on_sample({**sample, **result}, progress)
 
-            await asyncio.gather(*(one(s) for s in pending))
+            late = await self._until_done({asyncio.ensure_future(one(s)): s for s in pending})
+            reason = f"timeout: the run's --timeout of {self.timeout_s or 0:g} s ended before this sample finished"
+            for sample in late:  # a sample that got its result in its last moment keeps it (finish_sample: once)
+                self.store.finish_sample(sample["id"], outcome="error", reason=reason, finished_at=time.time())
+                progress.add("error", None)
+                progress.timed_out += 1
+                if self.on_sample is not None:
+                    self.on_sample({**sample, "outcome": "error", "reason": reason}, progress)
         finally:
             await self.verifier.aclose()
             for transport in self.transports.values():
                 with contextlib.suppress(Exception):
                     await transport.aclose()
         return progress
+
+    async def _until_done(self, running: dict[asyncio.Future[None], dict[str, Any]]) -> list[dict[str, Any]]:
+        """Wait for every sample, at most `timeout_s`; the samples still running then are cancelled and returned.
+        A sample that raised (the store failing under it) or a store that stopped accepting records stops the run
+        at once: every other sample is cancelled, and the store's one line is raised."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
+        waiting = set(running)
+        try:
+            while waiting:
+                left = 1.0 if deadline is None else min(1.0, deadline - loop.time())
+                if left <= 0:
+                    break
+                done, waiting = await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    if task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if self.store.recorder.failure is not None:
+                    self.store.flush()  # raises the store's one line
+        except BaseException:
+            await _cancel(waiting)
+            if self.store.recorder.failure is not None:
+                self.store.abandon_run(self.run_id, f"the store failed: {self.store.recorder.failure}")
+            raise
+        await _cancel(waiting)
+        return [running[task] for task in running if task in waiting]
 
     async def _sample(self, sample: dict[str, Any]) -> dict[str, Any]:
         task = self.tasks.get(sample["task_id"])

@@ -26,7 +26,7 @@ from k2probe.core.liveness import alive, remove_leftovers, token
 from k2probe.core.records import CallRecord
 from k2probe.core.redact import Redactor
 from k2probe.recording import migrate
-from k2probe.recording.recorder import Recorder
+from k2probe.recording.recorder import Recorder, StoreFailed
 from k2probe.recording.schema import (
     AttemptRow,
     Base,
@@ -138,9 +138,31 @@ class Store:
             self.mark_interrupted()
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             safe = self.redactor.text(str(exc).splitlines()[0])
-            raise ConfigError(f"cannot open the store: {safe}", fix="check K2PROBE_DB_URL / K2PROBE_HOME") from exc
+            raise ConfigError(f"cannot open the store: {safe}",
+                              fix="check K2PROBE_DB_URL / K2PROBE_HOME and its free disk space") from exc
+        event.listen(self.engine, "handle_error", self._failed)  # from here on, a failing store is one line, exit 2
         self.recorder = Recorder(self.engine)
         remove_leftovers()
+
+    def _failed(self, context: Any) -> None:
+        """The database refused a statement or a commit (a full disk, a read-only file, a server gone): the run
+        cannot go on, and this is the one line that says so — never a traceback, nor SQL with its parameters."""
+        original = context.original_exception
+        first = (str(original).splitlines() or [type(original).__name__])[0]
+        raise StoreFailed(self.redactor.text(first)[:300]) from None
+
+    def abandon_run(self, run_id: str, reason: str) -> bool:
+        """Mark a run `error` past a failed recorder (best effort: False when the store cannot take even that; the
+        next process to open the store then marks it `interrupted`, its owner being gone)."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                row = session.get(RunRow, run_id)
+                if row is not None:
+                    row.status, row.finished_at = "error", time.time()
+                    row.summary = {**(row.summary or {}), "error": reason[:300]}
+        except Exception:  # the store is failing: that is why this was called
+            return False
+        return True
 
     def mark_interrupted(self) -> int:
         """Runs (and their attempts) left `running` by a process that died are `interrupted`, never running forever."""
@@ -164,15 +186,6 @@ class Store:
             session.add(RunRow(id=run_id, command=command, route=route, config=config,
                                tool_version=__version__, started_at=time.time(), status="running"))
         return run_id
-
-    def resume_run(self, run_id: str) -> None:
-        """This process now owns `run_id` again: it is `running`, no longer `interrupted`."""
-        self.flush()
-        with Session(self.engine) as session, session.begin():
-            row = session.get(RunRow, run_id)
-            if row is not None:
-                row.status, row.finished_at = "running", None
-                row.config = {**(row.config or {}), "owner": token()}
 
     # the run's lease: one process at a time works on a run --------------------------------------------------
     def claim_run(self, run_id: str) -> None:
