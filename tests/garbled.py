@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .fakeserver import FakeServer, JsonHandler
 
 GOOD_MESSAGE = {"role": "assistant", "content": "```python\n    return 1\n```"}
 
@@ -32,14 +33,7 @@ def chunk(delta: Any = None, usage: Any = None, finish: str | None = None) -> by
     return b"data: " + json.dumps(document).encode() + b"\n\n"
 
 
-class _Quiet(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, *_: Any) -> None:  # a client that hung up is what these tests provoke
-        pass
-
-
-class Garbled:
+class Garbled(FakeServer):
     """Serve on loopback: `plain` answers a non-streamed request (a list: the n-th request gets the n-th body, in a
     cycle), `chunks` a streamed one (followed by [DONE]); `trickle_s` sends the answer one byte at a time, that many
     seconds apart; `delay_s` waits before answering."""
@@ -52,14 +46,11 @@ class Garbled:
         self.lock = threading.Lock()
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                body = self.read_json()
                 with owner.lock:
                     index = owner.requests
                     owner.requests += 1
@@ -82,28 +73,7 @@ class Garbled:
                 except OSError:  # the client gave up: what the test wants
                     pass
 
-            def do_GET(self) -> None:
-                data = json.dumps({"object": "list", "data": [{"id": "kimi-k2.7-code", "object": "model"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = _Quiet(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.serve(Handler)
 
     def env(self) -> dict[str, str]:
         return {"AI_GATEWAY_API_KEY": "sk-garbled-test", "AI_GATEWAY_BASE_URL": self.base_url}
-
-    def __enter__(self) -> Garbled:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -3,12 +3,9 @@ OpenAI-compatible server that answers every HumanEval request with one of them."
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
 from k2probe.tasks.humaneval import problem_in_text
+
+from .fakeserver import FakeServer, JsonHandler
 
 WRONG = "    return None\n"
 
@@ -109,51 +106,24 @@ ATTACKS = {"pass-byte": PASS_BYTE, "planted-modules": PLANTED, "stop-and-kill-ot
            "patched-traceback": TRACEBACK, "kills-its-harness": KILLER, "stops-itself": SELF_STOP}
 
 
-class HostileCoder:
+class HostileCoder(FakeServer):
     """An OpenAI-compatible server on loopback whose every HumanEval answer is the prompt + `completion`."""
 
     def __init__(self, completion: str) -> None:
         self.completion = completion
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                body = self.read_json()
                 text = " ".join(str(m.get("content")) for m in body.get("messages", []))
                 problem = problem_in_text(text)
                 code = (problem.prompt if problem else "") + owner.completion
-                self._send({"id": "chatcmpl-x", "object": "chat.completion", "created": 0,
-                            "model": body.get("model", "kimi-k2.7-code"),
-                            "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                "role": "assistant", "content": f"```python\n{code}```",
-                                "reasoning_content": "I write the function."}}],
-                            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}})
+                self.send_json({"id": "chatcmpl-x", "object": "chat.completion", "created": 0,
+                                "model": body.get("model", "kimi-k2.7-code"),
+                                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                    "role": "assistant", "content": f"```python\n{code}```",
+                                    "reasoning_content": "I write the function."}}],
+                                "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}})
 
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": "kimi-k2.7-code", "object": "model"}]})
-
-            def _send(self, document: dict[str, Any]) -> None:
-                data = json.dumps(document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> HostileCoder:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)

@@ -5,16 +5,16 @@ and plays any text it is given: rich markup, terminal escape sequences, control 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .fakeserver import FakeServer, JsonHandler
 
 # (the key the caller sent, the request body) -> (reasoning pieces, content pieces)
 Script = Callable[[str, dict[str, Any]], tuple[list[str], list[str]]]
 
 
-class UntrustedGateway:
+class UntrustedGateway(FakeServer):
     """Serve on loopback until stop(); every request body is kept in `requests`."""
 
     def __init__(self, script: Script) -> None:
@@ -22,17 +22,11 @@ class UntrustedGateway:
         self.requests: list[dict[str, Any]] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._json({"object": "list", "data": [{"id": "kimi-k2.7-code", "object": "model"}]})
-
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                body = self.read_json()
                 owner.requests.append(body)
                 key = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
                 reasoning, content = owner.script(key, body)
@@ -41,18 +35,10 @@ class UntrustedGateway:
                 else:
                     message = {"role": "assistant", "content": "".join(content),
                                "reasoning_content": "".join(reasoning)}
-                    self._json({"id": "chatcmpl-x", "object": "chat.completion", "created": 0,
+                    self.send_json({"id": "chatcmpl-x", "object": "chat.completion", "created": 0,
                                 "model": "kimi-k2.7-code",
                                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
-
-            def _json(self, document: dict[str, Any]) -> None:
-                data = json.dumps(document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def _stream(self, reasoning: list[str], content: list[str]) -> None:
                 self.send_response(200)
@@ -74,20 +60,7 @@ class UntrustedGateway:
                 self.wfile.write(b"data: " + json.dumps(document).encode() + b"\n\n")
                 self.wfile.flush()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def start(self) -> UntrustedGateway:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def split(text: str, parts: int) -> list[str]:

@@ -1,0 +1,67 @@
+"""The loopback HTTP server every hostile test model and gateway is built on: a handler with JSON helpers (and the
+`/models` list) and a server that runs in a thread on 127.0.0.1 until stopped."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+MODELS = {"object": "list", "data": [{"id": "kimi-k2.7-code", "object": "model"}]}
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Quiet, reads a JSON body, answers JSON; GET answers the model list."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def read_json(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+
+    def send_bytes(self, data: bytes, content_type: str = "application/json") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_json(self, document: Any) -> None:
+        self.send_bytes(json.dumps(document).encode())
+
+    def do_GET(self) -> None:
+        self.send_json(MODELS)
+
+
+class _Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, *_: Any) -> None:  # a client that hung up is what many of these tests provoke
+        pass
+
+
+class FakeServer:
+    """Call `serve(Handler)` in `__init__`; then `start()`/`stop()` or use it as a context manager."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = _Quiet(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self) -> Self:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
