@@ -17,6 +17,7 @@ import pytest
 from k2probe.tasks.humaneval import problems
 
 from .conftest import SCRUB, route_env
+from .evalstate import eval_state
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="the sandbox needs bubblewrap")
 
@@ -127,21 +128,6 @@ def test_eval_of_a_shipped_repo_suite_links_samples_to_agent_attempts(cli, workd
         assert steps >= 2
 
 
-def _state(workdir: Path) -> tuple[str | None, dict[str, tuple[str, int]]]:
-    """The eval run's id, and per sample id: (outcome, calls made for it)."""
-    path = workdir / "home" / "k2probe.db"
-    if not path.exists():
-        return None, {}
-    try:
-        with _db(workdir) as db:
-            run = db.execute("select id from runs where command = 'eval'").fetchone()
-            rows = db.execute("select s.id, s.outcome, (select count(*) from calls c where c.sample_id = s.id) "
-                              "from samples s").fetchall()
-    except sqlite3.OperationalError:
-        return None, {}
-    return (run[0] if run else None), {r[0]: (r[1], r[2]) for r in rows}
-
-
 @pytest.mark.parametrize("kill_after", [0, 8, 20], ids=["at-start", "early", "late"])
 def test_resume_after_kill_9_runs_every_sample_exactly_once(cli, emulator, workdir, kill_after):
     server = emulator(ttft_ms=80, seed=2)
@@ -153,7 +139,7 @@ def test_resume_after_kill_9_runs_every_sample_exactly_once(cli, emulator, workd
     deadline = time.monotonic() + 60
     run_id, before = None, {}
     while time.monotonic() < deadline and process.poll() is None:
-        run_id, before = _state(workdir)
+        run_id, before = eval_state(workdir)
         done = sum(1 for outcome, _ in before.values() if outcome != "pending")
         if run_id and len(before) == 24 and done >= kill_after:
             break
@@ -161,7 +147,7 @@ def test_resume_after_kill_9_runs_every_sample_exactly_once(cli, emulator, workd
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    run_id, before = _state(workdir)
+    run_id, before = eval_state(workdir)
     assert run_id is not None
     finished_before = {sid: calls for sid, (outcome, calls) in before.items() if outcome != "pending"}
     assert len(finished_before) < 24
@@ -169,7 +155,7 @@ def test_resume_after_kill_9_runs_every_sample_exactly_once(cli, emulator, workd
     result = cli("eval", "--resume", run_id[:8], "--json", env=route_env(server), timeout=300)
     assert result.code == 0, result.stderr
     assert result.json()["run_id"] == run_id and len(result.json()["samples"]) == 24
-    _, after = _state(workdir)
+    _, after = eval_state(workdir)
     assert len(after) == 24 and all(outcome in ("passed", "failed") for outcome, _ in after.values())
     for sample_id, calls in finished_before.items():  # no sample that had a result was sent to the model again
         assert after[sample_id][1] == calls

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import SCRUB, route_env
+from .evalstate import eval_state
 
 needs_bwrap = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="eval verifies in the sandbox")
 SAMPLES = 16
@@ -32,26 +33,11 @@ def _eval(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen[st
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _calls_per_sample(workdir: Path) -> tuple[str | None, dict[str, tuple[str, int]]]:
-    """The eval run's id, and per sample: (outcome, calls made for it)."""
-    path = workdir / "home" / "k2probe.db"
-    if not path.exists():
-        return None, {}
-    try:
-        with sqlite3.connect(path) as db:
-            run = db.execute("select id from runs where command = 'eval'").fetchone()
-            rows = db.execute("select s.id, s.outcome, (select count(*) from calls c where c.sample_id = s.id) "
-                              "from samples s").fetchall()
-    except sqlite3.OperationalError:
-        return None, {}
-    return (run[0] if run else None), {r[0]: (r[1], r[2]) for r in rows}
-
-
 def _started(workdir: Path, process: subprocess.Popen[str], done_at_least: int) -> str:
     """Wait until the run planned its samples and finished `done_at_least` of them; its id."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
-        run_id, samples = _calls_per_sample(workdir)
+        run_id, samples = eval_state(workdir)
         if run_id and len(samples) == SAMPLES and sum(o != "pending" for o, _ in samples.values()) >= done_at_least:
             return run_id
         time.sleep(0.05)
@@ -89,7 +75,7 @@ def test_two_resumes_at_once_judge_every_sample_exactly_once(emulator, workdir):
     run_id = _started(workdir, first, 2)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    _, before = _calls_per_sample(workdir)
+    _, before = eval_state(workdir)
     pending = {sid for sid, (outcome, _) in before.items() if outcome == "pending"}
     assert pending and len(pending) < SAMPLES
 
@@ -104,7 +90,7 @@ def test_two_resumes_at_once_judge_every_sample_exactly_once(emulator, workdir):
         if code == 2:
             assert len(err.strip().splitlines()) == 1 and "is being run by another k2probe" in err, err
 
-    _, after = _calls_per_sample(workdir)
+    _, after = eval_state(workdir)
     assert all(outcome in ("passed", "failed") for outcome, _ in after.values())
     sent = {sid: after[sid][1] - before[sid][1] for sid in after}
     assert {sid: n for sid, n in sent.items() if sid in pending} == dict.fromkeys(pending, 1)

@@ -79,11 +79,16 @@ class ToolCall(_Open):
     function: Function
 
 
-class Message(_Open):
+class _Said(_Open):
+    """What an assistant turn (or a stream's delta of one) carries besides its tool calls."""
+
     role: StrictStr | None = None
     content: StrictStr | None = None
     reasoning_content: StrictStr | None = None
     reasoning: StrictStr | None = None
+
+
+class Message(_Said):
     tool_calls: list[ToolCall] | None = None
 
 
@@ -105,11 +110,7 @@ class DeltaCall(_Open):
     function: Function | None = None
 
 
-class Delta(_Open):
-    role: StrictStr | None = None
-    content: StrictStr | None = None
-    reasoning_content: StrictStr | None = None
-    reasoning: StrictStr | None = None
+class Delta(_Said):
     tool_calls: list[DeltaCall] | None = None
 
 
