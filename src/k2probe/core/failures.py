@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from k2probe.core.untrusted import storable
+
 RETRYABLE_STATUS = {408, 409, 500, 502, 503, 504}
 NOT_RETRYABLE_TYPES = {"exceeded_current_quota_error", "insufficient_quota"}
 MESSAGE_CHARS = 500  # a server's words kept in a failure: enough to read the cause, never a whole hostile body
@@ -19,8 +21,7 @@ MESSAGE_CHARS = 500  # a server's words kept in a failure: enough to read the ca
 def words(text: str, limit: int = MESSAGE_CHARS) -> str:
     """A server's words made safe to keep: valid UTF-8 (a lone surrogate becomes its `\\udXXX` escape, which any
     store and terminal can take) and at most `limit` characters."""
-    cut = text if len(text) <= limit else text[: limit - 1] + "…"
-    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
+    return storable(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 @dataclass

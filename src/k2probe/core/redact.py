@@ -7,6 +7,8 @@ import io
 import re
 from typing import Any, TextIO
 
+from k2probe.core.untrusted import storable
+
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}")
 _URL_TOKEN = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|auth)=)[^&\s\"']+")
 _SK = re.compile(r"\bsk-[A-Za-z0-9_-]{12,}")
@@ -27,8 +29,9 @@ def remember(secret: str | None) -> None:
 
 
 def redact(value: str) -> str:
-    """`value` with every known secret, Bearer token, URL token or password and sk- key replaced by ***."""
-    value = _replace_known(value)
+    """`value` with every known secret, Bearer token, URL token or password and sk- key replaced by ***; valid UTF-8
+    (a lone surrogate escaped), since what is redacted is bound for disk or output."""
+    value = _replace_known(storable(value))
     value = _BEARER.sub(r"\1***", value)
     value = _URL_TOKEN.sub(r"\1***", value)
     value = _URL_PASSWORD.sub(r"\1***@", value)

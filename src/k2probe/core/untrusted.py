@@ -30,6 +30,18 @@ def _stand_in(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+def storable(text: str) -> str:
+    """`text` as valid UTF-8, which every store, file and terminal takes: a lone surrogate (from a model's output, a
+    server's words, bytes decoded with surrogateescape) becomes its `\\udXXX` escape."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def visible(text: str) -> str:
     """`text` with every control character but tab and newline replaced by a visible stand-in."""
     return _UNSAFE.sub(_stand_in, text) if _UNSAFE.search(text) else text
