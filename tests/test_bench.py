@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import free_port, route_env, wait_for_port
 
 KEYS = ("requests", "ok", "failed", "rps", "output_tps", "ttft_ms", "ttfc_ms", "itl_ms", "tpot_ms", "e2e_ms", "goodput")
@@ -140,3 +142,18 @@ def test_the_live_view_shows_the_running_step_on_a_terminal(workdir, emulator):
     assert len(counts) >= 3, frames[:5]  # redrawn as the step ran, with a growing count
     assert any("TTFT p50" in frame and "req/s" in frame for frame in frames)
     assert "k2probe bench" in text and "c=4" in text  # and the table at the end
+
+
+@pytest.mark.parametrize("tokens", [-5, 1e12, "many", 2.5])
+def test_a_usage_count_that_is_not_a_count_is_malformed_in_bench_too(cli, tokens):
+    """bench's lean client reads token counts by the same rule as the request path: never a negative or huge count."""
+    from .garbled import Garbled, chunk, completion
+
+    usage = {"prompt_tokens": 3, "completion_tokens": tokens, "total_tokens": 3}
+    stream = [chunk({"content": "x"}), chunk({}, usage=usage, finish="stop")]
+    with Garbled(completion(usage=usage), stream) as server:
+        for mode in ("--stream", "--no-stream"):
+            result = cli("bench", "--concurrency", "1", "--requests", "3", "--workers", "1", mode, "--json",
+                         env=server.env(), timeout=120)
+            assert result.code == 1, result.stderr
+            assert "not one request succeeded (malformed_response 3)" in result.stderr

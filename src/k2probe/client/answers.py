@@ -10,10 +10,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from k2probe.core.failures import Failure, from_body
-from k2probe.core.records import Usage
+from k2probe.core.records import Usage, token_count
 
 MAX_DEPTH = 64  # an answer nests a handful of levels; deeper is an attack on every recursive reader after us
-MAX_TOKENS = 100_000_000  # more tokens than any one request can carry: a count past it is not a count
 MAX_COST_USD = 10_000.0  # a gateway's usage.cost for one request past this is not a price
 MAX_TOOL_CALLS = 1_000  # a streamed tool call's `index` past this is not a position
 
@@ -26,14 +25,12 @@ class NotJson(Malformed):
     """Not JSON at all (an HTML page, a proxy's text): named as such, as a wrong base URL usually is."""
 
 
-def _integral(value: Any) -> Any:
-    """A token count may come as 12.0; any other float stays a float and fails StrictInt."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+def _count(value: Any) -> Any:
+    """A usage figure by the one rule for token counts (core.records.token_count); null stays null."""
+    return value if value is None else token_count(value)
 
 
-Count = Annotated[StrictInt, BeforeValidator(_integral), Field(ge=0, le=MAX_TOKENS)]
+Count = Annotated[int, BeforeValidator(_count)]
 
 
 class _Open(BaseModel):

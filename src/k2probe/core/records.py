@@ -11,6 +11,20 @@ from typing import Any
 
 from k2probe.core.profiles import Price
 
+MAX_TOKENS = 100_000_000  # more tokens than any one request can carry: a count past it is not a count
+
+
+def token_count(value: object) -> int:
+    """A usage figure as a server sent it, as a count: a whole number (12.0 too) from 0 to MAX_TOKENS, absent as 0;
+    anything else is ValueError (the answer is malformed, never a negative or huge count)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+        raise ValueError(f"not a token count: {str(value)[:40]}")
+    return value
+
 
 @dataclass
 class Usage:

@@ -16,6 +16,7 @@ import orjson
 from k2probe.client.wire import SOCKET_OPTIONS, StampedBackend, arrival, proxy_for, stamped
 from k2probe.core import stamps
 from k2probe.core.failures import Failure, from_body
+from k2probe.core.records import token_count
 
 
 @dataclass
@@ -116,7 +117,7 @@ class LeanClient:
                     t0 = wire[-1] if wire else started  # the request's own headers, not a proxy's CONNECT before it
                     usage = body.get("usage") or ((body.get("choices") or [{}])[0].get("usage")) or {}
                     return Shot(True, e2e_us=int((done - t0) * 1e6), status=response.status,
-                                output_tokens=int(usage.get("completion_tokens") or 0))
+                                output_tokens=token_count(usage.get("completion_tokens")))
                 read = await self._read_stream(response, wire[-1] if wire else started)
                 read.status = response.status
                 return read
@@ -181,7 +182,7 @@ class LeanClient:
                         last = now
                     finished = finished or bool(choice.get("finish_reason"))
                 if usage:
-                    usage_tokens = int(usage.get("completion_tokens") or 0)
+                    usage_tokens = token_count(usage.get("completion_tokens"))
         shot.e2e_us = int((arrival(response) - t0) * 1e6)  # the whole answer, to its last byte
         shot.output_tokens = usage_tokens or tokens
         if not finished:
