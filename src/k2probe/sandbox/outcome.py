@@ -107,8 +107,8 @@ def judge(result: SandboxResult, which: str, runtime: Runtime, limits: Limits,
 
     if result.passed:
         return verdict("passed", f"{which} passed")
+    if result.timed_out:  # it started and ran (on the model's code) to the limit: no probe, no time past the deadline
+        return verdict("failed", f"{which} timed out after {limits.wall_s:.0f} s")
     if iso is not None and (harness := probe(result.command, runtime, limits, iso)) is not None:
         return verdict("error", harness[0], f"k2probe's own check, without the model's code:\n{harness[1]}")
-    if result.timed_out:
-        return verdict("failed", f"{which} timed out after {limits.wall_s:.0f} s")
     return verdict("failed", f"{which} failed: {result.summary()}")
