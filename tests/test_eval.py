@@ -254,7 +254,7 @@ def test_a_sample_answered_by_a_fallback_keeps_its_tokens_and_cost_on_its_route(
     routes = compared.json()["routes"]
     assert routes["primary"]["total_tokens"] == primary["total_tokens"]
     assert routes["primary"]["fallbacks"] == primary["fallbacks"]
-    shown = cli("compare", data["run_id"][:8], env={**env, "COLUMNS": "250"})
+    shown = cli("compare", data["run_id"][:8], env=env)
     assert shown.code == 0, shown.stderr
     line = next(x for x in shown.stdout.splitlines() if "fallback route (answered by)" in x)
     assert "4 (backup 4)" in line, line
