@@ -260,3 +260,22 @@ def test_a_sample_answered_by_a_fallback_keeps_its_tokens_and_cost_on_its_route(
     assert "4 (backup 4)" in line, line
     tokens_line = next(x for x in shown.stdout.splitlines() if x.lstrip("│ ").startswith("tokens"))
     assert f"{primary['total_tokens']['prompt_tokens']} / {primary['total_tokens']['completion_tokens']}" in tokens_line
+
+
+def test_fallbacks_are_counted_by_the_route_that_answered_not_every_route_tried(cli, emulator, workdir):
+    """primary → [second, backup], both primary and second answering 503: only backup answered; the requests sent to
+    a fallback count both tries, the answers count backup's alone."""
+    first, second, healthy = emulator(faults={"unavailable": 1.0}), emulator(faults={"unavailable": 1.0}), emulator()
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.primary]\nbase_url = '{first.base_url}'\napi_key_env = 'K'\nfallback = ['second', 'backup']\n"
+        f"[routes.second]\nbase_url = '{second.base_url}'\napi_key_env = 'K'\n"
+        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'K'\n")
+    result = cli("eval", "humaneval", "--limit", "2", "--route", "primary", "--json",
+                 env={"K": "sk-k2probe-emulator"}, timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert [s["answered_by"] for s in data["samples"]] == [["backup"], ["backup"]]
+    primary = data["metrics"]["primary"]
+    assert primary["fallbacks"] == {"requests": 4, "answered_by_fallback": {"backup": 2}}
+    assert primary["total_tokens"]["total"] == sum(s["tokens"] for s in data["samples"]) > 0
+    assert primary["samples"]["error"] == 0 and primary["error_rate"]["value"] == 0
