@@ -279,3 +279,24 @@ def test_fallbacks_are_counted_by_the_route_that_answered_not_every_route_tried(
     assert primary["fallbacks"] == {"requests": 4, "answered_by_fallback": {"backup": 2}}
     assert primary["total_tokens"]["total"] == sum(s["tokens"] for s in data["samples"]) > 0
     assert primary["samples"]["error"] == 0 and primary["error_rate"]["value"] == 0
+
+
+def test_fallback_metrics_on_postgresql(cli, emulator, workdir):
+    """The per-route figures are computed in SQL PostgreSQL accepts too (it has no sum of booleans: `eval` on a
+    PostgreSQL store failed at its metrics with 'the store failed')."""
+    from .pg import postgres_server
+
+    broken, healthy = emulator(faults={"unavailable": 1.0}), emulator()
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.primary]\nbase_url = '{broken.base_url}'\napi_key_env = 'K'\nfallback = ['backup']\n"
+        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'K'\n")
+    with postgres_server() as url:
+        result = cli("eval", "humaneval", "--limit", "2", "--route", "primary", "--json",
+                     env={"K": "sk-k2probe-emulator", "K2PROBE_DB_URL": url}, timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    primary = data["metrics"]["primary"]
+    assert primary["fallbacks"] == {"requests": 2, "answered_by_fallback": {"backup": 2}}
+    assert primary["retries"]["n"] >= 4 and primary["total_tokens"]["total"] == sum(s["tokens"] for s in data["samples"])
+    assert primary["cost_per_accepted_usd"]["total_cost_usd"] > 0
+    assert not (workdir / "home" / "k2probe.db").exists()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from k2probe.recording.schema import AttemptRow, CallRow, ReviewRow, RunRow, StepRow
@@ -20,15 +20,20 @@ def made_for() -> ColumnElement[str]:
     return func.coalesce(CallRow.fallback_from, CallRow.route)
 
 
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """How many rows meet `condition` (PostgreSQL has no sum of booleans)."""
+    return func.sum(case((condition, 1), else_=0))
+
+
 def call_totals(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     """Per route the calls were made for (fallbacks included): calls, retries, failed calls, tokens, cost (and how
     many priced calls lacked a price)."""
     store.flush()
     c = CallRow
-    query = (select(made_for(), func.count(), func.sum(c.attempt > 0), func.sum(c.error_type.is_not(None)),
+    query = (select(made_for(), func.count(), _count(c.attempt > 0), _count(c.error_type.is_not(None)),
                     func.sum(c.prompt_tokens), func.sum(c.completion_tokens), func.sum(c.reasoning_tokens),
                     func.sum(c.cached_tokens), func.sum(c.cost_usd),
-                    func.sum((c.cost_usd.is_(None)) & ((c.prompt_tokens + c.completion_tokens) > 0)))
+                    _count((c.cost_usd.is_(None)) & ((c.prompt_tokens + c.completion_tokens) > 0)))
              .where(c.run_id == run_id).group_by(made_for()))
     with Session(store.engine) as session:
         rows = session.execute(query).all()
