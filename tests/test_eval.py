@@ -216,3 +216,87 @@ def test_toolcalls_scores_trigger_f1_and_schema_accuracy_per_route(cli, emulator
     versus = diff["tool_trigger_vs_reference"]
     assert diff["against"] == "clean" and versus["fn"] == len(as_text) and versus["fp"] == 0
     assert versus["f1"] == pytest.approx(bad["f1"])  # the clean route decides exactly as the labels say
+
+
+def test_a_sample_answered_by_a_fallback_keeps_its_tokens_and_cost_on_its_route(cli, emulator, workdir):
+    """Every request of `primary` falls back (503) to `backup`: primary's metrics carry the samples' real tokens and
+    cost, each sample names the route that answered, and the fallbacks are counted by answering route; compare's
+    table shows the same figures."""
+    broken, healthy = emulator(faults={"unavailable": 1.0}), emulator()
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.primary]\nbase_url = '{broken.base_url}'\napi_key_env = 'PRIMARY_KEY'\nfallback = ['backup']\n"
+        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'BACKUP_KEY'\n")
+    env = {"PRIMARY_KEY": "sk-k2probe-emulator", "BACKUP_KEY": "sk-k2probe-emulator"}
+    result = cli("eval", "humaneval", "--limit", "4", "--route", "primary", "--route", "backup", "--json", env=env,
+                 timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    mine = [s for s in data["samples"] if s["route"] == "primary"]
+    assert len(mine) == 4 and all(s["answered_by"] == ["backup"] for s in mine), mine
+    assert all(s["answered_by"] == ["backup"] for s in data["samples"] if s["route"] == "backup")
+    primary, backup = data["metrics"]["primary"], data["metrics"]["backup"]
+    assert primary["fallbacks"] == {"requests": 4, "answered_by_fallback": {"backup": 4}}
+    assert backup["fallbacks"] == {"requests": 0, "answered_by_fallback": {}}
+    assert data["metrics"]["overall"]["fallbacks"]["answered_by_fallback"] == {"backup": 4}
+    tokens = sum(s["tokens"] for s in mine)
+    assert tokens > 0 and primary["total_tokens"]["total"] == tokens  # the route's figures are its samples' figures
+    cost = primary["cost_per_accepted_usd"]
+    assert cost["unpriced_calls"] == 0 and cost["total_cost_usd"] > 0  # the emulator's model is priced: never $0
+    assert cost["total_cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in mine))
+    assert primary["latency_avg_ms"]["n_calls"] == 4 and primary["latency_avg_ms"]["per_call"] > 0
+    assert primary["first_success"]["calls"] is not None
+    with _db(workdir) as db:  # the store agrees: every call made for primary's samples, whatever route answered it
+        rows = db.execute("select coalesce(fallback_from, route), sum(prompt_tokens + completion_tokens) "
+                          "from calls group by 1").fetchall()
+        assert dict(rows)["primary"] == tokens
+    compared = cli("compare", data["run_id"][:8], "--json", env=env)
+    assert compared.code == 0, compared.stderr
+    routes = compared.json()["routes"]
+    assert routes["primary"]["total_tokens"] == primary["total_tokens"]
+    assert routes["primary"]["fallbacks"] == primary["fallbacks"]
+    shown = cli("compare", data["run_id"][:8], env=env)
+    assert shown.code == 0, shown.stderr
+    line = next(x for x in shown.stdout.splitlines() if "fallback route (answered by)" in x)
+    assert "4 (backup 4)" in line, line
+    tokens_line = next(x for x in shown.stdout.splitlines() if x.lstrip("│ ").startswith("tokens"))
+    assert f"{primary['total_tokens']['prompt_tokens']} / {primary['total_tokens']['completion_tokens']}" in tokens_line
+
+
+def test_fallbacks_are_counted_by_the_route_that_answered_not_every_route_tried(cli, emulator, workdir):
+    """primary → [second, backup], both primary and second answering 503: only backup answered; the requests sent to
+    a fallback count both tries, the answers count backup's alone."""
+    first, second, healthy = emulator(faults={"unavailable": 1.0}), emulator(faults={"unavailable": 1.0}), emulator()
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.primary]\nbase_url = '{first.base_url}'\napi_key_env = 'K'\nfallback = ['second', 'backup']\n"
+        f"[routes.second]\nbase_url = '{second.base_url}'\napi_key_env = 'K'\n"
+        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'K'\n")
+    result = cli("eval", "humaneval", "--limit", "2", "--route", "primary", "--json",
+                 env={"K": "sk-k2probe-emulator"}, timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    assert [s["answered_by"] for s in data["samples"]] == [["backup"], ["backup"]]
+    primary = data["metrics"]["primary"]
+    assert primary["fallbacks"] == {"requests": 4, "answered_by_fallback": {"backup": 2}}
+    assert primary["total_tokens"]["total"] == sum(s["tokens"] for s in data["samples"]) > 0
+    assert primary["samples"]["error"] == 0 and primary["error_rate"]["value"] == 0
+
+
+def test_fallback_metrics_on_postgresql(cli, emulator, workdir):
+    """The per-route figures are computed in SQL PostgreSQL accepts too (it has no sum of booleans: `eval` on a
+    PostgreSQL store failed at its metrics with 'the store failed')."""
+    from .pg import postgres_server
+
+    broken, healthy = emulator(faults={"unavailable": 1.0}), emulator()
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.primary]\nbase_url = '{broken.base_url}'\napi_key_env = 'K'\nfallback = ['backup']\n"
+        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'K'\n")
+    with postgres_server() as url:
+        result = cli("eval", "humaneval", "--limit", "2", "--route", "primary", "--json",
+                     env={"K": "sk-k2probe-emulator", "K2PROBE_DB_URL": url}, timeout=300)
+    assert result.code == 0, result.stderr
+    data = result.json()
+    primary = data["metrics"]["primary"]
+    assert primary["fallbacks"] == {"requests": 2, "answered_by_fallback": {"backup": 2}}
+    assert primary["retries"]["n"] >= 4 and primary["total_tokens"]["total"] == sum(s["tokens"] for s in data["samples"])
+    assert primary["cost_per_accepted_usd"]["total_cost_usd"] > 0
+    assert not (workdir / "home" / "k2probe.db").exists()

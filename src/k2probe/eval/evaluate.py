@@ -38,7 +38,7 @@ class EvalOutcome:
 
     def as_json(self) -> dict[str, Any]:
         keep = ("task_id", "route", "epoch", "outcome", "reason", "prompt_tokens", "completion_tokens",
-                "reasoning_tokens", "cost_usd", "latency_ms", "calls", "retries")
+                "reasoning_tokens", "cost_usd", "latency_ms", "calls", "retries", "answered_by")
         return {"run_id": self.run_id, "suite": self.plan.suite, "routes": self.routes, "epochs": self.plan.epochs,
                 "isolation": self.isolation, "metrics": self.metrics,
                 "samples": [{**{k: s.get(k) for k in keep},
@@ -141,7 +141,7 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
             emulated = any(s.route.emulated for s in sessions.values())
             store.finish_run(run_id, status, {"samples": figures.get(metrics.OVERALL, {}).get("samples", {}),
                                               "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated})
-    return EvalOutcome(run_id, plan, routes, figures, store.samples(run_id), progress, iso.line())
+    return EvalOutcome(run_id, plan, routes, figures, metrics.samples(store, run_id), progress, iso.line())
 
 
 def check_samples_path(path: str | None) -> None:

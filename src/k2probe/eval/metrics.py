@@ -1,7 +1,8 @@
 """The guide's nine metrics (and pass@k, error rate), defined once and computed from the store, per route and overall.
 
 Every figure carries its n; rates carry a 95% Wilson interval. `error` samples (the harness, the machine or the route
-failed) are never counted as the model's failures: they are out of accepted_rate and counted in error_rate."""
+failed) are never counted as the model's failures: they are out of accepted_rate and counted in error_rate. A call a
+fallback route answered counts on the route it was made for (its sample's), and says which route answered it."""
 
 from __future__ import annotations
 
@@ -53,9 +54,24 @@ def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, A
             from k2probe.eval.toolscore import trigger_scores
 
             out[route]["toolcalls"] = trigger_scores(details)
-        out[route]["fallbacks"] = {"requests": sum(moved.get(r, 0) for r in routes),
-                                   "answered_by_fallback": sum(moved.values()) if route == OVERALL else None}
+        out[route]["fallbacks"] = _fallbacks([moved[r] for r in (list(moved) if route == OVERALL else [route])
+                                              if r in moved])
     return out
+
+
+def _fallbacks(moved: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests sent to a fallback route, and the calls each fallback route answered ({} when none did)."""
+    answered: dict[str, int] = defaultdict(int)
+    for entry in moved:
+        for by, n in entry["answered_by"].items():
+            answered[by] += n
+    return {"requests": sum(m["requests"] for m in moved), "answered_by_fallback": dict(sorted(answered.items()))}
+
+
+def samples(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The run's samples, each with `answered_by`: the routes that answered its calls (its own, or a fallback)."""
+    answered = queries.answering_routes(store, run_id)
+    return [{**s, "answered_by": answered.get(s["id"], [])} for s in store.samples(run_id)]
 
 
 def _metrics(samples: list[dict[str, Any]], reviews: dict[str, dict[str, Any]], totals: list[dict[str, Any]],

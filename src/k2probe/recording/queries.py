@@ -1,28 +1,43 @@
-"""Read-side queries the report and metrics need, aggregated in SQL where the rows are many (calls)."""
+"""Read-side queries the report and metrics need, aggregated in SQL where the rows are many (calls).
+
+A call's `route` is the route that answered it; a call that went to a fallback also names the route it was made for
+(`fallback_from`). Per-route figures group calls by the route they were made for (`made_for`), so a sample answered by a
+fallback keeps its tokens, latency and cost on its own route; who answered is read from `route`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from k2probe.recording.schema import AttemptRow, CallRow, ReviewRow, RunRow, StepRow
 from k2probe.recording.store import Store
 
 
+def made_for() -> ColumnElement[str]:
+    """The route a call was made for, whoever answered it (SQL)."""
+    return func.coalesce(CallRow.fallback_from, CallRow.route)
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    """How many rows meet `condition` (PostgreSQL has no sum of booleans)."""
+    return func.sum(case((condition, 1), else_=0))
+
+
 def call_totals(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
-    """Per route: calls, retries, failed calls, tokens, cost (and how many priced calls lacked a price)."""
+    """Per route the calls were made for (fallbacks included): calls, retries, failed calls, tokens, cost (and how
+    many priced calls lacked a price)."""
     store.flush()
     c = CallRow
-    query = (select(c.route, func.count(), func.sum(c.attempt > 0), func.sum(c.error_type.is_not(None)),
+    query = (select(made_for(), func.count(), _count(c.attempt > 0), _count(c.error_type.is_not(None)),
                     func.sum(c.prompt_tokens), func.sum(c.completion_tokens), func.sum(c.reasoning_tokens),
                     func.sum(c.cached_tokens), func.sum(c.cost_usd),
-                    func.sum((c.cost_usd.is_(None)) & ((c.prompt_tokens + c.completion_tokens) > 0)))
-             .where(c.run_id == run_id).group_by(c.route))
+                    _count((c.cost_usd.is_(None)) & ((c.prompt_tokens + c.completion_tokens) > 0)))
+             .where(c.run_id == run_id).group_by(made_for()))
     with Session(store.engine) as session:
         rows = session.execute(query).all()
-        sources = session.execute(select(c.route, c.price_source).where(c.run_id == run_id,
+        sources = session.execute(select(made_for(), c.price_source).where(c.run_id == run_id,
                                                                         c.price_source.is_not(None))
                                   .distinct()).all()
     totals: dict[str, dict[str, Any]] = {}
@@ -38,9 +53,10 @@ def call_totals(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
 
 
 def call_latencies(store: Store, run_id: str) -> dict[str, list[float]]:
-    """Per route, the end-to-end latency of every answered call (one float column, not whole rows)."""
+    """Per route the calls were made for, the end-to-end latency of every answered call, a fallback's included (one
+    float column, not whole rows)."""
     store.flush()
-    query = select(CallRow.route, CallRow.latency_ms).where(CallRow.run_id == run_id, CallRow.latency_ms.is_not(None),
+    query = select(made_for(), CallRow.latency_ms).where(CallRow.run_id == run_id, CallRow.latency_ms.is_not(None),
                                                              CallRow.error_type.is_(None))
     with Session(store.engine) as session:
         out: dict[str, list[float]] = {}
@@ -50,21 +66,22 @@ def call_latencies(store: Store, run_id: str) -> dict[str, list[float]]:
 
 
 def first_success(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
-    """Per route: how many calls, and how many seconds from the run's start, until the first successful call."""
+    """Per route the calls were made for: how many calls, and how many seconds from the run's start, until the first
+    successful call (a fallback's answer counts)."""
     store.flush()
     with Session(store.engine) as session:
         run = session.get(RunRow, run_id)
         start = run.started_at if run else 0.0
         out: dict[str, dict[str, Any]] = {}
-        for route in session.scalars(select(CallRow.route).where(CallRow.run_id == run_id).distinct()):
+        for route in session.scalars(select(made_for()).where(CallRow.run_id == run_id).distinct()):
             first = session.execute(select(CallRow.id, CallRow.started_at, CallRow.latency_ms)
-                                    .where(CallRow.run_id == run_id, CallRow.route == route,
+                                    .where(CallRow.run_id == run_id, made_for() == route,
                                            CallRow.error_type.is_(None), CallRow.status == 200)
                                     .order_by(CallRow.id).limit(1)).first()
             if first is None:
                 out[route] = {"calls": None, "seconds": None}
                 continue
-            before = session.scalar(select(func.count()).where(CallRow.run_id == run_id, CallRow.route == route,
+            before = session.scalar(select(func.count()).where(CallRow.run_id == run_id, made_for() == route,
                                                                CallRow.id <= first.id))
             done = first.started_at + (first.latency_ms or 0.0) / 1000.0
             out[route] = {"calls": int(before or 0), "seconds": max(0.0, done - start)}
@@ -101,12 +118,35 @@ def tool_failures(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def fallbacks(store: Store, run_id: str) -> dict[str, int]:
-    """Per route: requests it could not answer that went to a fallback route (first attempts there, counted once)."""
+def fallbacks(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+    """Per route that could not answer: `requests` it sent to a fallback route (first attempts there, counted once),
+    and `answered_by` {fallback route: calls of its requests that route answered}."""
     store.flush()
-    query = (select(CallRow.fallback_from, func.count()).where(CallRow.run_id == run_id,
-                                                               CallRow.fallback_from.is_not(None),
-                                                               CallRow.attempt == 0)
-             .group_by(CallRow.fallback_from))
+    c = CallRow
+    moved = (select(c.fallback_from, func.count()).where(c.run_id == run_id, c.fallback_from.is_not(None),
+                                                          c.attempt == 0).group_by(c.fallback_from))
+    answered = (select(c.fallback_from, c.route, func.count())
+                .where(c.run_id == run_id, c.fallback_from.is_not(None), c.error_type.is_(None))
+                .group_by(c.fallback_from, c.route))
+    out: dict[str, dict[str, Any]] = {}
     with Session(store.engine) as session:
-        return {str(route): int(n) for route, n in session.execute(query).all()}
+        for route, n in session.execute(moved).all():
+            out.setdefault(str(route), {"requests": 0, "answered_by": {}})["requests"] = int(n)
+        for route, by, n in session.execute(answered).all():
+            out.setdefault(str(route), {"requests": 0, "answered_by": {}})["answered_by"][str(by)] = int(n)
+    return out
+
+
+def answering_routes(store: Store, run_id: str) -> dict[str, list[str]]:
+    """Per sample: the routes that answered its calls (an error-free answer), in the order they first did."""
+    store.flush()
+    query = (select(CallRow.sample_id, CallRow.route).where(CallRow.run_id == run_id, CallRow.sample_id.is_not(None),
+                                                             CallRow.error_type.is_(None))
+             .order_by(CallRow.id))
+    out: dict[str, list[str]] = {}
+    with Session(store.engine) as session:
+        for sample_id, route in session.execute(query).all():
+            routes = out.setdefault(str(sample_id), [])
+            if route not in routes:
+                routes.append(route)
+    return out

@@ -30,10 +30,15 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [  # (label, how to re
     ("cost per accepted task", lambda m: _cost(m["cost_per_accepted_usd"])),
     ("human repair time", lambda m: f"{m['repair_minutes']['total']:.0f} min (n={m['repair_minutes']['n']} reviews)"),
     ("rollback or handoff rate", lambda m: _rate(m["rollback_handoff_rate"])),
-    ("requests sent to a fallback route", lambda m: str(m["fallbacks"]["requests"])),
+    ("requests sent to a fallback route (answered by)", lambda m: _fallbacks(m["fallbacks"])),
     ("tool-call trigger F1 (precision / recall)", lambda m: _f1(m.get("toolcalls"))),
     ("tool-call arguments valid (schema)", lambda m: _share(m.get("toolcalls"), "schema_accuracy")),
 ]
+
+
+def _fallbacks(moved: dict[str, Any]) -> str:
+    answered = ", ".join(f"{route} {n}" for route, n in moved["answered_by_fallback"].items())
+    return f"{moved['requests']} ({answered})" if answered else str(moved["requests"])
 
 
 def _f1(scores: dict[str, Any] | None) -> str:
