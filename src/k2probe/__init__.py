@@ -5,12 +5,12 @@ The public API below is what the CLI itself calls. Each name is loaded on first 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone would double `import k2probe`'s own time
 if TYPE_CHECKING:
+    from typing import Any
+
     from k2probe.agent.loop import AgentLimits, LoopResult, Step
     from k2probe.agent.runner import AgentResult, AgentTask
     from k2probe.api import RunningEmulator, audit, compare, doctor, emulator, eval_plan, evaluate, run_agent
@@ -52,6 +52,8 @@ __all__ = ["AgentLimits", "AgentResult", "AgentTask", "AuditResult", "Check", "C
 def __getattr__(name: str) -> Any:
     """Load a public name from its module on first use and keep it here. `emulator` is the emulator package itself,
     which is callable as `api.emulator`: importing the package (as the CLI does) would shadow a plain function."""
+    from importlib import import_module
+
     if name == "emulator":
         return import_module("k2probe.emulator")
     module = _WHERE.get(name)
