@@ -116,3 +116,33 @@ def test_doctor_and_audit_on_a_route_to_the_emulator(workdir: Path) -> None:
         notices: list[str] = []
         assert k2probe.doctor(emu.route(), on_notices=notices.extend).diagnosis == "reasoning_dropped"
         assert "reasoning_dropped" in {f.id for f in k2probe.audit(emu.route()).findings}
+
+
+def test_run_agent_on_a_shipped_task_and_on_your_repository(workdir: Path) -> None:
+    """A shipped task solved and verified by its hidden tests; a statement on a repository whose test cannot pass
+    (the emulated model knows no fix for it) ends `failed`, the model's work — both typed AgentResults."""
+    solved = k2probe.run_agent("parse-total")
+    assert isinstance(solved, k2probe.AgentResult)
+    assert solved.passed and solved.verification.reason == "hidden tests passed"
+    repo = workdir / "r"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "tests" / "test_x.py").write_text("def test_fails():\n    assert False\n")
+    failed = k2probe.run_agent("make the test pass", repo=repo, max_steps=2)
+    assert not failed.passed and failed.verification.status == "failed"
+    with pytest.raises(k2probe.UsageError, match="no test_cmd and no tests"):
+        (workdir / "empty").mkdir()
+        k2probe.run_agent("x", repo=workdir / "empty")
+
+
+def test_compare_two_evaluations(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs of the same suite on two emulators, one answering everything wrong: the comparison holds both
+    routes, and the faithful one is the reference's better."""
+    first = k2probe.evaluate("humaneval", limit=2)
+    with k2probe.emulator(wrong_rate=1.0) as emu:
+        monkeypatch.setenv("AI_GATEWAY_BASE_URL", emu.base_url)
+        monkeypatch.setenv("AI_GATEWAY_API_KEY", emu.api_key)
+        second = k2probe.evaluate("humaneval", limit=2)
+    result = k2probe.compare(first.run_id, second.run_id)
+    assert isinstance(result, k2probe.Comparison) and result.run_ids == [first.run_id, second.run_id]
+    rates = {label: figures["accepted_rate"]["value"] for label, figures in result.routes.items()}
+    assert sorted(rates.values()) == [0.0, 1.0] and len(result.differences) == 1

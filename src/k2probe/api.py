@@ -165,22 +165,20 @@ def audit(route: str | Route | None = None, *, baseline: str | None = None, time
 def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd: str | None = None,
               route: str | Route | None = None, max_steps: int = 30, max_cost_usd: float | None = None,
               timeout_s: float = 900.0, test_timeout_s: float = 120.0, sandbox: str = "auto") -> AgentResult:
-    """The tool-calling loop on a private copy of `repo`, verified by `test_cmd` in the sandbox (`.passed`,
-    `.verification.status` passed | failed | error). `task` is the statement in words, or a ready AgentTask."""
+    """The tool-calling loop on a private copy of a repository, verified in the sandbox (`.passed`,
+    `.verification.status` passed | failed | error). `task` is a statement in words with `repo` (verified by
+    `test_cmd`, by default pytest when the repository has tests), a shipped task's id (e.g. "parse-total", verified by
+    its hidden tests), or a ready AgentTask."""
     import asyncio
 
     from k2probe.agent.loop import AgentLimits
-    from k2probe.agent.runner import AgentTask
     from k2probe.agent.runner import run_agent as run_loop
     from k2probe.sandbox.isolation import Limits, isolation
     from k2probe.session import open_session
 
     iso = isolation(sandbox)  # fail closed before anything is sent
     if isinstance(task, str):
-        if repo is None or not Path(repo).is_dir() or not test_cmd:
-            raise UsageError("run_agent needs repo= (an existing folder) and test_cmd= with a task in words",
-                             fix="e.g. run_agent('fix the bug', repo='proj', test_cmd='python -m pytest -q')")
-        task = AgentTask(task, Path(repo).resolve(), test_cmd)
+        task = _agent_task(task, Path(repo) if repo is not None else None, test_cmd)
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost_usd, timeout_s=timeout_s)
     sandbox_limits = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
     with open_session("agent", config_snapshot={"task": task.task_id, "limits": limits.__dict__},
@@ -188,6 +186,30 @@ def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd
         result = asyncio.run(run_loop(session, task, limits, sandbox_limits, iso=iso))
         session.summary = {"attempt": result.attempt_id, "passed": result.passed}
     return result
+
+
+DEFAULT_TEST_CMD = "python -m pytest -q -p no:cacheprovider"
+
+
+def _agent_task(task: str, repo: Path | None, test_cmd: str | None) -> AgentTask:
+    """A shipped task by id (no repo), or the statement on the caller's repository, run in the caller's environment."""
+    from k2probe.agent.runner import AgentTask
+    from k2probe.sandbox.runtime import Runtime
+    from k2probe.tasks.shipped import find_task
+
+    if repo is None:
+        chosen = AgentTask.from_suite(find_task(task))
+        if test_cmd:
+            chosen.test_cmd = test_cmd
+        return chosen
+    if not repo.is_dir():
+        raise UsageError(f"repo {repo} is not a folder", fix="point repo= at the repository's root folder")
+    if test_cmd is None:
+        if not ((repo / "tests").is_dir() or any(repo.glob("test_*.py")) or (repo / "pytest.ini").exists()):
+            raise UsageError(f"no test_cmd and no tests found in {repo}",
+                             fix="pass test_cmd= with the command that decides whether the task is done")
+        test_cmd = DEFAULT_TEST_CMD
+    return AgentTask(task, repo.resolve(), test_cmd, runtime=Runtime.caller(None))
 
 
 def compare(*runs: str, reference: str | None = None) -> Comparison:
