@@ -1,3 +1,68 @@
-"""k2probe: test and evaluate coding-model APIs (Kimi K2.7 Code first) through any OpenAI-compatible route."""
+"""k2probe: test and evaluate coding-model APIs (Kimi K2.7 Code first) through any OpenAI-compatible route.
+
+The public API below is what the CLI itself calls. Each name is loaded on first use (module `__getattr__`), so
+`import k2probe` and the CLI's start-up stay fast and import neither openai nor SQLAlchemy."""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone would double `import k2probe`'s own time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from k2probe.agent.loop import AgentLimits, LoopResult, Step
+    from k2probe.agent.runner import AgentResult, AgentTask
+    from k2probe.api import RunningEmulator, audit, compare, doctor, emulator, eval_plan, evaluate, run_agent
+    from k2probe.core.config import Route
+    from k2probe.core.errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
+    from k2probe.diagnose.audit import AuditResult, Finding
+    from k2probe.diagnose.doctor import Check, Diagnosis
+    from k2probe.emulator.settings import EmulatorSettings
+    from k2probe.eval.compare import Comparison
+    from k2probe.eval.evaluate import EvalOutcome
+    from k2probe.eval.plan import EvalPlan
+    from k2probe.eval.runner import Progress
+    from k2probe.recording.store import Store
+    from k2probe.sandbox.outcome import Verification
+
+_WHERE = {
+    "emulator": "k2probe.api", "evaluate": "k2probe.api", "eval_plan": "k2probe.api", "doctor": "k2probe.api",
+    "audit": "k2probe.api", "run_agent": "k2probe.api", "compare": "k2probe.api", "RunningEmulator": "k2probe.api",
+    "EmulatorSettings": "k2probe.emulator.settings",
+    "Route": "k2probe.core.config",
+    "Store": "k2probe.recording.store",
+    "EvalPlan": "k2probe.eval.plan", "EvalOutcome": "k2probe.eval.evaluate", "Progress": "k2probe.eval.runner",
+    "Comparison": "k2probe.eval.compare",
+    "AgentTask": "k2probe.agent.runner", "AgentResult": "k2probe.agent.runner",
+    "AgentLimits": "k2probe.agent.loop", "LoopResult": "k2probe.agent.loop", "Step": "k2probe.agent.loop",
+    "Verification": "k2probe.sandbox.outcome",
+    "Diagnosis": "k2probe.diagnose.doctor", "Check": "k2probe.diagnose.doctor",
+    "AuditResult": "k2probe.diagnose.audit", "Finding": "k2probe.diagnose.audit",
+    "K2ProbeError": "k2probe.core.errors", "UsageError": "k2probe.core.errors", "ConfigError": "k2probe.core.errors",
+    "ProbeFailed": "k2probe.core.errors",
+}
+
+__all__ = ["AgentLimits", "AgentResult", "AgentTask", "AuditResult", "Check", "Comparison", "ConfigError",
+           "Diagnosis", "EmulatorSettings", "EvalOutcome", "EvalPlan", "Finding", "K2ProbeError", "LoopResult",
+           "ProbeFailed", "Progress", "Route", "RunningEmulator", "Step", "Store", "UsageError", "Verification",
+           "__version__", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate", "run_agent"]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use and keep it here. `emulator` is the emulator package itself,
+    which is callable as `api.emulator`: importing the package (as the CLI does) would shadow a plain function."""
+    from importlib import import_module
+
+    if name == "emulator":
+        return import_module("k2probe.emulator")
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'k2probe' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -29,17 +29,13 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
         "--param", help="a parameter your client sends by default, NAME=VALUE (repeatable)", metavar="TEXT")] = None,
         timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """The diagnosis ladder for one route: key, base URL, model id, parameters, tool_choice, streaming, reasoning."""
+    from k2probe.api import doctor as run_doctor
     from k2probe.core.config import parse_params
-    from k2probe.diagnose.doctor import run_doctor
-    from k2probe.session import open_session
+    from k2probe.core.redact import Redactor
 
-    params = parse_params(param or [])
-    with open_session("doctor", route, config_snapshot={"params": params}, diagnose_key=True) as session:
-        _notices(session.notices)
-        result = _bounded(run_doctor(session, params), timeout, "doctor")
-        session.summary = {"diagnosis": result.diagnosis}
+    result = run_doctor(route, params=parse_params(param or []), timeout_s=timeout, on_notices=_notices)
     if as_json:
-        render.emit_json(result.as_json(), session.redactor)
+        render.emit_json(result.as_json(), Redactor())  # the route's key was remembered when its session opened
     else:
         render.diagnosis(result)
     if result.diagnosis != "ok":

@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from k2probe.api import evaluate
 from k2probe.core.errors import UsageError
-from k2probe.eval.evaluate import EvalOutcome, check_samples_path, evaluate
+from k2probe.eval.evaluate import EvalOutcome, check_samples_path
 from k2probe.eval.plan import EvalPlan
 from k2probe.report import terminal as render
 from k2probe.report.evaluation import live, print_metrics

@@ -52,24 +52,18 @@ def eval_command(
                                                       metavar="NUMBER")] = None,
         as_json: JsonOpt = False) -> None:
     """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
+    from k2probe.api import eval_plan
     from k2probe.cli.eval import parse_thresholds, run_eval_command
-    from k2probe.eval.plan import EvalPlan
 
     if suite is None and resume is None:
         raise UsageError("give a SUITE (humaneval, basic) or --resume RUN", fix="e.g. k2probe eval humaneval --limit 20")
-    from k2probe.tasks.shipped import is_user_suite
-
     thresholds = parse_thresholds(fail_under or [])
     task_ids = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
     if task_ids == []:
         raise UsageError(f"--tasks {tasks!r} names no task",
                          fix="give task ids, comma-separated: --tasks HumanEval/0,HumanEval/3")
-    if suite and is_user_suite(suite):  # a user suite is stored by its absolute path, so --resume finds it anywhere
-        suite = str(Path(suite).resolve())
-    plan = EvalPlan(suite=suite or "", routes=list(route) if route else [None], epochs=epochs,
-                    concurrency=concurrency, tasks=task_ids,
-                    limit=limit, samples_file=str(samples) if samples else None, sandbox=sandbox,
-                    max_tokens=max_tokens)
+    plan = eval_plan(suite or "", routes=route, epochs=epochs, concurrency=concurrency, tasks=task_ids, limit=limit,
+                     samples=samples, sandbox=sandbox, max_tokens=max_tokens)
     result, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html, timeout)
     for line in broken:
         render.err.print(f"k2probe: threshold not met: {line}", markup=False)

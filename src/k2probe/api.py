@@ -1,0 +1,225 @@
+"""k2probe as a library: keyword-argument entry points the CLI itself calls, returning the typed results the commands
+print. Everything heavy (openai, SQLAlchemy, Starlette) is imported when a function is called, not when this module is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from k2probe.core.errors import ProbeFailed, UsageError
+
+if TYPE_CHECKING:
+    from k2probe.agent.runner import AgentResult, AgentTask
+    from k2probe.core.config import Route
+    from k2probe.diagnose.audit import AuditResult
+    from k2probe.diagnose.doctor import Diagnosis
+    from k2probe.emulator.server import EmulatorServer
+    from k2probe.emulator.settings import EmulatorSettings
+    from k2probe.eval.compare import Comparison
+    from k2probe.eval.evaluate import EvalOutcome
+    from k2probe.eval.plan import EvalPlan
+    from k2probe.eval.runner import OnSample
+
+__all__ = ["RunningEmulator", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate", "run_agent"]
+
+T = TypeVar("T")
+OnNotices = Callable[[list[str]], None]
+
+
+@dataclass(frozen=True)
+class RunningEmulator:
+    """An emulator serving on loopback: point a client at `base_url` with `api_key`."""
+
+    base_url: str
+    api_key: str
+    settings: EmulatorSettings
+    server: EmulatorServer
+
+    def route(self, name: str = "emulator", model: str | None = None) -> Route:
+        """A route to this emulator, for `doctor`, `audit` and `run_agent`."""
+        from pydantic import SecretStr
+
+        from k2probe.core.config import DEFAULT_MODEL, Route
+
+        return Route(name=name, base_url=self.base_url, api_key=SecretStr(self.api_key), api_key_env=None,
+                     model=model or DEFAULT_MODEL)
+
+
+@contextmanager
+def emulator(settings: EmulatorSettings | None = None, /, **fields: Any) -> Iterator[RunningEmulator]:
+    """Serve the Kimi emulator on a free loopback port for the `with` block, e.g.
+    `with k2probe.emulator(personality="lossy-relay", faults={"rate_limit": 0.2}, ttft_ms=50) as emu: ...`;
+    `fields` are EmulatorSettings' (a bad one is a ValueError saying which)."""
+    from k2probe.emulator.server import EmulatorServer
+    from k2probe.emulator.settings import EmulatorSettings
+
+    if settings is not None and fields:
+        raise TypeError("give EmulatorSettings or keyword fields, not both")
+    chosen = settings or EmulatorSettings(**fields)
+    with EmulatorServer(chosen) as server:
+        yield RunningEmulator(server.base_url, chosen.api_key, chosen, server)
+
+
+def eval_plan(suite: str, *, routes: Sequence[str | None] | None = None, epochs: int = 1, concurrency: int = 8,
+              tasks: Sequence[str] | None = None, limit: int | None = None, samples: str | Path | None = None,
+              sandbox: str = "auto", max_tokens: int = 4096) -> EvalPlan:
+    """The plan of an evaluation: `suite` (humaneval, basic, toolcalls, or a suite folder, stored by its absolute path
+    so a resume finds it from anywhere) over `routes` (names from k2probe.toml; None, the default route)."""
+    from k2probe.eval.plan import EvalPlan
+    from k2probe.tasks.shipped import is_user_suite
+
+    if tasks is not None and not list(tasks):
+        raise UsageError("tasks names no task", fix="give task ids, e.g. tasks=['HumanEval/0', 'HumanEval/3']")
+    if suite and is_user_suite(suite):
+        suite = str(Path(suite).resolve())
+    return EvalPlan(suite=suite, routes=list(routes) if routes else [None], epochs=epochs, concurrency=concurrency,
+                    tasks=list(tasks) if tasks is not None else None, limit=limit,
+                    samples_file=str(samples) if samples is not None else None, sandbox=sandbox,
+                    max_tokens=max_tokens)
+
+
+def evaluate(suite: str | EvalPlan | None = None, *, routes: Sequence[str | None] | None = None, epochs: int = 1,
+             concurrency: int = 8, tasks: Sequence[str] | None = None, limit: int | None = None,
+             samples: str | Path | None = None, sandbox: str = "auto", max_tokens: int = 4096,
+             resume: str | None = None, timeout_s: float | None = None, on_start: Any = None,
+             on_sample: OnSample | None = None) -> EvalOutcome:
+    """Run an evaluation to its end (or `resume` an unfinished one) and return its outcome: run id, per-route and
+    overall metrics, every sample. `suite` may be a ready EvalPlan (then the plan's own fields are used)."""
+    from k2probe.eval.evaluate import check_samples_path
+    from k2probe.eval.evaluate import evaluate as run_evaluation
+    from k2probe.eval.plan import EvalPlan
+
+    if isinstance(suite, EvalPlan):
+        plan = suite
+    elif suite is None and resume is None:
+        raise UsageError("give a suite (humaneval, basic) or resume=RUN", fix="e.g. k2probe.evaluate('humaneval')")
+    else:
+        plan = eval_plan(suite or "", routes=routes, epochs=epochs, concurrency=concurrency, tasks=tasks,
+                         limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens)
+    check_samples_path(plan.samples_file)
+    return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s)
+
+
+def bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
+    """Run `work` to its end or for `seconds` at most, retries included; past that the activity failed."""
+    import asyncio
+
+    async def bounded_work() -> T:
+        return await asyncio.wait_for(work, seconds)
+
+    try:
+        return asyncio.run(bounded_work())
+    except TimeoutError as exc:
+        raise ProbeFailed(f"{what} did not finish within --timeout {seconds:.0f} s (retries included)",
+                          fix="raise --timeout, or run `k2probe doctor` to see where the route stalls") from exc
+
+
+def _route_arg(route: str | Route | None) -> dict[str, Any]:
+    return {"route": route} if route is not None and not isinstance(route, str) else {"route_name": route}
+
+
+def doctor(route: str | Route | None = None, *, params: dict[str, Any] | None = None, timeout_s: float = 600.0,
+           on_notices: OnNotices | None = None) -> Diagnosis:
+    """The diagnosis ladder for one route (a name from k2probe.toml, a Route, or None for the default), recorded as
+    a `doctor` run; `.diagnosis` is "ok" or the first failure's code. `on_notices` gets the route's notices first."""
+    from k2probe.diagnose.doctor import run_doctor
+    from k2probe.session import open_session
+
+    params = params or {}
+    with open_session("doctor", config_snapshot={"params": params}, diagnose_key=True, **_route_arg(route)) as session:
+        if on_notices is not None:
+            on_notices(session.notices)
+        result = bounded(run_doctor(session, params), timeout_s, "doctor")
+        session.summary = {"diagnosis": result.diagnosis}
+    return result
+
+
+def audit(route: str | Route | None = None, *, baseline: str | None = None, timeout_s: float = 600.0,
+          on_notices: OnNotices | None = None) -> AuditResult:
+    """What a route changes of the Kimi contract (`.verdict` "faithful" or "rewrites", `.findings`), with the added
+    latency over a `baseline` route when one is named."""
+    from k2probe.diagnose.audit import audit as run_audit
+    from k2probe.session import open_session
+
+    with open_session("audit", **_route_arg(route)) as session:
+        if on_notices is not None:
+            on_notices(session.notices)
+
+        async def work() -> AuditResult:
+            async with session.transport() as transport:
+                if baseline is None:
+                    return await run_audit(transport, session.profile, session.route.name, session.route.model)
+                with open_session("audit", baseline, join=(session.store, session.run_id)) as base:
+                    async with base.transport() as base_transport:
+                        return await run_audit(transport, session.profile, session.route.name, session.route.model,
+                                               baseline=(base_transport, base.route.model))
+
+        result = bounded(work(), timeout_s, "audit")
+        session.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
+    return result
+
+
+def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd: str | None = None,
+              route: str | Route | None = None, max_steps: int = 30, max_cost_usd: float | None = None,
+              timeout_s: float = 900.0, test_timeout_s: float = 120.0, sandbox: str = "auto") -> AgentResult:
+    """The tool-calling loop on a private copy of a repository, verified in the sandbox (`.passed`,
+    `.verification.status` passed | failed | error). `task` is a statement in words with `repo` (verified by
+    `test_cmd`, by default pytest when the repository has tests), a shipped task's id (e.g. "parse-total", verified by
+    its hidden tests), or a ready AgentTask."""
+    import asyncio
+
+    from k2probe.agent.loop import AgentLimits
+    from k2probe.agent.runner import run_agent as run_loop
+    from k2probe.sandbox.isolation import Limits, isolation
+    from k2probe.session import open_session
+
+    iso = isolation(sandbox)  # fail closed before anything is sent
+    if isinstance(task, str):
+        task = _agent_task(task, Path(repo) if repo is not None else None, test_cmd)
+    limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost_usd, timeout_s=timeout_s)
+    sandbox_limits = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
+    with open_session("agent", config_snapshot={"task": task.task_id, "limits": limits.__dict__},
+                      **_route_arg(route)) as session:
+        result = asyncio.run(run_loop(session, task, limits, sandbox_limits, iso=iso))
+        session.summary = {"attempt": result.attempt_id, "passed": result.passed}
+    return result
+
+
+DEFAULT_TEST_CMD = "python -m pytest -q -p no:cacheprovider"
+
+
+def _agent_task(task: str, repo: Path | None, test_cmd: str | None) -> AgentTask:
+    """A shipped task by id (no repo), or the statement on the caller's repository, run in the caller's environment."""
+    from k2probe.agent.runner import AgentTask
+    from k2probe.sandbox.runtime import Runtime
+    from k2probe.tasks.shipped import find_task
+
+    if repo is None:
+        chosen = AgentTask.from_suite(find_task(task))
+        if test_cmd:
+            chosen.test_cmd = test_cmd
+        return chosen
+    if not repo.is_dir():
+        raise UsageError(f"repo {repo} is not a folder", fix="point repo= at the repository's root folder")
+    if test_cmd is None:
+        if not ((repo / "tests").is_dir() or any(repo.glob("test_*.py")) or (repo / "pytest.ini").exists()):
+            raise UsageError(f"no test_cmd and no tests found in {repo}",
+                             fix="pass test_cmd= with the command that decides whether the task is done")
+        test_cmd = DEFAULT_TEST_CMD
+    return AgentTask(task, repo.resolve(), test_cmd, runtime=Runtime.caller(None))
+
+
+def compare(*runs: str, reference: str | None = None) -> Comparison:
+    """Routes side by side on the same samples, from one evaluation over several routes or several runs (ids or their
+    first characters): metrics, paired differences with 95% intervals, the cheapest route per accepted task."""
+    from k2probe.eval.compare import compare as run_compare
+    from k2probe.recording.store import Store
+
+    store = Store()
+    try:
+        return run_compare(store, list(runs), reference)
+    finally:
+        store.dispose()
