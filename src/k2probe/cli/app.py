@@ -14,7 +14,6 @@ from k2probe import __version__
 from k2probe.core.errors import ConfigError, K2ProbeError, ProbeFailed
 
 if TYPE_CHECKING:  # each command imports what it uses, so `--help` and `routes` start fast
-    from collections.abc import Coroutine
 
     from k2probe.client.media import Media
     from k2probe.core.failures import Failure
@@ -54,21 +53,6 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", envvar="K2PROBE_TIMEOUT"
                                            help="seconds for the whole command, retries included", metavar="NUMBER")]
 StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
                                          help="refuse a request the model would reject instead of fixing it")]
-
-
-def _bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
-    """Run `work` to its end or for `seconds` at most, retries included; past that the command failed (exit 1),
-    and what its requests cost so far is recorded as cancelled."""
-    import asyncio
-
-    async def bounded() -> T:
-        return await asyncio.wait_for(work, seconds)
-
-    try:
-        return asyncio.run(bounded())
-    except TimeoutError as exc:
-        raise ProbeFailed(f"{what} did not finish within --timeout {seconds:.0f} s (retries included)",
-                          fix="raise --timeout, or run `k2probe doctor` to see where the route stalls") from exc
 
 
 CONFIG_CODES = {"invalid_key", "bad_base_url", "unreachable", "unknown_model", "doubled_v1", "missing_v1"}

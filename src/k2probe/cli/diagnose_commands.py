@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
+from k2probe.api import bounded
 from k2probe.cli.app import (
     JsonOpt,
     RouteOpt,
     StrictOpt,
     TimeoutOpt,
-    _bounded,
     _failed,
     _notices,
     app,
@@ -64,7 +64,7 @@ def audit(route: RouteOpt = None,
                         return await run_audit(transport, session.profile, session.route.name, session.route.model,
                                                baseline=(base_transport, base.route.model))
 
-        result = _bounded(work(), timeout, "audit")
+        result = bounded(work(), timeout, "audit")
         session.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
     if as_json:
         render.emit_json(result.as_json(), session.redactor)
@@ -84,7 +84,7 @@ def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt
 
     with open_session("smoke", route) as session:
         _notices(session.notices)
-        result = _bounded(run_smoke(session, strict=strict), timeout, "smoke")
+        result = bounded(run_smoke(session, strict=strict), timeout, "smoke")
     outcome = result.outcome
     if as_json:
         render.emit_json({"route": session.route.name, "ok": result.known_good is not None,
@@ -136,7 +136,7 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
                                params={**session.route.params, **params})
         live = render.LivePrinter() if stream and not as_json else None
         quiet = as_json
-        result = _bounded(run_chat(session, request, strict=strict, listener=live,
+        result = bounded(run_chat(session, request, strict=strict, listener=live,
                                       on_changes=None if quiet else render.changes, media=media,
                                       force_upload=upload, on_notes=None if quiet else render.media_notes),
                           timeout, "chat")
