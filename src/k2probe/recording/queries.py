@@ -93,7 +93,7 @@ def reviews_by_sample(store: Store, run_id: str) -> list[dict[str, Any]]:
     store.flush()
     with Session(store.engine) as session:
         attempt_sample = dict(session.execute(select(AttemptRow.id, AttemptRow.sample_id)
-                                              .where(AttemptRow.run_id == run_id)).tuples().all())
+                                              .where(AttemptRow.run_id == run_id)).all())
         rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
         return [{"sample_id": r.sample_id or attempt_sample.get(r.attempt_id or ""), "accepted": r.accepted,
                  "repair_minutes": r.repair_minutes, "rollback": r.rollback, "handoff": r.handoff} for r in rows]

@@ -337,7 +337,7 @@ class Store:
         """Create the run's samples (task, route, epoch) that do not exist yet, all `pending`."""
         with Session(self.engine) as session, session.begin():
             have = set(session.execute(select(SampleRow.task_id, SampleRow.route, SampleRow.epoch)
-                                       .where(SampleRow.run_id == run_id)).tuples().all())
+                                       .where(SampleRow.run_id == run_id)).all())
             for task_id, route, epoch in units:
                 if (task_id, route, epoch) not in have:
                     session.add(SampleRow(id=str(uuid.uuid4()), run_id=run_id, suite=suite, task_id=task_id,
