@@ -8,10 +8,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from k2probe.client.routeprofile import resolve_profile
 from k2probe.client.transport import RetryPolicy, Transport
 from k2probe.core.config import Route, check_key, load_file, resolve_route, url_problem
 from k2probe.core.errors import ConfigError
-from k2probe.core.profiles import Profile, ProfileChoice, choose_profile
+from k2probe.core.profiles import Profile, ProfileChoice
 from k2probe.core.records import CallRecord
 from k2probe.core.redact import Redactor, remember
 from k2probe.emulator import EmulatorServer, EmulatorSettings
@@ -35,7 +36,8 @@ class Session:
     notices: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     call_count: int = 0
-    profile_how: str = "configured"  # how the profile was chosen: configured | model id | generic | inferred from …
+    profile_how: str = "configured"  # how the profile was chosen (core.profiles: configured, model id, …)
+    profile_choice: ProfileChoice | None = None  # the profile with how it was found (client.routeprofile)
     fallbacks: list[tuple[Route, Profile]] = field(default_factory=list)
 
     def record(self, call: CallRecord) -> None:
@@ -87,8 +89,12 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
             if other.emulated:
                 other, _ = _serve(other, stack)
             remember(other.key())
-            fallbacks.append((other, choose_profile(other.model, other.profile).profile))
-        choice: ProfileChoice = choose_profile(route.model, route.profile)
+            other_choice = resolve_profile(other)
+            if (warning := other_choice.notice(other.name, other.model)) is not None:
+                notices.append(warning)
+            fallbacks.append((other, other_choice.profile))
+        # the one rule for a route's profile; doctor asks the route afresh (it is where a stale inference is fixed)
+        choice = resolve_profile(route, refresh=command == "doctor")
         profile = choice.profile
         warning = choice.notice(route.name, route.model)
         if warning:
@@ -97,15 +103,16 @@ def open_session(command: str, route_name: str | None = None, *, emulator: Emula
             store, run_id = join
             remember(route.key())
             yield Session(command, route, profile, store, run_id, store.redactor, server, notices,
-                          profile_how=choice.how, fallbacks=fallbacks)
+                          profile_how=choice.how, profile_choice=choice, fallbacks=fallbacks)
             return
         store = Store(redactor=redactor)
         stack.callback(store.dispose)
         snapshot = {"route": route.public(), "profile": profile.name, "profile_how": choice.how,
+                    "profile_source": choice.source(),
                     **(config_snapshot or {})}
         run_id = store.start_run(command, route.name, snapshot)
         session = Session(command, route, profile, store, run_id, redactor, server, notices, profile_how=choice.how,
-                          fallbacks=fallbacks)
+                          profile_choice=choice, fallbacks=fallbacks)
         status = "error"
         try:
             yield session

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from k2probe.client.answers import Malformed, NotJson, load
-from k2probe.core.failures import Failure, from_body, words
+from k2probe.core.failures import Failure, from_body
 from k2probe.core.records import CallRecord
 
 
@@ -96,22 +96,3 @@ def url_variants(base_url: str) -> list[str]:
         if url != base_url and url not in out:
             out.append(url)
     return out
-
-
-async def gateway_model(base_url: str, key: str, alias: str, timeout_s: float = 10.0) -> str | None:
-    """What a gateway alias is configured to reach, where the gateway says so: LiteLLM's GET /model/info lists each
-    alias with the model behind it (`litellm_params.model`). None when the route does not say."""
-    url = base_url.rstrip("/") + "/model/info"
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
-            response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
-        data = load(response.text) if response.status_code == 200 else None
-    except (httpx.HTTPError, Malformed):
-        return None
-    entries = data.get("data") if isinstance(data, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and entry.get("model_name") == alias:
-            params = entry.get("litellm_params")
-            target = params.get("model") if isinstance(params, dict) else None
-            return words(target, 200) if isinstance(target, str) and target else None
-    return None

@@ -132,14 +132,14 @@ class Route(BaseModel):
             "profile": self.profile,
             "api_key": mask_key(self.key()) if self.api_key else None,
             "api_key_env": self.api_key_env,
-            "headers": {k: ("***" if _is_secret_header(k) else v) for k, v in self.headers.items()},
+            "headers": {k: ("***" if is_secret_header(k) else v) for k, v in self.headers.items()},
             "params": self.params,
             "emulated": self.emulated,
             "personality": self.personality if self.emulated else None,
         }
 
 
-def _is_secret_header(name: str) -> bool:
+def is_secret_header(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in ("auth", "key", "token", "secret", "cookie"))
 

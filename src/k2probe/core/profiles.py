@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+from k2probe.core.envnames import PROFILE_ENV
 
 FIXED_PARAM_NAMES = ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty")
 
@@ -75,25 +78,53 @@ PROFILES: dict[str, Profile] = {
 GENERIC = "openai-compatible"
 
 
+CONFIGURED, MODEL_ID, MODEL_INFO, MODEL_LIST, ANSWER, NOT_FOUND = (
+    "configured", "model id", "gateway /model/info", "gateway /models", "answer's model field", "generic")
+INFERRED = (MODEL_INFO, MODEL_LIST, ANSWER)
+
+
 @dataclass(frozen=True)
 class ProfileChoice:
-    """The profile a route uses and how k2probe came to it: said in every command, never silent."""
+    """The profile a route uses and how k2probe came to it (one of the names above), said in every command."""
 
     profile: Profile
-    how: str  # "configured" | "model id" | "inferred from …" | "generic"
+    how: str
+    detail: str = ""  # what the route said, e.g. "the gateway's /model/info maps it to 'moonshot/kimi-k2.7-code'"
+    cached_at: float | None = None  # when an inference was made, if read back from K2PROBE_HOME
 
     @property
     def generic(self) -> bool:
         return self.profile.name == GENERIC
 
+    @property
+    def inferred(self) -> bool:
+        return self.how in INFERRED
+
+    def source(self) -> str:
+        """Where the profile came from, in a few words (the notice, doctor's profile rung, a run's snapshot)."""
+        if self.how == CONFIGURED:
+            return f"configured ({PROFILE_ENV} or profile = in k2probe.toml)"
+        if self.how == MODEL_ID:
+            return "named by the model id"
+        when = ""
+        if self.cached_at is not None:
+            when = (f"; resolved {time.strftime('%Y-%m-%d %H:%M', time.localtime(self.cached_at))} and kept in "
+                    "K2PROBE_HOME/profiles.json, `k2probe doctor` resolves it again")
+        return f"{self.detail or self.how}{when}"
+
     def notice(self, route: str, model: str) -> str | None:
-        """The warning a generic profile deserves (None when the profile is a known model's)."""
+        """What the user is told about a profile not named by configuration or the model id (None otherwise)."""
+        if self.inferred:
+            return (f"route {route}: model {model!r} matches no known profile; {self.source()}, so the "
+                    f"{self.profile.name} profile is used (inferred). Make it explicit: {PROFILE_ENV}="
+                    f"{self.profile.name} or profile = \"{self.profile.name}\" in k2probe.toml")
         if not self.generic:
             return None
-        return (f"route {route}: model {model!r} matches no known profile: using the generic OpenAI-compatible one "
-                f"(no fixed parameters, a {self.profile.default_max_tokens}-token budget, cost unknown). If this is "
-                f"Kimi behind a gateway alias, set KIMI_CODING_PROFILE (one of: {', '.join(kimi_profiles())}) or "
-                f"profile = \"…\" in k2probe.toml; `k2probe doctor` infers it from the route's answers")
+        why = f" ({self.source()})" if self.detail else ""
+        return (f"route {route}: model {model!r} matches no known profile{why}: using the generic OpenAI-compatible "
+                f"one (no fixed parameters, a {self.profile.default_max_tokens}-token budget, cost unknown). If this "
+                f"is Kimi behind a gateway alias, set {PROFILE_ENV} (one of: {', '.join(kimi_profiles())}) or "
+                f"profile = \"…\" in k2probe.toml")
 
 
 def kimi_profiles() -> list[str]:
@@ -112,13 +143,13 @@ def known_in(text: str) -> Profile | None:
 
 def choose_profile(model: str, explicit: str | None = None) -> ProfileChoice:
     """The profile named explicitly (KIMI_CODING_PROFILE or `profile =`), else the one the model id names, else the
-    generic one — saying which."""
+    generic one — saying which. Offline: client.routeprofile.resolve_profile asks the route when this is generic."""
     if explicit:
-        return ProfileChoice(profile_for(model, explicit), "configured")
+        return ProfileChoice(profile_for(model, explicit), CONFIGURED)
     found = known_in(model)
     if found is not None:
-        return ProfileChoice(found, "model id")
-    return ProfileChoice(PROFILES[GENERIC], "generic")
+        return ProfileChoice(found, MODEL_ID)
+    return ProfileChoice(PROFILES[GENERIC], NOT_FOUND)
 
 
 def profile_for(model: str, explicit: str | None = None) -> Profile:

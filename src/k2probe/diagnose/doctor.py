@@ -6,12 +6,12 @@ import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from k2probe.client.probes import gateway_model, probe_models, url_variants
+from k2probe.client.probes import probe_models, url_variants
 from k2probe.client.transport import Outcome, RetryPolicy, Transport
 from k2probe.core.config import check_base_url, check_key, url_problem
 from k2probe.core.envnames import PROFILE_ENV
 from k2probe.core.failures import Failure
-from k2probe.core.profiles import known_in
+from k2probe.core.profiles import CONFIGURED, MODEL_ID, ProfileChoice
 from k2probe.core.sanitize import sanitise
 from k2probe.diagnose.audit import Auditor, Probed
 from k2probe.session import Session
@@ -185,30 +185,24 @@ class Doctor:
         self.add(await self._profile_check(outcome))
 
     async def _profile_check(self, outcome: Outcome) -> Check:
-        """Which profile the route gets and why; a generic one is inferred from what the route says is behind the
-        alias: the answer's own model field, else the gateway's model info (LiteLLM's /model/info)."""
-        session, model = self.session, self.route.model
-        if session.profile_how != "generic":
-            return Check("profile", "pass", f"profile {self.profile.name} (from the {session.profile_how})")
+        """Which profile the route gets and how (client.routeprofile decided it when the session opened, asking the
+        route afresh for doctor); a generic one is shown with what the answer carries."""
+        choice = self.session.profile_choice or ProfileChoice(self.profile, self.session.profile_how)
+        model, name = self.route.model, choice.profile.name
+        if choice.how in (CONFIGURED, MODEL_ID):
+            return Check("profile", "pass", f"profile {name} (from the {choice.how})")
         served = outcome.served_model or ""
-        found, source = known_in(served), f"the answer names {served!r}"
-        if found is None:
-            behind = await gateway_model(self.route.base_url or "", self.route.key(), model)
-            found, source = (known_in(behind), f"the gateway's /model/info maps it to {behind!r}") if behind else \
-                (None, source)
-        if found is not None:
-            self.profile = session.profile = found
-            session.profile_how = f"inferred: {source}"
-            return Check("profile", "warn", f"{model!r} is an alias: {source}, so the checks "
-                         f"below use the {found.name} profile (inferred)",
-                         f"make it explicit: export {PROFILE_ENV}={found.name} (or profile = \"{found.name}\" in "
-                         "the route's table of k2probe.toml)", evidence={"served_model": served})
+        if not choice.generic:
+            return Check("profile", "warn", f"{model!r} is an alias: {choice.source()}, so the checks below use the "
+                         f"{name} profile (inferred)",
+                         f"make it explicit: export {PROFILE_ENV}={name} (or profile = \"{name}\" in the route's "
+                         "table of k2probe.toml)", evidence={"served_model": served, "how": choice.how})
         thinking = bool(outcome.reasoning)
         although = " although the answer carries reasoning (a thinking model)" if thinking else ""
-        return Check("profile", "warn", f"{model!r} matches no known profile and its answer names "
+        return Check("profile", "warn", f"{model!r} matches no known profile ({choice.source()}) and its answer names "
                      f"{served or 'no model'}: the generic profile is used{although}",
                      f"if this is Kimi behind an alias, export {PROFILE_ENV}=kimi-k2.7-code",
-                     evidence={"served_model": served, "reasoning": thinking})
+                     evidence={"served_model": served, "reasoning": thinking, "how": choice.how})
 
     async def team_params(self) -> None:
         if not self.params:
