@@ -9,6 +9,7 @@ before any model code ran (the sandbox did not start) or a checker process itsel
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import functools
@@ -29,7 +30,7 @@ from typing import Any
 from k2probe.sandbox import cgroup
 from k2probe.sandbox.callee import server_source
 from k2probe.sandbox.checker import START_S
-from k2probe.sandbox.isolation import Isolation, Limits, isolation, program_spawn
+from k2probe.sandbox.isolation import Isolation, Limits, isolation, program_env, program_spawn, zygote_spawn
 from k2probe.sandbox.runtime import Runtime
 
 DEFAULT_TIMEOUT_S = 3.0  # per program, as the official human-eval harness allows
@@ -87,9 +88,15 @@ class CheckerPool:
             try:
                 if worker is None or worker.poll() is not None:
                     worker, group = _start_worker()
-                spawn = program_spawn(["python", "-I", "-S", "-B", "-c", _server()], _limits(job["timeout"]), iso,
-                                      runtime)
-                job["spawn"] = dataclasses.replace(spawn, memory_cap=False).as_json()  # the checker's cgroup caps it
+                limits = _limits(job["timeout"])
+                zygote = _zygote(iso, runtime)
+                if zygote is not None:  # as root: each program forked into namespaces and a uid of its own
+                    job.update(zygote=zygote, env=program_env(runtime), limits={
+                        "cpu": limits.cpu_s, "memory": limits.memory_bytes, "file": limits.file_bytes,
+                        "processes": limits.processes, "disk": limits.disk_bytes})
+                else:  # a sandbox of its own per program
+                    spawn = program_spawn(["python", "-I", "-S", "-B", "-c", _server()], limits, iso, runtime)
+                    job["spawn"] = dataclasses.replace(spawn, memory_cap=False).as_json()  # the checker's cgroup caps it
                 verdict = _ask(worker, job)
             except Exception as exc:  # k2probe's own failure: never the model's
                 verdict = ProgramVerdict("error", f"verification failed: {type(exc).__name__}: {exc}")
@@ -163,6 +170,22 @@ def _site_packages() -> list[str]:
 @functools.cache
 def _server() -> str:
     return server_source()
+
+
+_ZYGOTES: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | None] = {}
+_ZYGOTES_LOCK = threading.Lock()
+
+
+def _zygote(iso: Isolation, runtime: Runtime) -> dict[str, Any] | None:
+    """The fork server's sandbox for `iso` and `runtime` as a checker takes it (built once), or None when not root."""
+    key = (iso.line(), runtime.python, tuple(runtime.path))
+    with _ZYGOTES_LOCK:
+        if key not in _ZYGOTES:
+            found = zygote_spawn(iso, runtime)
+            _ZYGOTES[key] = None if found is None else {
+                "spawn": found[0].as_json(),
+                "seccomp": base64.b64encode(found[1]).decode("ascii") if found[1] is not None else None}
+        return _ZYGOTES[key]
 
 
 _POOL: CheckerPool | None = None
