@@ -22,6 +22,7 @@ from k2probe.sandbox.spawn import Spawn, started
 
 _CALLEE_IMPORT = "from k2probe.sandbox.callee import serve\n"
 _MAIN = 'if __name__ == "__main__":\n    serve()\n'
+MACHINES = ("x86_64", "aarch64", "riscv64", "ppc64le", "s390x")  # where zygote.py knows clone's number
 END_S = 10.0  # for a program's namespace to be gone after `end` (killing thousands of processes takes a while)
 
 

@@ -315,9 +315,10 @@ ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")  # na
 def zygote_spawn(iso: Isolation, runtime: Runtime) -> tuple[Spawn, bytes | None] | None:
     """The long-lived sandbox of a HumanEval fork server (sandbox/zygote.py) and the filter it loads into each program
     it forks — or None where programs get a sandbox each instead (not root, or --sandbox none)."""
-    if not iso.isolated or os.geteuid() != 0:
+    from k2probe.sandbox.forkserver import MACHINES, zygote_source
+
+    if not iso.isolated or os.geteuid() != 0 or os.uname().machine not in MACHINES:
         return None
-    from k2probe.sandbox.forkserver import zygote_source
 
     mounts = _Mounts()
     mounts.args += ["--perms", "0755", "--size", str(1024**2), "--tmpfs", "/tmp"]

@@ -33,7 +33,13 @@ UIDS = (0x60000000, 0x7FFFFFFE)  # uids no account uses (as sandbox/isolation.py
 PRELOADED = ("typing", "collections", "collections.abc", "math", "re", "itertools", "functools", "heapq", "bisect",
              "string", "hashlib", "fractions", "decimal", "statistics", "random", "copy", "operator", "traceback")
 
+SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120}
+# with a zero stack and no pointers, clone's arguments mean the same on each of these
+
 _LIBC = ctypes.CDLL(None, use_errno=True)
+_SYSCALL = ctypes.PyDLL(None, use_errno=True).syscall  # PyDLL: the GIL stays held across the clone
+_SYSCALL.restype = ctypes.c_long
+_PYAPI = ctypes.pythonapi
 
 
 class _Fprog(ctypes.Structure):
@@ -108,24 +114,34 @@ def _init(fds: list[int], job: dict, uid: int, last_cap: int, fprog: object) -> 
             os._exit(0)
 
 
-def _keeper(fds: list[int], job: dict, uid: int, last_cap: int, fprog: object, end: int) -> None:
-    """Makes the program's namespaces, forks its init, and on `end` (or the server's death) kills the init and waits
-    until the kernel reaped it: only then is every process of the program gone."""
-    _check(_LIBC.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC), "unshare")
-    _check(_LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-    init = os.fork()
+def _cloned() -> int:
+    """fork(), but the child is pid 1 of new pid, mount and IPC namespaces: clone(2) itself, as unshare(2) would put
+    only the caller's later children in a new pid namespace and cost one more process per program."""
+    _PYAPI.PyOS_BeforeFork()
+    pid = _SYSCALL(SYS_CLONE[os.uname().machine], CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid == 0:
+        _PYAPI.PyOS_AfterFork_Child()
+        return 0
+    errno = ctypes.get_errno()
+    _PYAPI.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(errno, f"clone: {os.strerror(errno)}")
+    return int(pid)
+
+
+def _start(fds: list[int], job: dict, uid: int, last_cap: int, fprog: object, control: socket.socket) -> int:
+    """The program's init, in namespaces of its own; its pid."""
+    init = _cloned()
     if init == 0:
         try:
-            os.close(end)
+            os.close(control.detach())  # the program never holds the server's channel
+            _check(_LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
             _init(fds, job, uid, last_cap, fprog)
+        except BaseException as exc:
+            os.write(2, f"k2probe zygote: {exc}\n".encode())
         finally:
             os._exit(1)
-    for fd in fds:
-        os.close(fd)
-    while os.read(end, 1):
-        pass
-    os.kill(init, signal.SIGKILL)
-    os.waitpid(init, 0)
+    return init
 
 
 def main() -> None:
@@ -148,6 +164,9 @@ def main() -> None:
         last_cap = int(handle.read())
     for name in PRELOADED:
         __import__(name)
+    import gc
+
+    gc.freeze()  # what is loaded now is never scanned by a fork's collector: its pages stay shared, not copied
     control.send(b'{"op":"ready"}')
     uid = 0
     while True:
@@ -158,26 +177,13 @@ def main() -> None:
         if job.get("op") != "run" or len(fds) != 2:
             raise SystemExit(f"zygote: unexpected message {message[:80]!r}")
         uid = next(u for u in iter(lambda: random.randint(*UIDS), None) if u != uid)  # never the last one's
-        end_read, end_write = os.pipe()
-        keeper = os.fork()
-        if keeper == 0:
-            code = 1
-            try:
-                os.close(control.detach())  # the program never holds the server's channel
-                os.close(end_write)
-                _keeper(fds, job, uid, last_cap, fprog, end_read)
-                code = 0
-            except BaseException as exc:
-                os.write(2, f"k2probe zygote: {exc}\n".encode())
-            finally:
-                os._exit(code)
-        os.close(end_read)
+        init = _start(fds, job, uid, last_cap, fprog, control)
         for fd in fds:
             os.close(fd)
         control.send(json.dumps({"op": "started", "uid": uid}).encode())
         message = control.recv(1 << 16)
-        os.close(end_write)
-        _, status = os.waitpid(keeper, 0)
+        os.kill(init, signal.SIGKILL)
+        _, status = os.waitpid(init, 0)  # returns once the kernel has reaped every process of its namespace
         if not message:
             return
         control.send(json.dumps({"op": "clean", "status": status}).encode())
