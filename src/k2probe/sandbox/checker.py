@@ -142,7 +142,12 @@ _ENDING: ForkServer | None = None  # a program to end (to its last process) befo
 
 
 def _fork_server(described: dict[str, Any]) -> ForkServer:
+    """The fork server `described` (in full, or by its key once sent), started or restarted as needed."""
     global _SERVER, _SERVER_JOB
+    if "spawn" not in described:  # named by its key only: the one this checker was sent before
+        if _SERVER_JOB is None or _SERVER_JOB["key"] != described["key"]:
+            raise ForkServerBroke("a fork server this checker was never described")
+        described = _SERVER_JOB
     if _SERVER is not None and (_SERVER_JOB != described or not _SERVER.alive()):
         _drop_server()
     if _SERVER is None:
@@ -154,10 +159,11 @@ def _fork_server(described: dict[str, Any]) -> ForkServer:
 
 
 def _drop_server() -> None:
-    global _SERVER, _SERVER_JOB
+    """Kill the fork server's sandbox; the next job starts another from the description kept."""
+    global _SERVER
     if _SERVER is not None:
         _SERVER.close()
-    _SERVER = _SERVER_JOB = None
+    _SERVER = None
 
 
 def end_program() -> None:

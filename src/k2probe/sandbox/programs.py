@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -83,15 +84,18 @@ class CheckerPool:
     def _serve(self) -> None:
         worker: subprocess.Popen[bytes] | None = None
         group: Path | None = None
+        told: str | None = None  # the fork server this worker was last sent in full: later jobs name it only
         while True:
             job, iso, runtime, future = self.jobs.get()
             try:
                 if worker is None or worker.poll() is not None:
-                    worker, group = _start_worker()
+                    worker, group, told = *_start_worker(), None
                 limits = _limits(job["timeout"])
                 zygote = _zygote(iso, runtime)
                 if zygote is not None:  # as root: each program forked into namespaces and a uid of its own
-                    job.update(zygote=zygote, env=program_env(runtime), limits={
+                    job.update(zygote={"key": zygote["key"]} if zygote["key"] == told else zygote)
+                    told = zygote["key"]
+                    job.update(env=program_env(runtime), limits={
                         "cpu": limits.cpu_s, "memory": limits.memory_bytes, "file": limits.file_bytes,
                         "processes": limits.processes, "disk": limits.disk_bytes})
                 else:  # a sandbox of its own per program
@@ -183,7 +187,7 @@ def _zygote(iso: Isolation, runtime: Runtime) -> dict[str, Any] | None:
         if key not in _ZYGOTES:
             found = zygote_spawn(iso, runtime)
             _ZYGOTES[key] = None if found is None else {
-                "spawn": found[0].as_json(),
+                "key": uuid.uuid4().hex, "spawn": found[0].as_json(),
                 "seccomp": base64.b64encode(found[1]).decode("ascii") if found[1] is not None else None}
         return _ZYGOTES[key]
 

@@ -31,7 +31,7 @@ PR_SET_SECCOMP, SECCOMP_MODE_FILTER, PR_CAP_AMBIENT_CLEAR_ALL = 22, 2, 4
 CAPABILITY_VERSION_3 = 0x20080522
 UIDS = (0x60000000, 0x7FFFFFFE)  # uids no account uses (as sandbox/isolation.py's)
 PRELOADED = ("typing", "collections", "collections.abc", "math", "re", "itertools", "functools", "heapq", "bisect",
-             "string", "hashlib", "fractions", "decimal", "statistics", "random", "copy", "operator", "traceback")
+             "string", "hashlib", "copy", "traceback")
 
 SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120}
 # with a zero stack and no pointers, clone's arguments mean the same on each of these
