@@ -209,6 +209,16 @@ def _judge_forked(job: dict[str, Any]) -> dict[str, str]:
         os.close(read_fd)
 
 
+def _prepare(job: dict[str, Any]) -> dict[str, str]:
+    """Start the fork server a job describes, before any program needs it."""
+    try:
+        _fork_server(job["zygote"])
+    except Exception as exc:
+        _drop_server()
+        return {"status": "error", "reason": f"the sandbox did not start: {exc}"[:600], "output": ""}
+    return {"status": "ready", "reason": "", "output": ""}
+
+
 def judge(job: dict[str, Any]) -> dict[str, str]:
     """One program's verdict: {"status", "reason", "output"}."""
     if job.get("zygote") is not None:
@@ -289,7 +299,7 @@ def main() -> None:
     for line in jobs:
         job = json.loads(line)
         try:
-            verdict = judge(job)
+            verdict = judge(job) if job.get("op") != "prepare" else _prepare(job)
         except TimedOut:
             verdict = {"status": "failed", "reason": f"timed out after {job['timeout']} s", "output": ""}
         except Exception as exc:

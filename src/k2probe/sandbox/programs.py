@@ -69,7 +69,7 @@ class CheckerPool:
     """Long-lived checker processes (`python -I -m k2probe.sandbox.checker`), one thread driving each."""
 
     def __init__(self, size: int) -> None:
-        self.jobs: queue.Queue[tuple[dict[str, Any], Isolation, Runtime, Future[ProgramVerdict]]] = queue.Queue()
+        self.jobs: queue.Queue[tuple[dict[str, Any], Isolation, Runtime, Future[ProgramVerdict] | None]] = queue.Queue()
         self.threads = [threading.Thread(target=self._serve, name=f"k2probe-checker-{i}", daemon=True)
                         for i in range(size)]
         cgroup.sweep()  # cgroups left by checkers killed before they could remove them
@@ -80,6 +80,11 @@ class CheckerPool:
         future: Future[ProgramVerdict] = Future()
         self.jobs.put((job, iso, runtime, future))
         return future
+
+    def warm(self, iso: Isolation, runtime: Runtime) -> None:
+        """Start every checker (and, as root, its fork server) now, before the first program comes."""
+        for _ in self.threads:
+            self.jobs.put(({"key": "", "op": "prepare", "timeout": 0.0}, iso, runtime, None))
 
     def _serve(self) -> None:
         worker: subprocess.Popen[bytes] | None = None
@@ -92,6 +97,8 @@ class CheckerPool:
                     worker, group, told = *_start_worker(), None
                 limits = _limits(job["timeout"])
                 zygote = _zygote(iso, runtime)
+                if future is None and (zygote is None or zygote["key"] == told):
+                    continue  # warming: nothing more to prepare
                 if zygote is not None:  # as root: each program forked into namespaces and a uid of its own
                     job.update(zygote={"key": zygote["key"]} if zygote["key"] == told else zygote)
                     told = zygote["key"]
@@ -107,7 +114,8 @@ class CheckerPool:
             if worker is not None and (verdict.status == "error" or worker.poll() is not None):
                 _stop(worker, group)
                 worker = None
-            future.set_result(verdict)
+            if future is not None:
+                future.set_result(verdict)
 
 
 def _start_worker() -> tuple[subprocess.Popen[bytes], Path | None]:
@@ -203,6 +211,11 @@ def pool() -> CheckerPool:
         if _POOL is None:
             _POOL = CheckerPool(max(2, 2 * (os.cpu_count() or 1)))
         return _POOL
+
+
+def warm(iso: Isolation | None = None, runtime: Runtime | None = None) -> None:
+    """Start the checker pool and its fork servers ahead of the first program (while the caller loads the rest)."""
+    pool().warm(iso or isolation(), runtime or Runtime.own())
 
 
 def submit(key: str, program: Program, *, timeout_s: float = DEFAULT_TIMEOUT_S, iso: Isolation | None = None,
