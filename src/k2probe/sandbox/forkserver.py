@@ -44,6 +44,7 @@ class ForkServer:
 
     def __init__(self, spec: Spawn, seccomp: bytes | None, start_s: float) -> None:
         self.spec = spec
+        self.uid = 0  # the uid of the last program started
         self.errors = tempfile.TemporaryFile()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control = ours
@@ -91,8 +92,10 @@ class ForkServer:
             os.close(to_read)
             os.close(from_write)
         try:
-            if self._reply(start_s).get("op") != "started":
+            reply = self._reply(start_s)
+            if reply.get("op") != "started":
                 raise ForkServerBroke("the fork server did not start the program")
+            self.uid = int(reply["uid"])
         except BaseException:
             os.close(to_write)
             os.close(from_read)
