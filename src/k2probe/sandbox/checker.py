@@ -148,7 +148,7 @@ def _fork_server(described: dict[str, Any]) -> ForkServer:
         if _SERVER_JOB is None or _SERVER_JOB["key"] != described["key"]:
             raise ForkServerBroke("a fork server this checker was never described")
         described = _SERVER_JOB
-    if _SERVER is not None and (_SERVER_JOB != described or not _SERVER.alive()):
+    if _SERVER is not None and (described != _SERVER_JOB or not _SERVER.alive()):
         _drop_server()
     if _SERVER is None:
         seccomp = described.get("seccomp")

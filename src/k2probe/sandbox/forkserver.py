@@ -45,7 +45,7 @@ class ForkServer:
     def __init__(self, spec: Spawn, seccomp: bytes | None, start_s: float) -> None:
         self.spec = spec
         self.uid = 0  # the uid of the last program started
-        self.errors = tempfile.TemporaryFile()
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (as long as the server lives)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control = ours
         self._stack = contextlib.ExitStack()

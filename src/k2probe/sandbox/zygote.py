@@ -20,7 +20,7 @@ import os
 import random
 import signal
 import socket
-import sys
+from typing import Any
 
 from k2probe.sandbox.callee import serve
 
@@ -64,7 +64,7 @@ def _no_inheritable() -> None:
     _check(_LIBC.capset(header, data), "capset")
 
 
-def _candidate(fds: list[int], job: dict, uid: int, last_cap: int, fprog: object) -> None:
+def _candidate(fds: list[int], job: dict[str, Any], uid: int, last_cap: int, fprog: object) -> None:
     """The program's process (pid 2 of its namespace): limits, no privileges, the filter, then the server."""
     import resource
 
@@ -93,7 +93,7 @@ def _candidate(fds: list[int], job: dict, uid: int, last_cap: int, fprog: object
     serve()
 
 
-def _init(fds: list[int], job: dict, uid: int, last_cap: int, fprog: object) -> None:
+def _init(fds: list[int], job: dict[str, Any], uid: int, last_cap: int, fprog: object) -> None:
     """pid 1 of the program's namespace: a fresh /proc and a private /tmp, the candidate forked, orphans reaped; when
     the candidate ends, this ends, and the kernel kills whatever else is left in the namespace."""
     _check(_LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "PR_SET_PDEATHSIG")
@@ -129,7 +129,7 @@ def _cloned() -> int:
     return int(pid)
 
 
-def _start(fds: list[int], job: dict, uid: int, last_cap: int, fprog: object, control: socket.socket) -> int:
+def _start(fds: list[int], job: dict[str, Any], uid: int, last_cap: int, fprog: object, control: socket.socket) -> int:
     """The program's init, in namespaces of its own; its pid."""
     init = _cloned()
     if init == 0:
