@@ -192,3 +192,10 @@ def test_a_program_has_no_privilege_and_cannot_reach_the_server(server):
     after = Program(server, "def f():\n    return 2\n")
     assert after() == 2  # the server still serves
     after.end()
+
+
+def test_the_isolation_record_says_what_each_program_gets():
+    line = isolation("bwrap").line()
+    assert "HumanEval programs: each forked by a fork server" in line
+    assert all(words in line for words in ("pid, mount and IPC namespaces", "fresh uid", "no capabilities",
+                                           "killed to its last process before the next"))

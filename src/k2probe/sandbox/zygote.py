@@ -170,7 +170,7 @@ def main() -> None:
     control.send(b'{"op":"ready"}')
     uid = 0
     while True:
-        message, fds, _, _ = socket.recv_fds(control, 1 << 20, 2)
+        message, fds, _, _ = socket.recv_fds(control, 1 << 16, 2)
         if not message:
             return
         job = json.loads(message)
