@@ -1,6 +1,7 @@
 """The judge of a HumanEval program, in a k2probe process the candidate never shares: it starts the candidate's own
-sandbox (sandbox/callee.py inside), runs the dataset's prompt (its helper functions) and test here, and calls
-`check(proxy)`, each call of the proxy forwarded to the candidate and its result taken back as plain data.
+sandbox or has its fork server fork the candidate (sandbox/forkserver.py; sandbox/callee.py inside either), runs the
+dataset's prompt (its helper functions) and test here, and calls `check(proxy)`, each call of the proxy forwarded to
+the candidate and its result taken back as plain data.
 
 The verdict is this process's own: `passed` only if check() returned and every answer was plain data; `failed` when
 the candidate raised, answered with something else, died, went silent or ran over the time; `error` only when the

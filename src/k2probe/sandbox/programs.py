@@ -1,7 +1,9 @@
 """Verify HumanEval-style programs so that the code judged cannot touch its verdict: each program's candidate code runs
-alone in a sandbox of its own (own pid namespace, private /tmp, nothing shared with any other program, sample or
-route), and a trusted checker outside it runs the dataset's test, calling the candidate through a pipe with plain
-data only (sandbox/checker.py, sandbox/callee.py). A small pool of long-lived checker processes keeps it fast.
+alone (own pid namespace, private /tmp, nothing shared with any other program, sample or route), and a trusted checker
+outside runs the dataset's test, calling the candidate through a pipe with plain data only (sandbox/checker.py,
+sandbox/callee.py). A small pool of long-lived checker processes keeps it fast: as root, each checker keeps one
+sandbox holding a fork server (sandbox/zygote.py) that forks every program into namespaces and a uid of its own;
+otherwise each program gets a bubblewrap sandbox of its own.
 
 Verdicts blame the right party: `passed` (check() returned); `failed` (the test said no, the function raised, answered
 with something not plain data, died, went silent or ran over its time); `error` only when k2probe could not judge
@@ -216,6 +218,16 @@ def pool() -> CheckerPool:
 def warm(iso: Isolation | None = None, runtime: Runtime | None = None) -> None:
     """Start the checker pool and its fork servers ahead of the first program (while the caller loads the rest)."""
     pool().warm(iso or isolation(), runtime or Runtime.own())
+
+
+def warm_soon(mode: str = "auto") -> None:
+    """In the background, start the checker pool for `--sandbox mode` while the caller loads the rest. A failure here
+    is left to the first program, which meets it again and reports it as usual."""
+    def start() -> None:
+        with contextlib.suppress(Exception):
+            warm(isolation(mode))
+
+    threading.Thread(target=start, name="k2probe-warm", daemon=True).start()
 
 
 def submit(key: str, program: Program, *, timeout_s: float = DEFAULT_TIMEOUT_S, iso: Isolation | None = None,
