@@ -83,9 +83,9 @@ class CheckerPool:
         self.jobs.put((job, iso, runtime, future))
         return future
 
-    def warm(self, iso: Isolation, runtime: Runtime) -> None:
-        """Start every checker (and, as root, its fork server) now, before the first program comes."""
-        for _ in self.threads:
+    def warm(self, iso: Isolation, runtime: Runtime, count: int) -> None:
+        """Start `count` checkers (and, as root, their fork servers) now, before the first program comes."""
+        for _ in range(min(count, len(self.threads))):
             self.jobs.put(({"key": "", "op": "prepare", "timeout": 0.0}, iso, runtime, None))
 
     def _serve(self) -> None:
@@ -216,8 +216,9 @@ def pool() -> CheckerPool:
 
 
 def warm(iso: Isolation | None = None, runtime: Runtime | None = None) -> None:
-    """Start the checker pool and its fork servers ahead of the first program (while the caller loads the rest)."""
-    pool().warm(iso or isolation(), runtime or Runtime.own())
+    """Start one checker per core (and its fork server) ahead of the first program, while the caller loads the rest;
+    the others start when programs come."""
+    pool().warm(iso or isolation(), runtime or Runtime.own(), os.cpu_count() or 1)
 
 
 def warm_soon(mode: str = "auto") -> None:
