@@ -151,10 +151,12 @@ def test_files_and_ipc_objects_of_a_program_are_gone_for_the_next(server):
     assert "marker" in written and segment >= 0  # it could write its own /tmp and make a segment
     planter.end()
     reader = Program(server, "import os, ctypes, sys\ndef f():\n    return (sorted(os.listdir('/tmp')), os.getcwd(), "
-                             "ctypes.CDLL(None).shmget(0x4B32, 0, 0), sys.modules['math'].__file__)\n")
-    listing, cwd, found, math_from = reader()
+                             "ctypes.CDLL(None).shmget(0x4B32, 0, 0), sys.modules['math'].__file__, "
+                             "[p for p in ('/dev/shm/marker', '/marker') if os.path.exists(p)])\n")
+    listing, cwd, found, math_from, elsewhere = reader()
     reader.end()
     assert listing == [] and cwd == "/tmp"  # a private, empty folder of its own
+    assert elsewhere == []  # nowhere else was writable
     assert found == -1  # the segment went with the other program's IPC namespace
     assert not str(math_from).startswith("/tmp")
 
