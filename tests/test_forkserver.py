@@ -14,7 +14,12 @@ import pytest
 from k2probe.sandbox.checker import Candidate, Lines
 from k2probe.sandbox.forkserver import ForkServer
 from k2probe.sandbox.isolation import isolation, program_env, zygote_spawn
+from k2probe.sandbox.programs import Program as Judged
+from k2probe.sandbox.programs import verify_programs
 from k2probe.sandbox.runtime import Runtime
+from k2probe.tasks.humaneval import problems
+
+from .sabotage import ATTACKS, WRONG
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists() or os.geteuid() != 0,
                                 reason="the fork server is used as root, with bubblewrap")
@@ -51,6 +56,11 @@ class Program:
         os.close(self.write_fd)
         os.close(self.read_fd)
         self.server.end()
+
+
+def _program(task: str, completion: str) -> Judged:
+    problem = problems()[task]
+    return Judged(problem.prompt, completion, problem.test, problem.entry_point)
 
 
 def _host_processes_of(uid: int) -> list[int]:
@@ -201,3 +211,18 @@ def test_the_isolation_record_says_what_each_program_gets():
     assert "HumanEval programs: each forked by a fork server" in line
     assert all(words in line for words in ("pid, mount and IPC namespaces", "fresh uid", "no capabilities",
                                            "killed to its last process before the next"))
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_without_the_fork_server_a_sandbox_per_program_holds_too(monkeypatch, attack):
+    """K2PROBE_FORK_SERVER=0: the path non-root users take (a bubblewrap sandbox per program), run here as root."""
+    monkeypatch.setenv("K2PROBE_FORK_SERVER", "0")
+    iso = isolation("bwrap")
+    assert "HumanEval programs: a sandbox of its own each" in iso.line()
+    tasks = list(problems())
+    programs = {"hostile": _program(tasks[0], ATTACKS[attack]),
+                **{f"correct {t}": _program(t, problems()[t].canonical_solution) for t in tasks[1:4]},
+                **{f"wrong {t}": _program(t, WRONG) for t in tasks[4:6]}}
+    verdicts = verify_programs(programs, iso=iso)
+    assert {k: v.status for k, v in verdicts.items()} == {
+        k: "passed" if k.startswith("correct") else "failed" for k in programs}, verdicts

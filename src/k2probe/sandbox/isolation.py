@@ -26,6 +26,7 @@ from typing import Any
 from k2probe.core.errors import ConfigError
 from k2probe.core.liveness import mark_owner
 from k2probe.sandbox import cgroup, syscalls
+from k2probe.sandbox.forkserver import MACHINES, zygote_source
 from k2probe.sandbox.runtime import Runtime
 from k2probe.sandbox.spawn import SECCOMP_FD, Spawn, started
 
@@ -157,9 +158,10 @@ def isolation(mode: str = "auto") -> Isolation:
     filtered = syscalls.program()[1]
     if filtered.startswith("no "):
         notes.append(f"{filtered}: sandboxed code may ptrace its own processes and make namespaces")
+    forked = root and os.uname().machine in MACHINES and fork_server_wanted()
     programs = ("each forked by a fork server in one sandbox per checker into pid, mount and IPC namespaces of its "
                 "own (a fresh /proc, a private tmpfs /tmp), a fresh uid, no capabilities, no_new_privs and the same "
-                "filter; killed to its last process before the next" if root else "a sandbox of its own each")
+                "filter; killed to its last process before the next" if forked else "a sandbox of its own each")
     return Isolation("bubblewrap", "only system folders and the interpreter, read-only; the workspace a private copy",
                      "cut: empty network namespace", user, processes, "private tmpfs, capped", notes, filtered,
                      _memory_line(), programs)
@@ -312,12 +314,16 @@ ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")  # na
 # emptying the bounding set: what the fork server needs to give each program its own (sandbox/zygote.py)
 
 
+def fork_server_wanted() -> bool:
+    """False when K2PROBE_FORK_SERVER=0 asks for a sandbox per HumanEval program even as root (slower, the same
+    isolation by other means: kept for comparison and for the path non-root users take)."""
+    return os.environ.get("K2PROBE_FORK_SERVER", "1") != "0"
+
+
 def zygote_spawn(iso: Isolation, runtime: Runtime) -> tuple[Spawn, bytes | None] | None:
     """The long-lived sandbox of a HumanEval fork server (sandbox/zygote.py) and the filter it loads into each program
     it forks — or None where programs get a sandbox each instead (not root, or --sandbox none)."""
-    from k2probe.sandbox.forkserver import MACHINES, zygote_source
-
-    if not iso.isolated or os.geteuid() != 0 or os.uname().machine not in MACHINES:
+    if not iso.isolated or os.geteuid() != 0 or os.uname().machine not in MACHINES or not fork_server_wanted():
         return None
 
     mounts = _Mounts()

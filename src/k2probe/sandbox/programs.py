@@ -192,7 +192,7 @@ _ZYGOTES_LOCK = threading.Lock()
 
 def _zygote(iso: Isolation, runtime: Runtime) -> dict[str, Any] | None:
     """The fork server's sandbox for `iso` and `runtime` as a checker takes it (built once), or None when not root."""
-    key = (iso.line(), runtime.python, tuple(runtime.path))
+    key = (iso.line(), runtime.python, tuple(runtime.path))  # the line says whether programs are forked
     with _ZYGOTES_LOCK:
         if key not in _ZYGOTES:
             found = zygote_spawn(iso, runtime)
