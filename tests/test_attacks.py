@@ -282,7 +282,8 @@ def test_model_written_files_cannot_make_hidden_tests_pass(planted):
     """The unsolved task stays failed whatever the model plants next to it to fool pytest."""
     from k2probe.agent.runner import AgentTask, verify
     from k2probe.agent.workspace import Workspace
-    from k2probe.sandbox.isolation import Limits, isolation
+    from k2probe.sandbox.executor import executor
+    from k2probe.sandbox.isolation import Limits
     from k2probe.tasks.shipped import find_task
 
     task = AgentTask.from_suite(find_task("slugify"))
@@ -291,7 +292,7 @@ def test_model_written_files_cannot_make_hidden_tests_pass(planted):
         name, text = planted
         (workspace.root / name).parent.mkdir(parents=True, exist_ok=True)
         (workspace.root / name).write_text(text)
-        verification = verify(workspace, task, Limits(), isolation("bwrap"))
+        verification = asyncio.run(verify(workspace, task, Limits(), executor("bwrap")))
     finally:
         workspace.cleanup()
     assert verification.status == "failed", verification

@@ -65,7 +65,7 @@ def emulator(settings: EmulatorSettings | None = None, /, **fields: Any) -> Iter
 
 def eval_plan(suite: str, *, routes: Sequence[str | None] | None = None, epochs: int = 1, concurrency: int = 8,
               tasks: Sequence[str] | None = None, limit: int | None = None, samples: str | Path | None = None,
-              sandbox: str = "auto", max_tokens: int = 4096) -> EvalPlan:
+              sandbox: str = "auto", max_tokens: int = 4096, fail_fast: bool = False) -> EvalPlan:
     """The plan of an evaluation: `suite` (humaneval, basic, toolcalls, or a suite folder, stored by its absolute path
     so a resume finds it from anywhere) over `routes` (names from k2probe.toml; None, the default route)."""
     from k2probe.eval.plan import EvalPlan
@@ -78,13 +78,13 @@ def eval_plan(suite: str, *, routes: Sequence[str | None] | None = None, epochs:
     return EvalPlan(suite=suite, routes=list(routes) if routes else [None], epochs=epochs, concurrency=concurrency,
                     tasks=list(tasks) if tasks is not None else None, limit=limit,
                     samples_file=str(samples) if samples is not None else None, sandbox=sandbox,
-                    max_tokens=max_tokens)
+                    max_tokens=max_tokens, fail_fast=fail_fast)
 
 
 def evaluate(suite: str | EvalPlan | None = None, *, routes: Sequence[str | None] | None = None, epochs: int = 1,
              concurrency: int = 8, tasks: Sequence[str] | None = None, limit: int | None = None,
              samples: str | Path | None = None, sandbox: str = "auto", max_tokens: int = 4096,
-             resume: str | None = None, timeout_s: float | None = None, on_start: Any = None,
+             fail_fast: bool = False, resume: str | None = None, timeout_s: float | None = None, on_start: Any = None,
              on_sample: OnSample | None = None) -> EvalOutcome:
     """Run an evaluation to its end (or `resume` an unfinished one) and return its outcome: run id, per-route and
     overall metrics, every sample. `suite` may be a ready EvalPlan (then the plan's own fields are used)."""
@@ -98,7 +98,7 @@ def evaluate(suite: str | EvalPlan | None = None, *, routes: Sequence[str | None
         raise UsageError("give a suite (humaneval, basic) or resume=RUN", fix="e.g. k2probe.evaluate('humaneval')")
     else:
         plan = eval_plan(suite or "", routes=routes, epochs=epochs, concurrency=concurrency, tasks=tasks,
-                         limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens)
+                         limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     check_samples_path(plan.samples_file)
     return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s)
 

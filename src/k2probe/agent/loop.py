@@ -16,6 +16,8 @@ from k2probe.agent.stored import stored_copy
 from k2probe.agent.tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
 from k2probe.client.media import Media
 from k2probe.client.transport import Transport
+from k2probe.core.failures import Failure
+from k2probe.core.noanswer import unanswered
 from k2probe.core.records import linked
 from k2probe.core.sanitize import sanitise
 from k2probe.session import Session
@@ -83,6 +85,7 @@ class LoopResult:
     steps: list[Step]
     failures: Counter[str]
     summary: str | None = None
+    unanswered: str | None = None  # api_error: why the route gave no usable answer (core/noanswer.py's rule)
 
     @property
     def cost_usd(self) -> float | None:
@@ -122,6 +125,7 @@ class AgentLoop:
         self.failures: Counter[str] = Counter()
         self.in_a_row = 0
         self.started = time.monotonic()
+        self.unanswered: str | None = None
 
     async def run(self) -> LoopResult:
         try:
@@ -131,7 +135,7 @@ class AgentLoop:
         except Finished as done:
             return LoopResult("finished", "the model called finish", self.steps, self.failures, done.summary)
         except LimitReached as stop:
-            return LoopResult(stop.reason, stop.detail, self.steps, self.failures)
+            return LoopResult(stop.reason, stop.detail, self.steps, self.failures, unanswered=self.unanswered)
 
     def _check_limits(self) -> None:
         limits = self.limits
@@ -167,7 +171,9 @@ class AgentLoop:
         step.prompt_tokens, step.completion_tokens = call.prompt_tokens, call.completion_tokens
         step.reasoning_tokens = call.reasoning_tokens
         if outcome.failure is not None or outcome.message is None:
-            step.error = outcome.failure.line() if outcome.failure else "empty response"
+            failure = outcome.failure or Failure(call.status, "empty_response", "the answer carried no message")
+            step.error = failure.line()
+            self.unanswered = unanswered(failure, len(outcome.calls))
             self._log(step)
             raise LimitReached("api_error", step.error)
         message = outcome.message
@@ -176,11 +182,11 @@ class AgentLoop:
             self.history.append(message)  # exactly as received: reasoning_content and all
         # an empty turn (no tool call, no text) is logged but not sent back: an empty assistant message is a 400
         try:
-            self._run_tools(message, step)
+            await self._run_tools(message, step)
         finally:
             self._log(step)
 
-    def _run_tools(self, message: dict[str, Any], step: Step) -> None:
+    async def _run_tools(self, message: dict[str, Any], step: Step) -> None:
         calls = message.get("tool_calls") or []
         if not calls:
             kind = "no_tool_call"
@@ -195,7 +201,7 @@ class AgentLoop:
             function = call.get("function") or {}
             name, arguments = str(function.get("name") or ""), str(function.get("arguments") or "")
             try:
-                output = self.toolbox.call(name, arguments)
+                output = await self.toolbox.call(name, arguments)
             except ToolFailure as failure:
                 self._failed(failure.kind)
                 text = f"ERROR ({failure.kind}): {failure.message}"

@@ -17,10 +17,9 @@ from k2probe.client.media import Media
 from k2probe.client.uploads import deliver
 from k2probe.core.config import home
 from k2probe.core.records import linked, links
-from k2probe.sandbox.guarded import run_hidden
-from k2probe.sandbox.isolation import Isolation, Limits, isolation, make_readable, run
-from k2probe.sandbox.outcome import Verification, judge
-from k2probe.sandbox.preflight import expected_tests, preflight_failure
+from k2probe.sandbox.executor import Executor, executor_for
+from k2probe.sandbox.isolation import Isolation, Limits, isolation
+from k2probe.sandbox.outcome import Verification
 from k2probe.sandbox.runtime import Runtime
 from k2probe.session import Session
 from k2probe.tasks.shipped import Task, is_guarded
@@ -83,31 +82,32 @@ class AgentResult:
 VERIFY_GRACE_S = 5.0  # verification may run this long past --timeout (at most 15% of it), so a run still gets a verdict
 
 
-def verify(workspace: Workspace, task: AgentTask, limits: Limits, iso: Isolation) -> Verification:
+async def verify(workspace: Workspace, task: AgentTask, limits: Limits, executor: Executor) -> Verification:
     """The hidden tests (or the task's test command) on a fresh private copy of the final state, hidden tests laid in
     by the sandbox itself (whatever the workspace has at their place is replaced, never written through). The hidden
     tests run under the guarded runner, checked against the tests the preflight found; any other command is judged
     by its exit status only."""
     command = task.hidden_cmd or task.test_cmd
     if task.hidden is not None and is_guarded(command):
-        expected = expected_tests(task.shipped, iso, task.runtime) if task.shipped is not None else None
-        return run_hidden(workspace.root, task.hidden, limits, iso, task.runtime, expected, command).verification
+        expected = await executor.expected(task.shipped, task.runtime) if task.shipped is not None else None
+        return await executor.hidden(workspace.root, task.hidden, limits, task.runtime, expected, command)
     lay = {task.hidden.name: task.hidden} if task.hidden is not None else {}
-    make_readable(workspace.root)
-    result = run(command, workspace.root, limits, iso, lay=lay, runtime=task.runtime)
-    return judge(result, "hidden tests" if task.hidden else "tests", task.runtime, limits, iso)
+    which = "hidden tests" if task.hidden else "tests"
+    return (await executor.test(command, workspace.root, limits, task.runtime, which, lay=lay, probe=True))[1]
 
 
 async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | None = None,
                     sandbox_limits: Limits | None = None, *, on_step: Callable[[Step], None] | None = None,
                     history_transform: Callable[[History], History] | None = None,
-                    iso: Isolation | None = None) -> AgentResult:
+                    iso: Isolation | None = None, executor: Executor | None = None) -> AgentResult:
     """The loop on a private copy of `task.repo`, every step stored and written to the trajectory file. `--timeout`
-    bounds it all: requests, test runs and (with a short grace) the verification. The attempt always ends recorded:
-    an exception or an interrupt marks it `error` before it propagates."""
+    bounds it all: requests, test runs and (with a short grace) the verification. An attempt whose route stopped
+    answering is `error` and never verified (core/noanswer.py). The attempt always ends recorded: an exception or an
+    interrupt marks it `error` before it propagates."""
     limits = limits or AgentLimits()
     sandbox_limits = sandbox_limits or Limits()
-    iso = iso or isolation()
+    executor = executor or executor_for(iso or isolation())
+    iso = executor.isolation
     started = time.monotonic()
     deadline = started + limits.timeout_s
     store = session.store
@@ -133,27 +133,30 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
 
     workspace: Workspace | None = None
     try:
-        failed_preflight = (await asyncio.to_thread(preflight_failure, task.shipped, iso, task.runtime)
-                            if task.shipped else None)
+        failed_preflight = await executor.preflight(task.shipped, task.runtime) if task.shipped else None
         if failed_preflight is not None:  # the harness cannot judge here: no request is sent, nothing is blamed
             pf = failed_preflight
             bad = pf.untouched if pf.untouched.status == "error" or pf.untouched.passed else pf.solved
             outcome = LoopResult("preflight", pf.detail, [], Counter())
             verification = Verification("error", f"preflight failed: {pf.detail}", bad.command, bad.output)
             return _finish(session, attempt_id, task, outcome, verification, "", path, document, iso_record)
-        workspace = Workspace(task.repo)
-        async with session.transport() as transport:
+        workspace = await asyncio.to_thread(Workspace, task.repo)
+        async with await asyncio.to_thread(session.transport) as transport:  # an HTTP client's set-up: off the loop
             with linked(attempt_id=attempt_id):
                 if task.media:
                     await deliver(session, transport, task.media, force_upload=task.force_upload)
-                toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, iso, deadline, task.runtime)
+                toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, deadline=deadline, runtime=task.runtime,
+                                  executor=executor)
                 loop = AgentLoop(session, transport, toolbox, task.statement, limits, on_step=logged,
                                  history_transform=history_transform, media=task.media)
                 outcome = await loop.run()
-        grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
-        verification = await asyncio.to_thread(verify, workspace, task,
-                                                sandbox_limits.within(deadline + grace - time.monotonic()), iso)
-        diff = workspace.diff()
+        if outcome.unanswered is not None:  # nothing of the model's to judge: no hidden test runs
+            verification = Verification("error", outcome.unanswered, "", outcome.detail)
+        else:
+            grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
+            verification = await verify(workspace, task, sandbox_limits.within(deadline + grace - time.monotonic()),
+                                        executor)
+        diff = await executor.diff(workspace)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
         reason = "interrupted" if interrupted else f"k2probe failed: {type(exc).__name__}: {exc}"
@@ -163,7 +166,7 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
         raise
     finally:
         if workspace is not None:
-            workspace.cleanup()
+            await asyncio.to_thread(workspace.cleanup)
     return _finish(session, attempt_id, task, outcome, verification, diff, path, document, iso_record)
 
 

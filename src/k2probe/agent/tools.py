@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,8 +18,9 @@ import regex
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from k2probe.agent.workspace import PathDenied, Workspace, check_relative, git_env
-from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, make_readable, run
-from k2probe.sandbox.outcome import Verification, judge
+from k2probe.sandbox.executor import Executor, executor_for
+from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, isolation
+from k2probe.sandbox.outcome import Verification
 from k2probe.sandbox.runtime import Runtime
 
 MAX_LINES = 400
@@ -143,24 +145,29 @@ def parse_arguments(name: str, raw: str) -> _Args:
 
 
 class Toolbox:
-    """Runs tool calls against one workspace. Every failure, whatever raised it, comes back as a ToolFailure."""
+    """Runs tool calls against one workspace through an executor, never blocking the event loop (file tools and
+    test runs go through the executor; search and apply_patch run in a worker thread). Every failure, whatever
+    raised it, comes back as a ToolFailure."""
 
     def __init__(self, workspace: Workspace, test_cmd: str, limits: Limits | None = None,
-                 iso: Isolation | None = None, deadline: float | None = None, runtime: Runtime | None = None) -> None:
+                 iso: Isolation | None = None, deadline: float | None = None, runtime: Runtime | None = None, *,
+                 executor: Executor | None = None) -> None:
         self.ws = workspace
         self.test_cmd = test_cmd
         self.limits = limits or Limits()
-        self.iso = iso
+        self.executor = executor or executor_for(iso or isolation())
         self.runtime = runtime or Runtime.own()
         self.deadline = deadline  # time.monotonic() by which test runs must end (the agent's --timeout)
         self.written = 0  # bytes of text write_file and apply_patch accepted in this attempt
         self.growth = 0  # what the workspace grew by since the attempt began (may go down: files made smaller)
 
-    def call(self, name: str, raw_arguments: str) -> ToolOutput:
+    async def call(self, name: str, raw_arguments: str) -> ToolOutput:
         """Run one call; its text is always sendable (no lone surrogates from odd file names)."""
         args = parse_arguments(name, raw_arguments)
         try:
-            output: ToolOutput = getattr(self, f"_{name}")(args)
+            tool = getattr(self, f"_{name}")
+            output: ToolOutput = await (tool(args) if asyncio.iscoroutinefunction(tool)
+                                        else asyncio.to_thread(tool, args))
         except PathDenied as exc:
             raise ToolFailure("path_denied", sendable(str(exc))) from exc
         except ToolFailure as exc:
@@ -175,20 +182,20 @@ class Toolbox:
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.ws.root).as_posix()
 
-    def _list_files(self, args: ListFiles) -> ToolOutput:
+    async def _list_files(self, args: ListFiles) -> ToolOutput:
         base = self.ws.resolve(args.path)
         if not base.is_dir():
             raise ToolFailure("tool_error", f"{args.path} is not a folder")
-        files, links = self.ws.regular_files(args.path)
+        files, links = await self.executor.list(self.ws, args.path)
         shown = [self._rel(p) for p in files[:MAX_LIST]]
         more = f"\n… and {len(files) - MAX_LIST} more" if len(files) > MAX_LIST else ""
         skipped = f"\n({links} symbolic links not listed)" if links else ""
         return ToolOutput(("\n".join(shown) + more if shown else "(no files)") + skipped)
 
-    def _read_file(self, args: ReadFile) -> ToolOutput:
+    async def _read_file(self, args: ReadFile) -> ToolOutput:
         if not self.ws.resolve(args.path).exists():
             raise ToolFailure("tool_error", f"no file {args.path}")
-        lines = self.ws.read_bytes(args.path, MAX_FILE_BYTES).decode("utf-8").splitlines()
+        lines = (await self.executor.read(self.ws, args.path, MAX_FILE_BYTES)).decode("utf-8").splitlines()
         start = max(1, args.start_line or 1)
         end = min(len(lines), args.end_line or len(lines), start + MAX_LINES - 1)
         body = "\n".join(f"{n:>5}  {lines[n - 1]}" for n in range(start, end + 1))
@@ -233,7 +240,7 @@ class Toolbox:
             raise ToolFailure("write_limit", f"write refused: the workspace has grown by {self.growth} bytes in this "
                               f"attempt and may grow by {MAX_GROWTH_BYTES} ({growth} more asked)")
 
-    def _write_file(self, args: WriteFile) -> ToolOutput:
+    async def _write_file(self, args: WriteFile) -> ToolOutput:
         data = args.content.encode("utf-8")
         if len(data) > MAX_FILE_BYTES:
             raise ToolFailure("tool_error", f"content is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
@@ -245,7 +252,7 @@ class Toolbox:
         except FileNotFoundError:
             old = 0
         self._budget(len(data), len(data) - old)
-        self.ws.write_bytes(args.path, data)
+        await self.executor.write(self.ws, args.path, data)
         self.written += len(data)
         self.growth += len(data) - old
         return ToolOutput(f"wrote {args.path} ({len(data)} bytes)")
@@ -302,14 +309,12 @@ class Toolbox:
             Path(handle.name).unlink(missing_ok=True)
         raise ToolFailure("patch_failed", "the patch does not apply: " + " | ".join(errors))
 
-    def _run_tests(self, _args: RunTests) -> ToolOutput:
-        make_readable(self.ws.root)
+    async def _run_tests(self, _args: RunTests) -> ToolOutput:
         limits = self.limits if self.deadline is None else self.limits.within(self.deadline - time.monotonic())
-        result = run(self.test_cmd, self.ws.root, limits, self.iso, runtime=self.runtime)
-        verdict = judge(result, "tests", self.runtime, limits)
+        result, verdict = await self.executor.test(self.test_cmd, self.ws.root, limits, self.runtime, "tests")
         return ToolOutput(test_report(result, verdict), result, verdict.status)
 
-    def _finish(self, args: Finish) -> ToolOutput:
+    async def _finish(self, args: Finish) -> ToolOutput:
         raise Finished(args.summary)
 
 

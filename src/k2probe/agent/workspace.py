@@ -19,7 +19,6 @@ from pathlib import Path
 
 from k2probe.core.liveness import mark_owner
 from k2probe.sandbox.copying import copy_regular
-from k2probe.sandbox.isolation import make_readable
 
 _IGNORED_NAMES = shutil.ignore_patterns(".git", ".k2probe", "__pycache__", "*.pyc", ".venv", "node_modules",
                                         ".mypy_cache", ".pytest_cache", ".ruff_cache")
@@ -81,7 +80,6 @@ class Workspace:
         self._trusted = {name: (self.git_dir / name).read_bytes() for name in ("config", "info/attributes")}
         self.git("add", "-A")
         self.git("commit", "-q", "--allow-empty", "--no-verify", "-m", "k2probe baseline")
-        make_readable(self.root)
 
     def git(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """git on the workspace, with k2probe's config restored first: whatever else wrote it is not trusted."""

@@ -70,7 +70,10 @@ def show_result(result: AgentResult) -> None:
         render.out.print(Syntax(untrusted.terminal(result.diff), "diff", word_wrap=True))  # BEL, CR: visible
     v = result.verification
     render.out.print(render.shown(f"verification: {v.status} ({v.reason})", VERDICT_STYLE[v.status]))
-    if v.status == "error":  # the harness failed, not the model: show the lines that prove it
+    if result.loop.unanswered is not None:  # the route never answered usefully: nothing was verified
+        render.out.print(Text("the route never answered usefully: nothing of the model's was verified or blamed "
+                              "(check the route's key, URL and model)", style="magenta"))
+    elif v.status == "error":  # the harness failed, not the model: show the lines that prove it
         render.out.print(Text("the harness or the machine failed; the model is not blamed. Evidence:", style="magenta"))
         for line in v.proof():
             render.out.print(render.shown(f"  | {line}", "dim"))

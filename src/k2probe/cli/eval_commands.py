@@ -50,6 +50,9 @@ def eval_command(
                                                       callback=_finite, help="seconds for the whole run: samples not "
                                                       "finished by then end as error (timeout)",
                                                       metavar="NUMBER")] = None,
+        fail_fast: Annotated[bool, typer.Option("--fail-fast", envvar="K2PROBE_FAIL_FAST", help=(
+            "stop the run at the first sample k2probe fails on (default: that sample is error, the others go on)"))
+        ] = False,
         as_json: JsonOpt = False) -> None:
     """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
     if suite == "humaneval" and resume is None:  # its checkers and their sandboxes start while the rest loads
@@ -67,7 +70,7 @@ def eval_command(
         raise UsageError(f"--tasks {tasks!r} names no task",
                          fix="give task ids, comma-separated: --tasks HumanEval/0,HumanEval/3")
     plan = eval_plan(suite or "", routes=route, epochs=epochs, concurrency=concurrency, tasks=task_ids, limit=limit,
-                     samples=samples, sandbox=sandbox, max_tokens=max_tokens)
+                     samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     result, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html, timeout)
     for line in broken:
         render.err.print(f"k2probe: threshold not met: {line}", markup=False)

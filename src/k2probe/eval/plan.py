@@ -26,6 +26,7 @@ class EvalPlan:
     samples_file: str | None = None
     sandbox: str = "auto"
     max_tokens: int = 4096
+    fail_fast: bool = False  # a sample that raises stops the run (else that sample alone is `error`)
 
     def as_config(self) -> dict[str, Any]:
         return {"eval": asdict(self)}

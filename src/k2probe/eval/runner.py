@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from k2probe.core.noanswer import unanswered
 from k2probe.core.records import linked
+from k2probe.core.redact import redact
 from k2probe.core.sanitize import sanitise
 from k2probe.eval.plan import EvalPlan, EvalTask, task_id
 from k2probe.eval.verifier import BatchVerifier
+from k2probe.recording.recorder import StoreFailed
 from k2probe.sandbox.isolation import Isolation
 from k2probe.tasks.humaneval import CodeProblem, completion_of
 from k2probe.tasks.toolcalls import ToolCase
@@ -50,6 +54,14 @@ class Progress:
 
 
 OnSample = Callable[[dict[str, Any], Progress], None]
+PROOF_CHARS = 4000
+
+
+def crashed(exc: Exception) -> dict[str, Any]:
+    """A sample that raised: `error` (k2probe's fault, not the model's), its redacted traceback kept as the proof."""
+    reason = redact(f"k2probe failed on this sample: {type(exc).__name__}: {exc}")[:300]
+    trace = redact("".join(traceback.format_exception(exc)))[-PROOF_CHARS:]
+    return {"outcome": "error", "reason": reason, "verification": {"status": "error", "reason": reason, "output": trace}}
 
 
 async def _cancel(tasks: set[asyncio.Future[None]]) -> None:
@@ -100,7 +112,14 @@ class EvalRunner:
             async def one(sample: dict[str, Any]) -> None:
                 with linked(sample_id=sample["id"]):
                     started = time.time()
-                    result = await self._sample(sample)
+                    try:
+                        result = await self._sample(sample)
+                    except StoreFailed:
+                        raise
+                    except Exception as exc:  # this sample alone is `error`; the others go on (unless --fail-fast)
+                        if self.plan.fail_fast:
+                            raise
+                        result = crashed(exc)
                 result.update(started_at=started, finished_at=time.time())
                 self.store.finish_sample(sample["id"], **result)
                 progress.add(result["outcome"], result.get("cost_usd"))
@@ -124,8 +143,9 @@ class EvalRunner:
 
     async def _until_done(self, running: dict[asyncio.Future[None], dict[str, Any]]) -> list[dict[str, Any]]:
         """Wait for every sample, at most `timeout_s`; the samples still running then are cancelled and returned.
-        A sample that raised (the store failing under it) or a store that stopped accepting records stops the run
-        at once: every other sample is cancelled, and the store's one line is raised."""
+        A sample that raised (the store failing under it, or anything with --fail-fast) or a store that stopped
+        accepting records stops the run at once: every other sample is cancelled, and the store's one line (or the
+        sample's exception) is raised."""
         loop = asyncio.get_running_loop()
         deadline = None if self.timeout_s is None else loop.time() + self.timeout_s
         waiting = set(running)
@@ -170,10 +190,8 @@ class EvalRunner:
         async with self.gate:
             outcome = await self.transports[sample["route"]].chat(body, purpose=f"eval {case.task_id}")
         usage = _usage(outcome)
-        if outcome.failure is not None:
-            failure = outcome.failure
-            return {**usage, "outcome": "error", "reason": f"no answer: {failure.cause} ({failure.type}, HTTP "
-                                                           f"{failure.status}): {failure.message[:200]}"}
+        if (reason := unanswered(outcome.failure, len(outcome.calls))) is not None:
+            return {**usage, "outcome": "error", "reason": reason}
         return {**usage, **judge_tool_answer(case, outcome.message, outcome.finish_reason)}
 
     async def _code(self, sample: dict[str, Any], problem: CodeProblem) -> dict[str, Any]:
@@ -187,11 +205,8 @@ class EvalRunner:
             async with self.gate:
                 outcome = await self.transports[sample["route"]].chat(body, purpose=f"eval {problem.task_id}")
             usage = _usage(outcome)
-            if outcome.failure is not None:  # no answer to judge: the route (or the machine) failed, not the model
-                failure = outcome.failure
-                return {**usage, "outcome": "error",
-                        "reason": f"no answer: {failure.cause} ({failure.type}, HTTP {failure.status}) after "
-                                  f"{len(outcome.calls)} attempt(s): {failure.message[:200]}"}
+            if (reason := unanswered(outcome.failure, len(outcome.calls))) is not None:  # nothing to judge
+                return {**usage, "outcome": "error", "reason": reason}
             completion = completion_of(problem, outcome.content)
         ahead = await asyncio.wrap_future(self.verdicts_ahead) if self.verdicts_ahead is not None else {}
         verdict = ahead.get(problem.task_id) or await self.verifier.verify(sample["id"], problem.program(completion))
@@ -206,12 +221,7 @@ class EvalRunner:
         async with self.gate:
             result = await run_agent(session, AgentTask.from_suite(task), AgentLimits(), iso=self.iso)
         data = result.as_json()
-        verification = data["verification"]
-        if data["end_reason"] == "api_error":  # the route stopped answering: nothing of the model's to judge
-            return {"outcome": "error", "reason": f"no answer: {data['end_detail']}", "verification": verification,
-                    "calls": data["steps"], "prompt_tokens": data["prompt_tokens"],
-                    "completion_tokens": data["completion_tokens"], "reasoning_tokens": data["reasoning_tokens"],
-                    "cost_usd": data["cost_usd"]}
+        verification = data["verification"]  # a route that never answered: `error`, unverified (core/noanswer.py)
         return {"outcome": verification["status"], "reason": verification.get("reason"),
                 "verification": verification, "calls": data["steps"],
                 "prompt_tokens": data["prompt_tokens"], "completion_tokens": data["completion_tokens"],

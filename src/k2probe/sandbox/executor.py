@@ -1,0 +1,147 @@
+"""Where model-written code runs and its workspace is touched: one async seam (`Executor`), chosen by `--sandbox`.
+
+Every method awaits: the blocking work (a sandboxed test run, a preflight, a file read) goes to a worker thread, so a
+2 s test run in one sample never freezes the event loop every other sample's stream and timing share. `bubblewrap`
+runs commands in the sandbox (sandbox/isolation.py) and makes the workspace readable to the sandbox's uid itself;
+`none` runs them on a throwaway host copy, as accepted by the user."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, isolation, make_readable, run
+from k2probe.sandbox.outcome import Verification, judge
+from k2probe.sandbox.runtime import Runtime
+
+if TYPE_CHECKING:
+    from k2probe.sandbox.guarded import Expected
+    from k2probe.sandbox.preflight import Preflight
+    from k2probe.tasks.shipped import Task
+
+
+class Files(Protocol):
+    """What an executor needs of a workspace (agent/workspace.py's Workspace is one): its root and safe file access."""
+
+    root: Path
+
+    def read_bytes(self, relative: str, limit: int) -> bytes: ...
+
+    def write_bytes(self, relative: str, data: bytes) -> None: ...
+
+    def regular_files(self, relative: str) -> tuple[list[Path], int]: ...
+
+    def diff(self) -> str: ...
+
+
+class Executor(Protocol):
+    """Runs commands on a workspace (with limits) and touches its files, never blocking the event loop."""
+
+    isolation: Isolation
+
+    async def exec(self, command: str, folder: Path, limits: Limits, runtime: Runtime, *,
+                   lay: Mapping[str, Path] | None = None) -> SandboxResult: ...
+
+    async def test(self, command: str, folder: Path, limits: Limits, runtime: Runtime, which: str, *,
+                   lay: Mapping[str, Path] | None = None, probe: bool = False) -> tuple[SandboxResult, Verification]:
+        ...
+
+    async def hidden(self, folder: Path, hidden: Path, limits: Limits, runtime: Runtime,
+                     expected: Expected | None, shown: str) -> Verification: ...
+
+    async def expected(self, task: Task, runtime: Runtime) -> Expected | None: ...
+
+    async def preflight(self, task: Task, runtime: Runtime) -> Preflight | None: ...
+
+    async def read(self, files: Files, relative: str, limit: int) -> bytes: ...
+
+    async def write(self, files: Files, relative: str, data: bytes) -> None: ...
+
+    async def list(self, files: Files, relative: str) -> tuple[list[Path], int]: ...
+
+    async def diff(self, files: Files) -> str: ...
+
+
+class LocalExecutor:
+    """This machine: commands through sandbox/isolation.py's `run` (bubblewrap or, accepted, none), off the loop."""
+
+    def __init__(self, iso: Isolation) -> None:
+        self.isolation = iso
+
+    def _prepare(self, folder: Path) -> None:
+        """Make `folder` ready for a command (nothing to do on the host)."""
+
+    def _exec(self, command: str, folder: Path, limits: Limits, runtime: Runtime,
+              lay: Mapping[str, Path] | None) -> SandboxResult:
+        self._prepare(folder)
+        return run(command, folder, limits, self.isolation, lay=lay, runtime=runtime)
+
+    async def exec(self, command: str, folder: Path, limits: Limits, runtime: Runtime, *,
+                   lay: Mapping[str, Path] | None = None) -> SandboxResult:
+        return await asyncio.to_thread(self._exec, command, folder, limits, runtime, lay)
+
+    async def test(self, command: str, folder: Path, limits: Limits, runtime: Runtime, which: str, *,
+                   lay: Mapping[str, Path] | None = None, probe: bool = False) -> tuple[SandboxResult, Verification]:
+        """A test command's run and its verdict; with `probe`, a failure is `error` when an empty sandbox shows the
+        harness cannot run the command here (sandbox/outcome.py), that probe off the loop too."""
+        def tested() -> tuple[SandboxResult, Verification]:
+            result = self._exec(command, folder, limits, runtime, lay)
+            return result, judge(result, which, runtime, limits, self.isolation if probe else None)
+        return await asyncio.to_thread(tested)
+
+    async def hidden(self, folder: Path, hidden: Path, limits: Limits, runtime: Runtime,
+                     expected: Expected | None, shown: str) -> Verification:
+        from k2probe.sandbox.guarded import run_hidden
+
+        def guarded() -> Verification:
+            self._prepare(folder)
+            return run_hidden(folder, hidden, limits, self.isolation, runtime, expected, shown).verification
+        return await asyncio.to_thread(guarded)
+
+    async def expected(self, task: Task, runtime: Runtime) -> Expected | None:
+        from k2probe.sandbox.preflight import expected_tests
+
+        return await asyncio.to_thread(expected_tests, task, self.isolation, runtime)
+
+    async def preflight(self, task: Task, runtime: Runtime) -> Preflight | None:
+        from k2probe.sandbox.preflight import preflight_failure
+
+        return await asyncio.to_thread(preflight_failure, task, self.isolation, runtime)
+
+    async def read(self, files: Files, relative: str, limit: int) -> bytes:
+        return await asyncio.to_thread(files.read_bytes, relative, limit)
+
+    async def write(self, files: Files, relative: str, data: bytes) -> None:
+        await asyncio.to_thread(files.write_bytes, relative, data)
+
+    async def list(self, files: Files, relative: str) -> tuple[list[Path], int]:
+        return await asyncio.to_thread(files.regular_files, relative)
+
+    async def diff(self, files: Files) -> str:
+        return await asyncio.to_thread(files.diff)
+
+
+class BubblewrapExecutor(LocalExecutor):
+    """Commands in bubblewrap: the workspace is made readable to the sandbox's own uid before each one."""
+
+    def _prepare(self, folder: Path) -> None:
+        make_readable(folder)
+
+
+class NoneExecutor(LocalExecutor):
+    """--sandbox none: commands on a throwaway host copy, unisolated, as the user accepted."""
+
+
+EXECUTORS: dict[str, type[LocalExecutor]] = {"bubblewrap": BubblewrapExecutor, "none": NoneExecutor}
+
+
+def executor_for(iso: Isolation) -> Executor:
+    """The executor that gives the isolation `iso` describes."""
+    return EXECUTORS[iso.sandbox](iso)
+
+
+def executor(mode: str = "auto") -> Executor:
+    """The executor `--sandbox MODE` asks for (SandboxUnavailable when isolation is asked for but missing)."""
+    return executor_for(isolation(mode))
