@@ -178,7 +178,7 @@ def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd
 
     iso = isolation(sandbox)  # fail closed before anything is sent
     if isinstance(task, str):
-        task = _agent_task(task, Path(repo) if repo is not None else None, test_cmd)
+        task = agent_task(task, Path(repo) if repo is not None else None, test_cmd)
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost_usd, timeout_s=timeout_s)
     sandbox_limits = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
     with open_session("agent", config_snapshot={"task": task.task_id, "limits": limits.__dict__},
@@ -191,25 +191,34 @@ def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd
 DEFAULT_TEST_CMD = "python -m pytest -q -p no:cacheprovider"
 
 
-def _agent_task(task: str, repo: Path | None, test_cmd: str | None) -> AgentTask:
-    """A shipped task by id (no repo), or the statement on the caller's repository, run in the caller's environment."""
+def agent_task(task: str, repo: Path | None = None, test_cmd: str | None = None, python: str | None = None,
+               *, flag: str = "") -> AgentTask:
+    """A shipped task by id (no repo; run under k2probe's own interpreter unless `python` is given), or the statement
+    `task` on the caller's repository (run in the caller's environment, or with `python`); `flag` is how the caller
+    names the options in its messages ("--" for the CLI, "" for keyword arguments)."""
     from k2probe.agent.runner import AgentTask
     from k2probe.sandbox.runtime import Runtime
     from k2probe.tasks.shipped import find_task
+
+    def name(option: str) -> str:
+        return f"--{option.replace('_', '-')}" if flag else option
 
     if repo is None:
         chosen = AgentTask.from_suite(find_task(task))
         if test_cmd:
             chosen.test_cmd = test_cmd
+        if python is not None:
+            chosen.runtime = Runtime.caller(python)
         return chosen
     if not repo.is_dir():
-        raise UsageError(f"repo {repo} is not a folder", fix="point repo= at the repository's root folder")
+        raise UsageError(f"{name('repo')} {repo} is not a folder",
+                         fix=f"point {name('repo')} at the repository's root folder")
     if test_cmd is None:
         if not ((repo / "tests").is_dir() or any(repo.glob("test_*.py")) or (repo / "pytest.ini").exists()):
-            raise UsageError(f"no test_cmd and no tests found in {repo}",
-                             fix="pass test_cmd= with the command that decides whether the task is done")
+            raise UsageError(f"no {name('test_cmd')} and no tests found in {repo}",
+                             fix=f"pass {name('test_cmd')} with the command that decides whether the task is done")
         test_cmd = DEFAULT_TEST_CMD
-    return AgentTask(task, repo.resolve(), test_cmd, runtime=Runtime.caller(None))
+    return AgentTask(task, repo.resolve(), test_cmd, runtime=Runtime.caller(python))
 
 
 def compare(*runs: str, reference: str | None = None) -> Comparison:

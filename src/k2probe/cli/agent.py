@@ -14,11 +14,7 @@ from k2probe.core import untrusted
 from k2probe.core.errors import UsageError
 from k2probe.report import terminal as render
 from k2probe.sandbox.isolation import Isolation
-from k2probe.sandbox.runtime import Runtime
 from k2probe.session import Session
-from k2probe.tasks.shipped import find_task
-
-DEFAULT_TEST_CMD = "python -m pytest -q -p no:cacheprovider"
 
 
 def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, task_ref: str | None,
@@ -27,25 +23,14 @@ def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, 
     repository (run in the caller's environment, or with --python)."""
     if python is not None and not (python.is_file() and os.access(python, os.X_OK)):
         raise UsageError(f"--python {python} is not an executable file", fix="give the path of a Python interpreter")
+    from k2probe.api import agent_task
+
     if task_ref:
-        chosen = AgentTask.from_suite(find_task(task_ref))
-        if test_cmd:
-            chosen.test_cmd = test_cmd
-        if python is not None:
-            chosen.runtime = Runtime.caller(str(python))
-        return chosen
+        return agent_task(task_ref, None, test_cmd, str(python) if python else None, flag="--")
     if not statement or repo is None:
         raise UsageError("give a TASK and --repo PATH, or --task ID for a shipped task",
                          fix='e.g. k2probe agent "fix the failing test" --repo . --test-cmd "pytest -q"')
-    if not repo.is_dir():
-        raise UsageError(f"--repo {repo} is not a folder", fix="point --repo at the repository's root folder")
-    if test_cmd is None:
-        has_tests = (repo / "tests").is_dir() or any(repo.glob("test_*.py")) or (repo / "pytest.ini").exists()
-        if not has_tests:
-            raise UsageError(f"no --test-cmd and no tests found in {repo}",
-                             fix="pass --test-cmd with the command that decides whether the task is done")
-        test_cmd = DEFAULT_TEST_CMD
-    return AgentTask(statement, repo.resolve(), test_cmd, runtime=Runtime.caller(str(python) if python else None))
+    return agent_task(statement, repo, test_cmd, str(python) if python else None, flag="--")
 
 
 TEST_MARK = {"passed": ("✔", "green"), "failed": ("✘", "yellow"), "error": ("!", "bold red")}
