@@ -48,26 +48,13 @@ def audit(route: RouteOpt = None,
                                                        metavar="NAME")] = None,
           timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """What does this route change? Probes a faithful Kimi route and a rewriting one answer differently."""
-    from k2probe.diagnose.audit import audit as run_audit
+    from k2probe.api import audit as run_audit
+    from k2probe.core.redact import Redactor
     from k2probe.diagnose.audit import print_audit
-    from k2probe.session import open_session
 
-    with open_session("audit", route) as session:
-        _notices(session.notices)
-
-        async def work() -> Any:
-            async with session.transport() as transport:
-                if baseline is None:
-                    return await run_audit(transport, session.profile, session.route.name, session.route.model)
-                with open_session("audit", baseline, join=(session.store, session.run_id)) as base:
-                    async with base.transport() as base_transport:
-                        return await run_audit(transport, session.profile, session.route.name, session.route.model,
-                                               baseline=(base_transport, base.route.model))
-
-        result = bounded(work(), timeout, "audit")
-        session.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
+    result = run_audit(route, baseline=baseline, timeout_s=timeout, on_notices=_notices)
     if as_json:
-        render.emit_json(result.as_json(), session.redactor)
+        render.emit_json(result.as_json(), Redactor())  # the route's key was remembered when its session opened
     else:
         print_audit(result)
     if result.verdict != "faithful":
