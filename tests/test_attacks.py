@@ -229,7 +229,7 @@ def test_timeout_bounds_the_whole_run_verification_included(cli, workdir, tmp_pa
     data = result.json()
     assert result.code == 1 and data["end_reason"] == "timeout", data
     assert data["verification"]["reason"].startswith("tests timed out")
-    assert elapsed <= 40, elapsed
+    assert elapsed <= 30 + 5 + 15, elapsed  # --timeout, the verification's grace, and start-up on a busy machine
 
 
 def _no_bwrap_path(folder: Path) -> str:
