@@ -45,3 +45,37 @@ def test_a_saboteur_route_cannot_sink_an_honest_route_in_the_same_eval(cli, emul
     by_route = {route: [s["outcome"] for s in samples if s["route"] == route] for route in ("honest", "saboteur")}
     assert by_route == {"honest": ["passed"] * 8, "saboteur": ["failed"] * 8}, [
         (s["route"], s["task_id"], s["outcome"], s["reason"]) for s in samples]
+
+
+def test_an_eval_leaves_no_checker_or_cgroup_behind(workdir):
+    """The checker pool is stopped at exit: no memory cgroup named after the eval's process remains, and no checker."""
+    import os
+    import subprocess
+    import sys
+
+    from k2probe.sandbox import cgroup
+
+    own = cgroup._own()[0]
+    if own is None:
+        pytest.fail(f"this machine gives no memory cgroup: {cgroup.problem()}")
+    chosen = list(problems().values())[:4]
+    (workdir / "s.jsonl").write_text("".join(json.dumps({"task_id": p.task_id, "completion": WRONG}) + "\n"
+                                             for p in chosen))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "MOONSHOT"))}
+    process = subprocess.Popen([sys.executable, "-m", "k2probe", "eval", "humaneval", "--samples", "s.jsonl", "--json"],
+                               cwd=workdir, env=env | {"K2PROBE_HOME": str(workdir / "home")},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode in (0, 1), err
+    assert [s["outcome"] for s in json.loads(out)["samples"]] == ["failed"] * 4  # it did verify, in checkers
+    left = [p.name for p in own.iterdir() if p.name.startswith(f"{cgroup.PREFIX}{process.pid}-")]
+    assert left == [], left
+    checkers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == process.pid]
+    assert checkers == []
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

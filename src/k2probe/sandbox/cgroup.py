@@ -118,6 +118,12 @@ def release(folder: Path) -> None:
         _LEFT.append(folder)
 
 
+def remove_left() -> None:
+    """Remove the cgroups `release` could not remove at once (at the process's end)."""
+    while _LEFT:
+        remove(_LEFT.pop())
+
+
 def remove(folder: Path, wait_s: float = 2.0) -> bool:
     """Kill whatever is left in `folder` and remove it; False when it could not be removed in time."""
     deadline = time.monotonic() + wait_s

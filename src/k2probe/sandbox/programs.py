@@ -11,6 +11,7 @@ before any model code ran (the sandbox did not start) or a checker process itsel
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import dataclasses
@@ -74,7 +75,9 @@ class CheckerPool:
         self.jobs: queue.Queue[tuple[dict[str, Any], Isolation, Runtime, Future[ProgramVerdict] | None]] = queue.Queue()
         self.threads = [threading.Thread(target=self._serve, name=f"k2probe-checker-{i}", daemon=True)
                         for i in range(size)]
+        self.live: dict[int, tuple[subprocess.Popen[bytes], Path | None]] = {}  # by thread: its checker now
         cgroup.sweep()  # cgroups left by checkers killed before they could remove them
+        atexit.register(self.close)
         for thread in self.threads:
             thread.start()
 
@@ -88,6 +91,17 @@ class CheckerPool:
         for _ in range(min(count, len(self.threads))):
             self.jobs.put(({"key": "", "op": "prepare", "timeout": 0.0}, iso, runtime, None))
 
+    def close(self) -> None:
+        """Stop every checker and remove its cgroup (at exit: nothing of the pool outlives the process)."""
+        for worker, group in list(self.live.values()):
+            with contextlib.suppress(OSError):
+                worker.kill()
+                worker.wait()
+            if group is not None:
+                cgroup.remove(group)  # waits a moment for the sandbox's last processes, killing them
+        self.live.clear()
+        cgroup.remove_left()
+
     def _serve(self) -> None:
         worker: subprocess.Popen[bytes] | None = None
         group: Path | None = None
@@ -96,7 +110,10 @@ class CheckerPool:
             job, iso, runtime, future = self.jobs.get()
             try:
                 if worker is None or worker.poll() is not None:
+                    if worker is not None:  # died between jobs: its cgroup goes with it
+                        _stop(worker, group)
                     worker, group, told = *_start_worker(), None
+                    self.live[threading.get_ident()] = (worker, group)
                 limits = _limits(job["timeout"])
                 zygote = _zygote(iso, runtime)
                 if future is None and (zygote is None or zygote["key"] == told):
@@ -115,6 +132,7 @@ class CheckerPool:
                 verdict = ProgramVerdict("error", f"verification failed: {type(exc).__name__}: {exc}")
             if worker is not None and (verdict.status == "error" or worker.poll() is not None):
                 _stop(worker, group)
+                self.live.pop(threading.get_ident(), None)
                 worker = None
             if future is not None:
                 future.set_result(verdict)
@@ -163,6 +181,7 @@ def _ask(worker: subprocess.Popen[bytes], job: dict[str, Any]) -> ProgramVerdict
         ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
         if not ready:
             worker.kill()  # the test's own work on the candidate's answers never ended (a C-level loop)
+            worker.wait()  # so the caller sees it dead, stops it and removes its cgroup
             return ProgramVerdict("failed", f"timed out after {job['timeout']:g} s (the check did not end)")
         chunk = os.read(fd, 1 << 16)
         if not chunk:
