@@ -135,3 +135,23 @@ def test_a_checker_stuck_before_the_models_code_ran_is_k2probes_error_after_it_t
     verdict = programs._ask(worker, {"key": "k", "timeout": 0.5})
     assert verdict.status == status, verdict
     assert worker.poll() is not None  # killed and waited for: its cgroup can go
+
+
+def test_a_sample_cancelled_while_its_program_runs_leaves_the_checkers_serving(monkeypatch):
+    """A run that stops (a failing store, --timeout) cancels the samples still waiting on verdicts: a checker that
+    finishes such a program drops the verdict quietly and goes on serving (it raised InvalidStateError in its thread)."""
+    import threading
+    import time
+
+    from k2probe.sandbox.programs import submit
+
+    crashes: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    slow = "    import time\n    time.sleep(1.0)\n    return None\n"
+    future = submit("slow", _program("HumanEval/0", slow), iso=isolation("bwrap"))
+    time.sleep(0.5)  # taken by a checker, running now
+    future.cancel()
+    after = submit("next", _program("HumanEval/2", problems()["HumanEval/2"].canonical_solution),
+                   iso=isolation("bwrap")).result(timeout=60)
+    time.sleep(1.5)
+    assert crashes == [] and after.status == "passed"

@@ -109,6 +109,8 @@ class CheckerPool:
         told: str | None = None  # the fork server this worker was last sent in full: later jobs name it only
         while True:
             job, iso, runtime, future = self.jobs.get()
+            if future is not None and not future.set_running_or_notify_cancel():
+                continue  # its sample was cancelled (the run stopped): nothing to judge
             try:
                 if worker is None or worker.poll() is not None:
                     if worker is not None:  # died between jobs: its cgroup goes with it
@@ -136,7 +138,7 @@ class CheckerPool:
                 self.live.pop(threading.get_ident(), None)
                 worker = None
             if future is not None:
-                future.set_result(verdict)
+                future.set_result(verdict)  # running since it was taken, so never cancelled meanwhile
 
 
 def _start_worker() -> tuple[subprocess.Popen[bytes], Path | None]:
