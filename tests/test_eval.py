@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from k2probe.emulator.server import EmulatorServer
 from k2probe.tasks.humaneval import problems
 
 from .conftest import SCRUB, route_env
@@ -26,6 +27,16 @@ def _db(workdir: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(workdir / "home" / "k2probe.db")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _routes(workdir: Path, **routes: tuple[EmulatorServer, list[str]]) -> dict[str, str]:
+    """A k2probe.toml naming each route (an emulator and its fallbacks) with a key variable of its own; the env."""
+    toml = ""
+    for name, (server, fallback) in routes.items():
+        toml += f"[routes.{name}]\nbase_url = '{server.base_url}'\napi_key_env = '{name.upper()}_KEY'\n"
+        toml += f"fallback = {fallback!r}\n" if fallback else ""
+    (workdir / "k2probe.toml").write_text(toml)
+    return {f"{name.upper()}_KEY": "sk-k2probe-emulator" for name in routes}
 
 
 def test_humaneval_on_the_emulator_sees_both_outcomes_and_prints_every_metric(cli, emulator, workdir):
@@ -175,10 +186,7 @@ def test_bad_eval_usage_is_one_line(cli, workdir):
 
 def test_fallback_from_a_route_answering_503_completes_every_sample(cli, emulator, workdir):
     broken, healthy = emulator(faults={"unavailable": 1.0}), emulator()
-    (workdir / "k2probe.toml").write_text(
-        f"[routes.primary]\nbase_url = '{broken.base_url}'\napi_key_env = 'PRIMARY_KEY'\nfallback = ['backup']\n"
-        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'BACKUP_KEY'\n")
-    env = {"PRIMARY_KEY": "sk-k2probe-emulator", "BACKUP_KEY": "sk-k2probe-emulator"}
+    env = _routes(workdir, primary=(broken, ["backup"]), backup=(healthy, []))
     result = cli("eval", "humaneval", "--limit", "6", "--route", "primary", "--json", env=env, timeout=300)
     assert result.code == 0, result.stderr
     data = result.json()
@@ -193,11 +201,9 @@ def test_fallback_from_a_route_answering_503_completes_every_sample(cli, emulato
 
 def test_toolcalls_scores_trigger_f1_and_schema_accuracy_per_route(cli, emulator, workdir):
     clean, broken = emulator(), emulator(tool_fault_rate=0.1, seed=4)
-    (workdir / "k2probe.toml").write_text(
-        f"[routes.clean]\nbase_url = '{clean.base_url}'\napi_key_env = 'K'\n"
-        f"[routes.broken]\nbase_url = '{broken.base_url}'\napi_key_env = 'K'\n")
+    env = _routes(workdir, clean=(clean, []), broken=(broken, []))
     result = cli("eval", "toolcalls", "--route", "clean", "--route", "broken", "--json",
-                 env={"K": "sk-k2probe-emulator"}, timeout=300)
+                 env=env, timeout=300)
     assert result.code == 0, result.stderr
     data = result.json()
     assert len(data["samples"]) == 2 * 108
@@ -223,10 +229,7 @@ def test_a_sample_answered_by_a_fallback_keeps_its_tokens_and_cost_on_its_route(
     cost, each sample names the route that answered, and the fallbacks are counted by answering route; compare's
     table shows the same figures."""
     broken, healthy = emulator(faults={"unavailable": 1.0}), emulator()
-    (workdir / "k2probe.toml").write_text(
-        f"[routes.primary]\nbase_url = '{broken.base_url}'\napi_key_env = 'PRIMARY_KEY'\nfallback = ['backup']\n"
-        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'BACKUP_KEY'\n")
-    env = {"PRIMARY_KEY": "sk-k2probe-emulator", "BACKUP_KEY": "sk-k2probe-emulator"}
+    env = _routes(workdir, primary=(broken, ["backup"]), backup=(healthy, []))
     result = cli("eval", "humaneval", "--limit", "4", "--route", "primary", "--route", "backup", "--json", env=env,
                  timeout=300)
     assert result.code == 0, result.stderr
@@ -266,12 +269,9 @@ def test_fallbacks_are_counted_by_the_route_that_answered_not_every_route_tried(
     """primary → [second, backup], both primary and second answering 503: only backup answered; the requests sent to
     a fallback count both tries, the answers count backup's alone."""
     first, second, healthy = emulator(faults={"unavailable": 1.0}), emulator(faults={"unavailable": 1.0}), emulator()
-    (workdir / "k2probe.toml").write_text(
-        f"[routes.primary]\nbase_url = '{first.base_url}'\napi_key_env = 'K'\nfallback = ['second', 'backup']\n"
-        f"[routes.second]\nbase_url = '{second.base_url}'\napi_key_env = 'K'\n"
-        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'K'\n")
+    env = _routes(workdir, primary=(first, ["second", "backup"]), second=(second, []), backup=(healthy, []))
     result = cli("eval", "humaneval", "--limit", "2", "--route", "primary", "--json",
-                 env={"K": "sk-k2probe-emulator"}, timeout=300)
+                 env=env, timeout=300)
     assert result.code == 0, result.stderr
     data = result.json()
     assert [s["answered_by"] for s in data["samples"]] == [["backup"], ["backup"]]
@@ -287,12 +287,10 @@ def test_fallback_metrics_on_postgresql(cli, emulator, workdir):
     from .pg import postgres_server
 
     broken, healthy = emulator(faults={"unavailable": 1.0}), emulator()
-    (workdir / "k2probe.toml").write_text(
-        f"[routes.primary]\nbase_url = '{broken.base_url}'\napi_key_env = 'K'\nfallback = ['backup']\n"
-        f"[routes.backup]\nbase_url = '{healthy.base_url}'\napi_key_env = 'K'\n")
+    env = _routes(workdir, primary=(broken, ["backup"]), backup=(healthy, []))
     with postgres_server() as url:
         result = cli("eval", "humaneval", "--limit", "2", "--route", "primary", "--json",
-                     env={"K": "sk-k2probe-emulator", "K2PROBE_DB_URL": url}, timeout=300)
+                     env={**env, "K2PROBE_DB_URL": url}, timeout=300)
     assert result.code == 0, result.stderr
     data = result.json()
     primary = data["metrics"]["primary"]
