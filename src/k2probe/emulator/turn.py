@@ -128,7 +128,7 @@ class Turn:
             token({"tool_calls": [{"index": i, "id": call.id, "type": "function",
                                    "function": {"name": call.name, "arguments": ""}}]})
             for piece in pieces:
-                token({"tool_calls": [{"function": {"arguments": piece}}]})
+                token({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})  # on every delta, as Moonshot
         if p.litellm:  # the proxy strips the upstream's usage; asked for it, it sends its own estimate
             events.append((0.0, self._chunk({}, self.finish)))
             if self.client_usage:
