@@ -109,3 +109,26 @@ def test_max_tokens_must_be_positive(emulator):
         body = {**VALID, "max_tokens": value}
         response = httpx.post(f"{server.base_url}/chat/completions", json=body, headers=headers, timeout=10)
         assert response.status_code == 400 and "max_tokens" in response.json()["error"]["message"], response.text
+
+
+RAW_BODIES = {
+    "5,000-digit integer": b'{"model": "kimi-k2.7-code", "max_tokens": ' + b"9" * 5000
+                           + b', "messages": [{"role": "user", "content": "hi"}]}',
+    "invalid UTF-8": b"\xff\xfe",
+    "UTF-16 JSON": json.dumps({"model": "kimi-k2.7-code", "messages": [{"role": "user", "content": "hi"}]})
+                   .encode("utf-16"),
+    "unpaired surrogate escape": b'{"model": "kimi-k2.7-code", "messages": [{"role": "user", "content": "\\ud800"}]}',
+    "truncated": b'{"model": "kimi-k2.7-code", "messages": [',
+}
+
+
+def test_bodies_python_cannot_read_or_write_back_are_json_400s(emulator):
+    """Huge numbers, invalid or non-UTF-8 encodings, lone surrogates: each a JSON 400 in Moonshot's shape, never a 500
+    or a dropped connection."""
+    server = emulator()
+    for name, raw in RAW_BODIES.items():
+        response = httpx.post(server.base_url + "/chat/completions", content=raw, timeout=30,
+                              headers={"Authorization": f"Bearer {EMULATOR_KEY}", "Content-Type": "application/json"})
+        assert response.status_code == 400, (name, response.status_code, response.text[:200])
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["message"].startswith("Invalid request"), name

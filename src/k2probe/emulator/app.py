@@ -156,12 +156,17 @@ class Emulator:
             limit_mb = self.settings.max_body_bytes / (1024 * 1024)
             return self.error(bad_request(f"Invalid request: request body of {len(raw)} bytes exceeds the "
                                           f"{limit_mb:g} MB limit"))
-        try:
-            body = json.loads(raw)
+        try:  # UTF-8 only (json.loads would guess UTF-16/32 from bytes), and every string encodable back
+            body = json.loads(raw.decode("utf-8"))
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return self.error(bad_request("Invalid request: the body is not valid JSON"))
+            return self.error(bad_request("Invalid request: the body is not valid UTF-8 JSON"))
+        except UnicodeEncodeError:
+            return self.error(bad_request("Invalid request: the body has an unpaired surrogate escape (\\ud800)"))
         except RecursionError:
             return self.error(bad_request("Invalid request: the body is nested too deeply"))
+        except ValueError as exc:  # an integer of more digits than Python converts (a 5,000-digit max_tokens)
+            return self.error(bad_request(f"Invalid request: a number in the body is out of range: {str(exc)[:80]}"))
         if not isinstance(body, dict):
             return self.error(bad_request("Invalid request: the body must be a JSON object"))
         return body
