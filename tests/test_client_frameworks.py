@@ -4,11 +4,15 @@ where it would fail there."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import openai
 
 import k2probe
+
+from .clientvenv import client_python
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Today's weather in a city.",
@@ -46,3 +50,17 @@ def test_the_sdks_stream_helper_completes_a_two_step_tool_loop() -> None:
                      for c in message.tool_calls]
         answer, _ = _streamed_turn(client, messages)
         assert not answer.tool_calls and "clear" in (answer.content or "")
+
+
+def test_langchain_streaming_tool_calls_reach_the_second_request_and_get_kimis_own_400() -> None:
+    """LangChain's ChatOpenAI(streaming=True) gathers tool-call arguments by delta index: the first turn's call arrives
+    whole. Its second request drops `reasoning_content` (LangChain does not keep it), and the emulator answers what
+    Moonshot answers — the framework's fault shown as the contract's 400, not a stream the live API would never send."""
+    script = Path(__file__).parent / "clients" / "langchain_tool_loop.py"
+    with k2probe.emulator() as emu:
+        done = subprocess.run([client_python(), str(script), emu.base_url, emu.api_key, "on"],
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tool_calls"] == ["get_weather"]
+    assert "reasoning_content is missing in assistant tool call message at index 1" in result["error"]
