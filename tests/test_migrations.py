@@ -139,3 +139,31 @@ def test_a_30_step_attempt_stores_at_most_twice_its_final_request(tmp_path):
         stored += db.execute("select sum(length(request) + length(coalesce(thread, ''))) from calls").fetchone()[0]
     final = len(json.dumps(request))
     assert stored <= 2 * final, f"{stored} bytes stored for a final request of {final}"
+
+
+def _tampered_store(workdir: Path, statement: str) -> Path:
+    from k2probe.recording.store import Store
+
+    path = workdir / "store.db"
+    Store(f"sqlite:///{path}").dispose()  # a current store …
+    with sqlite3.connect(path) as db:
+        db.execute(statement)  # … then changed as a newer k2probe (or a damaged file) would leave it
+    return path
+
+
+def test_a_store_written_by_a_newer_k2probe_is_refused_with_the_revision_it_needs(cli, workdir: Path):
+    path = _tampered_store(workdir, "UPDATE alembic_version SET version_num = '0099'")
+    result = cli("runs", env={"K2PROBE_DB_URL": f"sqlite:///{path}"})
+    assert result.code == 2, result.stderr
+    assert "written by a newer k2probe (schema revision 0099" in result.stderr and "pip install -U" in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    with sqlite3.connect(path) as db:  # nothing was done to it
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0099",)
+
+
+def test_a_store_missing_a_table_is_refused_at_open_not_mid_run(cli, workdir: Path):
+    path = _tampered_store(workdir, "DROP TABLE samples")
+    result = cli("eval", "humaneval", "--limit", "1", env={"K2PROBE_DB_URL": f"sqlite:///{path}"})
+    assert result.code == 2, result.stderr
+    assert "lacks table(s) samples" in result.stderr and "move that file aside" in result.stderr
+    assert "disk space" not in result.stderr and "Traceback" not in result.stderr

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnDefault, Connection, inspect
 from sqlalchemy import text as sql
 
-from k2probe.recording.schema import CallRow
+from k2probe.core.errors import ConfigError
+from k2probe.recording.schema import Base, CallRow
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -19,6 +20,22 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
 HEAD = "0004"  # the newest revision; a test holds it equal to Alembic's head, so opening a current store skips Alembic
 _ADDED_SINCE_BASELINE = {"sample_id", "attempt_id", "step", "thread", "fallback_from"}
+
+
+def ensure(connection: Connection, where: str) -> None:
+    """Make the store on `connection` current: upgrade an older one; refuse one written by a newer k2probe (with the
+    revision it needs) or one whose tables are missing (damaged, or another program's), each as one line."""
+    revision = current_fast(connection)
+    if revision not in (None, HEAD) and (not str(revision).isdigit() or int(str(revision)) > int(HEAD)):
+        raise ConfigError(f"the store {where} was written by a newer k2probe (schema revision {revision}; this "
+                          f"k2probe knows up to {HEAD})",
+                          fix="upgrade k2probe (pip install -U k2probe), or point K2PROBE_DB_URL at another store")
+    if revision != HEAD:
+        upgrade(connection)
+    missing = sorted(set(Base.metadata.tables) - set(inspect(connection).get_table_names()))
+    if missing:
+        raise ConfigError(f"the store {where} lacks table(s) {', '.join(missing)}: it is damaged, or not k2probe's",
+                          fix="move that file aside to start a new store, or point K2PROBE_DB_URL at another one")
 
 
 def _config(connection: Connection | None) -> Config:

@@ -133,8 +133,9 @@ class Store:
             if self.engine.dialect.name == "sqlite":
                 _sqlite_pragmas(self.engine)
             with self.engine.begin() as connection:
-                if migrate.current_fast(connection) != migrate.HEAD:
-                    migrate.upgrade(connection)
+                url = self.engine.url  # named without user, password or query (a token may be there)
+                migrate.ensure(connection, url.database if url.get_backend_name() == "sqlite"
+                               else f"{url.get_backend_name()}://{url.host or ''}/{url.database or ''}")
             self.mark_interrupted()
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             safe = self.redactor.text(str(exc).splitlines()[0])
