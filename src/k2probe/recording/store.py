@@ -133,9 +133,9 @@ class Store:
             if self.engine.dialect.name == "sqlite":
                 _sqlite_pragmas(self.engine)
             with self.engine.begin() as connection:
-                url = self.engine.url  # named without user, password or query (a token may be there)
-                migrate.ensure(connection, url.database if url.get_backend_name() == "sqlite"
-                               else f"{url.get_backend_name()}://{url.host or ''}/{url.database or ''}")
+                where = self.engine.url  # named without user, password or query (a token may be there)
+                migrate.ensure(connection, str(where.database) if where.get_backend_name() == "sqlite"
+                               else f"{where.get_backend_name()}://{where.host or ''}/{where.database or ''}")
             self.mark_interrupted()
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             safe = self.redactor.text(str(exc).splitlines()[0])
