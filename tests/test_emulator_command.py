@@ -45,3 +45,16 @@ def test_bad_fault_is_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown fault kind(s) ['meteor']" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_busy_port_is_one_line_and_exit_2_with_no_serving_banner(cli):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("emulator", "--port", str(port), timeout=60)
+    assert result.code == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"k2probe: cannot serve on 127.0.0.1:{port}: the port is in use — choose another --port (or stop what listens "
+        "there)"]
+    assert "on http://" not in result.stdout + result.stderr and "Errno" not in result.stderr

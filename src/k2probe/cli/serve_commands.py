@@ -166,6 +166,7 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
                                                   metavar="N")] = 1) -> None:
     """Serve the Kimi emulator on loopback."""
     from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
+    from k2probe.emulator.server import check_port
 
     try:
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
@@ -174,5 +175,6 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
                                     tool_fault_rate=tool_fault_rate)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    check_port(host, port)
     render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")
     serve_forever(settings, host=host, port=port, workers=workers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from dataclasses import asdict
@@ -12,6 +13,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
+from k2probe.core.errors import UsageError
 from k2probe.emulator.app import Emulator, create_app
 from k2probe.emulator.protocol import LOOP, ArrivalProtocol
 from k2probe.emulator.settings import EmulatorSettings
@@ -72,9 +74,27 @@ def app_from_env() -> Starlette:
     return create_app(EmulatorSettings(**json.loads(os.environ[SETTINGS_ENV])))
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address that cannot be served on (a busy port, a host not on this machine), before
+    anything says it is serving there."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        busy = getattr(exc, "errno", None) == 98
+        raise UsageError(f"cannot serve on {host}:{port}: " + ("the port is in use" if busy else str(exc.strerror or exc)),
+                         fix="choose another --port (or stop what listens there)" if busy
+                         else "give --host an address of this machine, e.g. 127.0.0.1") from None
+
+
 def serve_forever(settings: EmulatorSettings, host: str = "127.0.0.1", port: int = 8765, workers: int = 1) -> None:
     """Serve in the foreground until interrupted (the `k2probe emulator` command); `workers` > 1 serves from that
     many processes, each with its own state (fault plan, rate limits, files), all told the same latencies."""
+    check_port(host, port)
     if workers <= 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", http=ArrivalProtocol, loop=LOOP)
         return
