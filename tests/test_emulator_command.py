@@ -58,3 +58,11 @@ def test_a_busy_port_is_one_line_and_exit_2_with_no_serving_banner(cli):
         f"k2probe: cannot serve on 127.0.0.1:{port}: the port is in use — choose another --port (or stop what listens "
         "there)"]
     assert "on http://" not in result.stdout + result.stderr and "Errno" not in result.stderr
+
+
+def test_a_non_loopback_host_needs_allow_remote_and_a_key_of_ones_own(cli):
+    refused = cli("emulator", "--host", "0.0.0.0", "--port", "0", timeout=60)
+    assert refused.code == 2 and "beyond this machine" in refused.stderr and "--allow-remote" in refused.stderr
+    default_key = cli("emulator", "--host", "0.0.0.0", "--port", "0", "--allow-remote", timeout=60)
+    assert default_key.code == 2 and "default key" in default_key.stderr and "--api-key" in default_key.stderr
+    assert "on http://" not in refused.stdout + default_key.stdout

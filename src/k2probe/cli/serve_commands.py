@@ -133,7 +133,8 @@ def bench(route: RouteOpt = None,
 
 
 @app.command()
-def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", help="loopback address to serve on",
+def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST",
+                                               help="address to serve on (loopback; others need --allow-remote)",
                                                metavar="TEXT")] = "127.0.0.1",
              port: Annotated[int, typer.Option(envvar="K2PROBE_EMULATOR_PORT", min=0, max=65535,
                                                help="0: any free port", metavar="N")] = 8765,
@@ -163,10 +164,15 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST", h
                                                            metavar="NUMBER")] = 0.0,
              workers: Annotated[int, typer.Option("--workers", envvar="K2PROBE_EMULATOR_WORKERS", min=1, max=64,
                                                   help="serve from this many processes (each with its own state)",
-                                                  metavar="N")] = 1) -> None:
+                                                  metavar="N")] = 1,
+             allow_remote: Annotated[bool, typer.Option("--allow-remote", envvar="K2PROBE_EMULATOR_ALLOW_REMOTE",
+                                                        help="serve on a non-loopback --host (needs an --api-key "
+                                                             "of your own)")] = False) -> None:
     """Serve the Kimi emulator on loopback."""
     from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
-    from k2probe.emulator.server import check_port
+    from k2probe.emulator.server import check_exposure, check_port
+
+    check_exposure(host, api_key, allow_remote)
 
     try:
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),

@@ -74,6 +74,29 @@ def app_from_env() -> Starlette:
     return create_app(EmulatorSettings(**json.loads(os.environ[SETTINGS_ENV])))
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, api_key: str, allow_remote: bool) -> None:
+    """Serve beyond this machine only when asked, and never with the key every k2probe user knows."""
+    from k2probe.core.config import EMULATOR_KEY
+
+    if is_loopback(host):
+        return
+    if not allow_remote:
+        raise UsageError(f"--host {host} would serve the emulator beyond this machine",
+                         fix="serve on 127.0.0.1, or add --allow-remote with an --api-key of your own")
+    if api_key == EMULATOR_KEY:
+        raise UsageError(f"--allow-remote with the default key would let anyone who can reach {host} use it",
+                         fix="give --api-key a key of your own (e.g. --api-key \"$(openssl rand -hex 16)\")")
+
+
 def check_port(host: str, port: int) -> None:
     """Refuse, in one line, an address that cannot be served on (a busy port, a host not on this machine), before
     anything says it is serving there."""
