@@ -49,7 +49,7 @@ class Profile:
 
 
 _KIMI_FIXED = {"temperature": 1.0, "top_p": 0.95, "n": 1, "presence_penalty": 0.0, "frequency_penalty": 0.0}
-_PRICE_SOURCE = "third-party tables citing platform.kimi.ai pricing (kimi-contract.md §7, unverified)"
+_PRICE_SOURCE = "third-party tables citing platform.kimi.ai pricing (docs/kimi-contract.md §7, unverified)"
 _PRICE_DATE = "2026-11"
 
 

@@ -1,5 +1,5 @@
 """The `litellm` personality: what a LiteLLM proxy's `moonshot/` provider does to requests and answers in front of
-Moonshot (observed with LiteLLM 1.108.7, kimi-contract.md §8), reproduced so tests of `audit` run in milliseconds.
+Moonshot (observed with LiteLLM 1.108.7, docs/kimi-contract.md §8), reproduced so tests of `audit` run in milliseconds.
 
 Requests: `thinking` refused by the proxy itself; `temperature` popped (even 1); `tool_choice: "required"` replaced by
 an extra user message; `reasoning_content: " "` injected into assistant tool-call turns that lack it; text-only list
