@@ -89,3 +89,45 @@ def test_recorded_values_enter_a_snippet_as_data_never_as_code(cli, workdir: Pat
         assert not mark.exists()
     finally:
         gateway.stop()
+
+
+def _run(lang: str, name: str, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = {"curl": ["sh", name], "python": [sys.executable, name], "node": [shutil.which("node") or "node", name]}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AI_GATEWAY", "KIMI_", "MOONSHOT"))}
+    return subprocess.run(command[lang], cwd=folder, env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("lang", ["curl", "python", "node"])
+def test_a_routes_snippet_sends_its_key_only_to_its_own_host(cli, workdir: Path, lang, node_modules):
+    """Two routes: `a` with a key variable of its own, and the guide's variables pointing at another provider. Route a's
+    snippet sends route a's key to route a's host, whatever AI_GATEWAY_BASE_URL says; the guide's pair still goes
+    together (and KIMI_CODING_MODEL picks the model, in curl too)."""
+    from .untrusted_server import UntrustedGateway
+
+    keys: dict[str, list[str]] = {"a": [], "other": []}
+    host_a = UntrustedGateway(lambda key, _body: (keys["a"].append(key), ([], ["parse_total ok"]))[1]).start()
+    other = UntrustedGateway(lambda key, _body: (keys["other"].append(key), ([], ["parse_total ok"]))[1]).start()
+    try:
+        (workdir / "k2probe.toml").write_text(f'[routes.a]\nbase_url = "{host_a.base_url}"\napi_key_env = "A_KEY"\n'
+                                              f'[routes.g]\nbase_url = "{host_a.base_url}"\n')
+        name = {"curl": "k.sh", "python": "k.py", "node": "k.mjs"}[lang]
+        if lang == "node":
+            (workdir / "node_modules").symlink_to(node_modules, target_is_directory=True)
+        assert cli("smoke", "--route", "a", env={"A_KEY": "zq-route-a-key-0001"}).code == 0
+        assert cli("snippet", "--lang", lang, "--route", "a", "--out", name, env={"A_KEY": "x"}).code == 0
+        done = _run(lang, name, workdir, {"A_KEY": "zq-route-a-key-0001", "AI_GATEWAY_BASE_URL": other.base_url,
+                                          "KIMI_CODING_MODEL": "other-providers-model"})
+        assert done.returncode == 0, done.stderr
+        assert keys["other"] == [] and keys["a"][-1] == "zq-route-a-key-0001"
+        assert host_a.requests[-1]["model"] == "kimi-k2.7-code"  # route a's model, not the other variable's
+
+        guide_env = {"AI_GATEWAY_API_KEY": "zq-guide-key-0002"}
+        assert cli("smoke", "--route", "g", env=guide_env).code == 0
+        assert cli("snippet", "--lang", lang, "--route", "g", "--out", name, env=guide_env).code == 0
+        done = _run(lang, name, workdir, {**guide_env, "AI_GATEWAY_BASE_URL": other.base_url,
+                                          "KIMI_CODING_MODEL": "kimi-k2.7-code-highspeed"})
+        assert done.returncode == 0, done.stderr
+        assert keys["other"] == ["zq-guide-key-0002"] and other.requests[-1]["model"] == "kimi-k2.7-code-highspeed"
+    finally:
+        host_a.stop()
+        other.stop()

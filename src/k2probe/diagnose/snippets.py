@@ -17,6 +17,7 @@ from typing import Any
 
 from k2probe import __version__
 from k2probe.core import untrusted
+from k2probe.core.envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV
 from k2probe.core.errors import UsageError
 
 LANGS = {"curl": "curl.sh.j2", "python": "python.py.j2", "node": "node.mjs.j2"}
@@ -52,6 +53,9 @@ def render(record: dict[str, Any], lang: str) -> str:
                          "name", fix="set api_key_env in k2probe.toml to a name like AI_GATEWAY_API_KEY, then run "
                          "`k2probe smoke` again")
     rest = {k: v for k, v in body.items() if k not in ("model", "messages")}
+    # The guide's variables go together: a key read from AI_GATEWAY_API_KEY goes where AI_GATEWAY_BASE_URL points. A
+    # route with a key variable of its own gets the URL it was recorded against, so its key reaches no other host.
+    paired = key_env in KEY_ENVS
     literal = LITERAL[lang]
     base_url = str(record["base_url"] or "")
     context = {
@@ -60,7 +64,11 @@ def render(record: dict[str, Any], lang: str) -> str:
         "emulated": bool(record.get("emulated")),
         "model_literal": literal(str(record["model"])),
         "default_base_url": literal(EMULATOR_URL if record.get("emulated") else base_url),
+        "url_env": BASE_URL_ENV if paired else None, "model_env": MODEL_ENV if paired else None,
+        "model_json": untrusted.shell_word(json.dumps(str(record["model"]), ensure_ascii=False)),
         "body_json": untrusted.json_document(json.dumps(body, indent=2, ensure_ascii=False)),
+        "body_json_rest": untrusted.json_document(
+            json.dumps({k: v for k, v in body.items() if k != "model"}, indent=2, ensure_ascii=False))[1:].lstrip("\n"),
         "body_js": untrusted.json_document(json.dumps(body, indent=2, ensure_ascii=False)),
         "messages_py": _py(body["messages"]).replace("\n", "\n    "),
         "kwargs_py": [(k, _py(v)) for k, v in rest.items() if k in SDK_KWARGS],

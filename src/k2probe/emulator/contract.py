@@ -1,4 +1,5 @@
-"""The Kimi request contract as the emulator enforces it, with Moonshot's exact error bodies (docs/kimi-contract.md §2–§5)."""
+"""The Kimi request contract as the emulator enforces it, with Moonshot's exact error bodies (docs/kimi-contract.md
+§2–§5)."""
 
 from __future__ import annotations
 
