@@ -18,11 +18,12 @@ from k2probe.client.uploads import deliver
 from k2probe.core.config import home
 from k2probe.core.records import linked, links
 from k2probe.sandbox.executor import Executor, executor_for
+from k2probe.sandbox.guardcmd import is_guarded
 from k2probe.sandbox.isolation import Isolation, Limits, isolation
 from k2probe.sandbox.outcome import Verification
 from k2probe.sandbox.runtime import Runtime
 from k2probe.session import Session
-from k2probe.tasks.shipped import Task, is_guarded
+from k2probe.tasks.shipped import Task
 
 
 @dataclass

@@ -18,7 +18,8 @@ from k2probe.cli.app import (
     render,
 )
 from k2probe.core.errors import UsageError
-from k2probe.emulator.settings import FAULT_KINDS, PERSONALITIES
+from k2probe.core.personalities import PERSONALITIES
+from k2probe.emulator.settings import FAULT_KINDS
 
 
 def _numbers(text: str | None, kind: type, option: str) -> list[Any]:
