@@ -1,10 +1,13 @@
 """k2probe as a library: keyword-argument entry points the CLI itself calls, returning the typed results the commands
-print. Everything heavy (openai, SQLAlchemy, Starlette) is imported when a function is called, not when this module is."""
+print. Everything heavy (openai, SQLAlchemy, Starlette) is imported when a function is called, not when this module is.
+
+This module sits above every layer but cli (which calls it): it is where the emulator is handed to the contexts
+(`serve_emulator`), since the activities below may not import it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,6 +16,7 @@ from k2probe.core.errors import ProbeFailed, UsageError
 
 if TYPE_CHECKING:
     from k2probe.agent.runner import AgentResult, AgentTask
+    from k2probe.contexts import RouteContext, RunContext, Serve
     from k2probe.core.config import Route
     from k2probe.diagnose.audit import AuditResult
     from k2probe.diagnose.doctor import Diagnosis
@@ -23,7 +27,8 @@ if TYPE_CHECKING:
     from k2probe.eval.plan import EvalPlan
     from k2probe.eval.runner import OnSample
 
-__all__ = ["RunningEmulator", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate", "run_agent"]
+__all__ = ["RunningEmulator", "audit", "command_contexts", "compare", "doctor", "emulator", "eval_plan", "evaluate",
+           "route_context", "run_agent", "serve_emulator"]
 
 T = TypeVar("T")
 OnNotices = Callable[[list[str]], None]
@@ -63,6 +68,45 @@ def emulator(settings: EmulatorSettings | None = None, /, **fields: Any) -> Iter
         yield RunningEmulator(server.base_url, chosen.api_key, chosen, server)
 
 
+def serve_emulator(settings: EmulatorSettings | None = None) -> Serve:
+    """How an emulated route is served: by the built-in emulator on a free loopback port, with `settings` for the route
+    a command names (by default the route's own key and personality) and the defaults for its fallbacks."""
+    from k2probe.emulator.server import EmulatorServer
+    from k2probe.emulator.settings import EmulatorSettings
+
+    @contextmanager
+    def serve(route: Route, *, fallback: bool) -> Iterator[str]:
+        chosen = None if fallback else settings
+        with EmulatorServer(chosen or EmulatorSettings(api_key=route.key(), personality=route.personality)) as server:
+            yield server.base_url
+
+    return serve
+
+
+def route_context(route: str | Route | None = None, *, emulator: EmulatorSettings | None = None,
+                  diagnose_key: bool = False, refresh_profile: bool = False) -> AbstractContextManager[RouteContext]:
+    """A route (a name from k2probe.toml, a Route, or None for the default) ready to call for the `with` block, served
+    by the built-in emulator (with `emulator` settings) when it is emulated."""
+    from k2probe.contexts import open_route
+
+    chosen = {"route": route} if route is not None and not isinstance(route, str) else {"name": route}
+    return open_route(**chosen, serve=serve_emulator(emulator), diagnose_key=diagnose_key,
+                      refresh_profile=refresh_profile)
+
+
+@contextmanager
+def command_contexts(command: str, route: str | Route | None = None, *, config: dict[str, Any] | None = None,
+                     emulator: EmulatorSettings | None = None, diagnose_key: bool = False,
+                     refresh_profile: bool = False) -> Iterator[tuple[RouteContext, RunContext]]:
+    """A one-route command's two contexts: the route ready to call, then a `command` run recording it (finished when
+    the block ends, with the run's summary)."""
+    from k2probe.contexts import open_run
+
+    with route_context(route, emulator=emulator, diagnose_key=diagnose_key,
+                       refresh_profile=refresh_profile) as routed, open_run(command, routed, config=config) as run:
+        yield routed, run
+
+
 def eval_plan(suite: str, *, routes: Sequence[str | None] | None = None, epochs: int = 1, concurrency: int = 8,
               tasks: Sequence[str] | None = None, limit: int | None = None, samples: str | Path | None = None,
               sandbox: str = "auto", max_tokens: int = 4096, fail_fast: bool = False) -> EvalPlan:
@@ -100,7 +144,8 @@ def evaluate(suite: str | EvalPlan | None = None, *, routes: Sequence[str | None
         plan = eval_plan(suite or "", routes=routes, epochs=epochs, concurrency=concurrency, tasks=tasks,
                          limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     check_samples_path(plan.samples_file)
-    return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s)
+    return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s,
+                          serve=serve_emulator())
 
 
 def bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
@@ -117,48 +162,44 @@ def bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
                           fix="raise --timeout, or run `k2probe doctor` to see where the route stalls") from exc
 
 
-def _route_arg(route: str | Route | None) -> dict[str, Any]:
-    return {"route": route} if route is not None and not isinstance(route, str) else {"route_name": route}
-
-
 def doctor(route: str | Route | None = None, *, params: dict[str, Any] | None = None, timeout_s: float = 600.0,
            on_notices: OnNotices | None = None) -> Diagnosis:
     """The diagnosis ladder for one route (a name from k2probe.toml, a Route, or None for the default), recorded as
     a `doctor` run; `.diagnosis` is "ok" or the first failure's code. `on_notices` gets the route's notices first."""
     from k2probe.diagnose.doctor import run_doctor
-    from k2probe.session import open_session
 
     params = params or {}
-    with open_session("doctor", config_snapshot={"params": params}, diagnose_key=True, **_route_arg(route)) as session:
+    # doctor lets a broken key through to diagnose it, and asks the route afresh (where a stale inference is fixed)
+    with command_contexts("doctor", route, config={"params": params}, diagnose_key=True,
+                          refresh_profile=True) as (routed, run):
         if on_notices is not None:
-            on_notices(session.notices)
-        result = bounded(run_doctor(session, params), timeout_s, "doctor")
-        session.summary = {"diagnosis": result.diagnosis}
+            on_notices(routed.notices)
+        result = bounded(run_doctor(routed, run, params), timeout_s, "doctor")
+        run.summary = {"diagnosis": result.diagnosis}
     return result
 
 
 def audit(route: str | Route | None = None, *, baseline: str | None = None, timeout_s: float = 600.0,
           on_notices: OnNotices | None = None) -> AuditResult:
     """What a route changes of the Kimi contract (`.verdict` "faithful" or "rewrites", `.findings`), with the added
-    latency over a `baseline` route when one is named."""
+    latency over a `baseline` route when one is named (its calls recorded in the same run)."""
     from k2probe.diagnose.audit import audit as run_audit
-    from k2probe.session import open_session
 
-    with open_session("audit", **_route_arg(route)) as session:
+    with command_contexts("audit", route) as (routed, run):
         if on_notices is not None:
-            on_notices(session.notices)
+            on_notices(routed.notices)
 
         async def work() -> AuditResult:
-            async with session.transport() as transport:
+            async with routed.transport(run.record) as transport:
                 if baseline is None:
-                    return await run_audit(transport, session.profile, session.route.name, session.route.model)
-                with open_session("audit", baseline, join=(session.store, session.run_id)) as base:
-                    async with base.transport() as base_transport:
-                        return await run_audit(transport, session.profile, session.route.name, session.route.model,
+                    return await run_audit(transport, routed.profile, routed.route.name, routed.route.model)
+                with route_context(baseline) as base:
+                    async with base.transport(run.record) as base_transport:
+                        return await run_audit(transport, routed.profile, routed.route.name, routed.route.model,
                                                baseline=(base_transport, base.route.model))
 
         result = bounded(work(), timeout_s, "audit")
-        session.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
+        run.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
     return result
 
 
@@ -174,17 +215,15 @@ def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd
     from k2probe.agent.loop import AgentLimits
     from k2probe.agent.runner import run_agent as run_loop
     from k2probe.sandbox.isolation import Limits, isolation
-    from k2probe.session import open_session
 
     iso = isolation(sandbox)  # fail closed before anything is sent
     if isinstance(task, str):
         task = agent_task(task, Path(repo) if repo is not None else None, test_cmd)
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost_usd, timeout_s=timeout_s)
     sandbox_limits = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
-    with open_session("agent", config_snapshot={"task": task.task_id, "limits": limits.__dict__},
-                      **_route_arg(route)) as session:
-        result = asyncio.run(run_loop(session, task, limits, sandbox_limits, iso=iso))
-        session.summary = {"attempt": result.attempt_id, "passed": result.passed}
+    with command_contexts("agent", route, config={"task": task.task_id, "limits": limits.__dict__}) as (routed, run):
+        result = asyncio.run(run_loop(routed, run, task, limits, sandbox_limits, iso=iso))
+        run.summary = {"attempt": result.attempt_id, "passed": result.passed}
     return result
 
 

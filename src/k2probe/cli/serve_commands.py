@@ -61,9 +61,10 @@ def bench(route: RouteOpt = None,
                                                      "per step and its histograms)")] = False,
           as_json: JsonOpt = False) -> None:
     """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
-    from k2probe.load.bench import BenchPlan, bench_call, default_workers, ms, payload, run_bench, step_label, verdict
+    from k2probe.api import command_contexts
+    from k2probe.load.bench import BenchPlan, bench_call, default_workers, payload, run_bench, verdict
     from k2probe.load.live import Progress
-    from k2probe.session import open_session
+    from k2probe.report.bench import print_steps, step_line
 
     limits: dict[str, float] = {}
     for item in (slo or "").split(","):
@@ -80,57 +81,50 @@ def bench(route: RouteOpt = None,
         raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
     if not concurrencies and not rates:
         concurrencies = [1, 8]
-    with open_session("bench", route) as session:
-        _notices(session.notices)
-        plan = BenchPlan(session.route.base_url or "", session.route.key(), session.route.model, session.route.headers,
+    with command_contexts("bench", route) as (routed, run):
+        _notices(routed.notices)
+        plan = BenchPlan(routed.route.base_url or "", routed.route.key(), routed.route.model, routed.route.headers,
                          stream, prompt_tokens, max_tokens, concurrencies, rates,
                          requests if requests or duration else 100, duration, limits, workers or default_workers(),
                          record_calls)
-        request = json.loads(payload(plan, session.profile))  # what every request of the sweep sends
+        request = json.loads(payload(plan, routed.profile))  # what every request of the sweep sends
 
         def record(label: str, calls: list[dict[str, Any]]) -> None:
             for call in calls:
-                session.record(bench_call(session.route.name, session.route.model, stream, request, label, call))
+                run.record(bench_call(routed.route.name, routed.route.model, stream, request, label, call))
 
         progress = Progress(stream, on_calls=record if record_calls else None)
 
         def shown(row: dict[str, Any]) -> None:
             if not as_json:
-                where = step_label(row)
-                ttft = row["ttft_ms"] if stream else row["e2e_ms"]
-                label = "TTFT" if stream else "latency"
-                render.notice(f"{where}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
-                              f"{row['output_tps']:.0f} tok/s, {label} p50 {ms(ttft['p50'])} / p99 {ms(ttft['p99'])}"
-                              f" ms (n={ttft['n']}), failed {row['failed'] or 0}")
+                render.notice(step_line(row, stream))
 
         if not as_json and render.err.is_terminal:
             from rich.live import Live
 
             with Live(progress, console=render.err, refresh_per_second=4, transient=True):
-                steps, merged = run_bench(plan, session.profile, on_step=shown, progress=progress)
+                steps, merged = run_bench(plan, routed.profile, on_step=shown, progress=progress)
         else:
-            steps, merged = run_bench(plan, session.profile, on_step=shown, progress=progress)
+            steps, merged = run_bench(plan, routed.profile, on_step=shown, progress=progress)
         import base64
 
-        session.summary = {"steps": steps, "histograms": {
+        run.summary = {"steps": steps, "histograms": {
             index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
             for index, result in merged.items()}}
-        verdict(steps, session.route)  # after the summary is kept: a failed sweep is still on record
-        document = {"route": session.route.name, "run_id": session.run_id, "emulated": session.route.emulated,
+        verdict(steps, routed.route)  # after the summary is kept: a failed sweep is still on record
+        document = {"route": routed.route.name, "run_id": run.run_id, "emulated": routed.route.emulated,
                     "steps": steps}
         if html is not None:
             from k2probe.report.bench_html import write_bench_report
 
-            write_bench_report(html, session.route.name, session.run_id, steps, emulated=session.route.emulated,
+            write_bench_report(html, routed.route.name, run.run_id, steps, emulated=routed.route.emulated,
                                stream=stream)
             if not as_json:
                 render.notice(f"wrote {html}")
     if as_json:
         render.emit_json(document)
     else:
-        from k2probe.load.bench import print_steps
-
-        print_steps(steps, stream, session.route.emulated)
+        print_steps(steps, stream, routed.route.emulated)
 
 
 @app.command()
