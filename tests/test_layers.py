@@ -1,5 +1,6 @@
-"""No layer imports one above it. Every module under src/k2probe is parsed (ast) and every import counts: at module
-level, inside functions (a lazy import is still a dependency) and under TYPE_CHECKING (a type is a dependency too)."""
+"""No layer imports one above it, and only cli/ and report/ print. Every module under src/k2probe is parsed (ast) and
+every import counts: at module level, inside functions (a lazy import is still a dependency) and under TYPE_CHECKING
+(a type is a dependency too)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ ALLOWED = {
     # helper s1's): a shim for the public name, called only from outside the package
     ("k2probe.emulator", "k2probe.api"),
 }
+
+
+PRINTERS = {"cli", "report"}  # the layers that write to the terminal; every other one returns results
+PRINTING_ALLOWED = {
+    "k2probe.eval.compare",  # helper s2 is moving compare's printing into report/ (their file): until that is merged
+}
+
+
+def _sources() -> list[Path]:
+    return [p for p in sorted(SRC.rglob("*.py")) if "suites" not in p.relative_to(SRC).parts]  # not task repos
 
 
 def _module(path: Path) -> str:
@@ -58,9 +69,7 @@ def _imports(path: Path, module: str) -> list[tuple[str, int, str]]:
 def _upward() -> list[tuple[str, str, int]]:
     """(importer, imported, line) for every import of a higher layer."""
     offenders = []
-    for path in sorted(SRC.rglob("*.py")):
-        if "suites" in path.relative_to(SRC).parts:  # task repositories, not k2probe's code
-            continue
+    for path in _sources():
         module = _module(path)
         low = LAYERS.index(_layer(module))
         for target, line, names in _imports(path, module):
@@ -73,8 +82,7 @@ def _upward() -> list[tuple[str, str, int]]:
 
 
 def test_every_module_belongs_to_a_layer():
-    unknown = sorted({_layer(_module(p)) for p in SRC.rglob("*.py") if "suites" not in p.relative_to(SRC).parts}
-                     - set(LAYERS))
+    unknown = sorted({_layer(_module(p)) for p in _sources()} - set(LAYERS))
     assert not unknown, f"modules in no layer (add them to LAYERS where their imports put them): {unknown}"
 
 
@@ -94,3 +102,32 @@ def test_the_check_sees_imports_inside_functions_and_type_checking(tmp_path):
                       "def f():\n    from k2probe.emulator.server import EmulatorServer\n    from . import sibling\n")
     targets = {target for target, _, _ in _imports(sample, "k2probe.core.sample")}
     assert targets == {"k2probe.report", "k2probe.emulator.server", "k2probe.core"}
+
+
+def _prints(path: Path) -> list[tuple[int, str]]:
+    """Where a module writes to the terminal: print(), sys.stdout/sys.stderr writes, or rich imported at all."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "print":
+                found.append((node.lineno, "print()"))
+            elif (isinstance(func, ast.Attribute) and func.attr == "write" and isinstance(func.value, ast.Attribute)
+                  and func.value.attr in ("stdout", "stderr")):
+                found.append((node.lineno, f"{func.value.attr}.write()"))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [(node.lineno, f"import {name}") for name in names if name.split(".")[0] == "rich"]
+    return found
+
+
+def test_only_cli_and_report_print():
+    """Activities return results; the CLI and report/ render them (a library caller gets no output it did not ask
+    for)."""
+    offenders = []
+    for path in _sources():
+        module = _module(path)
+        if _layer(module) in PRINTERS or module in PRINTING_ALLOWED:
+            continue
+        offenders += [f"{module} (line {line}): {what}" for line, what in _prints(path)]
+    assert not offenders, "printing outside cli/ and report/:\n" + "\n".join(offenders)

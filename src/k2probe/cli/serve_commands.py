@@ -64,7 +64,7 @@ def bench(route: RouteOpt = None,
     from k2probe.api import command_contexts
     from k2probe.load.bench import BenchPlan, bench_call, default_workers, payload, run_bench, verdict
     from k2probe.load.live import Progress
-    from k2probe.report.bench import print_steps, step_line
+    from k2probe.report.bench import LiveStep, print_steps, step_line
 
     limits: dict[str, float] = {}
     for item in (slo or "").split(","):
@@ -102,7 +102,7 @@ def bench(route: RouteOpt = None,
         if not as_json and render.err.is_terminal:
             from rich.live import Live
 
-            with Live(progress, console=render.err, refresh_per_second=4, transient=True):
+            with Live(LiveStep(progress), console=render.err, refresh_per_second=4, transient=True):
                 steps, merged = run_bench(plan, routed.profile, on_step=shown, progress=progress)
         else:
             steps, merged = run_bench(plan, routed.profile, on_step=shown, progress=progress)

@@ -1,16 +1,37 @@
-"""`k2probe bench` on the terminal: the line shown as each step ends, and the sweep as a table."""
+"""`k2probe bench` on the terminal: the running step live, the line shown as each step ends, the sweep as a table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
+
 from k2probe.load.bench import step_label
+from k2probe.load.live import Progress
 from k2probe.report import terminal as render
 
 
 def ms(value: float | None) -> str:
     """A percentile for the terminal: one decimal, or – where nothing was measured."""
     return "–" if value is None else f"{value:.1f}"
+
+
+@dataclass
+class LiveStep:
+    """The running step in one line, redrawn by rich's Live from its refresh thread."""
+
+    progress: Progress
+
+    def __rich__(self) -> Text:
+        f = self.progress.figures()
+        failed = sum(f["failed"].values())
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(f["failed"].items()))
+        name = "TTFT" if self.progress.stream else "latency"
+        timing = (f"{name} p50 {f['p50']:.1f} / p99 {f['p99']:.1f} ms (n={f['n']})" if f["n"] else f"{name} –")
+        return Text.assemble((f"{f['label']}", "bold"), f" · {f['elapsed_s']:.1f} s · {f['sent']} sent · {f['ok']} ok · ",
+                             (f"{failed} failed" + (f" ({kinds})" if kinds else ""), "red" if failed else ""),
+                             f" · {f['rps']:.1f} req/s · {timing}")
 
 
 def step_line(row: dict[str, Any], stream: bool) -> str:
