@@ -6,6 +6,7 @@ This module sits above every layer but cli (which calls it): it is where the emu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -20,15 +21,18 @@ if TYPE_CHECKING:
     from k2probe.core.config import Route
     from k2probe.diagnose.audit import AuditResult
     from k2probe.diagnose.doctor import Diagnosis
+    from k2probe.diagnose.quickstart import OnStep, QuickstartResult
     from k2probe.emulator.server import EmulatorServer
     from k2probe.emulator.settings import EmulatorSettings
     from k2probe.eval.compare import Comparison
     from k2probe.eval.evaluate import EvalOutcome
     from k2probe.eval.plan import EvalPlan
     from k2probe.eval.runner import OnSample
+    from k2probe.load.bench import BenchOutcome
+    from k2probe.load.live import Progress
 
-__all__ = ["RunningEmulator", "audit", "command_contexts", "compare", "doctor", "emulator", "eval_plan", "evaluate",
-           "route_context", "run_agent", "serve_emulator"]
+__all__ = ["RunningEmulator", "audit", "bench", "command_contexts", "compare", "doctor", "emulator", "eval_plan",
+           "evaluate", "quickstart", "route_context", "run_agent", "serve_emulator"]
 
 T = TypeVar("T")
 OnNotices = Callable[[list[str]], None]
@@ -201,6 +205,68 @@ def audit(route: str | Route | None = None, *, baseline: str | None = None, time
         result = bounded(work(), timeout_s, "audit")
         run.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
     return result
+
+
+def quickstart(route: str | Route | None = None, *, on_step: OnStep | None = None,
+               on_notices: OnNotices | None = None) -> QuickstartResult:
+    """Every step of the guide on one route (the emulator when nothing is configured): doctor, smoke, streaming,
+    screenshot review, agent task, snippets; `on_step` gets each step as it ends. `.report` is the HTML report."""
+    from k2probe.diagnose.quickstart import run_quickstart
+    from k2probe.report.quickstart import write_quickstart_report
+
+    with command_contexts("quickstart", route) as (routed, run):
+        if on_notices is not None:
+            on_notices(routed.notices)
+        result = run_quickstart(routed, run, on_step=on_step)
+        result.report = str(write_quickstart_report(result, routed, run))
+        run.summary = {"ok": result.ok, "report": result.report}
+    return result
+
+
+def bench(route: str | Route | None = None, *, concurrency: Sequence[int] = (), rate: Sequence[float] = (),
+          requests: int | None = None, duration_s: float | None = None, stream: bool = True, prompt_tokens: int = 256,
+          max_tokens: int = 64, slo_ms: dict[str, float] | None = None, workers: int | None = None,
+          record_calls: bool = False, html: str | Path | None = None, on_notices: OnNotices | None = None,
+          on_step: Callable[[dict[str, Any]], None] | None = None,
+          live: Callable[[Progress], AbstractContextManager[Any]] | None = None) -> BenchOutcome:
+    """Load-test a route, a step per `concurrency` (closed loop) and per `rate` (open loop, arrivals per second;
+    concurrency 1 and 8 when neither is given), `requests` per step (100 unless `duration_s`). `on_step` gets each
+    step's figures as it ends; `live(progress)` is held open while the sweep runs (the CLI's live line). The sweep
+    is kept as a bench run (a summary row per step and its histograms); one where nothing answered raises
+    (ConfigError when every failure says the configuration is wrong, else ProbeFailed)."""
+    import base64
+    import json
+
+    from k2probe.load.bench import BenchOutcome, BenchPlan, bench_call, default_workers, payload, run_bench, verdict
+    from k2probe.load.live import Progress
+
+    with command_contexts("bench", route) as (routed, run):
+        if on_notices is not None:
+            on_notices(routed.notices)
+        plan = BenchPlan(routed.route.base_url or "", routed.route.key(), routed.route.model, routed.route.headers,
+                         stream, prompt_tokens, max_tokens, list(concurrency) or ([] if rate else [1, 8]),
+                         list(rate), requests if requests or duration_s else 100, duration_s, slo_ms or {},
+                         workers or default_workers(), record_calls)
+        request = json.loads(payload(plan, routed.profile))  # what every request of the sweep sends
+
+        def record(label: str, calls: list[dict[str, Any]]) -> None:
+            for call in calls:
+                run.record(bench_call(routed.route.name, routed.route.model, stream, request, label, call))
+
+        progress = Progress(stream, on_calls=record if record_calls else None)
+        with live(progress) if live is not None else contextlib.nullcontext():
+            steps, merged = run_bench(plan, routed.profile, on_step=on_step, progress=progress)
+        run.summary = {"steps": steps, "histograms": {
+            index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
+            for index, result in merged.items()}}
+        verdict(steps, routed.route)  # after the summary is kept: a failed sweep is still on record
+        outcome = BenchOutcome(routed.route.name, run.run_id, routed.route.emulated, stream, steps)
+        if html is not None:
+            from k2probe.report.bench_html import write_bench_report
+
+            write_bench_report(Path(html), routed.route.name, run.run_id, steps, emulated=routed.route.emulated,
+                               stream=stream)
+    return outcome
 
 
 def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd: str | None = None,

@@ -217,15 +217,10 @@ def routes(as_json: JsonOpt = False) -> None:
 @app.command()
 def quickstart(route: RouteOpt = None, as_json: JsonOpt = False) -> None:
     """The whole seed path: doctor, smoke, streaming, screenshot review, agent task, snippets; then a report."""
-    from k2probe.api import command_contexts
-    from k2probe.diagnose.quickstart import run_quickstart
-    from k2probe.report.quickstart import show_step, write_quickstart_report
+    from k2probe.api import quickstart as run_quickstart
+    from k2probe.report.quickstart import show_step
 
-    with command_contexts("quickstart", route) as (routed, run):
-        _notices(routed.notices)
-        result = run_quickstart(routed, run, on_step=None if as_json else show_step)
-        result.report = str(write_quickstart_report(result, routed, run))
-        run.summary = {"ok": result.ok, "report": result.report}
+    result = run_quickstart(route, on_step=None if as_json else show_step, on_notices=_notices)
     if as_json:
         render.emit_json(result.as_json())
     else:

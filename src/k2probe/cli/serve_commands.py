@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +21,9 @@ from k2probe.cli.app import (
 from k2probe.core.errors import UsageError
 from k2probe.core.personalities import PERSONALITIES
 from k2probe.emulator.settings import FAULT_KINDS
+
+if TYPE_CHECKING:
+    from k2probe.load.live import Progress
 
 
 def _numbers(text: str | None, kind: type, option: str) -> list[Any]:
@@ -61,9 +65,7 @@ def bench(route: RouteOpt = None,
                                                      "per step and its histograms)")] = False,
           as_json: JsonOpt = False) -> None:
     """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
-    from k2probe.api import command_contexts
-    from k2probe.load.bench import BenchPlan, bench_call, default_workers, payload, run_bench, verdict
-    from k2probe.load.live import Progress
+    from k2probe.api import bench as run_bench
     from k2probe.report.bench import LiveStep, print_steps, step_line
 
     limits: dict[str, float] = {}
@@ -79,52 +81,29 @@ def bench(route: RouteOpt = None,
     rates = _numbers(rate, float, "--rate")
     if html is not None and not html.parent.is_dir():
         raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
-    if not concurrencies and not rates:
-        concurrencies = [1, 8]
-    with command_contexts("bench", route) as (routed, run):
-        _notices(routed.notices)
-        plan = BenchPlan(routed.route.base_url or "", routed.route.key(), routed.route.model, routed.route.headers,
-                         stream, prompt_tokens, max_tokens, concurrencies, rates,
-                         requests if requests or duration else 100, duration, limits, workers or default_workers(),
-                         record_calls)
-        request = json.loads(payload(plan, routed.profile))  # what every request of the sweep sends
 
-        def record(label: str, calls: list[dict[str, Any]]) -> None:
-            for call in calls:
-                run.record(bench_call(routed.route.name, routed.route.model, stream, request, label, call))
+    def shown(row: dict[str, Any]) -> None:
+        if not as_json:
+            render.notice(step_line(row, stream))
 
-        progress = Progress(stream, on_calls=record if record_calls else None)
+    def live(progress: Progress) -> AbstractContextManager[Any]:
+        """The running step on stderr, redrawn in place, when stderr is a terminal and no --json was asked for."""
+        if as_json or not render.err.is_terminal:
+            return contextlib.nullcontext()
+        from rich.live import Live
 
-        def shown(row: dict[str, Any]) -> None:
-            if not as_json:
-                render.notice(step_line(row, stream))
+        return Live(LiveStep(progress), console=render.err, refresh_per_second=4, transient=True)
 
-        if not as_json and render.err.is_terminal:
-            from rich.live import Live
-
-            with Live(LiveStep(progress), console=render.err, refresh_per_second=4, transient=True):
-                steps, merged = run_bench(plan, routed.profile, on_step=shown, progress=progress)
-        else:
-            steps, merged = run_bench(plan, routed.profile, on_step=shown, progress=progress)
-        import base64
-
-        run.summary = {"steps": steps, "histograms": {
-            index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
-            for index, result in merged.items()}}
-        verdict(steps, routed.route)  # after the summary is kept: a failed sweep is still on record
-        document = {"route": routed.route.name, "run_id": run.run_id, "emulated": routed.route.emulated,
-                    "steps": steps}
-        if html is not None:
-            from k2probe.report.bench_html import write_bench_report
-
-            write_bench_report(html, routed.route.name, run.run_id, steps, emulated=routed.route.emulated,
-                               stream=stream)
-            if not as_json:
-                render.notice(f"wrote {html}")
+    outcome = run_bench(route, concurrency=concurrencies, rate=rates, requests=requests, duration_s=duration,
+                        stream=stream, prompt_tokens=prompt_tokens, max_tokens=max_tokens, slo_ms=limits,
+                        workers=workers, record_calls=record_calls, html=html, on_notices=_notices, on_step=shown,
+                        live=live)
+    if html is not None and not as_json:
+        render.notice(f"wrote {html}")
     if as_json:
-        render.emit_json(document)
+        render.emit_json(outcome.as_json())
     else:
-        print_steps(steps, stream, routed.route.emulated)
+        print_steps(outcome.steps, stream, outcome.emulated)
 
 
 @app.command()

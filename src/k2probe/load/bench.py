@@ -55,6 +55,20 @@ class BenchPlan:
     record_calls: bool = False
 
 
+@dataclass
+class BenchOutcome:
+    """A finished sweep: the route, the bench run that keeps it, and each step's figures (`summary` below)."""
+
+    route: str
+    run_id: str
+    emulated: bool
+    stream: bool
+    steps: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"route": self.route, "run_id": self.run_id, "emulated": self.emulated, "steps": self.steps}
+
+
 def payload(plan: BenchPlan, profile: Any) -> bytes:
     body = sanitise({"model": plan.model, "messages": [{"role": "user", "content": prompt_of(plan.prompt_tokens)}],
                      "max_tokens": plan.max_tokens, "stream": plan.stream}, profile).body
