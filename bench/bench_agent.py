@@ -23,11 +23,11 @@ os.environ.setdefault("K2PROBE_HOME", tempfile.mkdtemp(prefix="k2probe-bench-"))
 from k2probe.agent import AgentTask, run_agent
 from k2probe.agent import runner as runner_module
 from k2probe.agent import tools as tools_module
+from k2probe.api import command_contexts
 from k2probe.client.transport import Transport
 from k2probe.core.stats import percentile
 from k2probe.emulator import EmulatorSettings
 from k2probe.sandbox.isolation import isolation, make_readable, run
-from k2probe.session import open_session
 from k2probe.tasks.shipped import load_suite
 
 MODEL_WAIT: list[float] = []
@@ -57,13 +57,13 @@ def loop_overhead(rounds: int) -> None:
     runner_module.run = timed_run  # the final verification
     per_step: list[float] = []
     all_runs: list[float] = []
-    with open_session("bench", emulator=EmulatorSettings()) as session:
+    with command_contexts("bench", emulator=EmulatorSettings()) as (routed, run):
         for _ in range(rounds):
             for task in load_suite():
                 MODEL_WAIT.clear()
                 SANDBOX_RUNS.clear()
                 started = time.perf_counter()
-                result = asyncio.run(run_agent(session, AgentTask(task.statement, task.repo, task.test_cmd,
+                result = asyncio.run(run_agent(routed, run, AgentTask(task.statement, task.repo, task.test_cmd,
                                                                   task.hidden, task.hidden_cmd, task.id)))
                 wall = time.perf_counter() - started
                 assert result.passed, task.id

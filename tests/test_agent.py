@@ -12,8 +12,8 @@ import pytest
 
 from k2probe.agent import AgentLimits, AgentTask, run_agent
 from k2probe.agent.loop import read_trajectory
+from k2probe.api import command_contexts
 from k2probe.emulator import EmulatorSettings
-from k2probe.session import open_session
 from k2probe.tasks.shipped import load_suite
 
 TASKS = load_suite()
@@ -24,8 +24,8 @@ def _task(task) -> AgentTask:
 
 
 def _run(task: AgentTask, settings: EmulatorSettings | None = None, limits: AgentLimits | None = None, **kwargs):
-    with open_session("agent", emulator=settings or EmulatorSettings()) as session:
-        return asyncio.run(run_agent(session, task, limits, **kwargs))
+    with command_contexts("agent", emulator=settings or EmulatorSettings()) as (routed, run):
+        return asyncio.run(run_agent(routed, run, task, limits, **kwargs))
 
 
 def test_suite_has_at_least_12_realistic_tasks():

@@ -17,7 +17,7 @@ import pytest
 
 from k2probe.agent import AgentLimits, AgentTask, run_agent
 from k2probe.agent.workspace import Workspace
-from k2probe.session import open_session
+from k2probe.api import command_contexts
 
 from .conftest import venv_seeing_our_packages
 from .hostile import HostileModel
@@ -51,8 +51,8 @@ def _repo(folder: Path) -> Path:
 
 
 def _agent(repo: Path, test_cmd: str = PYTEST, hidden: Path | None = None, **limits: Any):
-    with open_session("agent") as session:
-        return asyncio.run(run_agent(session, AgentTask("do the task", repo, test_cmd, hidden, None),
+    with command_contexts("agent") as (routed, run):
+        return asyncio.run(run_agent(routed, run, AgentTask("do the task", repo, test_cmd, hidden, None),
                                      AgentLimits(**limits)))
 
 
@@ -208,8 +208,8 @@ def test_an_exception_inside_the_run_still_ends_the_attempt(hostile, workdir, tm
             raise RuntimeError("boom")
         return history
 
-    with open_session("agent") as session, pytest.raises(RuntimeError):
-        asyncio.run(run_agent(session, AgentTask("t", _repo(tmp_path / "repo"), PYTEST), history_transform=explode))
+    with command_contexts("agent") as (routed, run), pytest.raises(RuntimeError):
+        asyncio.run(run_agent(routed, run, AgentTask("t", _repo(tmp_path / "repo"), PYTEST), history_transform=explode))
     assert _attempt_status(workdir) == [("error", "crashed")]
     assert not list(Path(tempfile.gettempdir()).glob(f"k2probe-ws-*/repo/{tmp_path.name}"))
 

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 from k2probe.agent import AgentTask, run_agent
+from k2probe.api import command_contexts
 from k2probe.emulator import EmulatorSettings
 from k2probe.sandbox.executor import executor
-from k2probe.session import open_session
 from k2probe.tasks.shipped import load_suite
 
 SLOW = "sleep 1.2 && "  # every test run takes over a second
@@ -45,13 +45,13 @@ def test_four_agents_with_slow_tests_never_stall_the_loop(workdir):
     for task in load_suite()[:4]:
         tasks.append(AgentTask(task.statement, task.repo, SLOW + task.test_cmd, task.hidden, task.hidden_cmd, task.id,
                                task.suite))
-    with open_session("agent", emulator=EmulatorSettings()) as session:
+    with command_contexts("agent", emulator=EmulatorSettings()) as (routed, run):
         async def main() -> tuple[float, list[object]]:
             results: list[object] = []
-            await run_agent(session, tasks[0], executor=chosen)  # warm: the SDK's first request
+            await run_agent(routed, run, tasks[0], executor=chosen)  # warm: the SDK's first request
 
             async def work() -> None:
-                results.extend(await asyncio.gather(*(run_agent(session, t, executor=chosen) for t in tasks)))
+                results.extend(await asyncio.gather(*(run_agent(routed, run, t, executor=chosen) for t in tasks)))
             return await longest_stall(asyncio.ensure_future(work())), results
 
         started = time.monotonic()

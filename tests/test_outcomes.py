@@ -154,13 +154,13 @@ def test_a_failed_open_leaves_nothing_running(workdir, monkeypatch):
 
     import pytest
 
+    from k2probe.api import command_contexts
     from k2probe.core.errors import ConfigError
-    from k2probe.session import open_session
 
     before = threading.active_count()
     monkeypatch.setenv("K2PROBE_DB_URL", "nosuchdialect://x")
     for _ in range(3):
-        with pytest.raises(ConfigError), open_session("chat"):
+        with pytest.raises(ConfigError), command_contexts("chat"):
             pass
     assert threading.active_count() == before
 

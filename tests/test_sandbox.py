@@ -274,3 +274,16 @@ def test_the_answers_are_out_of_sight_inside(ws):
     result = run(f"ls -A {suites} {data}; cat {suites}/basic/median/solution/stats/central.py", ws, iso=isolation())
     assert result.exit_code != 0 and "No such file" in result.stderr
     assert "median" not in result.stdout and "HumanEval" not in result.stdout
+
+
+def test_run_makes_the_workspace_readable_itself(scratch):
+    """No caller has to remember make_readable: bubblewrap's `run` does it (as root the sandbox has a uid of its own,
+    which could not read a 0600 file or enter a 0700 folder otherwise)."""
+    root = scratch("k2probe-test-ws-") / "repo"
+    (root / "inner").mkdir(parents=True)
+    (root / "inner" / "secret.txt").write_text("readable\n")
+    (root / "inner" / "secret.txt").chmod(0o600)
+    (root / "inner").chmod(0o700)
+    root.chmod(0o700)
+    result = run("cat inner/secret.txt", root)
+    assert result.passed and result.stdout == "readable\n", result.stderr

@@ -15,7 +15,7 @@ import pytest
 
 from k2probe.agent import AgentLimits, AgentTask, run_agent
 from k2probe.agent.tools import MAX_ATTEMPT_WRITE_BYTES
-from k2probe.session import open_session
+from k2probe.api import command_contexts
 
 from .hostile import HostileModel
 
@@ -56,8 +56,8 @@ def _burst(workdir: Path, monkeypatch: pytest.MonkeyPatch, count: int):
     monkeypatch.setenv("AI_GATEWAY_BASE_URL", model.base_url)
     monkeypatch.setenv("AI_GATEWAY_API_KEY", "sk-hostile-burst-4b1f0e")
     try:
-        with open_session("agent") as session:
-            result = asyncio.run(run_agent(session, AgentTask("do the task", repo, "python -m pytest -q "
+        with command_contexts("agent") as (routed, run):
+            result = asyncio.run(run_agent(routed, run, AgentTask("do the task", repo, "python -m pytest -q "
                                                               "-p no:cacheprovider tests", None, None), AgentLimits()))
     finally:
         model.stop()

@@ -1,10 +1,14 @@
 """k2probe as a library: keyword-argument entry points the CLI itself calls, returning the typed results the commands
-print. Everything heavy (openai, SQLAlchemy, Starlette) is imported when a function is called, not when this module is."""
+print. Everything heavy (openai, SQLAlchemy, Starlette) is imported when a function is called, not when this module is.
+
+This module sits above every layer but cli (which calls it): it is where the emulator is handed to the contexts
+(`serve_emulator`), since the activities below may not import it."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,17 +17,22 @@ from k2probe.core.errors import ProbeFailed, UsageError
 
 if TYPE_CHECKING:
     from k2probe.agent.runner import AgentResult, AgentTask
+    from k2probe.contexts import RouteContext, RunContext, Serve
     from k2probe.core.config import Route
     from k2probe.diagnose.audit import AuditResult
     from k2probe.diagnose.doctor import Diagnosis
+    from k2probe.diagnose.quickstart import OnStep, QuickstartResult
     from k2probe.emulator.server import EmulatorServer
     from k2probe.emulator.settings import EmulatorSettings
     from k2probe.eval.compare import Comparison
     from k2probe.eval.evaluate import EvalOutcome
     from k2probe.eval.plan import EvalPlan
     from k2probe.eval.runner import OnSample
+    from k2probe.load.bench import BenchOutcome
+    from k2probe.load.live import Progress
 
-__all__ = ["RunningEmulator", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate", "run_agent"]
+__all__ = ["RunningEmulator", "audit", "bench", "command_contexts", "compare", "doctor", "emulator", "eval_plan",
+           "evaluate", "quickstart", "route_context", "run_agent", "serve_emulator"]
 
 T = TypeVar("T")
 OnNotices = Callable[[list[str]], None]
@@ -63,6 +72,45 @@ def emulator(settings: EmulatorSettings | None = None, /, **fields: Any) -> Iter
         yield RunningEmulator(server.base_url, chosen.api_key, chosen, server)
 
 
+def serve_emulator(settings: EmulatorSettings | None = None) -> Serve:
+    """How an emulated route is served: by the built-in emulator on a free loopback port, with `settings` for the route
+    a command names (by default the route's own key and personality) and the defaults for its fallbacks."""
+    from k2probe.emulator.server import EmulatorServer
+    from k2probe.emulator.settings import EmulatorSettings
+
+    @contextmanager
+    def serve(route: Route, *, fallback: bool) -> Iterator[str]:
+        chosen = None if fallback else settings
+        with EmulatorServer(chosen or EmulatorSettings(api_key=route.key(), personality=route.personality)) as server:
+            yield server.base_url
+
+    return serve
+
+
+def route_context(route: str | Route | None = None, *, emulator: EmulatorSettings | None = None,
+                  diagnose_key: bool = False, refresh_profile: bool = False) -> AbstractContextManager[RouteContext]:
+    """A route (a name from k2probe.toml, a Route, or None for the default) ready to call for the `with` block, served
+    by the built-in emulator (with `emulator` settings) when it is emulated."""
+    from k2probe.contexts import open_route
+
+    chosen = {"route": route} if route is not None and not isinstance(route, str) else {"name": route}
+    return open_route(**chosen, serve=serve_emulator(emulator), diagnose_key=diagnose_key,
+                      refresh_profile=refresh_profile)
+
+
+@contextmanager
+def command_contexts(command: str, route: str | Route | None = None, *, config: dict[str, Any] | None = None,
+                     emulator: EmulatorSettings | None = None, diagnose_key: bool = False,
+                     refresh_profile: bool = False) -> Iterator[tuple[RouteContext, RunContext]]:
+    """A one-route command's two contexts: the route ready to call, then a `command` run recording it (finished when
+    the block ends, with the run's summary)."""
+    from k2probe.contexts import open_run
+
+    with route_context(route, emulator=emulator, diagnose_key=diagnose_key,
+                       refresh_profile=refresh_profile) as routed, open_run(command, routed, config=config) as run:
+        yield routed, run
+
+
 def eval_plan(suite: str, *, routes: Sequence[str | None] | None = None, epochs: int = 1, concurrency: int = 8,
               tasks: Sequence[str] | None = None, limit: int | None = None, samples: str | Path | None = None,
               sandbox: str = "auto", max_tokens: int = 4096, fail_fast: bool = False) -> EvalPlan:
@@ -100,7 +148,8 @@ def evaluate(suite: str | EvalPlan | None = None, *, routes: Sequence[str | None
         plan = eval_plan(suite or "", routes=routes, epochs=epochs, concurrency=concurrency, tasks=tasks,
                          limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     check_samples_path(plan.samples_file)
-    return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s)
+    return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s,
+                          serve=serve_emulator())
 
 
 def bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
@@ -117,49 +166,107 @@ def bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:
                           fix="raise --timeout, or run `k2probe doctor` to see where the route stalls") from exc
 
 
-def _route_arg(route: str | Route | None) -> dict[str, Any]:
-    return {"route": route} if route is not None and not isinstance(route, str) else {"route_name": route}
-
-
 def doctor(route: str | Route | None = None, *, params: dict[str, Any] | None = None, timeout_s: float = 600.0,
            on_notices: OnNotices | None = None) -> Diagnosis:
     """The diagnosis ladder for one route (a name from k2probe.toml, a Route, or None for the default), recorded as
     a `doctor` run; `.diagnosis` is "ok" or the first failure's code. `on_notices` gets the route's notices first."""
     from k2probe.diagnose.doctor import run_doctor
-    from k2probe.session import open_session
 
     params = params or {}
-    with open_session("doctor", config_snapshot={"params": params}, diagnose_key=True, **_route_arg(route)) as session:
+    # doctor lets a broken key through to diagnose it, and asks the route afresh (where a stale inference is fixed)
+    with command_contexts("doctor", route, config={"params": params}, diagnose_key=True,
+                          refresh_profile=True) as (routed, run):
         if on_notices is not None:
-            on_notices(session.notices)
-        result = bounded(run_doctor(session, params), timeout_s, "doctor")
-        session.summary = {"diagnosis": result.diagnosis}
+            on_notices(routed.notices)
+        result = bounded(run_doctor(routed, run, params), timeout_s, "doctor")
+        run.summary = {"diagnosis": result.diagnosis}
     return result
 
 
 def audit(route: str | Route | None = None, *, baseline: str | None = None, timeout_s: float = 600.0,
           on_notices: OnNotices | None = None) -> AuditResult:
     """What a route changes of the Kimi contract (`.verdict` "faithful" or "rewrites", `.findings`), with the added
-    latency over a `baseline` route when one is named."""
+    latency over a `baseline` route when one is named (its calls recorded in the same run)."""
     from k2probe.diagnose.audit import audit as run_audit
-    from k2probe.session import open_session
 
-    with open_session("audit", **_route_arg(route)) as session:
+    with command_contexts("audit", route) as (routed, run):
         if on_notices is not None:
-            on_notices(session.notices)
+            on_notices(routed.notices)
 
         async def work() -> AuditResult:
-            async with session.transport() as transport:
+            async with routed.transport(run.record) as transport:
                 if baseline is None:
-                    return await run_audit(transport, session.profile, session.route.name, session.route.model)
-                with open_session("audit", baseline, join=(session.store, session.run_id)) as base:
-                    async with base.transport() as base_transport:
-                        return await run_audit(transport, session.profile, session.route.name, session.route.model,
+                    return await run_audit(transport, routed.profile, routed.route.name, routed.route.model)
+                with route_context(baseline) as base:
+                    async with base.transport(run.record) as base_transport:
+                        return await run_audit(transport, routed.profile, routed.route.name, routed.route.model,
                                                baseline=(base_transport, base.route.model))
 
         result = bounded(work(), timeout_s, "audit")
-        session.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
+        run.summary = {"verdict": result.verdict, "findings": [f.id for f in result.findings]}
     return result
+
+
+def quickstart(route: str | Route | None = None, *, on_step: OnStep | None = None,
+               on_notices: OnNotices | None = None) -> QuickstartResult:
+    """Every step of the guide on one route (the emulator when nothing is configured): doctor, smoke, streaming,
+    screenshot review, agent task, snippets; `on_step` gets each step as it ends. `.report` is the HTML report."""
+    from k2probe.diagnose.quickstart import run_quickstart
+    from k2probe.report.quickstart import write_quickstart_report
+
+    with command_contexts("quickstart", route) as (routed, run):
+        if on_notices is not None:
+            on_notices(routed.notices)
+        result = run_quickstart(routed, run, on_step=on_step)
+        result.report = str(write_quickstart_report(result, routed, run))
+        run.summary = {"ok": result.ok, "report": result.report}
+    return result
+
+
+def bench(route: str | Route | None = None, *, concurrency: Sequence[int] = (), rate: Sequence[float] = (),
+          requests: int | None = None, duration_s: float | None = None, stream: bool = True, prompt_tokens: int = 256,
+          max_tokens: int = 64, slo_ms: dict[str, float] | None = None, workers: int | None = None,
+          record_calls: bool = False, html: str | Path | None = None, on_notices: OnNotices | None = None,
+          on_step: Callable[[dict[str, Any]], None] | None = None,
+          live: Callable[[Progress], AbstractContextManager[Any]] | None = None) -> BenchOutcome:
+    """Load-test a route, a step per `concurrency` (closed loop) and per `rate` (open loop, arrivals per second;
+    concurrency 1 and 8 when neither is given), `requests` per step (100 unless `duration_s`). `on_step` gets each
+    step's figures as it ends; `live(progress)` is held open while the sweep runs (the CLI's live line). The sweep
+    is kept as a bench run (a summary row per step and its histograms); one where nothing answered raises
+    (ConfigError when every failure says the configuration is wrong, else ProbeFailed)."""
+    import base64
+    import json
+
+    from k2probe.load.bench import BenchOutcome, BenchPlan, bench_call, default_workers, payload, run_bench, verdict
+    from k2probe.load.live import Progress
+
+    with command_contexts("bench", route) as (routed, run):
+        if on_notices is not None:
+            on_notices(routed.notices)
+        plan = BenchPlan(routed.route.base_url or "", routed.route.key(), routed.route.model, routed.route.headers,
+                         stream, prompt_tokens, max_tokens, list(concurrency) or ([] if rate else [1, 8]),
+                         list(rate), requests if requests or duration_s else 100, duration_s, slo_ms or {},
+                         workers or default_workers(), record_calls)
+        request = json.loads(payload(plan, routed.profile))  # what every request of the sweep sends
+
+        def record(label: str, calls: list[dict[str, Any]]) -> None:
+            for call in calls:
+                run.record(bench_call(routed.route.name, routed.route.model, stream, request, label, call))
+
+        progress = Progress(stream, on_calls=record if record_calls else None)
+        with live(progress) if live is not None else contextlib.nullcontext():
+            steps, merged = run_bench(plan, routed.profile, on_step=on_step, progress=progress)
+        run.summary = {"steps": steps, "histograms": {
+            index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
+            for index, result in merged.items()}}
+        verdict(steps, routed.route)  # after the summary is kept: a failed sweep is still on record
+        outcome = BenchOutcome(routed.route.name, run.run_id, routed.route.emulated, stream, steps)
+        if html is not None:
+            from k2probe.report.bench_html import write_bench_report
+
+            write_bench_report(Path(html), routed.route.name, run.run_id, steps, emulated=routed.route.emulated,
+                               stream=stream)
+    return outcome
 
 
 def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd: str | None = None,
@@ -174,17 +281,15 @@ def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd
     from k2probe.agent.loop import AgentLimits
     from k2probe.agent.runner import run_agent as run_loop
     from k2probe.sandbox.isolation import Limits, isolation
-    from k2probe.session import open_session
 
     iso = isolation(sandbox)  # fail closed before anything is sent
     if isinstance(task, str):
         task = agent_task(task, Path(repo) if repo is not None else None, test_cmd)
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost_usd, timeout_s=timeout_s)
     sandbox_limits = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
-    with open_session("agent", config_snapshot={"task": task.task_id, "limits": limits.__dict__},
-                      **_route_arg(route)) as session:
-        result = asyncio.run(run_loop(session, task, limits, sandbox_limits, iso=iso))
-        session.summary = {"attempt": result.attempt_id, "passed": result.passed}
+    with command_contexts("agent", route, config={"task": task.task_id, "limits": limits.__dict__}) as (routed, run):
+        result = asyncio.run(run_loop(routed, run, task, limits, sandbox_limits, iso=iso))
+        run.summary = {"attempt": result.attempt_id, "passed": result.passed}
     return result
 
 

@@ -16,11 +16,11 @@ from k2probe.agent.stored import stored_copy
 from k2probe.agent.tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
 from k2probe.client.media import Media
 from k2probe.client.transport import Transport
+from k2probe.contexts import RouteContext
 from k2probe.core.failures import Failure
 from k2probe.core.noanswer import unanswered
 from k2probe.core.records import linked
 from k2probe.core.sanitize import sanitise
-from k2probe.session import Session
 
 SYSTEM_PROMPT = (
     "You are a careful software engineer working in a Python repository through tools. Look at the code before "
@@ -106,11 +106,11 @@ def _truncate(text: str) -> str:
 class AgentLoop:
     """Runs one task: `history_transform` lets a test (or a framework under study) rewrite what is sent."""
 
-    def __init__(self, session: Session, transport: Transport, toolbox: Toolbox, statement: str,
+    def __init__(self, routed: RouteContext, transport: Transport, toolbox: Toolbox, statement: str,
                  limits: AgentLimits | None = None, *, on_step: Callable[[Step], None] | None = None,
                  history_transform: Callable[[History], History] | None = None,
                  media: list[Media] | None = None) -> None:
-        self.session = session
+        self.routed = routed
         self.transport = transport
         self.toolbox = toolbox
         self.limits = limits or AgentLimits()
@@ -147,7 +147,7 @@ class AgentLoop:
         if time.monotonic() - self.started >= limits.timeout_s:
             raise LimitReached("timeout", f"{limits.timeout_s:.0f} s wall time used")
         last = self.steps[-1].prompt_tokens if self.steps else 0
-        window = self.session.profile.context_window
+        window = self.routed.profile.context_window
         if last > limits.context_fraction * window:
             raise LimitReached("context", f"prompt at {last} tokens of a {window}-token window")
         if self.in_a_row >= limits.max_consecutive_failures:
@@ -155,10 +155,10 @@ class AgentLoop:
 
     async def _step(self) -> None:
         outgoing = self.transform(self.history) if self.transform else self.history
-        preserved = reasoning_kept(outgoing) if self.session.profile.reasoning_in_history else None
+        preserved = reasoning_kept(outgoing) if self.routed.profile.reasoning_in_history else None
         step = Step(len(self.steps), preserved)
-        body = sanitise({"model": self.session.route.model, "messages": outgoing, "tools": TOOL_SCHEMAS,
-                         "tool_choice": "auto"}, self.session.profile).body
+        body = sanitise({"model": self.routed.route.model, "messages": outgoing, "tools": TOOL_SCHEMAS,
+                         "tool_choice": "auto"}, self.routed.profile).body
         remaining = self.limits.timeout_s - (time.monotonic() - self.started)
         try:
             with linked(step=step.index):

@@ -15,14 +15,15 @@ from k2probe.agent.tools import Toolbox
 from k2probe.agent.workspace import Workspace
 from k2probe.client.media import Media
 from k2probe.client.uploads import deliver
+from k2probe.contexts import RouteContext, RunContext
 from k2probe.core.config import home
 from k2probe.core.records import linked, links
 from k2probe.sandbox.executor import Executor, executor_for
+from k2probe.sandbox.guardcmd import is_guarded
 from k2probe.sandbox.isolation import Isolation, Limits, isolation
 from k2probe.sandbox.outcome import Verification
 from k2probe.sandbox.runtime import Runtime
-from k2probe.session import Session
-from k2probe.tasks.shipped import Task, is_guarded
+from k2probe.tasks.shipped import Task
 
 
 @dataclass
@@ -96,11 +97,12 @@ async def verify(workspace: Workspace, task: AgentTask, limits: Limits, executor
     return (await executor.test(command, workspace.root, limits, task.runtime, which, lay=lay, probe=True))[1]
 
 
-async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | None = None,
+async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limits: AgentLimits | None = None,
                     sandbox_limits: Limits | None = None, *, on_step: Callable[[Step], None] | None = None,
                     history_transform: Callable[[History], History] | None = None,
                     iso: Isolation | None = None, executor: Executor | None = None) -> AgentResult:
-    """The loop on a private copy of `task.repo`, every step stored and written to the trajectory file. `--timeout`
+    """The loop on a private copy of `task.repo` against the route `routed`, every step stored in `run` and written
+    to the trajectory file. `--timeout`
     bounds it all: requests, test runs and (with a short grace) the verification. An attempt whose route stopped
     answering is `error` and never verified (core/noanswer.py). The attempt always ends recorded: an exception or an
     interrupt marks it `error` before it propagates."""
@@ -110,16 +112,16 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
     iso = executor.isolation
     started = time.monotonic()
     deadline = started + limits.timeout_s
-    store = session.store
+    store = run.store
     iso_record = asdict(iso)
-    attempt_id = store.start_attempt(session.run_id, task_id=task.task_id, suite=task.suite,
-                                     route=session.route.name, model=session.route.model,
+    attempt_id = store.start_attempt(run.run_id, task_id=task.task_id, suite=task.suite,
+                                     route=routed.route.name, model=routed.route.model,
                                      statement=task.statement, isolation=iso_record,
                                      sample_id=links().get("sample_id"))
     path = home() / "trajectories" / f"{attempt_id}.jsonl"
     document: dict[str, Any] = {"attempt_id": attempt_id, "task": task.task_id, "statement": task.statement,
-                                "route": session.route.public(), "limits": asdict(limits), "isolation": iso_record}
-    append_trajectory(path, session.redactor.value({"type": "attempt", **document}))
+                                "route": routed.route.public(), "limits": asdict(limits), "isolation": iso_record}
+    append_trajectory(path, run.redactor.value({"type": "attempt", **document}))
     document["steps"] = 0
 
     def logged(step: Step) -> None:
@@ -127,7 +129,7 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
         store.add_step(attempt_id, step.index, step.reasoning_preserved, [t.failure for t in step.tools if t.failure],
                        step.latency_ms, record)
         document["steps"] += 1
-        append_trajectory(path, session.redactor.value({"type": "step", **record}))
+        append_trajectory(path, run.redactor.value({"type": "step", **record}))
         if on_step is not None:
             on_step(step)
 
@@ -139,15 +141,16 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
             bad = pf.untouched if pf.untouched.status == "error" or pf.untouched.passed else pf.solved
             outcome = LoopResult("preflight", pf.detail, [], Counter())
             verification = Verification("error", f"preflight failed: {pf.detail}", bad.command, bad.output)
-            return _finish(session, attempt_id, task, outcome, verification, "", path, document, iso_record)
+            return _finish(run, attempt_id, task, outcome, verification, "", path, document, iso_record)
         workspace = await asyncio.to_thread(Workspace, task.repo)
-        async with await asyncio.to_thread(session.transport) as transport:  # an HTTP client's set-up: off the loop
+        # an HTTP client's set-up: off the loop
+        async with await asyncio.to_thread(routed.transport, run.record) as transport:
             with linked(attempt_id=attempt_id):
                 if task.media:
-                    await deliver(session, transport, task.media, force_upload=task.force_upload)
+                    await deliver(transport, task.media, force_upload=task.force_upload)
                 toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, deadline=deadline, runtime=task.runtime,
                                   executor=executor)
-                loop = AgentLoop(session, transport, toolbox, task.statement, limits, on_step=logged,
+                loop = AgentLoop(routed, transport, toolbox, task.statement, limits, on_step=logged,
                                  history_transform=history_transform, media=task.media)
                 outcome = await loop.run()
         if outcome.unanswered is not None:  # nothing of the model's to judge: no hidden test runs
@@ -161,22 +164,22 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
         interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
         reason = "interrupted" if interrupted else f"k2probe failed: {type(exc).__name__}: {exc}"
         store.finish_attempt(attempt_id, status="error", end_reason="interrupted" if interrupted else "crashed",
-                             verification={"status": "error", "passed": False, "reason": session.redactor.text(reason)},
+                             verification={"status": "error", "passed": False, "reason": run.redactor.text(reason)},
                              steps=document["steps"], trajectory_path=str(path))
         raise
     finally:
         if workspace is not None:
             await asyncio.to_thread(workspace.cleanup)
-    return _finish(session, attempt_id, task, outcome, verification, diff, path, document, iso_record)
+    return _finish(run, attempt_id, task, outcome, verification, diff, path, document, iso_record)
 
 
-def _finish(session: Session, attempt_id: str, task: AgentTask, outcome: LoopResult, verification: Verification,
+def _finish(run: RunContext, attempt_id: str, task: AgentTask, outcome: LoopResult, verification: Verification,
             diff: str, path: Path, document: dict[str, Any], iso_record: dict[str, Any]) -> AgentResult:
     """Write the outcome into the trajectory and the store."""
-    store = session.store
+    store = run.store
     result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso_record)
     summary = result.as_json()
-    append_trajectory(path, session.redactor.value({"type": "outcome", **{k: v for k, v in summary.items()
+    append_trajectory(path, run.redactor.value({"type": "outcome", **{k: v for k, v in summary.items()
                                                                            if k != "statement"}}))
     store.finish_attempt(attempt_id, status=verification.status, end_reason=outcome.end_reason,
                          verification=summary["verification"], diff=diff, steps=len(outcome.steps),

@@ -10,11 +10,11 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from k2probe.agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run_agent
+from k2probe.contexts import RouteContext, RunContext
 from k2probe.core import untrusted
 from k2probe.core.errors import UsageError
 from k2probe.report import terminal as render
 from k2probe.sandbox.isolation import Isolation
-from k2probe.session import Session
 
 
 def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, task_ref: str | None,
@@ -71,11 +71,11 @@ def show_result(result: AgentResult) -> None:
     render.notice(f"trajectory: {result.trajectory}")
 
 
-def run_agent_command(session: Session, task: AgentTask, limits: AgentLimits, test_timeout_s: float,
+def run_agent_command(routed: RouteContext, run: RunContext, task: AgentTask, limits: AgentLimits, test_timeout_s: float,
                       quiet: bool, iso: Isolation) -> AgentResult:
     sandbox = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
     if not quiet:
         render.notice(f"isolation: {iso.line()}")
         for note in iso.notes:
             render.notice(f"warning: {note}")
-    return asyncio.run(run_agent(session, task, limits, sandbox, on_step=None if quiet else show_step, iso=iso))
+    return asyncio.run(run_agent(routed, run, task, limits, sandbox, on_step=None if quiet else show_step, iso=iso))

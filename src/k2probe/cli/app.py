@@ -58,9 +58,9 @@ StrictOpt = Annotated[bool, typer.Option("--strict", envvar="K2PROBE_STRICT",
 CONFIG_CODES = {"invalid_key", "bad_base_url", "unreachable", "unknown_model", "doubled_v1", "missing_v1"}
 
 
-def _notices(session_notices: list[str]) -> None:
+def _notices(notices: list[str]) -> None:
     """Notices go to stderr, so --json keeps stdout to the one document."""
-    for line in session_notices:
+    for line in notices:
         render.notice(line)
 
 

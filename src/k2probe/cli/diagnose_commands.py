@@ -35,7 +35,7 @@ def doctor(route: RouteOpt = None, param: Annotated[list[str] | None, typer.Opti
 
     result = run_doctor(route, params=parse_params(param or []), timeout_s=timeout, on_notices=_notices)
     if as_json:
-        render.emit_json(result.as_json(), Redactor())  # the route's key was remembered when its session opened
+        render.emit_json(result.as_json(), Redactor())  # the route's key was remembered when its context opened
     else:
         render.diagnosis(result)
     if result.diagnosis != "ok":
@@ -50,11 +50,11 @@ def audit(route: RouteOpt = None,
     """What does this route change? Probes a faithful Kimi route and a rewriting one answer differently."""
     from k2probe.api import audit as run_audit
     from k2probe.core.redact import Redactor
-    from k2probe.diagnose.audit import print_audit
+    from k2probe.report.audit import print_audit
 
     result = run_audit(route, baseline=baseline, timeout_s=timeout, on_notices=_notices)
     if as_json:
-        render.emit_json(result.as_json(), Redactor())  # the route's key was remembered when its session opened
+        render.emit_json(result.as_json(), Redactor())  # the route's key was remembered when its context opened
     else:
         print_audit(result)
     if result.verdict != "faithful":
@@ -65,19 +65,19 @@ def audit(route: RouteOpt = None,
 def smoke(route: RouteOpt = None, strict: StrictOpt = False, timeout: TimeoutOpt = 600.0,
           as_json: JsonOpt = False) -> None:
     """The guide's first code-review request; saves the known-good record."""
+    from k2probe.api import command_contexts
     from k2probe.core.records import figures
     from k2probe.diagnose.smoke import run_smoke
-    from k2probe.session import open_session
 
-    with open_session("smoke", route) as session:
-        _notices(session.notices)
-        result = bounded(run_smoke(session, strict=strict), timeout, "smoke")
+    with command_contexts("smoke", route) as (routed, run):
+        _notices(routed.notices)
+        result = bounded(run_smoke(routed, run, strict=strict), timeout, "smoke")
     outcome = result.outcome
     if as_json:
-        render.emit_json({"route": session.route.name, "ok": result.known_good is not None,
+        render.emit_json({"route": routed.route.name, "ok": result.known_good is not None,
                           "error": outcome.failure.line() if outcome.failure else None,
                           "answer": outcome.content, "known_good_path": result.path,
-                          "changes": [c.line() for c in result.changes], **figures(outcome.last)}, session.redactor)
+                          "changes": [c.line() for c in result.changes], **figures(outcome.last)}, run.redactor)
     else:
         render.changes(result.changes)
         if outcome.failure is None:
@@ -107,23 +107,23 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
                                               help="send media through the files API")] = False,
          strict: StrictOpt = False, timeout: TimeoutOpt = 600.0, as_json: JsonOpt = False) -> None:
     """One request; --stream shows reasoning dimmed, then the answer, then its figures."""
+    from k2probe.api import command_contexts
     from k2probe.core.config import load_file, parse_params, resolve_route
     from k2probe.core.records import figures
     from k2probe.diagnose.chat import chat_request, run_chat
-    from k2probe.session import open_session
 
     if not prompt.strip():
         raise UsageError("the prompt is empty", fix='give the question, e.g. k2probe chat "Review this function"')
     params = parse_params(param or [])
     selected = resolve_route(route, load_file())
     media = load_all_media(route, image, video, fit=fit)
-    with open_session("chat", route=selected) as session:
-        _notices(session.notices)
-        request = chat_request(session.route.model, prompt, system=system, stream=stream, max_tokens=max_tokens,
-                               params={**session.route.params, **params})
+    with command_contexts("chat", selected) as (routed, run):
+        _notices(routed.notices)
+        request = chat_request(routed.route.model, prompt, system=system, stream=stream, max_tokens=max_tokens,
+                               params={**routed.route.params, **params})
         live = render.LivePrinter() if stream and not as_json else None
         quiet = as_json
-        result = bounded(run_chat(session, request, strict=strict, listener=live,
+        result = bounded(run_chat(routed, run, request, strict=strict, listener=live,
                                       on_changes=None if quiet else render.changes, media=media,
                                       force_upload=upload, on_notes=None if quiet else render.media_notes),
                           timeout, "chat")
@@ -131,19 +131,19 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
             live.finish()
     outcome = result.outcome
     if as_json:
-        render.emit_json({"route": session.route.name, "ok": outcome.ok,
+        render.emit_json({"route": routed.route.name, "ok": outcome.ok,
                           "error": outcome.failure.line() if outcome.failure else None, "answer": outcome.content,
                           "reasoning": outcome.reasoning, "changes": [c.line() for c in result.changes],
                           "media": [m.record() for m in media], "media_notes": result.media_notes,
-                          "retries": outcome.retries, **figures(outcome.last)}, session.redactor)
+                          "retries": outcome.retries, **figures(outcome.last)}, run.redactor)
     else:
         if not stream and outcome.ok:
             if outcome.reasoning:
                 render.out.print(render.shown(outcome.reasoning, "dim"))
             render.out.print(render.shown(outcome.content or ""))
         render.out.print(render.figures_line(outcome.last), style="bold")
-    if outcome.ok and session.profile.reasoning_in_history and outcome.reasoning is None:
-        render.notice(f"warning: no reasoning came back from {session.route.model}, a thinking model: this route may "
+    if outcome.ok and routed.profile.reasoning_in_history and outcome.reasoning is None:
+        render.notice(f"warning: no reasoning came back from {routed.route.model}, a thinking model: this route may "
                       "strip reasoning_content, which breaks tool loops (run `k2probe doctor`)")
     if outcome.failure is not None:
         raise _failed("chat failed", outcome.failure)
@@ -217,10 +217,13 @@ def routes(as_json: JsonOpt = False) -> None:
 @app.command()
 def quickstart(route: RouteOpt = None, as_json: JsonOpt = False) -> None:
     """The whole seed path: doctor, smoke, streaming, screenshot review, agent task, snippets; then a report."""
-    from k2probe.diagnose.quickstart import run_quickstart
+    from k2probe.api import quickstart as run_quickstart
+    from k2probe.report.quickstart import show_step
 
-    result = run_quickstart(route, quiet=as_json)
+    result = run_quickstart(route, on_step=None if as_json else show_step, on_notices=_notices)
     if as_json:
         render.emit_json(result.as_json())
+    else:
+        render.notice(f"report: {result.report}")
     if not result.ok:
         raise typer.Exit(1)

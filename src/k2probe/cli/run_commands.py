@@ -55,9 +55,9 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
     from k2probe.agent import AgentLimits
+    from k2probe.api import command_contexts
     from k2probe.cli.agent import choose_task, run_agent_command, show_result
     from k2probe.sandbox.isolation import isolation
-    from k2probe.session import open_session
     from k2probe.tasks.shipped import load_suite
 
     if list_tasks:
@@ -69,12 +69,12 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
     chosen.media = load_all_media(route, image, video, fit=fit)
     chosen.force_upload = upload
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost, timeout_s=timeout)
-    with open_session("agent", route, config_snapshot={"task": chosen.task_id, "limits": limits.__dict__}) as session:
-        _notices(session.notices)
-        result = run_agent_command(session, chosen, limits, test_timeout, as_json, iso)
-        session.summary = {"attempt": result.attempt_id, "passed": result.passed}
+    with command_contexts("agent", route, config={"task": chosen.task_id, "limits": limits.__dict__}) as (routed, run):
+        _notices(routed.notices)
+        result = run_agent_command(routed, run, chosen, limits, test_timeout, as_json, iso)
+        run.summary = {"attempt": result.attempt_id, "passed": result.passed}
     if as_json:
-        render.emit_json(result.as_json(), session.redactor)
+        render.emit_json(result.as_json(), run.redactor)
     else:
         show_result(result)
     if not result.passed:  # failed: the model's work, 1; error: the harness could not judge it, 2

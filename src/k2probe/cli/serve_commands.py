@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,7 +19,11 @@ from k2probe.cli.app import (
     render,
 )
 from k2probe.core.errors import UsageError
-from k2probe.emulator.settings import FAULT_KINDS, PERSONALITIES
+from k2probe.core.personalities import PERSONALITIES
+from k2probe.emulator.settings import FAULT_KINDS
+
+if TYPE_CHECKING:
+    from k2probe.load.live import Progress
 
 
 def _numbers(text: str | None, kind: type, option: str) -> list[Any]:
@@ -60,9 +65,8 @@ def bench(route: RouteOpt = None,
                                                      "per step and its histograms)")] = False,
           as_json: JsonOpt = False) -> None:
     """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
-    from k2probe.load.bench import BenchPlan, bench_call, default_workers, ms, payload, run_bench, step_label, verdict
-    from k2probe.load.live import Progress
-    from k2probe.session import open_session
+    from k2probe.api import bench as run_bench
+    from k2probe.report.bench import LiveStep, print_steps, step_line
 
     limits: dict[str, float] = {}
     for item in (slo or "").split(","):
@@ -77,59 +81,29 @@ def bench(route: RouteOpt = None,
     rates = _numbers(rate, float, "--rate")
     if html is not None and not html.parent.is_dir():
         raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
-    if not concurrencies and not rates:
-        concurrencies = [1, 8]
-    with open_session("bench", route) as session:
-        _notices(session.notices)
-        plan = BenchPlan(session.route.base_url or "", session.route.key(), session.route.model, session.route.headers,
-                         stream, prompt_tokens, max_tokens, concurrencies, rates,
-                         requests if requests or duration else 100, duration, limits, workers or default_workers(),
-                         record_calls)
-        request = json.loads(payload(plan, session.profile))  # what every request of the sweep sends
 
-        def record(label: str, calls: list[dict[str, Any]]) -> None:
-            for call in calls:
-                session.record(bench_call(session.route.name, session.route.model, stream, request, label, call))
+    def shown(row: dict[str, Any]) -> None:
+        if not as_json:
+            render.notice(step_line(row, stream))
 
-        progress = Progress(stream, on_calls=record if record_calls else None)
+    def live(progress: Progress) -> AbstractContextManager[Any]:
+        """The running step on stderr, redrawn in place, when stderr is a terminal and no --json was asked for."""
+        if as_json or not render.err.is_terminal:
+            return contextlib.nullcontext()
+        from rich.live import Live
 
-        def shown(row: dict[str, Any]) -> None:
-            if not as_json:
-                where = step_label(row)
-                ttft = row["ttft_ms"] if stream else row["e2e_ms"]
-                label = "TTFT" if stream else "latency"
-                render.notice(f"{where}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
-                              f"{row['output_tps']:.0f} tok/s, {label} p50 {ms(ttft['p50'])} / p99 {ms(ttft['p99'])}"
-                              f" ms (n={ttft['n']}), failed {row['failed'] or 0}")
+        return Live(LiveStep(progress), console=render.err, refresh_per_second=4, transient=True)
 
-        if not as_json and render.err.is_terminal:
-            from rich.live import Live
-
-            with Live(progress, console=render.err, refresh_per_second=4, transient=True):
-                steps, merged = run_bench(plan, session.profile, on_step=shown, progress=progress)
-        else:
-            steps, merged = run_bench(plan, session.profile, on_step=shown, progress=progress)
-        import base64
-
-        session.summary = {"steps": steps, "histograms": {
-            index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
-            for index, result in merged.items()}}
-        verdict(steps, session.route)  # after the summary is kept: a failed sweep is still on record
-        document = {"route": session.route.name, "run_id": session.run_id, "emulated": session.route.emulated,
-                    "steps": steps}
-        if html is not None:
-            from k2probe.report.bench_html import write_bench_report
-
-            write_bench_report(html, session.route.name, session.run_id, steps, emulated=session.route.emulated,
-                               stream=stream)
-            if not as_json:
-                render.notice(f"wrote {html}")
+    outcome = run_bench(route, concurrency=concurrencies, rate=rates, requests=requests, duration_s=duration,
+                        stream=stream, prompt_tokens=prompt_tokens, max_tokens=max_tokens, slo_ms=limits,
+                        workers=workers, record_calls=record_calls, html=html, on_notices=_notices, on_step=shown,
+                        live=live)
+    if html is not None and not as_json:
+        render.notice(f"wrote {html}")
     if as_json:
-        render.emit_json(document)
+        render.emit_json(outcome.as_json())
     else:
-        from k2probe.load.bench import print_steps
-
-        print_steps(steps, stream, session.route.emulated)
+        print_steps(outcome.steps, stream, outcome.emulated)
 
 
 @app.command()

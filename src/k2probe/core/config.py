@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from k2probe.core.envnames import BASE_URL_ENV, KEY_ENVS, MODEL_ENV, PROFILE_ENV
 from k2probe.core.errors import ConfigError
+from k2probe.core.personalities import PERSONALITIES
 from k2probe.core.redact import remember
 
 DEFAULT_MODEL = "kimi-k2.7-code"
@@ -51,8 +52,6 @@ class RouteSpec(BaseModel):
     @field_validator("personality")
     @classmethod
     def _known_personality(cls, value: str) -> str:
-        from k2probe.emulator.settings import PERSONALITIES
-
         if value not in PERSONALITIES:
             raise ValueError(f"unknown personality {value!r}{did_you_mean(value, PERSONALITIES)}; "
                              f"one of: {', '.join(PERSONALITIES)}")

@@ -134,3 +134,21 @@ def figures(call: CallRecord) -> dict[str, Any]:
         "finish_reason": call.finish_reason, "usage_location": call.usage_location,
         "reasoning_field": call.reasoning_field,
     }
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms"
+
+
+def figures_line(call: CallRecord) -> str:
+    """One call's figures in a line of text (TTFT, latency, tokens, cost), for a step's detail or the terminal."""
+    f = figures(call)
+    cost = "cost unknown" if f["cost_usd"] is None else f"${f['cost_usd']:.6f}"
+    tps = "–" if f["tokens_per_s"] is None else f"{f['tokens_per_s']:.0f} tok/s"
+    parts = []
+    if call.stream:
+        parts += [f"TTFT {_ms(f['ttft_ms'])}", f"first content {_ms(f['ttfc_ms'])}", tps]
+    parts += [f"latency {_ms(f['latency_ms'])}",
+              f"tokens {f['prompt_tokens']} in / {f['completion_tokens']} out ({f['reasoning_tokens']} reasoning, "
+              f"{f['cached_tokens']} cached)", cost]
+    return " · ".join(parts)

@@ -11,9 +11,9 @@ from k2probe.client.media import Media
 from k2probe.client.stream import Listener
 from k2probe.client.transport import Outcome
 from k2probe.client.uploads import deliver
+from k2probe.contexts import RouteContext, RunContext
 from k2probe.core.errors import UsageError
 from k2probe.core.sanitize import Change, sanitise
-from k2probe.session import Session
 
 
 @dataclass
@@ -37,23 +37,23 @@ def chat_request(model: str, prompt: str, *, system: str | None = None, stream: 
     return body
 
 
-async def run_chat(session: Session, request: dict[str, Any], *, strict: bool = False,
+async def run_chat(routed: RouteContext, run: RunContext, request: dict[str, Any], *, strict: bool = False,
                    listener: Listener | None = None, on_changes: Callable[[list[Change]], None] | None = None,
                    media: list[Media] | None = None, force_upload: bool = False,
                    on_notes: Callable[[list[str]], None] | None = None, purpose: str = "chat") -> ChatResult:
     """Deliver media (uploading where needed), sanitise (telling `on_changes` what changed before anything is
-    sent), check the body size, send, and return the outcome."""
-    async with session.transport() as transport:
+    sent), check the body size, send to the route `routed`, and return the outcome (its calls recorded in `run`)."""
+    async with routed.transport(run.record) as transport:
         notes: list[str] = []
         if media:
-            notes = await deliver(session, transport, media, force_upload=force_upload)
+            notes = await deliver(transport, media, force_upload=force_upload)
             request = with_media(request, media)
             if on_notes is not None:
                 on_notes(notes)
-        sanitised = sanitise(request, session.profile, strict=strict)
+        sanitised = sanitise(request, routed.profile, strict=strict)
         if on_changes is not None:
             on_changes(sanitised.changes)
-        check_body_size(sanitised.body, session.profile.media.body_max_bytes)
+        check_body_size(sanitised.body, routed.profile.media.body_max_bytes)
         outcome = await transport.chat(sanitised.body, listener=listener, purpose=purpose,
                                        media=[m.record() for m in media or []])
     return ChatResult(outcome, sanitised.changes, sanitised.body, notes)

@@ -8,13 +8,13 @@ from typing import Any
 
 from k2probe.client.probes import probe_models, url_variants
 from k2probe.client.transport import Outcome, RetryPolicy, Transport
+from k2probe.contexts import RouteContext, RunContext
 from k2probe.core.config import check_base_url, check_key, url_problem
 from k2probe.core.envnames import PROFILE_ENV
 from k2probe.core.failures import Failure
-from k2probe.core.profiles import CONFIGURED, MODEL_ID, ProfileChoice
+from k2probe.core.profiles import CONFIGURED, MODEL_ID
 from k2probe.core.sanitize import sanitise
 from k2probe.diagnose.audit import Auditor, Probed
-from k2probe.session import Session
 
 DIAGNOSES = ("ok", "missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
              "unknown_model", "unsupported_param", "tool_choice_rejected", "reasoning_dropped", "rate_limited",
@@ -84,10 +84,10 @@ def _fail(check_id: str, failure: Failure, fix: str = "") -> Check:
 class Doctor:
     """Runs the ladder; each rung appends one Check."""
 
-    def __init__(self, session: Session, params: dict[str, Any]) -> None:
-        self.session = session
-        self.route = session.route
-        self.profile = session.profile
+    def __init__(self, routed: RouteContext, run: RunContext, params: dict[str, Any]) -> None:
+        self.routed, self.recording = routed, run
+        self.route = routed.route
+        self.profile = routed.profile
         self.params = {**self.route.params, **params}
         self.checks: list[Check] = []
         self.models: list[str] = []
@@ -97,7 +97,7 @@ class Doctor:
         try:
             self.key_and_url_static()
             await self.reachability()
-            async with self.session.transport(policy=RetryPolicy(max_retries=0)) as self.transport:
+            async with self.routed.transport(self.recording.record, policy=RetryPolicy(max_retries=0)) as self.transport:
                 await self.model()
                 await self.team_params()
                 await self.fixed_param_enforcement()
@@ -136,7 +136,7 @@ class Doctor:
             self.add(Check("base_url", "fail", unusable.message, unusable.fix, unusable.code))
         findings = check_base_url(base)
         probe = await probe_models(base, self.route.key(), self.route.name, self.route.model)
-        self.session.record(probe.record)
+        self.recording.record(probe.record)
         if probe.failure is not None and probe.failure.status is None:
             self.add(Check("base_url", "fail", probe.failure.message, FIXES["unreachable"], "unreachable",
                            {"url": base}))
@@ -156,7 +156,7 @@ class Doctor:
         working = None
         for variant in url_variants(base):
             candidate = await probe_models(variant, self.route.key(), self.route.name, self.route.model)
-            self.session.record(candidate.record)
+            self.recording.record(candidate.record)
             if candidate.api_like:
                 working = variant
                 break
@@ -185,9 +185,9 @@ class Doctor:
         self.add(await self._profile_check(outcome))
 
     async def _profile_check(self, outcome: Outcome) -> Check:
-        """Which profile the route gets and how (client.routeprofile decided it when the session opened, asking the
+        """Which profile the route gets and how (client.routeprofile decided it when the route context opened, asking the
         route afresh for doctor); a generic one is shown with what the answer carries."""
-        choice = self.session.profile_choice or ProfileChoice(self.profile, self.session.profile_how)
+        choice = self.routed.choice
         model, name = self.route.model, choice.profile.name
         if choice.how in (CONFIGURED, MODEL_ID):
             return Check("profile", "pass", f"profile {name} (from the {choice.how})")
@@ -313,5 +313,5 @@ class Doctor:
             self.add(Check("reasoning", "pass", "reasoning_content survived a two-step tool call", "", None, evidence))
 
 
-async def run_doctor(session: Session, params: dict[str, Any]) -> Diagnosis:
-    return await Doctor(session, params).run()
+async def run_doctor(routed: RouteContext, run: RunContext, params: dict[str, Any]) -> Diagnosis:
+    return await Doctor(routed, run, params).run()

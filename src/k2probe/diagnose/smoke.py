@@ -9,10 +9,10 @@ from typing import Any
 
 from k2probe import __version__
 from k2probe.client.transport import Outcome
+from k2probe.contexts import RouteContext, RunContext
 from k2probe.core.config import known_good_path
 from k2probe.core.guide import review_request
 from k2probe.core.sanitize import Change, sanitise
-from k2probe.session import Session
 
 
 @dataclass
@@ -23,15 +23,15 @@ class SmokeResult:
     path: str | None
 
 
-def known_good_record(session: Session, body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+def known_good_record(routed: RouteContext, body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     """The exact working setup: base URL, model id, request body, response shape, latency, tokens."""
     call = outcome.last
     return {
-        "route": session.route.name,
-        "base_url": session.route.base_url,
-        "model": session.route.model,
-        "api_key_env": session.route.api_key_env or "AI_GATEWAY_API_KEY",
-        "emulated": session.route.emulated,
+        "route": routed.route.name,
+        "base_url": routed.route.base_url,
+        "model": routed.route.model,
+        "api_key_env": routed.route.api_key_env or "AI_GATEWAY_API_KEY",
+        "emulated": routed.route.emulated,
         "request": body,
         "response_shape": outcome.shape,
         "finish_reason": outcome.finish_reason,
@@ -48,16 +48,16 @@ def known_good_record(session: Session, body: dict[str, Any], outcome: Outcome) 
     }
 
 
-async def run_smoke(session: Session, *, strict: bool = False) -> SmokeResult:
+async def run_smoke(routed: RouteContext, run: RunContext, *, strict: bool = False) -> SmokeResult:
     """Send the guide's review request; on success save the known-good record in the store and as JSON."""
-    sanitised = sanitise(review_request(session.route.model), session.profile, strict=strict)
-    async with session.transport() as transport:
+    sanitised = sanitise(review_request(routed.route.model), routed.profile, strict=strict)
+    async with routed.transport(run.record) as transport:
         outcome = await transport.chat(sanitised.body, purpose="smoke: the guide's code review")
     if not outcome.ok or not outcome.content:
         return SmokeResult(outcome, sanitised.changes, None, None)
-    record = known_good_record(session, sanitised.body, outcome)
-    session.store.save_known_good(session.run_id, session.route.name, record)
-    path = known_good_path(session.route.name)
+    record = known_good_record(routed, sanitised.body, outcome)
+    run.store.save_known_good(run.run_id, routed.route.name, record)
+    path = known_good_path(routed.route.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(session.redactor.text(json.dumps(record, indent=2)) + "\n", encoding="utf-8")
+    path.write_text(run.redactor.text(json.dumps(record, indent=2)) + "\n", encoding="utf-8")
     return SmokeResult(outcome, sanitised.changes, record, str(path))

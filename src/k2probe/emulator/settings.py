@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from k2probe.core.personalities import PERSONALITIES as PERSONALITIES  # re-exported: the names live in core
+
 FAULT_KINDS = ("rate_limit", "overloaded", "quota", "server_error", "unavailable", "cut", "malformed")
-PERSONALITIES = ("moonshot", "openrouter", "lossy-relay", "param-dropper", "litellm")
 DEFAULT_KEY = "sk-k2probe-emulator"
 
 

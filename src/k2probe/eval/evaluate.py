@@ -20,8 +20,8 @@ from k2probe.tasks.humaneval import SUITE as HUMANEVAL
 from k2probe.tasks.humaneval import CodeProblem
 
 if TYPE_CHECKING:
+    from k2probe.contexts import RouteContext, Serve
     from k2probe.recording.store import Store
-    from k2probe.session import Session
 
 SAMPLES_ROUTE = "samples"  # the route name of completions read from a --samples file
 
@@ -48,10 +48,12 @@ class EvalOutcome:
 
 
 def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
-             on_sample: OnSample | None = None, timeout_s: float | None = None) -> EvalOutcome:
+             on_sample: OnSample | None = None, timeout_s: float | None = None, serve: Serve | None = None
+             ) -> EvalOutcome:
     """Run `plan` (or the plan of the run `resume` names) to its end, or for `timeout_s` at most (the samples still
-    running then end as `error`, the run `timed_out`). With a samples file and no model to call, the sandbox starts
-    verifying at once, while the store (SQLAlchemy) is still loading."""
+    running then end as `error`, the run `timed_out`); `serve` serves its emulated routes (api.serve_emulator). With
+    a samples file and no model to call, the sandbox starts verifying at once, while the store (SQLAlchemy) is still
+    loading."""
     ahead: Future[dict[str, ProgramVerdict]] | None = None
     pool = ThreadPoolExecutor(max_workers=1)
     if resume is None and plan.samples_file is not None:
@@ -73,7 +75,7 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
                 held.enter_context(store.lease(run_id))  # refused while another process works on the run
             else:
                 run_id = ""
-            return _evaluate(plan, store, run_id, on_start, on_sample, ahead, timeout_s)
+            return _evaluate(plan, store, run_id, on_start, on_sample, ahead, timeout_s, serve)
     finally:
         pool.shutdown(wait=True)
         store.dispose()
@@ -98,7 +100,8 @@ def _verify_given(tasks: list[EvalTask], completions: dict[str, str], iso: Isola
 
 
 def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sample: OnSample | None,
-              ahead: Future[dict[str, ProgramVerdict]] | None, timeout_s: float | None = None) -> EvalOutcome:
+              ahead: Future[dict[str, ProgramVerdict]] | None, timeout_s: float | None = None,
+              serve: Serve | None = None) -> EvalOutcome:
     from k2probe.eval import metrics
 
     tasks: list[EvalTask]
@@ -110,14 +113,14 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
     iso = isolation(plan.sandbox)
     resumed = bool(run_id)
     with contextlib.ExitStack() as stack:
-        sessions: dict[str, Session] = {}
+        sessions: dict[str, RouteContext] = {}  # each route's context; all of them recorded in this one run
         if completions is None:
-            from k2probe.session import open_session
+            from k2probe.contexts import open_route
 
             for name in plan.routes:
-                if not run_id:  # the first route's session opens the run everyone joins
+                if not run_id:  # the run is started under the first route's name
                     run_id = store.start_run("eval", name, plan.as_config())
-                session = stack.enter_context(open_session("eval", name, join=(store, run_id)))
+                session = stack.enter_context(open_route(name, serve=serve))
                 if session.route.name in sessions:
                     raise UsageError(f"route {session.route.name!r} given twice", fix="name each route once")
                 sessions[session.route.name] = session
@@ -130,7 +133,7 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
         store.plan_samples(run_id, plan.suite, units(tasks, routes, plan.epochs))
         if on_start is not None:
             on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s["outcome"] == "pending"))
-        runner = EvalRunner(plan, store, run_id, tasks, iso, sessions=sessions, completions=completions,
+        runner = EvalRunner(plan, store, run_id, tasks, iso, routes=sessions, completions=completions,
                             verdicts_ahead=ahead, on_sample=on_sample, timeout_s=timeout_s)
         status = "interrupted"
         try:

@@ -28,9 +28,9 @@ if TYPE_CHECKING:  # the request path (the openai SDK) loads only when a model i
     from concurrent.futures import Future
 
     from k2probe.client.transport import Outcome, Transport
+    from k2probe.contexts import RouteContext
     from k2probe.recording.store import Store
     from k2probe.sandbox.programs import ProgramVerdict
-    from k2probe.session import Session
 
 
 @dataclass
@@ -85,15 +85,19 @@ def _usage(outcome: Outcome) -> dict[str, Any]:
 
 
 class EvalRunner:
-    """Runs a plan's pending samples against the routes' sessions (or a samples file's completions)."""
+    """Runs a plan's pending samples against the routes' contexts (or a samples file's completions), recording
+    their calls in the run `run_id`."""
 
     def __init__(self, plan: EvalPlan, store: Store, run_id: str, tasks: list[EvalTask], iso: Isolation, *,
-                 sessions: dict[str, Session] | None = None, completions: dict[str, str] | None = None,
+                 routes: dict[str, RouteContext] | None = None, completions: dict[str, str] | None = None,
                  verdicts_ahead: Future[dict[str, ProgramVerdict]] | None = None,
                  on_sample: OnSample | None = None, timeout_s: float | None = None) -> None:
         self.plan, self.store, self.run_id, self.iso = plan, store, run_id, iso
         self.tasks = {task_id(t): t for t in tasks}
-        self.sessions = sessions or {}
+        from k2probe.contexts import RunContext
+
+        self.routes = routes or {}
+        self.recording = RunContext(store, run_id, "eval")  # where every route's calls are recorded
         self.completions = completions
         self.verdicts_ahead = verdicts_ahead  # a samples file's verdicts, verified while the store was opening
         self.on_sample = on_sample
@@ -106,8 +110,8 @@ class EvalRunner:
         pending = [s for s in self.store.samples(self.run_id) if s["outcome"] == "pending"]
         progress = Progress(total=len(pending))
         try:
-            for name, session in self.sessions.items():
-                self.transports[name] = session.transport()
+            for name, routed in self.routes.items():
+                self.transports[name] = routed.transport(self.recording.record)
 
             async def one(sample: dict[str, Any]) -> None:
                 with linked(sample_id=sample["id"]):
@@ -183,7 +187,7 @@ class EvalRunner:
         not code: nothing of it runs)."""
         from k2probe.eval.toolscore import judge_tool_answer
 
-        session = self.sessions[sample["route"]]
+        session = self.routes[sample["route"]]
         body = sanitise({"model": session.route.model, "max_tokens": self.plan.max_tokens, "tool_choice": "auto",
                          "tools": case.tool_schemas(), "messages": [{"role": "user", "content": case.prompt}]},
                         session.profile).body
@@ -199,7 +203,7 @@ class EvalRunner:
         if self.completions is not None:
             completion = self.completions[problem.task_id]
         else:
-            session = self.sessions[sample["route"]]
+            session = self.routes[sample["route"]]
             body = sanitise({"model": session.route.model, "max_tokens": self.plan.max_tokens,
                              "messages": [{"role": "user", "content": problem.request_text()}]}, session.profile).body
             async with self.gate:
@@ -217,9 +221,9 @@ class EvalRunner:
         from k2probe.agent.loop import AgentLimits
         from k2probe.agent.runner import AgentTask, run_agent
 
-        session = self.sessions[sample["route"]]
+        session = self.routes[sample["route"]]
         async with self.gate:
-            result = await run_agent(session, AgentTask.from_suite(task), AgentLimits(), iso=self.iso)
+            result = await run_agent(session, self.recording, AgentTask.from_suite(task), AgentLimits(), iso=self.iso)
         data = result.as_json()
         verification = data["verification"]  # a route that never answered: `error`, unverified (core/noanswer.py)
         return {"outcome": verification["status"], "reason": verification.get("reason"),

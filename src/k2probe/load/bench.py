@@ -55,6 +55,20 @@ class BenchPlan:
     record_calls: bool = False
 
 
+@dataclass
+class BenchOutcome:
+    """A finished sweep: the route, the bench run that keeps it, and each step's figures (`summary` below)."""
+
+    route: str
+    run_id: str
+    emulated: bool
+    stream: bool
+    steps: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"route": self.route, "run_id": self.run_id, "emulated": self.emulated, "steps": self.steps}
+
+
 def payload(plan: BenchPlan, profile: Any) -> bytes:
     body = sanitise({"model": plan.model, "messages": [{"role": "user", "content": prompt_of(plan.prompt_tokens)}],
                      "max_tokens": plan.max_tokens, "stream": plan.stream}, profile).body
@@ -88,11 +102,6 @@ def summary(step: dict[str, Any], result: StepResult) -> dict[str, Any]:
             "ttft_merged": result.merged / h["ttft"].get_total_count() if h["ttft"].get_total_count() else None,
             "goodput": {"share": result.good / result.sent if result.sent else None, "rps": result.good / wall},
             "wall_s": result.wall_s}
-
-
-def ms(value: float | None) -> str:
-    """A percentile for the terminal: one decimal, or – where nothing was measured."""
-    return "–" if value is None else f"{value:.1f}"
 
 
 def step_label(step: dict[str, Any]) -> str:
@@ -217,39 +226,3 @@ def verdict(steps: list[dict[str, Any]], route: Any) -> None:
 
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
-    """The sweep as a table: one row per step, percentiles with their n."""
-    from rich import box
-    from rich.table import Table
-
-    from k2probe.report import terminal as render
-
-    table = Table(title="k2probe bench" + (" — built-in emulator: the pipeline, not a model" if emulated else ""),
-                  caption="times in ms; p50/p99 over n answered", box=box.SIMPLE_HEAD, pad_edge=False)
-    first_name = "TTFT" if stream else "latency"
-    for column in ("step", "ok/sent", "failed", "req/s", "tok/s", f"{first_name} p50/p99", "ITL p50", "e2e p99",
-                   "good", "n"):
-        table.add_column(column, overflow="fold")  # never cut a figure short: fold it onto the next line
-    for s in steps:
-        first = s["ttft_ms"] if stream else s["e2e_ms"]
-        share = s["goodput"]["share"]
-        table.add_row(step_label(s), f"{s['ok']}/{s['requests']}",
-                      ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "–", f"{s['rps']:.1f}",
-                      f"{s['output_tps']:.0f}", f"{ms(first['p50'])}/{ms(first['p99'])}",
-                      ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
-                      "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
-    # piped, rich assumes 80 columns; a file or a pager takes the table whole rather than folded
-    console = render.out if render.out.is_terminal else render.SafeConsole(width=140)
-    console.print(table)
-    for s in steps:
-        merged = s.get("ttft_merged")
-        # where the server stamps its own TTFT, the merge is shown to matter only if the two disagree
-        error = s["ttft_error_ms"]
-        matters = not error["n"] or (error["p90"] or 0) > 1.0
-        if merged and merged > 0.1 and matters:
-            render.err.print(f"{step_label(s)}: {100 * merged:.0f}% of first tokens were read over a ms after they "
-                             "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
-                             "where the server sent them apart those TTFTs read late by up to the gap. Use more "
-                             "--workers, or fewer streams per step.", style="yellow")

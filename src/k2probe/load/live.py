@@ -1,5 +1,5 @@
-"""The running step as the workers last reported it: merged counts and percentiles for the live view, and the calls
-they send when `--record-calls` asks for every request in the store."""
+"""The running step as the workers last reported it: merged counts and percentiles for the live view (rendered in
+report/bench.py), and the calls they send when `--record-calls` asks for every request in the store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
-from rich.text import Text
 
 from k2probe.load.step import histogram
 
@@ -19,7 +18,8 @@ OnCalls = Callable[[str, list[dict[str, Any]]], None]  # (the step's label, its 
 
 
 class Progress:
-    """Workers' latest snapshots of the current step; rendered by rich (`__rich__`) from its refresh thread."""
+    """Workers' latest snapshots of the current step, merged by `figures` (report/bench.py's LiveStep shows them
+    from rich's refresh thread)."""
 
     def __init__(self, stream: bool, on_calls: OnCalls | None = None) -> None:
         self.stream = stream
@@ -58,14 +58,3 @@ class Progress:
                 "failed": dict(failed), "rps": ok / elapsed if elapsed > 0 else 0.0, "n": n,
                 "p50": merged.get_value_at_percentile(50) / 1000 if n else None,
                 "p99": merged.get_value_at_percentile(99) / 1000 if n else None}
-
-    def __rich__(self) -> Text:
-        f = self.figures()
-        failed = sum(f["failed"].values())
-        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(f["failed"].items()))
-        name = "TTFT" if self.stream else "latency"
-        timing = (f"{name} p50 {f['p50']:.1f} / p99 {f['p99']:.1f} ms (n={f['n']})" if f["n"] else f"{name} –")
-        text = Text.assemble((f"{f['label']}", "bold"), f" · {f['elapsed_s']:.1f} s · {f['sent']} sent · {f['ok']} ok · ",
-                             (f"{failed} failed" + (f" ({kinds})" if kinds else ""), "red" if failed else ""),
-                             f" · {f['rps']:.1f} req/s · {timing}")
-        return text

@@ -94,23 +94,11 @@ def diagnosis(result: Diagnosis) -> None:
     out.print(Text(f"diagnosis: {result.diagnosis}", style=style))
 
 
-def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f} ms"
-
-
 def figures_line(call: CallRecord) -> str:
-    from k2probe.core.records import figures
+    """core.records' line of a call's figures (kept there: activities put it in their results' details)."""
+    from k2probe.core.records import figures_line as line
 
-    f = figures(call)
-    cost = "cost unknown" if f["cost_usd"] is None else f"${f['cost_usd']:.6f}"
-    tps = "–" if f["tokens_per_s"] is None else f"{f['tokens_per_s']:.0f} tok/s"
-    parts = []
-    if call.stream:
-        parts += [f"TTFT {_ms(f['ttft_ms'])}", f"first content {_ms(f['ttfc_ms'])}", tps]
-    parts += [f"latency {_ms(f['latency_ms'])}",
-              f"tokens {f['prompt_tokens']} in / {f['completion_tokens']} out ({f['reasoning_tokens']} reasoning, "
-              f"{f['cached_tokens']} cached)", cost]
-    return " · ".join(parts)
+    return line(call)
 
 
 class LivePrinter:

@@ -2,8 +2,8 @@
 
 Every method awaits: the blocking work (a sandboxed test run, a preflight, a file read) goes to a worker thread, so a
 2 s test run in one sample never freezes the event loop every other sample's stream and timing share. `bubblewrap`
-runs commands in the sandbox (sandbox/isolation.py) and makes the workspace readable to the sandbox's uid itself;
-`none` runs them on a throwaway host copy, as accepted by the user."""
+runs commands in the sandbox (sandbox/isolation.py's `run`, which makes the workspace readable to the sandbox's own
+uid itself: no caller has to remember it); `none` runs them on a throwaway host copy, as accepted by the user."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, isolation, make_readable, run
+from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, isolation, run
 from k2probe.sandbox.outcome import Verification, judge
 from k2probe.sandbox.runtime import Runtime
 
 if TYPE_CHECKING:
     from k2probe.sandbox.guarded import Expected
-    from k2probe.sandbox.preflight import Preflight
-    from k2probe.tasks.shipped import Task
+    from k2probe.sandbox.preflight import HarnessTask, Preflight
 
 
 class Files(Protocol):
@@ -51,9 +50,9 @@ class Executor(Protocol):
     async def hidden(self, folder: Path, hidden: Path, limits: Limits, runtime: Runtime,
                      expected: Expected | None, shown: str) -> Verification: ...
 
-    async def expected(self, task: Task, runtime: Runtime) -> Expected | None: ...
+    async def expected(self, task: HarnessTask, runtime: Runtime) -> Expected | None: ...
 
-    async def preflight(self, task: Task, runtime: Runtime) -> Preflight | None: ...
+    async def preflight(self, task: HarnessTask, runtime: Runtime) -> Preflight | None: ...
 
     async def read(self, files: Files, relative: str, limit: int) -> bytes: ...
 
@@ -70,12 +69,8 @@ class LocalExecutor:
     def __init__(self, iso: Isolation) -> None:
         self.isolation = iso
 
-    def _prepare(self, folder: Path) -> None:
-        """Make `folder` ready for a command (nothing to do on the host)."""
-
     def _exec(self, command: str, folder: Path, limits: Limits, runtime: Runtime,
               lay: Mapping[str, Path] | None) -> SandboxResult:
-        self._prepare(folder)
         return run(command, folder, limits, self.isolation, lay=lay, runtime=runtime)
 
     async def exec(self, command: str, folder: Path, limits: Limits, runtime: Runtime, *,
@@ -96,16 +91,15 @@ class LocalExecutor:
         from k2probe.sandbox.guarded import run_hidden
 
         def guarded() -> Verification:
-            self._prepare(folder)
             return run_hidden(folder, hidden, limits, self.isolation, runtime, expected, shown).verification
         return await asyncio.to_thread(guarded)
 
-    async def expected(self, task: Task, runtime: Runtime) -> Expected | None:
+    async def expected(self, task: HarnessTask, runtime: Runtime) -> Expected | None:
         from k2probe.sandbox.preflight import expected_tests
 
         return await asyncio.to_thread(expected_tests, task, self.isolation, runtime)
 
-    async def preflight(self, task: Task, runtime: Runtime) -> Preflight | None:
+    async def preflight(self, task: HarnessTask, runtime: Runtime) -> Preflight | None:
         from k2probe.sandbox.preflight import preflight_failure
 
         return await asyncio.to_thread(preflight_failure, task, self.isolation, runtime)
@@ -124,10 +118,7 @@ class LocalExecutor:
 
 
 class BubblewrapExecutor(LocalExecutor):
-    """Commands in bubblewrap: the workspace is made readable to the sandbox's own uid before each one."""
-
-    def _prepare(self, folder: Path) -> None:
-        make_readable(folder)
+    """Commands in bubblewrap (`run` makes the workspace readable to the sandbox's own uid before each one)."""
 
 
 class NoneExecutor(LocalExecutor):

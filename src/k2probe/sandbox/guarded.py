@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.core.liveness import mark_owner
-from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, make_readable, run
+from k2probe.sandbox.isolation import Isolation, Limits, SandboxResult, run
 from k2probe.sandbox.outcome import PROOF_CHARS, Verification
 from k2probe.sandbox.runtime import Runtime
 
@@ -149,7 +149,6 @@ def run_hidden(workspace: Path, hidden: Path, limits: Limits, iso: Isolation, ru
     """The hidden tests at `hidden` on a private copy of `workspace`, under the guarded runner; `shown` is the
     command as the task names it."""
     hidden = hidden.resolve()
-    make_readable(workspace)
     with channel() as chan:
         guarded = GuardedRuntime(runtime.python, runtime.path, runtime.virtual_env,
                                  (str(RUNNER.parent), str(hidden), str(chan.folder)))

@@ -423,9 +423,12 @@ def run(command: str, workspace: Path, limits: Limits | None = None, iso: Isolat
         lay: Mapping[str, Path] | None = None, runtime: Runtime | None = None) -> SandboxResult:
     """Run `command` (a shell line) on a private copy of `workspace`, with each `lay` folder laid in under its name
     (replacing whatever the workspace has there); nothing it writes reaches the workspace. Never raises for what the
-    command does."""
+    command does. In bubblewrap the workspace is first made readable to the sandbox's own uid, here, so no caller
+    has to remember it."""
     limits = limits or Limits()
     iso = iso or isolation()
+    if iso.isolated:
+        make_readable(workspace)
     lay = lay or {}
     runtime = runtime or Runtime.own()
     begun = time.perf_counter()

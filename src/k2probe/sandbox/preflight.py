@@ -14,21 +14,53 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from k2probe import __version__
 from k2probe.core.config import home
 from k2probe.core.liveness import mark_owner
 from k2probe.core.sharedfile import SharedFileBusy, read_json, update_json, write_json
 from k2probe.sandbox.copying import copy_tree
+from k2probe.sandbox.guardcmd import is_guarded
 from k2probe.sandbox.guarded import Expected, GuardedRun, run_hidden
-from k2probe.sandbox.isolation import Isolation, Limits, make_readable, run
+from k2probe.sandbox.isolation import Isolation, Limits, run
 from k2probe.sandbox.outcome import Verification, judge
 from k2probe.sandbox.runtime import Runtime
-from k2probe.tasks.shipped import Task, is_guarded
 
 CACHE_FILE = "preflight.json"
 EXPECTED_DIR = "expected-tests"
+
+
+class HarnessTask(Protocol):
+    """What a preflight needs of a task (tasks/shipped.py's Task is one): its folders and the command that judges it.
+    A protocol, so the sandbox layer does not import the tasks layer above it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def suite(self) -> str: ...
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def repo(self) -> Path: ...
+
+    @property
+    def hidden(self) -> Path: ...
+
+    @property
+    def solution(self) -> Path: ...
+
+    @property
+    def has_hidden(self) -> bool: ...
+
+    @property
+    def has_solution(self) -> bool: ...
+
+    @property
+    def verify_cmd(self) -> str: ...
 
 
 @dataclass
@@ -45,17 +77,16 @@ class Preflight:
                 "solved": self.solved.as_json(), "expected_tests": sorted(self.expected or {})}
 
 
-def _check(folder: Path, task: Task, iso: Isolation, limits: Limits, runtime: Runtime) -> GuardedRun:
+def _check(folder: Path, task: HarnessTask, iso: Isolation, limits: Limits, runtime: Runtime) -> GuardedRun:
     """The task's verification command on `folder`: guarded when it is k2probe's pytest runner, else by exit status."""
     if task.has_hidden and is_guarded(task.verify_cmd):
         return run_hidden(folder, task.hidden, limits, iso, runtime, None, task.verify_cmd)
-    make_readable(folder)
     lay = {task.hidden.name: task.hidden} if task.has_hidden else {}
     result = run(task.verify_cmd, folder, limits, iso, lay=lay, runtime=runtime)
     return GuardedRun(judge(result, "hidden tests" if task.has_hidden else "tests", runtime, limits, iso))
 
 
-def _expected(task: Task, untouched: GuardedRun, solved: GuardedRun | None) -> dict[str, str] | None:
+def _expected(task: HarnessTask, untouched: GuardedRun, solved: GuardedRun | None) -> dict[str, str] | None:
     """The tests a fix must pass: what the reference solution reported; without one, what the untouched repository
     collected (unknown if it could not collect them all)."""
     if not (task.has_hidden and is_guarded(task.verify_cmd)):
@@ -67,7 +98,7 @@ def _expected(task: Task, untouched: GuardedRun, solved: GuardedRun | None) -> d
     return {name: "passed" for name in untouched.outcomes}
 
 
-def preflight(task: Task, iso: Isolation, limits: Limits | None = None, runtime: Runtime | None = None) -> Preflight:
+def preflight(task: HarnessTask, iso: Isolation, limits: Limits | None = None, runtime: Runtime | None = None) -> Preflight:
     """Run the hidden tests on the untouched repository and on the repository with the solution laid over it."""
     limits = limits or Limits()
     runtime = runtime or Runtime.own()
@@ -105,18 +136,18 @@ def preflight(task: Task, iso: Isolation, limits: Limits | None = None, runtime:
                      expected)
 
 
-def _expected_path(task: Task, iso: Isolation, runtime: Runtime) -> Path:
+def _expected_path(task: HarnessTask, iso: Isolation, runtime: Runtime) -> Path:
     return home() / EXPECTED_DIR / f"{_fingerprint(task, iso, runtime)}.json"
 
 
-def _remember(task: Task, iso: Isolation, runtime: Runtime, expected: dict[str, str] | None) -> None:
+def _remember(task: HarnessTask, iso: Isolation, runtime: Runtime, expected: dict[str, str] | None) -> None:
     """Keep the expected tests by the task's fingerprint; written whole and renamed into place (never half a file)."""
     path = _expected_path(task, iso, runtime)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {"task": f"{task.suite}/{task.id}", "expected": expected})
 
 
-def expected_tests(task: Task, iso: Isolation, runtime: Runtime) -> Expected | None:
+def expected_tests(task: HarnessTask, iso: Isolation, runtime: Runtime) -> Expected | None:
     """The hidden tests a verification of `task` must report, as its preflight found them (run again if it is not
     remembered); None when they cannot be known (no solution, and the untouched repository does not collect)."""
     data = read_json(_expected_path(task, iso, runtime), None)
@@ -137,14 +168,14 @@ def _regular_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _fingerprint(task: Task, iso: Isolation, runtime: Runtime) -> str:
+def _fingerprint(task: HarnessTask, iso: Isolation, runtime: Runtime) -> str:
     digest = hashlib.sha256(f"{__version__}\0{runtime.python}\0{runtime.path}\0{iso.sandbox}".encode())
     for path in _regular_files(task.root):
         digest.update(str(path.relative_to(task.root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
-def preflight_failure(task: Task, iso: Isolation, runtime: Runtime) -> Preflight | None:
+def preflight_failure(task: HarnessTask, iso: Isolation, runtime: Runtime) -> Preflight | None:
     """None when this task's harness was proven on this machine, with this interpreter, before; else the preflight
     (a passing one is remembered in $K2PROBE_HOME/preflight.json)."""
     path = home() / CACHE_FILE

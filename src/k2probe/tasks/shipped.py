@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from k2probe.sandbox.guardcmd import HIDDEN_CMD  # the guarded runner's line, a suite's default hidden_cmd
+
 SUITES_DIR = Path(__file__).parent / "suites"
 
 
@@ -54,16 +56,7 @@ class Task:
         return self.hidden_cmd if self.has_hidden and self.hidden_cmd else self.test_cmd
 
 
-HIDDEN_CMD = "k2probe-pytest hidden_tests"  # k2probe's guarded pytest runner (sandbox/guarded.py) on the hidden tests
-LEGACY_HIDDEN_CMD = ("PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider --noconftest -c /dev/null "
-                     "--rootdir . hidden_tests")
 SUITE_FOLDERS = ("repo", "hidden_tests", "solution")
-
-
-def is_guarded(command: str | None) -> bool:
-    """Does `command` name k2probe's guarded pytest runner on the hidden tests (today's line, or the one it replaced)?
-    Any other command is the suite's own: judged by its exit status only."""
-    return command is not None and " ".join(command.split()) in (HIDDEN_CMD, LEGACY_HIDDEN_CMD)
 
 
 def _field(data: dict[str, object], name: str, where: Path, default: str | None = None) -> str:

@@ -1,0 +1,77 @@
+"""`k2probe bench` on the terminal: the running step live, the line shown as each step ends, the sweep as a table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+
+from k2probe.load.bench import step_label
+from k2probe.load.live import Progress
+from k2probe.report import terminal as render
+
+
+def ms(value: float | None) -> str:
+    """A percentile for the terminal: one decimal, or – where nothing was measured."""
+    return "–" if value is None else f"{value:.1f}"
+
+
+@dataclass
+class LiveStep:
+    """The running step in one line, redrawn by rich's Live from its refresh thread."""
+
+    progress: Progress
+
+    def __rich__(self) -> Text:
+        f = self.progress.figures()
+        failed = sum(f["failed"].values())
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(f["failed"].items()))
+        name = "TTFT" if self.progress.stream else "latency"
+        timing = (f"{name} p50 {f['p50']:.1f} / p99 {f['p99']:.1f} ms (n={f['n']})" if f["n"] else f"{name} –")
+        return Text.assemble((f"{f['label']}", "bold"), f" · {f['elapsed_s']:.1f} s · {f['sent']} sent · {f['ok']} ok · ",
+                             (f"{failed} failed" + (f" ({kinds})" if kinds else ""), "red" if failed else ""),
+                             f" · {f['rps']:.1f} req/s · {timing}")
+
+
+def step_line(row: dict[str, Any], stream: bool) -> str:
+    """One finished step in a line (shown on stderr while the sweep goes on)."""
+    first = row["ttft_ms"] if stream else row["e2e_ms"]
+    label = "TTFT" if stream else "latency"
+    return (f"{step_label(row)}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
+            f"{row['output_tps']:.0f} tok/s, {label} p50 {ms(first['p50'])} / p99 {ms(first['p99'])}"
+            f" ms (n={first['n']}), failed {row['failed'] or 0}")
+
+
+def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
+    """The sweep as a table: one row per step, percentiles with their n."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="k2probe bench" + (" — built-in emulator: the pipeline, not a model" if emulated else ""),
+                  caption="times in ms; p50/p99 over n answered", box=box.SIMPLE_HEAD, pad_edge=False)
+    first_name = "TTFT" if stream else "latency"
+    for column in ("step", "ok/sent", "failed", "req/s", "tok/s", f"{first_name} p50/p99", "ITL p50", "e2e p99",
+                   "good", "n"):
+        table.add_column(column, overflow="fold")  # never cut a figure short: fold it onto the next line
+    for s in steps:
+        first = s["ttft_ms"] if stream else s["e2e_ms"]
+        share = s["goodput"]["share"]
+        table.add_row(step_label(s), f"{s['ok']}/{s['requests']}",
+                      ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "–", f"{s['rps']:.1f}",
+                      f"{s['output_tps']:.0f}", f"{ms(first['p50'])}/{ms(first['p99'])}",
+                      ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
+                      "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
+    # piped, rich assumes 80 columns; a file or a pager takes the table whole rather than folded
+    console = render.out if render.out.is_terminal else render.SafeConsole(width=140)
+    console.print(table)
+    for s in steps:
+        merged = s.get("ttft_merged")
+        # where the server stamps its own TTFT, the merge is shown to matter only if the two disagree
+        error = s["ttft_error_ms"]
+        matters = not error["n"] or (error["p90"] or 0) > 1.0
+        if merged and merged > 0.1 and matters:
+            render.err.print(f"{step_label(s)}: {100 * merged:.0f}% of first tokens were read over a ms after they "
+                             "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
+                             "where the server sent them apart those TTFTs read late by up to the gap. Use more "
+                             "--workers, or fewer streams per step.", style="yellow")
