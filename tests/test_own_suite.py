@@ -19,6 +19,7 @@ from k2probe import Attempt, BaseSuite, Case, Outcome, Played, PlayRequest, Rout
 
 THIS = Path(__file__).resolve()
 FENCE = re.compile(r"```(?:python)?\n(.*?)```", re.S)
+ANSWERS = {"double-21": "print(21 * 2)", "triple-5": "print(5 + 3)"}  # what the emulated model writes
 
 
 class ArithSuite(BaseSuite):
@@ -26,7 +27,6 @@ class ArithSuite(BaseSuite):
     prints the target. The emulator answers the first right and the second wrong."""
 
     name = "arith"
-    ANSWERS = {"double-21": "print(21 * 2)", "triple-5": "print(5 + 3)"}  # what the emulated model writes
 
     def samples(self) -> list[Case]:
         return [Case("double-21", "Write a Python program that prints 21 doubled.", "42"),
@@ -64,7 +64,7 @@ class ArithSuite(BaseSuite):
         text = request.user_text(last=True) or ""
         for case in self.samples():
             if text == case.input:
-                return Played("I write the program.", f"```python\n{self.ANSWERS[case.id]}\n```")
+                return Played("I write the program.", f"```python\n{ANSWERS[case.id]}\n```")
         return None
 
 
@@ -133,6 +133,29 @@ def test_a_solve_that_raises_is_that_samples_error_with_its_traceback(workdir):
     assert "Traceback (most recent call last)" in proof and "the suite broke on triple-5" in proof
     assert _run(workdir)[0] == "finished"
     assert outcome.metrics["overall"]["suite_metrics"]["arith"]["n"] == 1  # the error is no scored sample
+
+
+class OneAtATime:
+    """A scheduler of the test's own (the seam a distributed one plugs into): units one after another, last first."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def run(self, units: Any, worker: Any, sink: Any) -> list[Any]:
+        for unit in reversed(list(units)):
+            self.seen.append(unit)
+            sink(unit, await worker(unit))
+        return []
+
+
+def test_another_scheduler_plugs_in_and_runs_self_contained_units(workdir):
+    scheduler = OneAtATime()
+    outcome = k2probe.evaluate(ArithSuite(), epochs=2, scheduler=scheduler)
+    assert sorted((u.task_id, u.epoch) for u in scheduler.seen) == [("double-21", 0), ("double-21", 1),
+                                                                   ("triple-5", 0), ("triple-5", 1)]
+    assert {u.suite for u in scheduler.seen} == {"arith"} and {u.run_id for u in scheduler.seen} == {outcome.run_id}
+    assert sorted(s["outcome"] for s in outcome.samples) == ["failed", "failed", "passed", "passed"]
+    assert outcome.metrics["overall"]["pass_at_k"]["2"]["value"] == 0.5
 
 
 def test_a_broken_suite_file_is_one_line_exit_2(cli, workdir):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from k2probe.eval.evaluate import EvalOutcome
     from k2probe.eval.plan import EvalPlan
     from k2probe.eval.runner import OnSample
+    from k2probe.eval.scheduler import Scheduler
     from k2probe.eval.suite import Suite
 
 __all__ = ["RunningEmulator", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate", "run_agent"]
@@ -90,10 +91,11 @@ def evaluate(suite: str | Suite | EvalPlan | None = None, *, routes: Sequence[st
              epochs: int = 1, concurrency: int = 8, tasks: Sequence[str] | None = None, limit: int | None = None,
              samples: str | Path | None = None, sandbox: str = "auto", max_tokens: int = 4096,
              fail_fast: bool = False, resume: str | None = None, timeout_s: float | None = None, on_start: Any = None,
-             on_sample: OnSample | None = None) -> EvalOutcome:
+             on_sample: OnSample | None = None, scheduler: Scheduler | None = None) -> EvalOutcome:
     """Run an evaluation to its end (or `resume` an unfinished one) and return its outcome: run id, per-route and
     overall metrics (the suite's own under `suite_metrics`), every sample. `suite` is a suite's name, folder or .py
-    file, a Suite object (your own, e.g. `k2probe.evaluate(MySuite())`), or a ready EvalPlan."""
+    file, a Suite object (your own, e.g. `k2probe.evaluate(MySuite())`), or a ready EvalPlan. `scheduler` runs the
+    sample units (default: this process's event loop; eval/scheduler.py says what another must do)."""
     from k2probe.eval.evaluate import check_samples_path
     from k2probe.eval.evaluate import evaluate as run_evaluation
     from k2probe.eval.plan import EvalPlan
@@ -111,7 +113,7 @@ def evaluate(suite: str | Suite | EvalPlan | None = None, *, routes: Sequence[st
                          limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     check_samples_path(plan.samples_file)
     return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s,
-                          suite=given)
+                          suite=given, scheduler=scheduler)
 
 
 def bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:

@@ -14,6 +14,7 @@ from k2probe.core.redact import Redactor
 from k2probe.core.results import Outcome, Sample, Usage, Verdict
 from k2probe.eval.plan import EvalPlan, units
 from k2probe.eval.runner import EvalRunner, OnSample, Progress
+from k2probe.eval.scheduler import Scheduler
 from k2probe.eval.suite import Attempt, Identified, Suite, get_suite, given_of, metrics_of, select
 from k2probe.sandbox.executor import executor_for
 from k2probe.sandbox.isolation import isolation
@@ -48,10 +49,11 @@ class EvalOutcome:
 
 def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
              on_sample: OnSample | None = None, timeout_s: float | None = None,
-             suite: Suite | None = None) -> EvalOutcome:
+             suite: Suite | None = None, scheduler: Scheduler | None = None) -> EvalOutcome:
     """Run `plan` (or the plan of the run `resume` names) to its end, or for `timeout_s` at most (the samples still
     running then end as `error`, the run `timed_out`). `suite` is the suite object when the caller has it (the API's
-    `evaluate(MySuite())`); otherwise the plan's ref finds it (eval/suite.py)."""
+    `evaluate(MySuite())`); otherwise the plan's ref finds it (eval/suite.py). `scheduler` runs the sample units
+    (default: this event loop, eval/scheduler.py's LocalScheduler)."""
     from k2probe.recording.store import Store
 
     store = Store(redactor=Redactor())
@@ -69,7 +71,7 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
                 run_id = ""
             if suite is None or suite.name != plan.suite:
                 suite = get_suite(plan.suite)
-            return _evaluate(plan, suite, store, run_id, on_start, on_sample, timeout_s)
+            return _evaluate(plan, suite, store, run_id, on_start, on_sample, timeout_s, scheduler)
     finally:
         store.dispose()
 
@@ -89,7 +91,7 @@ def _samples(plan: EvalPlan, suite: Suite) -> tuple[list[Identified], dict[str, 
 
 
 def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start: Any, on_sample: OnSample | None,
-              timeout_s: float | None = None) -> EvalOutcome:
+              timeout_s: float | None = None, scheduler: Scheduler | None = None) -> EvalOutcome:
     from k2probe.eval import metrics
 
     samples, given = _samples(plan, suite)
@@ -117,7 +119,7 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
         if on_start is not None:
             on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s["outcome"] == "pending"))
         runner = EvalRunner(plan, store, run_id, suite, samples, executor, sessions=sessions, given=given,
-                            on_sample=on_sample, timeout_s=timeout_s)
+                            on_sample=on_sample, timeout_s=timeout_s, scheduler=scheduler)
         status = "interrupted"
         try:
             progress = asyncio.run(runner.run())

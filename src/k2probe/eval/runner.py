@@ -87,7 +87,7 @@ class EvalRunner:
 
     async def run(self) -> Progress:
         rows = {s["id"]: s for s in self.store.samples(self.run_id) if s["outcome"] == "pending"}
-        units = [Unit(r["id"], self.plan.suite, r["task_id"], r["route"], r["epoch"]) for r in rows.values()]
+        units = [Unit(self.run_id, r["id"], self.plan.suite, r["task_id"], r["route"], r["epoch"]) for r in rows.values()]
         progress = Progress(total=len(units))
 
         def sink(unit: Unit, result: SampleResult) -> None:

@@ -16,9 +16,10 @@ from k2probe.core.results import SampleResult
 
 @dataclass(frozen=True)
 class Unit:
-    """One sample to run: the store's row id, the suite's ref (name, folder or file: loadable anywhere), the sample's
-    id in that suite, the route's name and the epoch."""
+    """One sample to run: its run (whose stored config holds the plan), the store's row id, the suite's ref (name,
+    folder or file: loadable anywhere), the sample's id in that suite, the route's name and the epoch."""
 
+    run_id: str
     sample_id: str
     suite: str
     task_id: str
@@ -40,7 +41,7 @@ class Scheduler(Protocol):
 
 class LocalScheduler:
     """Every unit a task on this event loop, at most `concurrency` running at once, for `timeout_s` at most; `check`
-    is called about once a second and after each unit (it raises to stop the run)."""
+    is called about once a second (it raises to stop the run: the store failing)."""
 
     def __init__(self, concurrency: int, timeout_s: float | None = None,
                  check: Callable[[], None] | None = None) -> None:
