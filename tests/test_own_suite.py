@@ -18,6 +18,7 @@ import k2probe
 from k2probe import Attempt, BaseSuite, Case, Outcome, Played, PlayRequest, RouteModel, Verdict
 
 THIS = Path(__file__).resolve()
+EXAMPLE = THIS.parents[1] / "examples" / "own_suite.py"
 FENCE = re.compile(r"```(?:python)?\n(.*?)```", re.S)
 ANSWERS = {"double-21": "print(21 * 2)", "triple-5": "print(5 + 3)"}  # what the emulated model writes
 
@@ -110,6 +111,15 @@ def test_a_suite_file_runs_through_the_cli_with_its_own_scorer_and_metric(cli, w
     assert status == "finished" and config["eval"]["suite"] == str((here / "my_suite.py").resolve())
     resumed = cli("eval", "--resume", data["run_id"][:8], "--json", timeout=300)  # the stored path finds the file
     assert resumed.code == 0 and resumed.json()["metrics"][route]["suite_metrics"]["arith"]["n"] == 2
+
+
+def test_the_readme_example_suite_file_runs(cli, workdir):
+    result = cli("eval", str(EXAMPLE), "--json", timeout=300)
+    assert result.code == 0, result.stderr[-2000:]
+    data = result.json()
+    assert sorted(s["task_id"] for s in data["samples"]) == ["france", "japan"]
+    assert all(s["outcome"] in ("passed", "failed") for s in data["samples"])  # judged: the model's work
+    assert data["metrics"]["overall"]["suite_metrics"]["capitals"]["n"] == 2
 
 
 def test_a_suite_object_runs_through_the_api_and_its_metric_is_typed(workdir):

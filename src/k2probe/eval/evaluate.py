@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from k2probe.core.errors import UsageError
-from k2probe.core.redact import Redactor
+from k2probe.core.redact import Redactor, redact
 from k2probe.core.results import Outcome, Sample, Usage, Verdict
 from k2probe.eval.plan import EvalPlan, units
 from k2probe.eval.runner import EvalRunner, OnSample, Progress
@@ -133,8 +133,12 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
 
 
 def _suite_metrics(suite: Suite, group: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the suite adds to one route's metrics, from that route's samples (the store's rows, typed)."""
-    return metrics_of(suite, [_typed(row) for row in group])
+    """What the suite adds to one route's metrics, from that route's samples (the store's rows, typed). A suite's
+    metrics that raise are said in one line there: every sample is recorded, and the run still finishes."""
+    try:
+        return metrics_of(suite, [_typed(row) for row in group])
+    except Exception as exc:
+        return {"metrics_error": redact(f"suite {suite.name!r}: metrics raised {type(exc).__name__}: {exc}")[:300]}
 
 
 def _typed(row: dict[str, Any]) -> Sample:
