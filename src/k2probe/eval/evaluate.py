@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from k2probe.sandbox.isolation import isolation
 
 if TYPE_CHECKING:
     from k2probe.recording.store import Store
+    from k2probe.sandbox.executor import Executor
     from k2probe.session import Session
 
 SAMPLES_ROUTE = "samples"  # the route name of completions read from a --samples file
@@ -54,6 +56,12 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
     running then end as `error`, the run `timed_out`). `suite` is the suite object when the caller has it (the API's
     `evaluate(MySuite())`); otherwise the plan's ref finds it (eval/suite.py). `scheduler` runs the sample units
     (default: this event loop, eval/scheduler.py's LocalScheduler)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    ahead: Future[dict[str, Verdict]] | None = None
+    if resume is None and plan.samples_file is not None:  # nothing to ask: scoring starts while the store loads
+        suite = suite if suite is not None and suite.name == plan.suite else get_suite(plan.suite)
+        samples, given = _samples(plan, suite)
+        ahead = pool.submit(asyncio.run, _score_all(suite, samples, given or {}, executor_for(isolation(plan.sandbox))))
     from k2probe.recording.store import Store
 
     store = Store(redactor=Redactor())
@@ -71,9 +79,24 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
                 run_id = ""
             if suite is None or suite.name != plan.suite:
                 suite = get_suite(plan.suite)
-            return _evaluate(plan, suite, store, run_id, on_start, on_sample, timeout_s, scheduler)
+            return _evaluate(plan, suite, store, run_id, on_start, on_sample, timeout_s, scheduler, ahead)
     finally:
+        pool.shutdown(wait=True)
         store.dispose()
+
+
+async def _score_all(suite: Suite, samples: list[Identified], given: dict[str, Attempt],
+                     executor: Executor) -> dict[str, Verdict]:
+    """Every given attempt scored (each in a sandbox of its own), by sample id; one that raises is left out (the
+    runner scores it again, where its exception becomes that sample's `error`)."""
+    async def one(sample: Identified) -> tuple[str, Verdict | BaseException]:
+        try:
+            return sample.id, await suite.score(sample, given[sample.id], executor)
+        except Exception as exc:
+            return sample.id, exc
+
+    scored = await asyncio.gather(*(one(s) for s in samples))
+    return {key: verdict for key, verdict in scored if isinstance(verdict, Verdict)}
 
 
 def _samples(plan: EvalPlan, suite: Suite) -> tuple[list[Identified], dict[str, Attempt] | None]:
@@ -91,7 +114,8 @@ def _samples(plan: EvalPlan, suite: Suite) -> tuple[list[Identified], dict[str, 
 
 
 def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start: Any, on_sample: OnSample | None,
-              timeout_s: float | None = None, scheduler: Scheduler | None = None) -> EvalOutcome:
+              timeout_s: float | None = None, scheduler: Scheduler | None = None,
+              ahead: Future[dict[str, Verdict]] | None = None) -> EvalOutcome:
     from k2probe.eval import metrics
 
     samples, given = _samples(plan, suite)
@@ -119,7 +143,7 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
         if on_start is not None:
             on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s["outcome"] == "pending"))
         runner = EvalRunner(plan, store, run_id, suite, samples, executor, sessions=sessions, given=given,
-                            on_sample=on_sample, timeout_s=timeout_s, scheduler=scheduler)
+                            on_sample=on_sample, timeout_s=timeout_s, scheduler=scheduler, ahead=ahead)
         status = "interrupted"
         try:
             progress = asyncio.run(runner.run())

@@ -6,6 +6,7 @@ again. The runner knows no suite kind: whatever the suite, it solves, then score
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import traceback
@@ -22,6 +23,8 @@ from k2probe.eval.suite import Attempt, Identified, RouteModel, Suite, Unanswere
 from k2probe.recording.recorder import StoreFailed
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from k2probe.client.transport import Transport
     from k2probe.recording.store import Store
     from k2probe.sandbox.executor import Executor
@@ -75,11 +78,13 @@ class EvalRunner:
     def __init__(self, plan: EvalPlan, store: Store, run_id: str, suite: Suite, samples: list[Identified],
                  executor: Executor, *, sessions: dict[str, Session] | None = None,
                  given: dict[str, Attempt] | None = None, on_sample: OnSample | None = None,
-                 timeout_s: float | None = None, scheduler: Scheduler | None = None) -> None:
+                 timeout_s: float | None = None, scheduler: Scheduler | None = None,
+                 ahead: Future[dict[str, Verdict]] | None = None) -> None:
         self.plan, self.store, self.run_id, self.suite, self.executor = plan, store, run_id, suite, executor
         self.samples = {s.id: s for s in samples}
         self.sessions = sessions or {}
         self.given = given  # a samples file's attempts, by sample id: scored, never solved
+        self.ahead = ahead  # their verdicts, scored while the store was loading (by sample id)
         self.on_sample = on_sample
         self.timeout_s = timeout_s  # the whole run's bound (eval --timeout); None: none
         self.scheduler = scheduler or LocalScheduler(plan.concurrency, timeout_s, self._check_store)
@@ -151,5 +156,6 @@ class EvalRunner:
             except Unanswered as exc:  # nothing of the model's to judge: `error`, never scored
                 return SampleResult(verdict=Verdict(outcome=Outcome.ERROR, reason=str(exc)), usage=model.usage)
         usage = attempt.usage if attempt.usage is not None else (model.usage if model is not None else Usage())
-        verdict = await self.suite.score(sample, attempt, self.executor)
+        scored = await asyncio.wrap_future(self.ahead) if self.ahead is not None and model is None else {}
+        verdict = scored.get(sample.id) or await self.suite.score(sample, attempt, self.executor)
         return SampleResult(verdict=verdict, usage=usage, completion=attempt.completion)
