@@ -172,7 +172,10 @@ def test_a_broken_suite_file_is_one_line_exit_2(cli, workdir):
     cases = {"syntax.py": ("def broken(:\n", "line 1"),
              "raises.py": ("import json\nraise ValueError('no config here')\n", "ValueError: no config here"),
              "nothing.py": ("x = 1\n", "defines no `suite`"),
-             "wrong.py": ("suite = 42\n", "not a suite")}
+             "wrong.py": ("suite = 42\n", "not a suite"),
+             "taken.py": ("from k2probe import BaseSuite\nclass S(BaseSuite):\n    name = 'humaneval'\n"
+                          "    def samples(self): return []\n    async def solve(self, s, m): ...\n"
+                          "    async def score(self, s, a, e): ...\nsuite = S\n", "is a built-in suite's")}
     for name, (text, words) in cases.items():
         (workdir / name).write_text(text)
         result = cli("eval", name)

@@ -73,12 +73,13 @@ def eval_plan(suite: str | Suite, *, routes: Sequence[str | None] | None = None,
     or file stored by its absolute path so a resume finds it from anywhere — or a Suite object, stored by its name)
     over `routes` (names from k2probe.toml; None, the default route)."""
     from k2probe.eval.plan import EvalPlan
+    from k2probe.eval.suite import register
     from k2probe.tasks.shipped import is_user_suite
 
     if tasks is not None and not list(tasks):
         raise UsageError("tasks names no task", fix="give task ids, e.g. tasks=['HumanEval/0', 'HumanEval/3']")
     if not isinstance(suite, str):
-        suite = suite.name
+        suite = register(suite).name  # known by its name here: the plan, a resume and the emulator find it
     elif suite and (is_user_suite(suite) or suite.endswith(".py")):
         suite = str(Path(suite).resolve())
     return EvalPlan(suite=suite, routes=list(routes) if routes else [None], epochs=epochs, concurrency=concurrency,
@@ -99,7 +100,6 @@ def evaluate(suite: str | Suite | EvalPlan | None = None, *, routes: Sequence[st
     from k2probe.eval.evaluate import check_samples_path
     from k2probe.eval.evaluate import evaluate as run_evaluation
     from k2probe.eval.plan import EvalPlan
-    from k2probe.eval.suite import check_suite, register
 
     given: Suite | None = None
     if isinstance(suite, EvalPlan):
@@ -108,7 +108,7 @@ def evaluate(suite: str | Suite | EvalPlan | None = None, *, routes: Sequence[st
         raise UsageError("give a suite (humaneval, basic) or resume=RUN", fix="e.g. k2probe.evaluate('humaneval')")
     else:
         if suite is not None and not isinstance(suite, str):
-            given = register(check_suite(suite, repr(suite)))  # known by name here: a resume and the emulator find it
+            given = suite
         plan = eval_plan(given or suite or "", routes=routes, epochs=epochs, concurrency=concurrency, tasks=tasks,
                          limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     check_samples_path(plan.samples_file)

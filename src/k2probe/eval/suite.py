@@ -208,8 +208,13 @@ _registered: dict[str, Suite] = {}  # suites registered in this process (a loade
 
 
 def register(suite: Suite) -> Suite:
-    """Make `suite` known by its name in this process (the emulator here plays it too); returns it."""
+    """Make `suite` known by its name in this process (the emulator here plays it too); returns it. The names of the
+    built-in and shipped suites are taken."""
+    from k2probe.tasks.shipped import suite_names
+
     check_suite(suite, repr(suite))
+    if suite.name in BUILT_IN or suite.name in suite_names():
+        raise UsageError(f"suite name {suite.name!r} is a built-in suite's", fix="give your suite another name")
     _registered[suite.name] = suite
     return suite
 
