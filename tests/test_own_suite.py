@@ -186,5 +186,26 @@ def test_a_broken_suite_file_is_one_line_exit_2(cli, workdir):
     assert missing.code == 2 and "does not exist" in missing.stderr
 
 
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+
+def test_the_emulator_and_the_runner_know_no_suite_kind():
+    """A suite kind is one module and one registry line: the emulator plays suites through their hook, and the runner
+    solves, scores and records whatever the suite is."""
+    src = Path(k2probe.__file__).parent
+    for path in sorted((src / "emulator").glob("*.py")):
+        inside = [m for m in _imports(path) if m.startswith(("k2probe.tasks", "k2probe.eval.suites"))]
+        assert not inside, (path.name, inside)
+    for name in ("runner.py", "scheduler.py", "evaluate.py", "plan.py"):
+        path = src / "eval" / name
+        assert not [m for m in _imports(path) if m.startswith(("k2probe.tasks", "k2probe.eval.suites"))], name
+    assert "isinstance" not in (src / "eval" / "runner.py").read_text(encoding="utf-8")
+
+
 if __name__ == "__main__":  # pragma: no cover - `python tests/test_own_suite.py` lists the suite's samples
     sys.stdout.write("\n".join(c.id for c in suite.samples()) + "\n")
