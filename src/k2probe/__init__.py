@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from k2probe.api import RunningEmulator, audit, compare, doctor, emulator, eval_plan, evaluate, run_agent
     from k2probe.core.config import Route
     from k2probe.core.errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
+    from k2probe.core.results import Outcome, Usage, Verdict
     from k2probe.diagnose.audit import AuditResult, Finding
     from k2probe.diagnose.doctor import Check, Diagnosis
     from k2probe.emulator.settings import EmulatorSettings
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from k2probe.eval.evaluate import EvalOutcome
     from k2probe.eval.plan import EvalPlan
     from k2probe.eval.runner import Progress
+    from k2probe.eval.suite import Attempt, BaseSuite, Case, Played, PlayRequest, RouteModel, Suite
     from k2probe.recording.store import Store
     from k2probe.sandbox.outcome import Verification
 
@@ -34,6 +36,10 @@ _WHERE = {
     "Store": "k2probe.recording.store",
     "EvalPlan": "k2probe.eval.plan", "EvalOutcome": "k2probe.eval.evaluate", "Progress": "k2probe.eval.runner",
     "Comparison": "k2probe.eval.compare",
+    "Suite": "k2probe.eval.suite", "BaseSuite": "k2probe.eval.suite", "Case": "k2probe.eval.suite",
+    "Attempt": "k2probe.eval.suite", "RouteModel": "k2probe.eval.suite", "PlayRequest": "k2probe.eval.suite",
+    "Played": "k2probe.eval.suite",
+    "Verdict": "k2probe.core.results", "Outcome": "k2probe.core.results", "Usage": "k2probe.core.results",
     "AgentTask": "k2probe.agent.runner", "AgentResult": "k2probe.agent.runner",
     "AgentLimits": "k2probe.agent.loop", "LoopResult": "k2probe.agent.loop", "Step": "k2probe.agent.loop",
     "Verification": "k2probe.sandbox.outcome",
@@ -43,10 +49,12 @@ _WHERE = {
     "ProbeFailed": "k2probe.core.errors",
 }
 
-__all__ = ["AgentLimits", "AgentResult", "AgentTask", "AuditResult", "Check", "Comparison", "ConfigError",
-           "Diagnosis", "EmulatorSettings", "EvalOutcome", "EvalPlan", "Finding", "K2ProbeError", "LoopResult",
-           "ProbeFailed", "Progress", "Route", "RunningEmulator", "Step", "Store", "UsageError", "Verification",
-           "__version__", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate", "run_agent"]
+__all__ = ["AgentLimits", "AgentResult", "AgentTask", "Attempt", "AuditResult", "BaseSuite", "Case", "Check",
+           "Comparison", "ConfigError", "Diagnosis", "EmulatorSettings", "EvalOutcome", "EvalPlan", "Finding",
+           "K2ProbeError", "LoopResult", "Outcome", "PlayRequest", "Played", "ProbeFailed", "Progress", "Route",
+           "RouteModel", "RunningEmulator", "Step", "Store", "Suite", "Usage", "UsageError", "Verdict",
+           "Verification", "__version__", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate",
+           "run_agent"]
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from k2probe.eval.evaluate import EvalOutcome
     from k2probe.eval.plan import EvalPlan
     from k2probe.eval.runner import OnSample
+    from k2probe.eval.scheduler import Scheduler
+    from k2probe.eval.suite import Suite
     from k2probe.load.bench import BenchOutcome
     from k2probe.load.live import Progress
 
@@ -111,17 +113,22 @@ def command_contexts(command: str, route: str | Route | None = None, *, config: 
         yield routed, run
 
 
-def eval_plan(suite: str, *, routes: Sequence[str | None] | None = None, epochs: int = 1, concurrency: int = 8,
-              tasks: Sequence[str] | None = None, limit: int | None = None, samples: str | Path | None = None,
-              sandbox: str = "auto", max_tokens: int = 4096, fail_fast: bool = False) -> EvalPlan:
-    """The plan of an evaluation: `suite` (humaneval, basic, toolcalls, or a suite folder, stored by its absolute path
-    so a resume finds it from anywhere) over `routes` (names from k2probe.toml; None, the default route)."""
+def eval_plan(suite: str | Suite, *, routes: Sequence[str | None] | None = None, epochs: int = 1,
+              concurrency: int = 8, tasks: Sequence[str] | None = None, limit: int | None = None,
+              samples: str | Path | None = None, sandbox: str = "auto", max_tokens: int = 4096,
+              fail_fast: bool = False) -> EvalPlan:
+    """The plan of an evaluation: `suite` (humaneval, basic, toolcalls, a suite folder or a suite .py file — a folder
+    or file stored by its absolute path so a resume finds it from anywhere — or a Suite object, stored by its name)
+    over `routes` (names from k2probe.toml; None, the default route)."""
     from k2probe.eval.plan import EvalPlan
+    from k2probe.eval.suite import register
     from k2probe.tasks.shipped import is_user_suite
 
     if tasks is not None and not list(tasks):
         raise UsageError("tasks names no task", fix="give task ids, e.g. tasks=['HumanEval/0', 'HumanEval/3']")
-    if suite and is_user_suite(suite):
+    if not isinstance(suite, str):
+        suite = register(suite).name  # known by its name here: the plan, a resume and the emulator find it
+    elif suite and (is_user_suite(suite) or suite.endswith(".py")):
         suite = str(Path(suite).resolve())
     return EvalPlan(suite=suite, routes=list(routes) if routes else [None], epochs=epochs, concurrency=concurrency,
                     tasks=list(tasks) if tasks is not None else None, limit=limit,
@@ -129,27 +136,32 @@ def eval_plan(suite: str, *, routes: Sequence[str | None] | None = None, epochs:
                     max_tokens=max_tokens, fail_fast=fail_fast)
 
 
-def evaluate(suite: str | EvalPlan | None = None, *, routes: Sequence[str | None] | None = None, epochs: int = 1,
-             concurrency: int = 8, tasks: Sequence[str] | None = None, limit: int | None = None,
+def evaluate(suite: str | Suite | EvalPlan | None = None, *, routes: Sequence[str | None] | None = None,
+             epochs: int = 1, concurrency: int = 8, tasks: Sequence[str] | None = None, limit: int | None = None,
              samples: str | Path | None = None, sandbox: str = "auto", max_tokens: int = 4096,
              fail_fast: bool = False, resume: str | None = None, timeout_s: float | None = None, on_start: Any = None,
-             on_sample: OnSample | None = None) -> EvalOutcome:
+             on_sample: OnSample | None = None, scheduler: Scheduler | None = None) -> EvalOutcome:
     """Run an evaluation to its end (or `resume` an unfinished one) and return its outcome: run id, per-route and
-    overall metrics, every sample. `suite` may be a ready EvalPlan (then the plan's own fields are used)."""
+    overall metrics (the suite's own under `suite_metrics`), every sample. `suite` is a suite's name, folder or .py
+    file, a Suite object (your own, e.g. `k2probe.evaluate(MySuite())`), or a ready EvalPlan. `scheduler` runs the
+    sample units (default: this process's event loop; eval/scheduler.py says what another must do)."""
     from k2probe.eval.evaluate import check_samples_path
     from k2probe.eval.evaluate import evaluate as run_evaluation
     from k2probe.eval.plan import EvalPlan
 
+    given: Suite | None = None
     if isinstance(suite, EvalPlan):
         plan = suite
     elif suite is None and resume is None:
         raise UsageError("give a suite (humaneval, basic) or resume=RUN", fix="e.g. k2probe.evaluate('humaneval')")
     else:
-        plan = eval_plan(suite or "", routes=routes, epochs=epochs, concurrency=concurrency, tasks=tasks,
+        if suite is not None and not isinstance(suite, str):
+            given = suite
+        plan = eval_plan(given or suite or "", routes=routes, epochs=epochs, concurrency=concurrency, tasks=tasks,
                          limit=limit, samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     check_samples_path(plan.samples_file)
     return run_evaluation(plan, resume=resume, on_start=on_start, on_sample=on_sample, timeout_s=timeout_s,
-                          serve=serve_emulator())
+                          suite=given, scheduler=scheduler, serve=serve_emulator())
 
 
 def bounded(work: Coroutine[Any, Any, T], seconds: float, what: str) -> T:

@@ -18,7 +18,7 @@ from k2probe.core.errors import ProbeFailed, UsageError
 
 @app.command("eval")
 def eval_command(
-        suite: Annotated[str | None, typer.Argument(help="humaneval, toolcalls, basic, or a suite folder",
+        suite: Annotated[str | None, typer.Argument(help="humaneval, toolcalls, basic, a suite folder, or a suite .py file",
                                                     metavar="SUITE")] = None,
         route: Annotated[list[str] | None, typer.Option("--route", help="a route from k2probe.toml; repeat to compare "
                                                         "routes side by side", metavar="NAME")] = None,

@@ -19,8 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from k2probe.core.stamps import STAMP_HEADER
 from k2probe.emulator import litellm
-from k2probe.emulator.answers import Answer, answer_for, text_of
-from k2probe.emulator.coder import humaneval_answer, toolcall_answer
+from k2probe.emulator.answers import Answer, ToolCall, answer_for
 from k2probe.emulator.contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
 from k2probe.emulator.faults import STREAM_ONLY, FaultPlan
 from k2probe.emulator.files import FileStore
@@ -28,10 +27,9 @@ from k2probe.emulator.media import inspect_media
 from k2probe.emulator.personalities import PERSONALITY, Personality
 from k2probe.emulator.protocol import ARRIVED
 from k2probe.emulator.schema import check_shape
-from k2probe.emulator.scripted import scripted_answer
 from k2probe.emulator.settings import EmulatorSettings
 from k2probe.emulator.turn import Turn
-from k2probe.tasks.shipped import task_in_text
+from k2probe.eval.suite import PlayRequest, play
 
 MODELS: list[dict[str, Any]] = [
     {"id": "kimi-k2.7-code", "image": True, "video": True},
@@ -90,27 +88,17 @@ class Emulator:
         return estimate_tokens(messages[0].get("content")) if hit else 0
 
     def answer(self, body: dict[str, Any], notes: list[str]) -> Answer:
-        """A scripted trajectory when the request is one of the shipped tasks with tools, else the generic answer."""
-        messages = body.get("messages") or []
-        if body.get("tools") and len(messages) == 1 and isinstance(messages[0], dict):
-            offered = [str((t.get("function") or {}).get("name")) for t in body["tools"] if isinstance(t, dict)]
-            called = toolcall_answer(text_of(messages[0].get("content")), offered, self.settings.seed,
-                                     self.settings.tool_fault_rate)
-            if called is not None:
-                return called
-        if body.get("tools") and body.get("tool_choice", "auto") != "none":
-            first_user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
-            task = task_in_text(text_of(first_user.get("content"))) if first_user else None
-            if task is not None:
-                answer = scripted_answer(task, messages, self.settings.seed, self.settings.slip_rate)
-                answer.reasoning = " ".join([answer.reasoning, *notes])
-                return answer
-        last_user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
-        if last_user is not None and not body.get("tools"):
-            coded = humaneval_answer(text_of(last_user.get("content")), self.settings.seed, self.settings.wrong_rate)
-            if coded is not None:
-                return coded
-        return answer_for(body, self.settings.seed, notes)
+        """A suite's own answer when the request is one of its prompts (each suite's play hook, eval/suite.py), else
+        the generic answer."""
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+        s = self.settings
+        played = play(PlayRequest(messages, tools, body.get("tool_choice", "auto"), s.seed, wrong_rate=s.wrong_rate,
+                                  slip_rate=s.slip_rate, tool_fault_rate=s.tool_fault_rate))
+        if played is None:
+            return answer_for(body, self.settings.seed, notes)
+        return Answer(reasoning=" ".join([played.reasoning, *notes]), content=played.content,
+                      tool_calls=[ToolCall(id=i, name=name, arguments=args) for i, name, args in played.tool_calls])
 
     # ---- endpoints -----------------------------------------------------------------------------------------------
     async def list_models(self, request: Request) -> Response:

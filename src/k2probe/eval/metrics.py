@@ -7,6 +7,7 @@ fallback route answered counts on the route it was made for (its sample's), and 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from k2probe.core.stats import pass_at_k, percentile, wilson
@@ -25,8 +26,10 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, Any]]:
-    """{route or "overall": metrics} for one evaluation run."""
+def compute(store: Store, run_id: str, epochs: int = 1,
+            extra: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """{route or "overall": metrics} for one evaluation run; `extra` (the suite's metrics) fills each route's
+    `suite_metrics` from that route's samples."""
     samples = store.samples(run_id)
     totals = queries.call_totals(store, run_id)
     latencies = queries.call_latencies(store, run_id)
@@ -48,12 +51,7 @@ def compute(store: Store, run_id: str, epochs: int = 1) -> dict[str, dict[str, A
                               [v for r in routes for v in latencies.get(r, [])],
                               [firsts[r] for r in routes if r in firsts], [tools[r] for r in routes if r in tools],
                               epochs)
-        details = [s["verification"] for s in group
-                   if isinstance(s.get("verification"), dict) and s["verification"].get("kind") == "toolcall"]
-        if details:
-            from k2probe.eval.toolscore import trigger_scores
-
-            out[route]["toolcalls"] = trigger_scores(details)
+        out[route]["suite_metrics"] = extra(group) if extra is not None else {}
         out[route]["fallbacks"] = _fallbacks([moved[r] for r in (list(moved) if route == OVERALL else [route])
                                               if r in moved])
     return out

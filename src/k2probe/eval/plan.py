@@ -1,4 +1,5 @@
-"""What an evaluation is: a suite, its tasks, the routes and epochs — and the samples that follow from them."""
+"""What an evaluation is: a suite (by its ref, see eval/suite.py), its tasks, the routes and epochs — and the samples
+that follow from them."""
 
 from __future__ import annotations
 
@@ -7,17 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.core.errors import UsageError
-from k2probe.tasks import humaneval, toolcalls
-from k2probe.tasks.shipped import Task, is_user_suite, load_suite, suite_names
-
-EvalTask = humaneval.CodeProblem | toolcalls.ToolCase | Task
 
 
 @dataclass
 class EvalPlan:
     """Everything needed to run (or resume) an evaluation; stored in the run's config, so `--resume` needs nothing else."""
 
-    suite: str
+    suite: str  # a suite's ref: a registered name, a suite folder or a suite file (absolute paths: a resume finds them)
     routes: list[str | None] = field(default_factory=lambda: [None])
     epochs: int = 1
     concurrency: int = 8
@@ -39,39 +36,9 @@ class EvalPlan:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def known_suites() -> list[str]:
-    return [humaneval.SUITE, toolcalls.SUITE, *suite_names()]
-
-
-def load_tasks(plan: EvalPlan) -> list[EvalTask]:
-    """The suite's tasks, narrowed by --tasks and --limit, in a stable order."""
-    every: list[EvalTask]
-    if plan.suite == humaneval.SUITE:
-        every = list(humaneval.problems().values())
-    elif plan.suite == toolcalls.SUITE:
-        every = list(toolcalls.cases())
-    elif plan.suite in suite_names() or is_user_suite(plan.suite):
-        every = list(load_suite(plan.suite))
-    else:
-        raise UsageError(f"unknown suite {plan.suite!r}",
-                         fix=f"suites: {', '.join(known_suites())}, or a folder with a suite.toml")
-    if plan.tasks:
-        by_id = {task_id(t): t for t in every}
-        unknown = [t for t in plan.tasks if t not in by_id]
-        if unknown:
-            raise UsageError(f"unknown task(s) in {plan.suite}: {', '.join(unknown[:5])}",
-                             fix=f"task ids look like {task_id(every[0])!r}")
-        every = [by_id[t] for t in plan.tasks]
-    return every[: plan.limit] if plan.limit else every
-
-
-def task_id(task: EvalTask) -> str:
-    return task.task_id if isinstance(task, humaneval.CodeProblem | toolcalls.ToolCase) else task.id
-
-
-def units(tasks: list[EvalTask], routes: list[str], epochs: int) -> list[tuple[str, str, int]]:
+def units(task_ids: list[str], routes: list[str], epochs: int) -> list[tuple[str, str, int]]:
     """Every sample of the plan: (task id, route, epoch)."""
-    return [(task_id(t), route, epoch) for route in routes for t in tasks for epoch in range(epochs)]
+    return [(task, route, epoch) for route in routes for task in task_ids for epoch in range(epochs)]
 
 
 def read_samples_file(path: str) -> dict[str, str]:

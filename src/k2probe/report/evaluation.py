@@ -31,8 +31,8 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [  # (label, how to re
     ("human repair time", lambda m: f"{m['repair_minutes']['total']:.0f} min (n={m['repair_minutes']['n']} reviews)"),
     ("rollback or handoff rate", lambda m: _rate(m["rollback_handoff_rate"])),
     ("requests sent to a fallback route (answered by)", lambda m: _fallbacks(m["fallbacks"])),
-    ("tool-call trigger F1 (precision / recall)", lambda m: _f1(m.get("toolcalls"))),
-    ("tool-call arguments valid (schema)", lambda m: _share(m.get("toolcalls"), "schema_accuracy")),
+    ("tool-call trigger F1 (precision / recall)", lambda m: _f1(m.get("suite_metrics", {}).get("toolcalls"))),
+    ("tool-call arguments valid (schema)", lambda m: _share(m.get("suite_metrics", {}).get("toolcalls"), "schema_accuracy")),
 ]
 
 

@@ -35,6 +35,10 @@ class CodeProblem:
     def suite(self) -> str:
         return SUITE
 
+    @property
+    def id(self) -> str:
+        return self.task_id
+
     def request_text(self) -> str:
         """What the model is asked: the prompt verbatim, and the shape of answer wanted."""
         return ("Complete the following Python function. Answer with the complete function (imports included) in "

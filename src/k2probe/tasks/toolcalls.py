@@ -193,6 +193,10 @@ class ToolCase:
     def suite(self) -> str:
         return SUITE
 
+    @property
+    def id(self) -> str:
+        return self.task_id
+
     def tool_schemas(self) -> list[dict[str, Any]]:
         return [TOOLS[name] for name in self.tools]
 

@@ -1,5 +1,6 @@
-"""The emulator playing a coding model on the shipped tasks: a scripted trajectory per task, built from the task's
-solution, with deliberate slips (malformed arguments, a wrong patch, an unknown tool, an empty turn) at a chosen rate."""
+"""How the emulator plays a coding model on the shipped repository tasks (their suite's play hook): a scripted
+trajectory per task, built from the task's solution, with deliberate slips (malformed arguments, a wrong patch, an
+unknown tool, an empty turn) at a chosen rate."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from k2probe.emulator.answers import Answer, ToolCall
+from k2probe.eval.suite import Played
 from k2probe.tasks.shipped import Task
 
 SLIPS = ("malformed_args", "unknown_tool", "wrong_patch", "empty_turn")
@@ -63,7 +64,7 @@ def _progress(messages: list[dict[str, Any]]) -> tuple[int, int]:
     return done, errors
 
 
-def scripted_answer(task: Task, messages: list[dict[str, Any]], seed: int, slip_rate: float) -> Answer:
+def scripted_answer(task: Task, messages: list[dict[str, Any]], seed: int, slip_rate: float) -> Played:
     script = script_for(task)
     done, errors = _progress(messages)
     index = min(done, len(script) - 1)
@@ -76,7 +77,7 @@ def scripted_answer(task: Task, messages: list[dict[str, Any]], seed: int, slip_
         kinds = [k for k in SLIPS if k != "wrong_patch" or step.tool == "apply_patch"]
         slip = rng.choice(kinds)
         if slip == "empty_turn":  # neither a tool call nor an answer
-            return Answer(reasoning=reasoning + " (slip: empty_turn)", content="")
+            return Played(reasoning + " (slip: empty_turn)", "")
         if slip == "malformed_args":
             arguments = arguments[: max(1, len(arguments) // 2)]
         elif slip == "unknown_tool":
@@ -87,4 +88,4 @@ def scripted_answer(task: Task, messages: list[dict[str, Any]], seed: int, slip_
         reasoning += f" (slip: {slip})"
     elif errors:
         reasoning = f"My last call failed; I try again properly. {reasoning}"
-    return Answer(reasoning=reasoning, tool_calls=[ToolCall(id=f"{name}_0", name=name, arguments=arguments)])
+    return Played(reasoning, tool_calls=[(f"{name}_0", name, arguments)])
