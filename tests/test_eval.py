@@ -207,7 +207,8 @@ def test_toolcalls_scores_trigger_f1_and_schema_accuracy_per_route(cli, emulator
     assert result.code == 0, result.stderr
     data = result.json()
     assert len(data["samples"]) == 2 * 108
-    good, bad = data["metrics"]["clean"]["toolcalls"], data["metrics"]["broken"]["toolcalls"]
+    good = data["metrics"]["clean"]["suite_metrics"]["toolcalls"]
+    bad = data["metrics"]["broken"]["suite_metrics"]["toolcalls"]
     assert good["f1"] == 1.0 and good["schema_accuracy"]["value"] == 1.0 and good["schema_accuracy"]["n"] == 60
     broken_samples = [s for s in data["samples"] if s["route"] == "broken" and s["outcome"] == "failed"]
     assert 2 <= len(broken_samples) <= 14  # about a tenth of the 60 calls, each broken one way

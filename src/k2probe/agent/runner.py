@@ -17,6 +17,7 @@ from k2probe.client.media import Media
 from k2probe.client.uploads import deliver
 from k2probe.core.config import home
 from k2probe.core.records import linked, links
+from k2probe.core.results import AttemptResult, Outcome
 from k2probe.sandbox.executor import Executor, executor_for
 from k2probe.sandbox.isolation import Isolation, Limits, isolation
 from k2probe.sandbox.outcome import Verification
@@ -160,9 +161,10 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
         reason = "interrupted" if interrupted else f"k2probe failed: {type(exc).__name__}: {exc}"
-        store.finish_attempt(attempt_id, status="error", end_reason="interrupted" if interrupted else "crashed",
-                             verification={"status": "error", "passed": False, "reason": session.redactor.text(reason)},
-                             steps=document["steps"], trajectory_path=str(path))
+        store.finish_attempt(attempt_id, AttemptResult(
+            status=Outcome.ERROR, end_reason="interrupted" if interrupted else "crashed",
+            verification={"status": Outcome.ERROR.value, "passed": False, "reason": session.redactor.text(reason)},
+            steps=document["steps"], trajectory_path=str(path)))
         raise
     finally:
         if workspace is not None:
@@ -178,10 +180,11 @@ def _finish(session: Session, attempt_id: str, task: AgentTask, outcome: LoopRes
     summary = result.as_json()
     append_trajectory(path, session.redactor.value({"type": "outcome", **{k: v for k, v in summary.items()
                                                                            if k != "statement"}}))
-    store.finish_attempt(attempt_id, status=verification.status, end_reason=outcome.end_reason,
-                         verification=summary["verification"], diff=diff, steps=len(outcome.steps),
-                         failures=dict(outcome.failures), reasoning_preserved=summary["reasoning_preserved"],
-                         prompt_tokens=summary["prompt_tokens"], completion_tokens=summary["completion_tokens"],
-                         reasoning_tokens=summary["reasoning_tokens"], cost_usd=outcome.cost_usd,
-                         trajectory_path=str(path))
+    tokens = result.tokens()
+    store.finish_attempt(attempt_id, AttemptResult(
+        status=Outcome(verification.status), end_reason=outcome.end_reason, verification=summary["verification"],
+        diff=diff, steps=len(outcome.steps), failures=dict(outcome.failures),
+        reasoning_preserved=[s.reasoning_preserved for s in outcome.steps], cost_usd=outcome.cost_usd,
+        prompt_tokens=tokens["prompt_tokens"], completion_tokens=tokens["completion_tokens"],
+        reasoning_tokens=tokens["reasoning_tokens"], trajectory_path=str(path)))
     return result

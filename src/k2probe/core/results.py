@@ -122,6 +122,7 @@ class RunStatus(StrEnum):
     FINISHED = "finished"
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
+    ERROR = "error"  # the store failed under it (abandoned)
 
 
 class Run(Model):
@@ -136,6 +137,26 @@ class Run(Model):
     finished_at: float | None = None
     status: str = RunStatus.RUNNING.value
     summary: dict[str, Any] | None = None
+    owner: str | None = None  # the lease: host:pid:start-time of the process working on it (None: nobody)
+    lease_at: float | None = None  # when its owner last renewed the lease
+
+
+class AttemptResult(Model):
+    """How one agent attempt ended, as the store keeps it: its outcome, why the loop stopped, the verification, the
+    diff and the totals of its steps."""
+
+    status: Outcome
+    end_reason: str | None = None
+    verification: dict[str, Any] | None = None  # the test run's verdict (sandbox.outcome.Verification.as_json())
+    diff: str | None = None
+    steps: int = 0
+    failures: dict[str, int] | None = None  # tool-call failures by kind
+    reasoning_preserved: list[bool | None] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    trajectory_path: str | None = None
 
 
 # --- metrics: the guide's nine, and pass@k and the error rate, per route and overall ---------------------------------
@@ -263,6 +284,6 @@ class RunMetrics(RootModel[dict[str, RouteMetrics]]):
         return self.root.get(route)
 
 
-__all__ = ["OVERALL", "AcceptedRate", "CostPerAccepted", "Fallbacks", "FirstSuccess", "Latency", "Outcome",
+__all__ = ["OVERALL", "AcceptedRate", "AttemptResult", "CostPerAccepted", "Fallbacks", "FirstSuccess", "Latency", "Outcome",
            "PassAtK", "Rate", "RepairMinutes", "Retries", "RouteMetrics", "Run", "RunMetrics", "RunStatus", "Sample",
            "SampleCounts", "SampleResult", "ToolFailureRate", "TotalTokens", "Usage", "Verdict"]

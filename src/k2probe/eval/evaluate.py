@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field, PrivateAttr
+
 from k2probe.core.errors import UsageError
 from k2probe.core.redact import Redactor
+from k2probe.core.results import Model, Outcome, RunMetrics, RunStatus, Sample
 from k2probe.eval.plan import EvalPlan, EvalTask, load_tasks, read_samples_file, task_id, units
 from k2probe.eval.runner import EvalRunner, OnSample, Progress
 from k2probe.sandbox.isolation import Isolation, isolation
@@ -26,25 +28,75 @@ if TYPE_CHECKING:
 SAMPLES_ROUTE = "samples"  # the route name of completions read from a --samples file
 
 
-@dataclass
-class EvalOutcome:
-    run_id: str
-    plan: EvalPlan
-    routes: list[str]
-    metrics: dict[str, dict[str, Any]]
-    samples: list[dict[str, Any]]
-    progress: Progress
-    isolation: str
+PROOF_CHARS = 800  # the tail of a sample's proof a --json document carries
 
-    def as_json(self) -> dict[str, Any]:
-        keep = ("task_id", "route", "epoch", "outcome", "reason", "prompt_tokens", "completion_tokens",
-                "reasoning_tokens", "cost_usd", "latency_ms", "calls", "retries", "answered_by")
-        return {"run_id": self.run_id, "suite": self.plan.suite, "routes": self.routes, "epochs": self.plan.epochs,
-                "isolation": self.isolation, "metrics": self.metrics,
-                "samples": [{**{k: s.get(k) for k in keep},
-                             "tokens": (s.get("prompt_tokens") or 0) + (s.get("completion_tokens") or 0),
-                             "proof": ((s.get("verification") or {}).get("output") or "")[-800:]}
-                            for s in self.samples]}
+
+class EvalSample(Model):
+    """One sample as `eval --json` lists it: its unit, outcome, usage, the routes that answered, the proof's tail."""
+
+    task_id: str
+    route: str
+    epoch: int
+    outcome: Outcome
+    reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    calls: int = 0
+    retries: int = 0
+    answered_by: list[str] = Field(default_factory=list)
+    tokens: int = 0  # prompt + completion
+    proof: str = ""
+
+    @classmethod
+    def of(cls, sample: Sample) -> EvalSample:
+        u = sample.usage
+        proof = sample.verdict.proof if sample.verdict is not None else ""
+        return cls(task_id=sample.task_id, route=sample.route, epoch=sample.epoch, outcome=sample.outcome,
+                   reason=sample.reason, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                   reasoning_tokens=u.reasoning_tokens, cost_usd=u.cost_usd, latency_ms=u.latency_ms, calls=u.calls,
+                   retries=u.retries, answered_by=sample.answered_by, tokens=u.tokens, proof=proof[-PROOF_CHARS:])
+
+
+class EvalOutcome(Model):
+    """What an evaluation measured; `model_dump(mode="json")` is the `eval --json` document (the CLI adds the
+    thresholds it checked). The plan and the run's progress ride along for the caller, outside the document."""
+
+    run_id: str
+    suite: str
+    routes: list[str]
+    epochs: int
+    isolation: str
+    metrics: RunMetrics
+    samples: list[EvalSample]
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    broken_thresholds: list[str] = Field(default_factory=list)
+    _plan: EvalPlan = PrivateAttr()
+    _progress: Progress = PrivateAttr()
+    _records: list[Sample] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def of(cls, run_id: str, plan: EvalPlan, routes: list[str], metrics: RunMetrics, samples: list[Sample],
+           progress: Progress, isolation: str) -> EvalOutcome:
+        outcome = cls(run_id=run_id, suite=plan.suite, routes=routes, epochs=plan.epochs, isolation=isolation,
+                      metrics=metrics, samples=[EvalSample.of(s) for s in samples])
+        outcome._plan, outcome._progress, outcome._records = plan, progress, samples
+        return outcome
+
+    @property
+    def plan(self) -> EvalPlan:
+        return self._plan
+
+    @property
+    def progress(self) -> Progress:
+        return self._progress
+
+    @property
+    def records(self) -> list[Sample]:
+        """The samples as the store keeps them (whole verdicts, usage, the completion judged)."""
+        return self._records
 
 
 def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
@@ -65,11 +117,11 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
         with contextlib.ExitStack() as held:
             if resume is not None:
                 run = store.find_run(resume)
-                if run["command"] != "eval":
-                    raise UsageError(f"run {run['id'][:8]} is a `{run['command']}` run, not an evaluation",
+                if run.command != "eval":
+                    raise UsageError(f"run {run.id[:8]} is a `{run.command}` run, not an evaluation",
                                      fix="resume a run listed by `k2probe runs` as eval")
-                plan = EvalPlan.from_config(run["config"])
-                run_id = run["id"]
+                plan = EvalPlan.from_config(run.config)
+                run_id = run.id
                 held.enter_context(store.lease(run_id))  # refused while another process works on the run
             else:
                 run_id = ""
@@ -129,19 +181,20 @@ def _evaluate(plan: EvalPlan, store: Store, run_id: str, on_start: Any, on_sampl
             stack.enter_context(store.lease(run_id))
         store.plan_samples(run_id, plan.suite, units(tasks, routes, plan.epochs))
         if on_start is not None:
-            on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s["outcome"] == "pending"))
+            on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s.outcome is Outcome.PENDING))
         runner = EvalRunner(plan, store, run_id, tasks, iso, sessions=sessions, completions=completions,
                             verdicts_ahead=ahead, on_sample=on_sample, timeout_s=timeout_s)
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         try:
             progress = asyncio.run(runner.run())
-            status = "timed_out" if progress.timed_out else "finished"
+            status = RunStatus.TIMED_OUT if progress.timed_out else RunStatus.FINISHED
         finally:
-            figures = metrics.compute(store, run_id, plan.epochs)
+            samples = store.samples(run_id)  # read once: the metrics and the document share them
+            figures = metrics.compute(store, run_id, plan.epochs, samples=samples)
             emulated = any(s.route.emulated for s in sessions.values())
-            store.finish_run(run_id, status, {"samples": figures.get(metrics.OVERALL, {}).get("samples", {}),
+            store.finish_run(run_id, status, {"samples": figures.overall.samples.model_dump(),
                                               "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated})
-    return EvalOutcome(run_id, plan, routes, figures, metrics.samples(store, run_id), progress, iso.line())
+    return EvalOutcome.of(run_id, plan, routes, figures, samples, progress, iso.line())
 
 
 def check_samples_path(path: str | None) -> None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from k2probe.core.noanswer import unanswered
 from k2probe.core.records import linked
 from k2probe.core.redact import redact
+from k2probe.core.results import Outcome as SampleOutcome
+from k2probe.core.results import Sample, SampleResult, Usage, Verdict
 from k2probe.core.sanitize import sanitise
 from k2probe.eval.plan import EvalPlan, EvalTask, task_id
 from k2probe.eval.verifier import BatchVerifier
@@ -53,7 +55,7 @@ class Progress:
         self.cost_usd += cost or 0.0
 
 
-OnSample = Callable[[dict[str, Any], Progress], None]
+OnSample = Callable[[Sample, Progress], None]  # a sample with its result, and the run's progress
 PROOF_CHARS = 4000
 
 
@@ -62,6 +64,22 @@ def crashed(exc: Exception) -> dict[str, Any]:
     reason = redact(f"k2probe failed on this sample: {type(exc).__name__}: {exc}")[:300]
     trace = redact("".join(traceback.format_exception(exc)))[-PROOF_CHARS:]
     return {"outcome": "error", "reason": reason, "verification": {"status": "error", "reason": reason, "output": trace}}
+
+
+def _result(data: dict[str, Any]) -> SampleResult:
+    """One sample's result as the typed result the store takes (the verdict from its verification, if any)."""
+    verdict = Verdict.from_row(data.get("verification"), data["outcome"], data.get("reason"))
+    usage = Usage(**{name: data[name] for name in Usage.model_fields if name in data})
+    return SampleResult(verdict=verdict, usage=usage, completion=data.get("completion"),
+                        started_at=data.get("started_at"), finished_at=data.get("finished_at"))
+
+
+def _with(sample: Sample, result: SampleResult) -> Sample:
+    """The sample as it is once `result` is recorded."""
+    return sample.model_copy(update={"outcome": result.outcome, "reason": result.verdict.reason,
+                                     "verdict": result.verdict, "usage": result.usage,
+                                     "completion": result.completion, "started_at": result.started_at,
+                                     "finished_at": result.finished_at})
 
 
 async def _cancel(tasks: set[asyncio.Future[None]]) -> None:
@@ -103,14 +121,14 @@ class EvalRunner:
         self.gate = asyncio.Semaphore(plan.concurrency)
 
     async def run(self) -> Progress:
-        pending = [s for s in self.store.samples(self.run_id) if s["outcome"] == "pending"]
+        pending = [s for s in self.store.samples(self.run_id) if s.outcome is SampleOutcome.PENDING]
         progress = Progress(total=len(pending))
         try:
             for name, session in self.sessions.items():
                 self.transports[name] = session.transport()
 
-            async def one(sample: dict[str, Any]) -> None:
-                with linked(sample_id=sample["id"]):
+            async def one(sample: Sample) -> None:
+                with linked(sample_id=sample.id):
                     started = time.time()
                     try:
                         result = await self._sample(sample)
@@ -121,19 +139,22 @@ class EvalRunner:
                             raise
                         result = crashed(exc)
                 result.update(started_at=started, finished_at=time.time())
-                self.store.finish_sample(sample["id"], **result)
-                progress.add(result["outcome"], result.get("cost_usd"))
+                typed = _result(result)
+                self.store.finish_sample(sample.id, typed)
+                progress.add(typed.outcome, typed.usage.cost_usd)
                 if self.on_sample is not None:
-                    self.on_sample({**sample, **result}, progress)
+                    self.on_sample(_with(sample, typed), progress)
 
             late = await self._until_done({asyncio.ensure_future(one(s)): s for s in pending})
             reason = f"timeout: the run's --timeout of {self.timeout_s or 0:g} s ended before this sample finished"
             for sample in late:  # a sample that got its result in its last moment keeps it (finish_sample: once)
-                self.store.finish_sample(sample["id"], outcome="error", reason=reason, finished_at=time.time())
-                progress.add("error", None)
+                late_result = SampleResult(verdict=Verdict(outcome=SampleOutcome.ERROR, reason=reason),
+                                           finished_at=time.time())
+                self.store.finish_sample(sample.id, late_result)
+                progress.add(SampleOutcome.ERROR, None)
                 progress.timed_out += 1
                 if self.on_sample is not None:
-                    self.on_sample({**sample, "outcome": "error", "reason": reason}, progress)
+                    self.on_sample(_with(sample, late_result), progress)
         finally:
             await self.verifier.aclose()
             for transport in self.transports.values():
@@ -141,7 +162,7 @@ class EvalRunner:
                     await transport.aclose()
         return progress
 
-    async def _until_done(self, running: dict[asyncio.Future[None], dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _until_done(self, running: dict[asyncio.Future[None], Sample]) -> list[Sample]:
         """Wait for every sample, at most `timeout_s`; the samples still running then are cancelled and returned.
         A sample that raised (the store failing under it, or anything with --fail-fast) or a store that stopped
         accepting records stops the run at once: every other sample is cancelled, and the store's one line (or the
@@ -168,56 +189,56 @@ class EvalRunner:
         await _cancel(waiting)
         return [running[task] for task in running if task in waiting]
 
-    async def _sample(self, sample: dict[str, Any]) -> dict[str, Any]:
-        task = self.tasks.get(sample["task_id"])
+    async def _sample(self, sample: Sample) -> dict[str, Any]:
+        task = self.tasks.get(sample.task_id)
         if task is None:
-            return {"outcome": "error", "reason": f"task {sample['task_id']} is no longer in suite {self.plan.suite}"}
+            return {"outcome": "error", "reason": f"task {sample.task_id} is no longer in suite {self.plan.suite}"}
         if isinstance(task, CodeProblem):
             return await self._code(sample, task)
         if isinstance(task, ToolCase):
             return await self._toolcall(sample, task)
         return await self._agent(sample, task)
 
-    async def _toolcall(self, sample: dict[str, Any], case: ToolCase) -> dict[str, Any]:
+    async def _toolcall(self, sample: Sample, case: ToolCase) -> dict[str, Any]:
         """One request offering the case's tools; the answer judged against the label and the tools' schemas (data,
         not code: nothing of it runs)."""
         from k2probe.eval.toolscore import judge_tool_answer
 
-        session = self.sessions[sample["route"]]
+        session = self.sessions[sample.route]
         body = sanitise({"model": session.route.model, "max_tokens": self.plan.max_tokens, "tool_choice": "auto",
                          "tools": case.tool_schemas(), "messages": [{"role": "user", "content": case.prompt}]},
                         session.profile).body
         async with self.gate:
-            outcome = await self.transports[sample["route"]].chat(body, purpose=f"eval {case.task_id}")
+            outcome = await self.transports[sample.route].chat(body, purpose=f"eval {case.task_id}")
         usage = _usage(outcome)
         if (reason := unanswered(outcome.failure, len(outcome.calls))) is not None:
             return {**usage, "outcome": "error", "reason": reason}
         return {**usage, **judge_tool_answer(case, outcome.message, outcome.finish_reason)}
 
-    async def _code(self, sample: dict[str, Any], problem: CodeProblem) -> dict[str, Any]:
+    async def _code(self, sample: Sample, problem: CodeProblem) -> dict[str, Any]:
         usage: dict[str, Any] = {}
         if self.completions is not None:
             completion = self.completions[problem.task_id]
         else:
-            session = self.sessions[sample["route"]]
+            session = self.sessions[sample.route]
             body = sanitise({"model": session.route.model, "max_tokens": self.plan.max_tokens,
                              "messages": [{"role": "user", "content": problem.request_text()}]}, session.profile).body
             async with self.gate:
-                outcome = await self.transports[sample["route"]].chat(body, purpose=f"eval {problem.task_id}")
+                outcome = await self.transports[sample.route].chat(body, purpose=f"eval {problem.task_id}")
             usage = _usage(outcome)
             if (reason := unanswered(outcome.failure, len(outcome.calls))) is not None:  # nothing to judge
                 return {**usage, "outcome": "error", "reason": reason}
             completion = completion_of(problem, outcome.content)
         ahead = await asyncio.wrap_future(self.verdicts_ahead) if self.verdicts_ahead is not None else {}
-        verdict = ahead.get(problem.task_id) or await self.verifier.verify(sample["id"], problem.program(completion))
+        verdict = ahead.get(problem.task_id) or await self.verifier.verify(sample.id, problem.program(completion))
         return {**usage, "outcome": verdict.status, "reason": verdict.reason, "completion": completion,
                 "verification": {"status": verdict.status, "reason": verdict.reason, "output": verdict.output[-2000:]}}
 
-    async def _agent(self, sample: dict[str, Any], task: Any) -> dict[str, Any]:
+    async def _agent(self, sample: Sample, task: Any) -> dict[str, Any]:
         from k2probe.agent.loop import AgentLimits
         from k2probe.agent.runner import AgentTask, run_agent
 
-        session = self.sessions[sample["route"]]
+        session = self.sessions[sample.route]
         async with self.gate:
             result = await run_agent(session, AgentTask.from_suite(task), AgentLimits(), iso=self.iso)
         data = result.as_json()

@@ -135,18 +135,3 @@ def fallbacks(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
         for route, by, n in session.execute(answered).all():
             out.setdefault(str(route), {"requests": 0, "answered_by": {}})["answered_by"][str(by)] = int(n)
     return out
-
-
-def answering_routes(store: Store, run_id: str) -> dict[str, list[str]]:
-    """Per sample: the routes that answered its calls (an error-free answer), in the order they first did."""
-    store.flush()
-    query = (select(CallRow.sample_id, CallRow.route).where(CallRow.run_id == run_id, CallRow.sample_id.is_not(None),
-                                                             CallRow.error_type.is_(None))
-             .order_by(CallRow.id))
-    out: dict[str, list[str]] = {}
-    with Session(store.engine) as session:
-        for sample_id, route in session.execute(query).all():
-            routes = out.setdefault(str(sample_id), [])
-            if route not in routes:
-                routes.append(route)
-    return out
