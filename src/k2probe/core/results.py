@@ -28,9 +28,10 @@ class Outcome(StrEnum):
 
 
 class Model(BaseModel):
-    """The base of every result: fields are declared (a misspelt one is refused), values validated on assignment."""
+    """The base of every result: fields are declared (a misspelt one is refused), values validated on assignment; in
+    the published JSON schema every field is required (a document always carries it, its default included)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, json_schema_serialization_defaults_required=True)
 
 
 class Usage(Model):

@@ -332,10 +332,8 @@ class Goodput(Model):
 
 
 class BenchStep(Model):
-    """One step of a sweep: closed loop (`concurrency`) or open loop (`rate`)."""
+    """What every step of a sweep measured."""
 
-    concurrency: int | None = None
-    rate: float | None = None
     requests: int
     ok: int
     failed: dict[str, int]
@@ -353,13 +351,25 @@ class BenchStep(Model):
     wall_s: float
 
 
+class ClosedLoopStep(BenchStep):
+    """A closed-loop step: `concurrency` requests in flight."""
+
+    concurrency: int
+
+
+class OpenLoopStep(BenchStep):
+    """An open-loop step: Poisson arrivals at `rate` per second."""
+
+    rate: float
+
+
 class BenchDocument(Model):
     """`k2probe bench --json`: each step's latency percentiles, throughput and goodput."""
 
     route: str
     run_id: str
     emulated: bool
-    steps: list[BenchStep]
+    steps: list[ClosedLoopStep | OpenLoopStep]
 
 
 def documents() -> dict[str, type[BaseModel]]:
