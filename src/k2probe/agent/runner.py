@@ -137,9 +137,9 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
         failed_preflight = await executor.preflight(task.shipped, task.runtime) if task.shipped else None
         if failed_preflight is not None:  # the harness cannot judge here: no request is sent, nothing is blamed
             pf = failed_preflight
-            bad = pf.untouched if pf.untouched.status == "error" or pf.untouched.passed else pf.solved
+            bad = pf.untouched if pf.untouched.status == Outcome.ERROR or pf.untouched.passed else pf.solved
             outcome = LoopResult("preflight", pf.detail, [], Counter())
-            verification = Verification("error", f"preflight failed: {pf.detail}", bad.command, bad.output)
+            verification = Verification(Outcome.ERROR, f"preflight failed: {pf.detail}", bad.command, bad.output)
             return _finish(session, attempt_id, task, outcome, verification, "", path, document, iso_record)
         workspace = await asyncio.to_thread(Workspace, task.repo)
         async with await asyncio.to_thread(session.transport) as transport:  # an HTTP client's set-up: off the loop
@@ -152,7 +152,7 @@ async def run_agent(session: Session, task: AgentTask, limits: AgentLimits | Non
                                  history_transform=history_transform, media=task.media)
                 outcome = await loop.run()
         if outcome.unanswered is not None:  # nothing of the model's to judge: no hidden test runs
-            verification = Verification("error", outcome.unanswered, "", outcome.detail)
+            verification = Verification(Outcome.ERROR, outcome.unanswered, "", outcome.detail)
         else:
             grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
             verification = await verify(workspace, task, sandbox_limits.within(deadline + grace - time.monotonic()),
