@@ -67,10 +67,10 @@ def compute(store: Store, run_id: str, epochs: int = 1, extra: SuiteMetrics | No
     firsts = queries.first_success(store, run_id)
     tools = queries.tool_failures(store, run_id)
     moved = queries.fallbacks(store, run_id)
-    reviews: dict[str, dict[str, Any]] = {}
+    reviews: dict[str, queries.SampleReview] = {}
     for review in queries.reviews_by_sample(store, run_id):  # the latest review of a sample is its verdict
-        if review["sample_id"]:
-            reviews[review["sample_id"]] = review
+        if review.sample_id:
+            reviews[review.sample_id] = review
     groups: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         groups[sample.route].append(sample)
@@ -90,42 +90,45 @@ def compute(store: Store, run_id: str, epochs: int = 1, extra: SuiteMetrics | No
     return RunMetrics(out)
 
 
-def _fallbacks(moved: list[dict[str, Any]]) -> Fallbacks:
+def _fallbacks(moved: list[queries.Moved]) -> Fallbacks:
     """Requests sent to a fallback route, and the calls each fallback route answered ({} when none did)."""
     answered: dict[str, int] = defaultdict(int)
     for entry in moved:
-        for by, n in entry["answered_by"].items():
+        for by, n in entry.answered_by.items():
             answered[by] += n
-    return Fallbacks(requests=sum(m["requests"] for m in moved), answered_by_fallback=dict(sorted(answered.items())))
+    return Fallbacks(requests=sum(m.requests for m in moved), answered_by_fallback=dict(sorted(answered.items())))
 
 
-def _metrics(samples: list[Sample], reviews: dict[str, dict[str, Any]], totals: list[dict[str, Any]],
-             latencies: list[float], firsts: list[dict[str, Any]], tools: list[dict[str, Any]],
+def _metrics(samples: list[Sample], reviews: dict[str, queries.SampleReview], totals: list[queries.CallTotals],
+             latencies: list[float], firsts: list[queries.FirstCall], tools: list[queries.ToolUse],
              epochs: int) -> RouteMetrics:
     done = [s for s in samples if s.outcome is not Outcome.PENDING]
     judged = [s for s in done if s.outcome.judged]
     accepted = 0
     for s in judged:
         review = reviews.get(s.id)
-        accepted += bool(review["accepted"]) if review else s.outcome is Outcome.PASSED
+        accepted += review.accepted if review else s.outcome is Outcome.PASSED
     errors = sum(1 for s in done if s.outcome is Outcome.ERROR)
     reviewed = [reviews[s.id] for s in done if s.id in reviews]
-    calls = sum(t["calls"] for t in totals)
-    retries = sum(t["retries"] for t in totals)
-    cost = sum(t["cost_usd"] for t in totals)
-    unpriced = sum(t["unpriced_calls"] for t in totals)
-    tool_calls = sum(t["tool_calls"] for t in tools)
-    tool_failed = sum(t["failed"] for t in tools)
+    calls = sum(t.calls for t in totals)
+    retries = sum(t.retries for t in totals)
+    cost = sum(t.cost_usd for t in totals)
+    unpriced = sum(t.unpriced_calls for t in totals)
+    tool_calls = sum(t.tool_calls for t in tools)
+    tool_failed = sum(t.failed for t in tools)
     by_type: dict[str, int] = defaultdict(int)
     for t in tools:
-        for kind, count in t["by_type"].items():
+        for kind, count in t.by_type.items():
             by_type[kind] += count
-    seconds = [f["seconds"] for f in firsts if f["seconds"] is not None]
-    first_calls = [f["calls"] for f in firsts if f["calls"] is not None]
-    repairs = [r["repair_minutes"] for r in reviewed if r["repair_minutes"] is not None]
+    seconds = [f.seconds for f in firsts if f.seconds is not None]
+    first_calls = [f.calls for f in firsts if f.calls is not None]
+    repairs = [r.repair_minutes for r in reviewed if r.repair_minutes is not None]
     per_sample = [float(s.usage.latency_ms) for s in done if s.usage.latency_ms]
-    tokens = {k: sum(t[k] for t in totals) for k in ("prompt_tokens", "completion_tokens", "reasoning_tokens",
-                                                     "cached_tokens")}
+    tokens = TotalTokens(prompt_tokens=sum(t.prompt_tokens for t in totals),
+                         completion_tokens=sum(t.completion_tokens for t in totals),
+                         reasoning_tokens=sum(t.reasoning_tokens for t in totals),
+                         cached_tokens=sum(t.cached_tokens for t in totals), n=calls)
+    tokens.total = tokens.prompt_tokens + tokens.completion_tokens
     tool_rate = _rate(tool_failed, tool_calls)
     accepted_rate = _rate(accepted, len(judged))
     return RouteMetrics(
@@ -142,12 +145,12 @@ def _metrics(samples: list[Sample], reviews: dict[str, dict[str, Any]], totals: 
                                n_samples=len(per_sample)),
         latency_p95_ms=Latency(per_call=percentile(latencies, 95), per_sample=percentile(per_sample, 95),
                                n_calls=len(latencies), n_samples=len(per_sample)),
-        total_tokens=TotalTokens(**tokens, total=tokens["prompt_tokens"] + tokens["completion_tokens"], n=calls),
+        total_tokens=tokens,
         cost_per_accepted_usd=CostPerAccepted(
             value="unknown" if unpriced else (cost / accepted if accepted else None),
             total_cost_usd="unknown" if unpriced else cost, accepted=accepted, unpriced_calls=unpriced,
-            price_sources=sorted({s for t in totals for s in t["price_sources"]})),
-        rollback_handoff_rate=_rate(sum(1 for r in reviewed if r["rollback"] or r["handoff"]), len(reviewed)),
+            price_sources=sorted({s for t in totals for s in t.price_sources})),
+        rollback_handoff_rate=_rate(sum(1 for r in reviewed if r.rollback or r.handoff), len(reviewed)),
         pass_at_k=_pass_at_k(done, epochs),
         error_rate=_rate(errors, len(done)),
     )
