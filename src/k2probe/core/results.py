@@ -160,6 +160,49 @@ class AttemptResult(Model):
     trajectory_path: str | None = None
 
 
+class Attempt(Model):
+    """One agent attempt as the store keeps it (recording.schema.AttemptRow)."""
+
+    id: str
+    run_id: str
+    sample_id: str | None
+    task_id: str | None
+    suite: str | None
+    route: str
+    model: str
+    statement: str
+    status: str  # running, passed, failed, error, interrupted
+    end_reason: str | None
+    verification: dict[str, Any] | None
+    diff: str | None
+    steps: int
+    failures: dict[str, int] | None
+    reasoning_preserved: list[bool | None] | None
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    trajectory_path: str | None
+    isolation: dict[str, Any] | None
+    started_at: float
+    finished_at: float | None
+
+
+class Review(Model):
+    """A person's verdict on a run, one attempt or one sample (recording.schema.ReviewRow)."""
+
+    id: int
+    run_id: str
+    attempt_id: str | None
+    sample_id: str | None
+    accepted: bool
+    repair_minutes: float | None
+    rollback: bool
+    handoff: bool
+    note: str | None
+    created_at: float
+
+
 # --- metrics: the guide's nine, and pass@k and the error rate, per route and overall ---------------------------------
 
 
@@ -285,6 +328,7 @@ class RunMetrics(RootModel[dict[str, RouteMetrics]]):
         return self.root.get(route)
 
 
-__all__ = ["OVERALL", "AcceptedRate", "AttemptResult", "CostPerAccepted", "Fallbacks", "FirstSuccess", "Latency", "Outcome",
-           "PassAtK", "Rate", "RepairMinutes", "Retries", "RouteMetrics", "Run", "RunMetrics", "RunStatus", "Sample",
-           "SampleCounts", "SampleResult", "ToolFailureRate", "TotalTokens", "Usage", "Verdict"]
+__all__ = ["OVERALL", "AcceptedRate", "Attempt", "AttemptResult", "CostPerAccepted", "Fallbacks", "FirstSuccess",
+           "Latency", "Outcome", "PassAtK", "Rate", "RepairMinutes", "Retries", "Review", "RouteMetrics", "Run",
+           "RunMetrics", "RunStatus", "Sample", "SampleCounts", "SampleResult", "ToolFailureRate", "TotalTokens",
+           "Usage", "Verdict"]

@@ -25,7 +25,18 @@ from k2probe.core.errors import ConfigError
 from k2probe.core.liveness import alive, remove_leftovers, token
 from k2probe.core.records import CallRecord
 from k2probe.core.redact import Redactor
-from k2probe.core.results import AttemptResult, Outcome, Run, RunStatus, Sample, SampleResult, Usage, Verdict
+from k2probe.core.results import (
+    Attempt,
+    AttemptResult,
+    Outcome,
+    Review,
+    Run,
+    RunStatus,
+    Sample,
+    SampleResult,
+    Usage,
+    Verdict,
+)
 from k2probe.recording import migrate
 from k2probe.recording.recorder import Recorder, StoreFailed
 from k2probe.recording.schema import (
@@ -451,11 +462,12 @@ class Store:
                 row.reasoning_tokens, row.trajectory_path = clean.reasoning_tokens, clean.trajectory_path
                 row.finished_at = time.time()
 
-    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+    def attempts(self, run_id: str) -> list[Attempt]:
+        """The run's agent attempts."""
         self.flush()
         with Session(self.engine) as session:
             rows = session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id)).all()
-            return [_as_dict(r) for r in rows]
+            return [Attempt.model_validate(_as_dict(r)) for r in rows]
 
     # known-good records and reviews -----------------------------------------------------------------------------
     def save_known_good(self, run_id: str, route: str, record: dict[str, Any]) -> None:
@@ -478,10 +490,11 @@ class Store:
                                   sample_id=sample_id, repair_minutes=repair_minutes, rollback=rollback,
                                   handoff=handoff, note=self.redactor.value(note)))
 
-    def reviews(self, run_id: str) -> list[dict[str, Any]]:
+    def reviews(self, run_id: str) -> list[Review]:
+        """The run's reviews, oldest first (the latest one decides)."""
         with Session(self.engine) as session:
             rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
-            return [_as_dict(r) for r in rows]
+            return [Review.model_validate(_as_dict(r)) for r in rows]
 
     def flush(self) -> None:
         self.recorder.flush()

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from k2probe.core.results import Model, Outcome, Run
+from k2probe.core.results import Attempt, Model, Outcome, Review, Run
 
 
 class CallRow(Model):
@@ -55,49 +55,6 @@ class CallRow(Model):
     started_at: float
 
 
-class AttemptRow(Model):
-    """One agent attempt as the store keeps it (recording.schema.AttemptRow)."""
-
-    id: str
-    run_id: str
-    sample_id: str | None
-    task_id: str | None
-    suite: str | None
-    route: str
-    model: str
-    statement: str
-    status: str  # running, passed, failed, error, interrupted
-    end_reason: str | None
-    verification: dict[str, Any] | None
-    diff: str | None
-    steps: int
-    failures: dict[str, int] | None
-    reasoning_preserved: list[bool | None] | None
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    cost_usd: float | None
-    trajectory_path: str | None
-    isolation: dict[str, Any] | None
-    started_at: float
-    finished_at: float | None
-
-
-class ReviewRow(Model):
-    """A person's verdict on a run, one attempt or one sample (recording.schema.ReviewRow)."""
-
-    id: int
-    run_id: str
-    attempt_id: str | None
-    sample_id: str | None
-    accepted: bool
-    repair_minutes: float | None
-    rollback: bool
-    handoff: bool
-    note: str | None
-    created_at: float
-
-
 class RunsDocument(Model):
     """`k2probe runs --json`: the newest runs first."""
 
@@ -111,9 +68,9 @@ class RunDetail(Run):
     calls_total: int
     calls_offset: int
     calls: list[CallRow]
-    attempts: list[AttemptRow]
+    attempts: list[Attempt]
     samples: dict[str, int]  # outcome: how many samples ended in it
-    reviews: list[ReviewRow]
+    reviews: list[Review]
     accepted: bool | None
 
 

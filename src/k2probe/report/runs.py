@@ -22,7 +22,7 @@ def run_detail(store: Store, prefix: str, *, limit: int = 200, offset: int = 0) 
         **run.model_dump(), "calls_total": store.count_calls(run.id), "calls_offset": offset,
         "calls": store.calls(run.id, offset=offset, limit=limit), "attempts": store.attempts(run.id),
         "samples": store.sample_outcomes(run.id), "reviews": reviews,
-        "accepted": reviews[-1]["accepted"] if reviews else None})
+        "accepted": reviews[-1].accepted if reviews else None})
 
 
 def review(store: Store, prefix: str, *, accepted: bool | None, repair_minutes: float | None, rollback: bool,
@@ -32,7 +32,7 @@ def review(store: Store, prefix: str, *, accepted: bool | None, repair_minutes: 
     if repair_minutes is not None and repair_minutes < 0:
         raise UsageError("--repair-minutes cannot be negative", fix="give the minutes a human spent fixing it")
     run = store.find_run(prefix)
-    attempt_ids = [a["id"] for a in store.attempts(run.id)]
+    attempt_ids = [a.id for a in store.attempts(run.id)]
     if attempt is not None and attempt not in attempt_ids:
         raise UsageError(f"run {run.id[:8]} has no attempt {attempt!r}", fix=f"attempts: {attempt_ids or 'none'}")
     sample_id = None
