@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import k2probe
+from k2probe.core.results import Outcome
 from tests.conftest import SCRUB
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "test_my_client.py"
@@ -80,12 +81,12 @@ def test_bad_emulator_settings_say_which() -> None:
 def test_evaluate_on_the_built_in_emulator_returns_its_outcome(workdir: Path) -> None:
     outcome = k2probe.evaluate("humaneval", limit=2)
     assert isinstance(outcome, k2probe.EvalOutcome)
-    assert [s["outcome"] for s in outcome.samples] == ["passed", "passed"]
-    overall = outcome.metrics["overall"]
-    assert overall["accepted_rate"]["value"] == 1.0 and overall["samples"]["passed"] == 2
+    assert [s.outcome for s in outcome.samples] == [Outcome.PASSED] * 2
+    overall = outcome.metrics.overall
+    assert overall.accepted_rate.value == 1.0 and overall.samples.passed == 2
     store = k2probe.Store()
     try:
-        assert store.find_run(outcome.run_id[:8])["status"] == "finished"
+        assert store.find_run(outcome.run_id[:8]).status == "finished"
     finally:
         store.dispose()
 
@@ -96,8 +97,8 @@ def test_evaluate_against_an_emulator_of_your_own(workdir: Path, monkeypatch: py
         monkeypatch.setenv("AI_GATEWAY_BASE_URL", emu.base_url)
         monkeypatch.setenv("AI_GATEWAY_API_KEY", emu.api_key)
         outcome = k2probe.evaluate("humaneval", limit=2)
-    assert [s["outcome"] for s in outcome.samples] == ["failed", "failed"]
-    assert outcome.metrics["overall"]["accepted_rate"]["value"] == 0.0
+    assert [s.outcome for s in outcome.samples] == [Outcome.FAILED] * 2
+    assert outcome.metrics.overall.accepted_rate.value == 0.0
 
 
 def test_evaluate_without_a_suite_says_what_to_give(workdir: Path) -> None:
@@ -144,5 +145,5 @@ def test_compare_two_evaluations(workdir: Path, monkeypatch: pytest.MonkeyPatch)
         second = k2probe.evaluate("humaneval", limit=2)
     result = k2probe.compare(first.run_id, second.run_id)
     assert isinstance(result, k2probe.Comparison) and result.run_ids == [first.run_id, second.run_id]
-    rates = {label: figures["accepted_rate"]["value"] for label, figures in result.routes.items()}
+    rates = {label: figures.accepted_rate.value for label, figures in result.routes.items()}
     assert sorted(rates.values()) == [0.0, 1.0] and len(result.differences) == 1

@@ -138,12 +138,12 @@ def test_leases_of_dead_processes_and_stale_hosts_are_taken_over(workdir):
         try:
             if taken:
                 with store.lease(run_id):
-                    assert store.find_run(run_id)["owner"] == token(), name
-                assert store.find_run(run_id)["owner"] is None, name
+                    assert store.find_run(run_id).owner == token(), name
+                assert store.find_run(run_id).owner is None, name
             else:
                 with pytest.raises(ConfigError, match="is being run by another k2probe"):
                     store.claim_run(run_id)
-                assert store.find_run(run_id)["owner"] == owner, name
+                assert store.find_run(run_id).owner == owner, name
         finally:
             store.dispose()
 

@@ -145,7 +145,7 @@ def _calls(run_id: str) -> list[dict[str, Any]]:
 def _last_run(command: str) -> str:
     store = Store()
     try:
-        return next(r["id"] for r in store.runs() if r["command"] == command)
+        return next(r.id for r in store.runs() if r.command == command)
     finally:
         store.dispose()
 

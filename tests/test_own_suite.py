@@ -123,11 +123,9 @@ def test_the_readme_example_suite_file_runs(cli, workdir):
 
 
 def test_a_suite_object_runs_through_the_api_and_its_metric_is_typed(workdir):
-    from k2probe.core.results import RunMetrics
-
     outcome = k2probe.evaluate(ArithSuite())
-    assert {s["task_id"]: s["outcome"] for s in outcome.samples} == {"double-21": "passed", "triple-5": "failed"}
-    typed = RunMetrics.model_validate(outcome.metrics)
+    assert {s.task_id: s.outcome for s in outcome.samples} == {"double-21": "passed", "triple-5": "failed"}
+    typed = outcome.metrics
     [route] = typed.routes
     assert typed[route].suite_metrics["arith"] == {"exact": 0.5, "n": 2}
     assert typed.overall.samples.passed == 1 and typed.overall.samples.failed == 1
@@ -135,14 +133,15 @@ def test_a_suite_object_runs_through_the_api_and_its_metric_is_typed(workdir):
 
 def test_a_solve_that_raises_is_that_samples_error_with_its_traceback(workdir):
     outcome = k2probe.evaluate(RaisingSuite())
-    samples = {s["task_id"]: s for s in outcome.samples}
-    assert samples["double-21"]["outcome"] == "passed"
+    samples = {s.task_id: s for s in outcome.records}
+    assert samples["double-21"].outcome == "passed"
     broken = samples["triple-5"]
-    assert broken["outcome"] == "error" and broken["reason"].startswith("k2probe failed on this sample: RuntimeError")
-    proof = broken["verification"]["output"]
+    assert broken.outcome == "error" and (broken.reason or "").startswith("k2probe failed on this sample: RuntimeError")
+    assert broken.verdict is not None
+    proof = broken.verdict.proof
     assert "Traceback (most recent call last)" in proof and "the suite broke on triple-5" in proof
     assert _run(workdir)[0] == "finished"
-    assert outcome.metrics["overall"]["suite_metrics"]["arith"]["n"] == 1  # the error is no scored sample
+    assert outcome.metrics.overall.suite_metrics["arith"]["n"] == 1  # the error is no scored sample
 
 
 class OneAtATime:
@@ -164,8 +163,8 @@ def test_another_scheduler_plugs_in_and_runs_self_contained_units(workdir):
     assert sorted((u.task_id, u.epoch) for u in scheduler.seen) == [("double-21", 0), ("double-21", 1),
                                                                    ("triple-5", 0), ("triple-5", 1)]
     assert {u.suite for u in scheduler.seen} == {"arith"} and {u.run_id for u in scheduler.seen} == {outcome.run_id}
-    assert sorted(s["outcome"] for s in outcome.samples) == ["failed", "failed", "passed", "passed"]
-    assert outcome.metrics["overall"]["pass_at_k"]["2"]["value"] == 0.5
+    assert sorted(s.outcome for s in outcome.samples) == ["failed", "failed", "passed", "passed"]
+    assert outcome.metrics.overall.pass_at_k["2"].value == 0.5
 
 
 def test_a_broken_suite_file_is_one_line_exit_2(cli, workdir):

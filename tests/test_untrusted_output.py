@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from k2probe.core.results import Outcome, Sample, Usage, Verdict
 from k2probe.report.junit import write_junit
 from k2probe.tasks.humaneval import problems
 
@@ -145,9 +146,11 @@ def test_eval_failures_with_control_characters_print_inert_and_junit_parses(cli,
 
 def test_junit_of_failures_full_of_control_characters_is_well_formed(tmp_path):
     nasty = "".join(chr(c) for c in range(0x20)) + "\x7f\x9b\ud800\ufffe\uffff <&>\"' ]]> end"
-    samples = [{"route": f"r{nasty}", "task_id": f"t{nasty}", "epoch": 0, "outcome": outcome, "latency_ms": 1.0,
-                "reason": f"reason {nasty}", "verification": {"output": f"output {nasty}"}}
-               for outcome in ("failed", "error", "passed", "pending")]
+    samples = [Sample(id=str(i), run_id="run", suite="s", route=f"r{nasty}", task_id=f"t{nasty}", outcome=outcome,
+                      reason=f"reason {nasty}", usage=Usage(latency_ms=1.0),
+                      verdict=None if outcome is Outcome.PENDING else Verdict(outcome=outcome, reason=f"reason {nasty}",
+                                                                              proof=f"output {nasty}"))
+               for i, outcome in enumerate((Outcome.FAILED, Outcome.ERROR, Outcome.PASSED, Outcome.PENDING))]
     path = write_junit(tmp_path / "out.xml", f"suite{nasty}", samples)
     root = ET.parse(path).getroot()
     failure = root.find("testsuite/testcase/failure")

@@ -18,6 +18,7 @@ from k2probe.client.uploads import deliver
 from k2probe.contexts import RouteContext, RunContext
 from k2probe.core.config import home
 from k2probe.core.records import linked, links
+from k2probe.core.results import AttemptResult, Outcome
 from k2probe.sandbox.executor import Executor, executor_for
 from k2probe.sandbox.guardcmd import is_guarded
 from k2probe.sandbox.isolation import Isolation, Limits, isolation
@@ -138,9 +139,9 @@ async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limi
         failed_preflight = await executor.preflight(task.shipped, task.runtime) if task.shipped else None
         if failed_preflight is not None:  # the harness cannot judge here: no request is sent, nothing is blamed
             pf = failed_preflight
-            bad = pf.untouched if pf.untouched.status == "error" or pf.untouched.passed else pf.solved
+            bad = pf.untouched if pf.untouched.status == Outcome.ERROR or pf.untouched.passed else pf.solved
             outcome = LoopResult("preflight", pf.detail, [], Counter())
-            verification = Verification("error", f"preflight failed: {pf.detail}", bad.command, bad.output)
+            verification = Verification(Outcome.ERROR, f"preflight failed: {pf.detail}", bad.command, bad.output)
             return _finish(run, attempt_id, task, outcome, verification, "", path, document, iso_record)
         workspace = await asyncio.to_thread(Workspace, task.repo)
         # an HTTP client's set-up: off the loop
@@ -154,7 +155,7 @@ async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limi
                                  history_transform=history_transform, media=task.media)
                 outcome = await loop.run()
         if outcome.unanswered is not None:  # nothing of the model's to judge: no hidden test runs
-            verification = Verification("error", outcome.unanswered, "", outcome.detail)
+            verification = Verification(Outcome.ERROR, outcome.unanswered, "", outcome.detail)
         else:
             grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
             verification = await verify(workspace, task, sandbox_limits.within(deadline + grace - time.monotonic()),
@@ -163,9 +164,10 @@ async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limi
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
         reason = "interrupted" if interrupted else f"k2probe failed: {type(exc).__name__}: {exc}"
-        store.finish_attempt(attempt_id, status="error", end_reason="interrupted" if interrupted else "crashed",
-                             verification={"status": "error", "passed": False, "reason": run.redactor.text(reason)},
-                             steps=document["steps"], trajectory_path=str(path))
+        store.finish_attempt(attempt_id, AttemptResult(
+            status=Outcome.ERROR, end_reason="interrupted" if interrupted else "crashed",
+            verification={"status": Outcome.ERROR.value, "passed": False, "reason": run.redactor.text(reason)},
+            steps=document["steps"], trajectory_path=str(path)))
         raise
     finally:
         if workspace is not None:
@@ -181,10 +183,11 @@ def _finish(run: RunContext, attempt_id: str, task: AgentTask, outcome: LoopResu
     summary = result.as_json()
     append_trajectory(path, run.redactor.value({"type": "outcome", **{k: v for k, v in summary.items()
                                                                            if k != "statement"}}))
-    store.finish_attempt(attempt_id, status=verification.status, end_reason=outcome.end_reason,
-                         verification=summary["verification"], diff=diff, steps=len(outcome.steps),
-                         failures=dict(outcome.failures), reasoning_preserved=summary["reasoning_preserved"],
-                         prompt_tokens=summary["prompt_tokens"], completion_tokens=summary["completion_tokens"],
-                         reasoning_tokens=summary["reasoning_tokens"], cost_usd=outcome.cost_usd,
-                         trajectory_path=str(path))
+    tokens = result.tokens()
+    store.finish_attempt(attempt_id, AttemptResult(
+        status=Outcome(verification.status), end_reason=outcome.end_reason, verification=summary["verification"],
+        diff=diff, steps=len(outcome.steps), failures=dict(outcome.failures),
+        reasoning_preserved=[s.reasoning_preserved for s in outcome.steps], cost_usd=outcome.cost_usd,
+        prompt_tokens=tokens["prompt_tokens"], completion_tokens=tokens["completion_tokens"],
+        reasoning_tokens=tokens["reasoning_tokens"], trajectory_path=str(path)))
     return result

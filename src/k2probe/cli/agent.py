@@ -13,6 +13,7 @@ from k2probe.agent import AgentLimits, AgentResult, AgentTask, Limits, Step, run
 from k2probe.contexts import RouteContext, RunContext
 from k2probe.core import untrusted
 from k2probe.core.errors import UsageError
+from k2probe.core.results import Outcome
 from k2probe.report import terminal as render
 from k2probe.sandbox.isolation import Isolation
 
@@ -33,13 +34,14 @@ def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, 
     return agent_task(statement, repo, test_cmd, str(python) if python else None, flag="--")
 
 
-TEST_MARK = {"passed": ("✔", "green"), "failed": ("✘", "yellow"), "error": ("!", "bold red")}
-VERDICT_STYLE = {"passed": "bold green", "failed": "bold red", "error": "bold magenta"}
+TEST_MARK: dict[str, tuple[str, str]] = {Outcome.PASSED: ("✔", "green"), Outcome.FAILED: ("✘", "yellow"),
+                                         Outcome.ERROR: ("!", "bold red")}
+VERDICT_STYLE: dict[str, str] = {Outcome.PASSED: "bold green", Outcome.FAILED: "bold red", Outcome.ERROR: "bold magenta"}
 
 
 def show_step(step: Step) -> None:
     for tool in step.tools:
-        mark, style = ("✘", "red") if tool.failure else TEST_MARK.get(tool.tests or "passed", ("✔", "green"))
+        mark, style = ("✘", "red") if tool.failure else TEST_MARK.get(tool.tests or Outcome.PASSED, ("✔", "green"))
         first = next((line for line in tool.result.splitlines() if line and not line.startswith("$ ")), "")
         label = f"{tool.failure}: " if tool.failure else ""
         render.out.print(render.shown(f"  step {step.index + 1:>2} {mark} {tool.name:<12} ", style),
@@ -58,7 +60,7 @@ def show_result(result: AgentResult) -> None:
     if result.loop.unanswered is not None:  # the route never answered usefully: nothing was verified
         render.out.print(Text("the route never answered usefully: nothing of the model's was verified or blamed "
                               "(check the route's key, URL and model)", style="magenta"))
-    elif v.status == "error":  # the harness failed, not the model: show the lines that prove it
+    elif v.status == Outcome.ERROR:  # the harness failed, not the model: show the lines that prove it
         render.out.print(Text("the harness or the machine failed; the model is not blamed. Evidence:", style="magenta"))
         for line in v.proof():
             render.out.print(render.shown(f"  | {line}", "dim"))

@@ -9,6 +9,7 @@ from typing import Any
 
 from k2probe.api import evaluate
 from k2probe.core.errors import UsageError
+from k2probe.core.results import OVERALL, Outcome, RouteMetrics, Sample
 from k2probe.eval.evaluate import EvalOutcome, check_samples_path
 from k2probe.eval.plan import EvalPlan
 from k2probe.report import terminal as render
@@ -38,20 +39,21 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
     return thresholds
 
 
-def _value(metrics: dict[str, Any], name: str) -> float | None:
+def _value(metrics: RouteMetrics, name: str) -> float | None:
     if name.startswith("pass_at_"):
-        entry = metrics["pass_at_k"].get(name.removeprefix("pass_at_"))
-        return None if entry is None else entry["value"]
-    value = metrics[name]["value"]
-    return None if value is None else float(value)
+        entry = metrics.pass_at_k.get(name.removeprefix("pass_at_"))
+        return None if entry is None else entry.value
+    rates = {"accepted_rate": metrics.accepted_rate, "error_rate": metrics.error_rate,
+             "tool_call_failure_rate": metrics.tool_call_failure_rate}
+    return rates[name].value
 
 
 def broken_thresholds(result: EvalOutcome, thresholds: dict[str, float]) -> list[str]:
     """Each threshold that does not hold on the overall figures, said in words."""
-    overall = result.metrics.get("overall", {})
+    overall = result.metrics.get(OVERALL)
     broken = []
     for name, limit in thresholds.items():
-        value = _value(overall, name) if overall else None
+        value = _value(overall, name) if overall is not None else None
         if value is None:
             broken.append(f"{name}: no value to compare with {limit:g} (nothing judged)")
         elif name in LOWER_IS_BETTER and value > limit:
@@ -81,7 +83,7 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
         state["task"] = bar.add_task("eval", total=pending, passed=0, failed=0, errors=0, cost=0.0)
         bar.start()
 
-    def on_sample(_sample: dict[str, Any], progress: Any) -> None:
+    def on_sample(_sample: Sample, progress: Any) -> None:
         bar.update(state["task"], completed=progress.done, passed=progress.passed, failed=progress.failed,
                    errors=progress.errors, cost=progress.cost_usd)
 
@@ -90,7 +92,7 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
     finally:
         bar.stop()
     if junit is not None:
-        write_junit(junit, result.plan.suite, result.samples)
+        write_junit(junit, result.plan.suite, result.records)
     if html is not None:
         from k2probe.recording.store import Store
         from k2probe.report.evaluation_html import write_eval_report
@@ -101,14 +103,15 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
         finally:
             store.dispose()
     if as_json:
-        render.emit_json({**result.as_json(), "thresholds": thresholds,
-                          "broken_thresholds": broken_thresholds(result, thresholds)})
+        document = result.model_copy(update={"thresholds": thresholds,
+                                             "broken_thresholds": broken_thresholds(result, thresholds)})
+        render.emit_json(document.model_dump(mode="json"))
     else:
         print_metrics(result.plan.suite, result.run_id, result.metrics, bool(state.get("emulated")), result.isolation)
         for sample in result.samples:
-            if sample["outcome"] in ("failed", "error"):
-                render.out.print(render.shown(f"{sample['outcome']:>6}  {sample['task_id']} @ {sample['route']} "
-                                              f"epoch {sample['epoch']}: {sample.get('reason') or ''}"))
+            if sample.outcome in (Outcome.FAILED, Outcome.ERROR):
+                render.out.print(render.shown(f"{sample.outcome.value:>6}  {sample.task_id} @ {sample.route} "
+                                              f"epoch {sample.epoch}: {sample.reason or ''}"))
         for written in (junit, html):
             if written is not None:
                 render.notice(f"wrote {written}")

@@ -97,9 +97,9 @@ def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its 
     store = Store()
     try:
         found = store.find_run(run)
-        if found["command"] != "eval":
-            raise UsageError(f"run {found['id'][:8]} is a `{found['command']}` run", fix="give an eval run's id")
-        path = write_eval_report(store, found["id"], html or home() / "reports" / f"eval-{found['id'][:8]}.html")
+        if found.command != "eval":
+            raise UsageError(f"run {found.id[:8]} is a `{found.command}` run", fix="give an eval run's id")
+        path = write_eval_report(store, found.id, html or home() / "reports" / f"eval-{found.id[:8]}.html")
     finally:
         store.dispose()
     render.notice(f"wrote {path}")
@@ -114,8 +114,8 @@ def compare(runs: Annotated[list[str], typer.Argument(help="one evaluation run o
     """Routes side by side on the same samples: metrics, paired differences with 95% intervals, the cheapest route
     per accepted task."""
     from k2probe.eval.compare import compare as run_compare
-    from k2probe.eval.compare import print_comparison
     from k2probe.recording.store import Store
+    from k2probe.report.compare import print_comparison
 
     store = Store()
     try:
@@ -123,7 +123,7 @@ def compare(runs: Annotated[list[str], typer.Argument(help="one evaluation run o
     finally:
         store.dispose()
     if as_json:
-        render.emit_json(result.as_json())
+        render.emit_json(result.model_dump(mode="json"))
     else:
         print_comparison(result)
 
@@ -156,7 +156,11 @@ def suite_check(name: Annotated[str, typer.Argument(help="a shipped suite", meta
             progress.advance(bar)
     ok = all(r.ok for r in results)
     if as_json:
-        render.emit_json({"suite": name, "ok": ok, "isolation": iso.line(), "tasks": [r.as_json() for r in results]})
+        from k2probe.report.documents import SuiteCheckDocument
+
+        document = SuiteCheckDocument.model_validate({"suite": name, "ok": ok, "isolation": iso.line(),
+                                                      "tasks": [r.as_json() for r in results]})
+        render.emit_json(document.model_dump(mode="json"))
     else:
         table = Table(title=f"suite {name}: preflight ({iso.line()})")
         for column in ("task", "untouched", "solution", "verdict"):

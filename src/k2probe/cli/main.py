@@ -9,7 +9,13 @@ import sys
 import typer
 
 from k2probe import __version__
-from k2probe.cli import diagnose_commands, eval_commands, run_commands, serve_commands  # noqa: F401 - they register
+from k2probe.cli import (  # noqa: F401 - they register
+    diagnose_commands,
+    eval_commands,
+    run_commands,
+    schema_commands,
+    serve_commands,
+)
 from k2probe.cli.app import app, render
 from k2probe.core.envnames import KEY_ENVS
 from k2probe.core.errors import K2ProbeError

@@ -57,6 +57,7 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
     from k2probe.agent import AgentLimits
     from k2probe.api import command_contexts
     from k2probe.cli.agent import choose_task, run_agent_command, show_result
+    from k2probe.core.results import Outcome
     from k2probe.sandbox.isolation import isolation
     from k2probe.tasks.shipped import load_suite
 
@@ -74,11 +75,13 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
         result = run_agent_command(routed, run, chosen, limits, test_timeout, as_json, iso)
         run.summary = {"attempt": result.attempt_id, "passed": result.passed}
     if as_json:
-        render.emit_json(result.as_json(), run.redactor)
+        from k2probe.report.documents import AgentDocument
+
+        render.emit_json(AgentDocument.model_validate(result.as_json()).model_dump(mode="json"), run.redactor)
     else:
         show_result(result)
     if not result.passed:  # failed: the model's work, 1; error: the harness could not judge it, 2
-        raise typer.Exit(2 if result.verification.status == "error" else 1)
+        raise typer.Exit(2 if result.verification.status == Outcome.ERROR else 1)
 
 
 @app.command()
@@ -86,13 +89,14 @@ def runs(limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, hel
          as_json: JsonOpt = False) -> None:
     """The recorded runs, newest first."""
     from k2probe.recording.store import Store
+    from k2probe.report.documents import RunsDocument
     from k2probe.report.runs import print_runs
 
     store = Store()
     items = store.runs(limit)
     store.dispose()
     if as_json:
-        render.emit_json({"runs": items})
+        render.emit_json(RunsDocument(runs=items).model_dump(mode="json"))
     else:
         print_runs(items)
 
@@ -113,7 +117,7 @@ def show(run: Annotated[str, typer.Argument(help="a run id or its first characte
     detail = run_detail(store, run, limit=limit, offset=offset)
     store.dispose()
     if as_json:
-        render.emit_json(detail)
+        render.emit_json(detail.model_dump(mode="json"))
     else:
         print_run(detail)
 
@@ -142,6 +146,6 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
                         handoff=handoff, note=note, attempt=attempt, sample=sample)
     store.dispose()
     if as_json:
-        render.emit_json(detail)
+        render.emit_json(detail.model_dump(mode="json"))
     else:
-        render.notice(f"review recorded for run {detail['id'][:8]}: {'accepted' if accept else 'rejected'}")
+        render.notice(f"review recorded for run {detail.id[:8]}: {'accepted' if accept else 'rejected'}")

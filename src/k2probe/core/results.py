@@ -28,9 +28,10 @@ class Outcome(StrEnum):
 
 
 class Model(BaseModel):
-    """The base of every result: fields are declared (a misspelt one is refused), values validated on assignment."""
+    """The base of every result: fields are declared (a misspelt one is refused), values validated on assignment; in
+    the published JSON schema every field is required (a document always carries it, its default included)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, json_schema_serialization_defaults_required=True)
 
 
 class Usage(Model):
@@ -122,6 +123,7 @@ class RunStatus(StrEnum):
     FINISHED = "finished"
     INTERRUPTED = "interrupted"
     TIMED_OUT = "timed_out"
+    ERROR = "error"  # the store failed under it (abandoned)
 
 
 class Run(Model):
@@ -136,6 +138,69 @@ class Run(Model):
     finished_at: float | None = None
     status: str = RunStatus.RUNNING.value
     summary: dict[str, Any] | None = None
+    owner: str | None = None  # the lease: host:pid:start-time of the process working on it (None: nobody)
+    lease_at: float | None = None  # when its owner last renewed the lease
+
+
+class AttemptResult(Model):
+    """How one agent attempt ended, as the store keeps it: its outcome, why the loop stopped, the verification, the
+    diff and the totals of its steps."""
+
+    status: Outcome
+    end_reason: str | None = None
+    verification: dict[str, Any] | None = None  # the test run's verdict (sandbox.outcome.Verification.as_json())
+    diff: str | None = None
+    steps: int = 0
+    failures: dict[str, int] | None = None  # tool-call failures by kind
+    reasoning_preserved: list[bool | None] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    trajectory_path: str | None = None
+
+
+class Attempt(Model):
+    """One agent attempt as the store keeps it (recording.schema.AttemptRow)."""
+
+    id: str
+    run_id: str
+    sample_id: str | None
+    task_id: str | None
+    suite: str | None
+    route: str
+    model: str
+    statement: str
+    status: str  # running, passed, failed, error, interrupted
+    end_reason: str | None
+    verification: dict[str, Any] | None
+    diff: str | None
+    steps: int
+    failures: dict[str, int] | None
+    reasoning_preserved: list[bool | None] | None
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    trajectory_path: str | None
+    isolation: dict[str, Any] | None
+    started_at: float
+    finished_at: float | None
+
+
+class Review(Model):
+    """A person's verdict on a run, one attempt or one sample (recording.schema.ReviewRow)."""
+
+    id: int
+    run_id: str
+    attempt_id: str | None
+    sample_id: str | None
+    accepted: bool
+    repair_minutes: float | None
+    rollback: bool
+    handoff: bool
+    note: str | None
+    created_at: float
 
 
 # --- metrics: the guide's nine, and pass@k and the error rate, per route and overall ---------------------------------
@@ -263,6 +328,7 @@ class RunMetrics(RootModel[dict[str, RouteMetrics]]):
         return self.root.get(route)
 
 
-__all__ = ["OVERALL", "AcceptedRate", "CostPerAccepted", "Fallbacks", "FirstSuccess", "Latency", "Outcome",
-           "PassAtK", "Rate", "RepairMinutes", "Retries", "RouteMetrics", "Run", "RunMetrics", "RunStatus", "Sample",
-           "SampleCounts", "SampleResult", "ToolFailureRate", "TotalTokens", "Usage", "Verdict"]
+__all__ = ["OVERALL", "AcceptedRate", "Attempt", "AttemptResult", "CostPerAccepted", "Fallbacks", "FirstSuccess",
+           "Latency", "Outcome", "PassAtK", "Rate", "RepairMinutes", "Retries", "Review", "RouteMetrics", "Run",
+           "RunMetrics", "RunStatus", "Sample", "SampleCounts", "SampleResult", "ToolFailureRate", "TotalTokens",
+           "Usage", "Verdict"]

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field, PrivateAttr
+
 from k2probe.core.errors import UsageError
 from k2probe.core.redact import Redactor, redact
-from k2probe.core.results import Outcome, Sample, Usage, Verdict
+from k2probe.core.results import Model, Outcome, RunMetrics, RunStatus, Sample, Verdict
 from k2probe.eval.plan import EvalPlan, units
 from k2probe.eval.runner import EvalRunner, OnSample, Progress
 from k2probe.eval.scheduler import Scheduler
@@ -28,25 +30,75 @@ if TYPE_CHECKING:
 SAMPLES_ROUTE = "samples"  # the route name of completions read from a --samples file
 
 
-@dataclass
-class EvalOutcome:
-    run_id: str
-    plan: EvalPlan
-    routes: list[str]
-    metrics: dict[str, dict[str, Any]]
-    samples: list[dict[str, Any]]
-    progress: Progress
-    isolation: str
+PROOF_CHARS = 800  # the tail of a sample's proof a --json document carries
 
-    def as_json(self) -> dict[str, Any]:
-        keep = ("task_id", "route", "epoch", "outcome", "reason", "prompt_tokens", "completion_tokens",
-                "reasoning_tokens", "cost_usd", "latency_ms", "calls", "retries", "answered_by")
-        return {"run_id": self.run_id, "suite": self.plan.suite, "routes": self.routes, "epochs": self.plan.epochs,
-                "isolation": self.isolation, "metrics": self.metrics,
-                "samples": [{**{k: s.get(k) for k in keep},
-                             "tokens": (s.get("prompt_tokens") or 0) + (s.get("completion_tokens") or 0),
-                             "proof": ((s.get("verification") or {}).get("output") or "")[-800:]}
-                            for s in self.samples]}
+
+class EvalSample(Model):
+    """One sample as `eval --json` lists it: its unit, outcome, usage, the routes that answered, the proof's tail."""
+
+    task_id: str
+    route: str
+    epoch: int
+    outcome: Outcome
+    reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    calls: int = 0
+    retries: int = 0
+    answered_by: list[str] = Field(default_factory=list)
+    tokens: int = 0  # prompt + completion
+    proof: str = ""
+
+    @classmethod
+    def of(cls, sample: Sample) -> EvalSample:
+        u = sample.usage
+        proof = sample.verdict.proof if sample.verdict is not None else ""
+        return cls(task_id=sample.task_id, route=sample.route, epoch=sample.epoch, outcome=sample.outcome,
+                   reason=sample.reason, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                   reasoning_tokens=u.reasoning_tokens, cost_usd=u.cost_usd, latency_ms=u.latency_ms, calls=u.calls,
+                   retries=u.retries, answered_by=sample.answered_by, tokens=u.tokens, proof=proof[-PROOF_CHARS:])
+
+
+class EvalOutcome(Model):
+    """What an evaluation measured; `model_dump(mode="json")` is the `eval --json` document (the CLI adds the
+    thresholds it checked). The plan and the run's progress ride along for the caller, outside the document."""
+
+    run_id: str
+    suite: str
+    routes: list[str]
+    epochs: int
+    isolation: str
+    metrics: RunMetrics
+    samples: list[EvalSample]
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    broken_thresholds: list[str] = Field(default_factory=list)
+    _plan: EvalPlan = PrivateAttr()
+    _progress: Progress = PrivateAttr()
+    _records: list[Sample] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def of(cls, run_id: str, plan: EvalPlan, routes: list[str], metrics: RunMetrics, samples: list[Sample],
+           progress: Progress, isolation: str) -> EvalOutcome:
+        outcome = cls(run_id=run_id, suite=plan.suite, routes=routes, epochs=plan.epochs, isolation=isolation,
+                      metrics=metrics, samples=[EvalSample.of(s) for s in samples])
+        outcome._plan, outcome._progress, outcome._records = plan, progress, samples
+        return outcome
+
+    @property
+    def plan(self) -> EvalPlan:
+        return self._plan
+
+    @property
+    def progress(self) -> Progress:
+        return self._progress
+
+    @property
+    def records(self) -> list[Sample]:
+        """The samples as the store keeps them (whole verdicts, usage, the completion judged)."""
+        return self._records
 
 
 def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
@@ -71,11 +123,11 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
         with contextlib.ExitStack() as held:
             if resume is not None:
                 run = store.find_run(resume)
-                if run["command"] != "eval":
-                    raise UsageError(f"run {run['id'][:8]} is a `{run['command']}` run, not an evaluation",
+                if run.command != "eval":
+                    raise UsageError(f"run {run.id[:8]} is a `{run.command}` run, not an evaluation",
                                      fix="resume a run listed by `k2probe runs` as eval")
-                plan = EvalPlan.from_config(run["config"])
-                run_id = run["id"]
+                plan = EvalPlan.from_config(run.config)
+                run_id = run.id
                 held.enter_context(store.lease(run_id))  # refused while another process works on the run
             else:
                 run_id = ""
@@ -143,39 +195,41 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             stack.enter_context(store.lease(run_id))
         store.plan_samples(run_id, suite.name, units([s.id for s in samples], routes, plan.epochs))
         if on_start is not None:
-            on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s["outcome"] == "pending"))
+            on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s.outcome is Outcome.PENDING))
         runner = EvalRunner(plan, store, run_id, suite, samples, executor, routes=sessions, given=given,
                             on_sample=on_sample, timeout_s=timeout_s, scheduler=scheduler, ahead=ahead)
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         try:
             progress = asyncio.run(runner.run())
-            status = "timed_out" if progress.timed_out else "finished"
+            status = RunStatus.TIMED_OUT if progress.timed_out else RunStatus.FINISHED
         finally:
-            figures = metrics.compute(store, run_id, plan.epochs, extra=lambda group: _suite_metrics(suite, group))
+            records = store.samples(run_id)  # read once: the metrics and the document share them
+            figures = metrics.compute(store, run_id, plan.epochs, extra=suite_metrics(suite), samples=records)
             emulated = any(s.route.emulated for s in sessions.values())
-            store.finish_run(run_id, status, {"samples": figures.get(metrics.OVERALL, {}).get("samples", {}),
+            store.finish_run(run_id, status, {"samples": figures.overall.samples.model_dump(),
                                               "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated})
-    return EvalOutcome(run_id, plan, routes, figures, metrics.samples(store, run_id), progress, executor.isolation.line())
+    return EvalOutcome.of(run_id, plan, routes, figures, records, progress, executor.isolation.line())
 
 
-def _suite_metrics(suite: Suite, group: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the suite adds to one route's metrics, from that route's samples (the store's rows, typed). A suite's
-    metrics that raise are said in one line there: every sample is recorded, and the run still finishes."""
+def suite_metrics(suite: Suite) -> Callable[[list[Sample]], dict[str, Any]]:
+    """What the suite adds to one route's metrics, from that route's samples. A suite's metrics that raise are said in
+    one line there: every sample is recorded, and the run (or its report) still finishes."""
+    def of(group: list[Sample]) -> dict[str, Any]:
+        try:
+            return metrics_of(suite, group)
+        except Exception as exc:
+            return {"metrics_error": redact(f"suite {suite.name!r}: metrics raised {type(exc).__name__}: {exc}")[:300]}
+
+    return of
+
+
+def suite_metrics_of_run(ref: str) -> Callable[[list[Sample]], dict[str, Any]] | None:
+    """The suite metrics of a stored run's suite (for compare and report); None when its suite cannot be found now
+    (a user's file since moved): its figures are then left out, the rest is the same."""
     try:
-        return metrics_of(suite, [_typed(row) for row in group])
-    except Exception as exc:
-        return {"metrics_error": redact(f"suite {suite.name!r}: metrics raised {type(exc).__name__}: {exc}")[:300]}
-
-
-def _typed(row: dict[str, Any]) -> Sample:
-    """A sample row of today's store as the typed Sample (the store will return these itself)."""
-    outcome = row.get("outcome") or "pending"
-    verdict = None if outcome == "pending" else Verdict.from_row(row.get("verification"), outcome, row.get("reason"))
-    usage = Usage(**{k: row[k] for k in Usage.model_fields if row.get(k) is not None})
-    return Sample(id=row["id"], run_id=row["run_id"], suite=row["suite"], task_id=row["task_id"], route=row["route"],
-                  epoch=row.get("epoch") or 0, outcome=Outcome(outcome), reason=row.get("reason"), verdict=verdict,
-                  completion=row.get("completion"), usage=usage, started_at=row.get("started_at"),
-                  finished_at=row.get("finished_at"))
+        return suite_metrics(get_suite(ref))
+    except Exception:
+        return None
 
 
 def check_samples_path(path: str | None) -> None:

@@ -12,11 +12,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from k2probe.core.records import linked
 from k2probe.core.redact import redact
-from k2probe.core.results import Outcome, SampleResult, Usage, Verdict
+from k2probe.core.results import Outcome, Sample, SampleResult, Usage, Verdict
 from k2probe.eval.plan import EvalPlan
 from k2probe.eval.scheduler import LocalScheduler, Scheduler, Unit
 from k2probe.eval.suite import Attempt, Identified, RouteModel, Suite, Unanswered
@@ -43,15 +43,15 @@ class Progress:
     cost_usd: float = 0.0
     timed_out: int = 0  # samples the run's --timeout ended (each an `error`)
 
-    def add(self, outcome: str, cost: float | None) -> None:
+    def add(self, outcome: Outcome, cost: float | None) -> None:
         self.done += 1
-        self.passed += outcome == "passed"
-        self.failed += outcome == "failed"
-        self.errors += outcome == "error"
+        self.passed += outcome is Outcome.PASSED
+        self.failed += outcome is Outcome.FAILED
+        self.errors += outcome is Outcome.ERROR
         self.cost_usd += cost or 0.0
 
 
-OnSample = Callable[[dict[str, Any], Progress], None]
+OnSample = Callable[[Sample, Progress], None]  # a sample with its result, and the run's progress
 PROOF_CHARS = 4000
 
 
@@ -62,14 +62,12 @@ def crashed(exc: BaseException, usage: Usage | None = None) -> SampleResult:
     return SampleResult.error(reason, trace, usage)
 
 
-def _record(store: Store, sample_id: str, result: SampleResult) -> dict[str, Any]:
-    """Store one sample's result (the one place the runner meets the store's write API); the fields written."""
-    fields: dict[str, Any] = {"outcome": result.outcome.value, "reason": result.verdict.reason,
-                              "verification": result.verdict.as_row(), "completion": result.completion,
-                              **result.usage.model_dump(), "started_at": result.started_at,
-                              "finished_at": result.finished_at}
-    store.finish_sample(sample_id, **fields)
-    return fields
+def _with(sample: Sample, result: SampleResult) -> Sample:
+    """The sample as it is once `result` is recorded."""
+    return sample.model_copy(update={"outcome": result.outcome, "reason": result.verdict.reason,
+                                     "verdict": result.verdict, "usage": result.usage,
+                                     "completion": result.completion, "started_at": result.started_at,
+                                     "finished_at": result.finished_at})
 
 
 class EvalRunner:
@@ -95,15 +93,15 @@ class EvalRunner:
         self.transports: dict[str, Transport] = {}
 
     async def run(self) -> Progress:
-        rows = {s["id"]: s for s in self.store.samples(self.run_id) if s["outcome"] == "pending"}
-        units = [Unit(self.run_id, r["id"], self.plan.suite, r["task_id"], r["route"], r["epoch"]) for r in rows.values()]
+        rows = {s.id: s for s in self.store.samples(self.run_id) if s.outcome is Outcome.PENDING}
+        units = [Unit(self.run_id, r.id, self.plan.suite, r.task_id, r.route, r.epoch) for r in rows.values()]
         progress = Progress(total=len(units))
 
         def sink(unit: Unit, result: SampleResult) -> None:
-            fields = _record(self.store, unit.sample_id, result)
-            progress.add(fields["outcome"], fields["cost_usd"])
+            self.store.finish_sample(unit.sample_id, result)  # the one place the runner writes a result
+            progress.add(result.outcome, result.usage.cost_usd)
             if self.on_sample is not None:
-                self.on_sample({**rows[unit.sample_id], **fields}, progress)
+                self.on_sample(_with(rows[unit.sample_id], result), progress)
 
         try:
             for name, routed in self.routes.items():

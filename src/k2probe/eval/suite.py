@@ -26,9 +26,9 @@ from k2probe.core.results import Usage, Verdict
 if TYPE_CHECKING:
     from k2probe.client.transport import Outcome as ChatOutcome
     from k2probe.client.transport import Transport
+    from k2probe.contexts import RouteContext, RunContext
     from k2probe.core.results import Sample
     from k2probe.sandbox.executor import Executor
-    from k2probe.contexts import RouteContext, RunContext
 
 
 class Identified(Protocol):

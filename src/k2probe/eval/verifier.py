@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from k2probe.core.results import Outcome
 from k2probe.sandbox.isolation import Isolation
 from k2probe.sandbox.programs import DEFAULT_TIMEOUT_S, Program, ProgramVerdict, submit
 
@@ -21,7 +22,7 @@ class BatchVerifier:
         try:
             return await asyncio.wrap_future(submit(key, program, timeout_s=self.timeout_s, iso=self.iso))
         except Exception as exc:
-            return ProgramVerdict("error", f"verification failed: {type(exc).__name__}: {exc}")
+            return ProgramVerdict(Outcome.ERROR, f"verification failed: {type(exc).__name__}: {exc}")
 
     async def aclose(self) -> None:
         """Nothing to release: the checker pool outlives a run (its processes end with k2probe)."""

@@ -6,13 +6,65 @@ fallback keeps its tokens, latency and cost on its own route; who answered is re
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from k2probe.recording.schema import AttemptRow, CallRow, ReviewRow, RunRow, StepRow
 from k2probe.recording.store import Store
+
+
+@dataclass
+class CallTotals:
+    """One route's calls (fallbacks included): how many, retried, failed; tokens; dollars and unpriced calls."""
+
+    calls: int = 0
+    retries: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    price_sources: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FirstCall:
+    """Calls, and seconds from the run's start, until a route's first successful call (None: none yet)."""
+
+    calls: int | None
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class SampleReview:
+    """A review, with the sample it judges (directly, or through its attempt; None: the whole run)."""
+
+    sample_id: str | None
+    accepted: bool
+    repair_minutes: float | None
+    rollback: bool
+    handoff: bool
+
+
+@dataclass
+class ToolUse:
+    """Tool calls agent attempts made on a route, the failed ones, and those by type."""
+
+    tool_calls: int = 0
+    failed: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Moved:
+    """A route's requests sent to a fallback route, and {fallback route: calls of them it answered}."""
+
+    requests: int = 0
+    answered_by: dict[str, int] = field(default_factory=dict)
 
 
 def made_for() -> ColumnElement[str]:
@@ -25,7 +77,7 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.sum(case((condition, 1), else_=0))
 
 
-def call_totals(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+def call_totals(store: Store, run_id: str) -> dict[str, CallTotals]:
     """Per route the calls were made for (fallbacks included): calls, retries, failed calls, tokens, cost (and how
     many priced calls lacked a price)."""
     store.flush()
@@ -40,15 +92,15 @@ def call_totals(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
         sources = session.execute(select(made_for(), c.price_source).where(c.run_id == run_id,
                                                                         c.price_source.is_not(None))
                                   .distinct()).all()
-    totals: dict[str, dict[str, Any]] = {}
+    totals: dict[str, CallTotals] = {}
     for route, calls, retries, failed, prompt, completion, reasoning, cached, cost, unpriced in rows:
-        totals[route] = {"calls": calls, "retries": int(retries or 0), "failed_calls": int(failed or 0),
-                         "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
-                         "reasoning_tokens": int(reasoning or 0), "cached_tokens": int(cached or 0),
-                         "cost_usd": float(cost or 0.0), "unpriced_calls": int(unpriced or 0), "price_sources": []}
+        totals[route] = CallTotals(calls=int(calls), retries=int(retries or 0), failed_calls=int(failed or 0),
+                                   prompt_tokens=int(prompt or 0), completion_tokens=int(completion or 0),
+                                   reasoning_tokens=int(reasoning or 0), cached_tokens=int(cached or 0),
+                                   cost_usd=float(cost or 0.0), unpriced_calls=int(unpriced or 0))
     for route, source in sources:
-        if route in totals:
-            totals[route]["price_sources"].append(source)
+        if route in totals and source is not None:
+            totals[route].price_sources.append(source)
     return totals
 
 
@@ -65,41 +117,41 @@ def call_latencies(store: Store, run_id: str) -> dict[str, list[float]]:
         return out
 
 
-def first_success(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+def first_success(store: Store, run_id: str) -> dict[str, FirstCall]:
     """Per route the calls were made for: how many calls, and how many seconds from the run's start, until the first
     successful call (a fallback's answer counts)."""
     store.flush()
     with Session(store.engine) as session:
         run = session.get(RunRow, run_id)
         start = run.started_at if run else 0.0
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, FirstCall] = {}
         for route in session.scalars(select(made_for()).where(CallRow.run_id == run_id).distinct()):
             first = session.execute(select(CallRow.id, CallRow.started_at, CallRow.latency_ms)
                                     .where(CallRow.run_id == run_id, made_for() == route,
                                            CallRow.error_type.is_(None), CallRow.status == 200)
                                     .order_by(CallRow.id).limit(1)).first()
             if first is None:
-                out[route] = {"calls": None, "seconds": None}
+                out[route] = FirstCall(None, None)
                 continue
             before = session.scalar(select(func.count()).where(CallRow.run_id == run_id, made_for() == route,
                                                                CallRow.id <= first.id))
             done = first.started_at + (first.latency_ms or 0.0) / 1000.0
-            out[route] = {"calls": int(before or 0), "seconds": max(0.0, done - start)}
+            out[route] = FirstCall(int(before or 0), max(0.0, done - start))
         return out
 
 
-def reviews_by_sample(store: Store, run_id: str) -> list[dict[str, Any]]:
+def reviews_by_sample(store: Store, run_id: str) -> list[SampleReview]:
     """Reviews of the run, newest last, with the sample they judge (directly, or through the attempt)."""
     store.flush()
     with Session(store.engine) as session:
         attempt_sample = dict(session.execute(select(AttemptRow.id, AttemptRow.sample_id)
                                               .where(AttemptRow.run_id == run_id)).all())
         rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
-        return [{"sample_id": r.sample_id or attempt_sample.get(r.attempt_id or ""), "accepted": r.accepted,
-                 "repair_minutes": r.repair_minutes, "rollback": r.rollback, "handoff": r.handoff} for r in rows]
+        return [SampleReview(r.sample_id or attempt_sample.get(r.attempt_id or ""), r.accepted, r.repair_minutes,
+                             r.rollback, r.handoff) for r in rows]
 
 
-def tool_failures(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+def tool_failures(store: Store, run_id: str) -> dict[str, ToolUse]:
     """Per route: tool calls made by agent attempts and the failed ones by type."""
     store.flush()
     with Session(store.engine) as session:
@@ -107,18 +159,18 @@ def tool_failures(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
         steps = session.execute(select(AttemptRow.route, StepRow.record).join(AttemptRow,
                                                                               StepRow.attempt_id == AttemptRow.id)
                                 .where(AttemptRow.run_id == run_id)).all()  # one query, not one per attempt
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, ToolUse] = {}
     for route, failures in rows:
-        entry = out.setdefault(route, {"tool_calls": 0, "failed": 0, "by_type": {}})
+        entry = out.setdefault(route, ToolUse())
         for kind, count in (failures or {}).items():
-            entry["by_type"][kind] = entry["by_type"].get(kind, 0) + int(count)
-            entry["failed"] += int(count)
+            entry.by_type[kind] = entry.by_type.get(kind, 0) + int(count)
+            entry.failed += int(count)
     for route, record in steps:
-        out[route]["tool_calls"] += len((record or {}).get("tools") or [])
+        out[route].tool_calls += len((record or {}).get("tools") or [])
     return out
 
 
-def fallbacks(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
+def fallbacks(store: Store, run_id: str) -> dict[str, Moved]:
     """Per route that could not answer: `requests` it sent to a fallback route (first attempts there, counted once),
     and `answered_by` {fallback route: calls of its requests that route answered}."""
     store.flush()
@@ -128,25 +180,10 @@ def fallbacks(store: Store, run_id: str) -> dict[str, dict[str, Any]]:
     answered = (select(c.fallback_from, c.route, func.count())
                 .where(c.run_id == run_id, c.fallback_from.is_not(None), c.error_type.is_(None))
                 .group_by(c.fallback_from, c.route))
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Moved] = {}
     with Session(store.engine) as session:
         for route, n in session.execute(moved).all():
-            out.setdefault(str(route), {"requests": 0, "answered_by": {}})["requests"] = int(n)
+            out.setdefault(str(route), Moved()).requests = int(n)
         for route, by, n in session.execute(answered).all():
-            out.setdefault(str(route), {"requests": 0, "answered_by": {}})["answered_by"][str(by)] = int(n)
-    return out
-
-
-def answering_routes(store: Store, run_id: str) -> dict[str, list[str]]:
-    """Per sample: the routes that answered its calls (an error-free answer), in the order they first did."""
-    store.flush()
-    query = (select(CallRow.sample_id, CallRow.route).where(CallRow.run_id == run_id, CallRow.sample_id.is_not(None),
-                                                             CallRow.error_type.is_(None))
-             .order_by(CallRow.id))
-    out: dict[str, list[str]] = {}
-    with Session(store.engine) as session:
-        for sample_id, route in session.execute(query).all():
-            routes = out.setdefault(str(sample_id), [])
-            if route not in routes:
-                routes.append(route)
+            out.setdefault(str(route), Moved()).answered_by[str(by)] = int(n)
     return out

@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from k2probe.core.results import Outcome
+
 
 class Base(DeclarativeBase):
     pass
@@ -43,7 +45,7 @@ class SampleRow(Base):
     task_id: Mapped[str] = mapped_column(String(128))
     route: Mapped[str] = mapped_column(String(128))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
-    outcome: Mapped[str] = mapped_column(String(16), default="pending")  # pending | passed | failed | error
+    outcome: Mapped[str] = mapped_column(String(16), default=Outcome.PENDING.value)  # an Outcome
     reason: Mapped[str | None] = mapped_column(Text)
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     completion: Mapped[str | None] = mapped_column(Text)

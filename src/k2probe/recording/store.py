@@ -25,6 +25,18 @@ from k2probe.core.errors import ConfigError
 from k2probe.core.liveness import alive, remove_leftovers, token
 from k2probe.core.records import CallRecord
 from k2probe.core.redact import Redactor
+from k2probe.core.results import (
+    Attempt,
+    AttemptResult,
+    Outcome,
+    Review,
+    Run,
+    RunStatus,
+    Sample,
+    SampleResult,
+    Usage,
+    Verdict,
+)
 from k2probe.recording import migrate
 from k2probe.recording.recorder import Recorder, StoreFailed
 from k2probe.recording.schema import (
@@ -44,6 +56,26 @@ from k2probe.recording.schema import (
 def _as_dict(row: Base) -> dict[str, Any]:
     """A row as a plain dict of its columns."""
     return {column.name: getattr(row, column.name) for column in row.__table__.columns}
+
+
+def _run(row: RunRow) -> Run:
+    """A run row as the typed Run."""
+    return Run(id=row.id, command=row.command, route=row.route, config=dict(row.config or {}),
+               tool_version=row.tool_version, started_at=row.started_at, finished_at=row.finished_at,
+               status=row.status, summary=row.summary, owner=row.owner, lease_at=row.lease_at)
+
+
+def _sample(row: SampleRow, answered_by: list[str]) -> Sample:
+    """A sample row as the typed Sample; its verdict read from the `verification` column (None while pending), so
+    rows written before a verdict field existed still read."""
+    outcome = Outcome(row.outcome)
+    verdict = None if outcome is Outcome.PENDING else Verdict.from_row(row.verification, outcome, row.reason)
+    usage = Usage(calls=row.calls or 0, retries=row.retries or 0, prompt_tokens=row.prompt_tokens or 0,
+                  completion_tokens=row.completion_tokens or 0, reasoning_tokens=row.reasoning_tokens or 0,
+                  cached_tokens=row.cached_tokens or 0, cost_usd=row.cost_usd, latency_ms=row.latency_ms)
+    return Sample(id=row.id, run_id=row.run_id, suite=row.suite, task_id=row.task_id, route=row.route,
+                  epoch=row.epoch, outcome=outcome, reason=row.reason, verdict=verdict, completion=row.completion,
+                  usage=usage, started_at=row.started_at, finished_at=row.finished_at, answered_by=answered_by)
 
 
 def database_url() -> str:
@@ -159,7 +191,7 @@ class Store:
             with Session(self.engine) as session, session.begin():
                 row = session.get(RunRow, run_id)
                 if row is not None:
-                    row.status, row.finished_at = "error", time.time()
+                    row.status, row.finished_at = RunStatus.ERROR.value, time.time()
                     row.summary = {**(row.summary or {}), "error": reason[:300]}
         except Exception:  # the store is failing: that is why this was called
             return False
@@ -168,14 +200,14 @@ class Store:
     def mark_interrupted(self) -> int:
         """Runs (and their attempts) left `running` by a process that died are `interrupted`, never running forever."""
         with Session(self.engine) as session, session.begin():
-            rows = session.scalars(select(RunRow).where(RunRow.status == "running")).all()
+            rows = session.scalars(select(RunRow).where(RunRow.status == RunStatus.RUNNING.value)).all()
             dead = [row for row in rows if isinstance(row.config, dict) and row.config.get("owner")
                     and not alive(str(row.config["owner"]))]
             for row in dead:
-                row.status, row.finished_at = "interrupted", row.finished_at or time.time()
+                row.status, row.finished_at = RunStatus.INTERRUPTED.value, row.finished_at or time.time()
                 for attempt in session.scalars(select(AttemptRow).where(AttemptRow.run_id == row.id,
-                                                                        AttemptRow.status == "running")).all():
-                    attempt.status, attempt.end_reason = "interrupted", "interrupted"
+                                                                        AttemptRow.status == RunStatus.RUNNING.value)).all():
+                    attempt.status = attempt.end_reason = RunStatus.INTERRUPTED.value
                     attempt.finished_at = time.time()
             return len(dead)
 
@@ -185,7 +217,7 @@ class Store:
         with Session(self.engine) as session, session.begin():
             config = {**self.redactor.value(config), "owner": token()}
             session.add(RunRow(id=run_id, command=command, route=route, config=config,
-                               tool_version=__version__, started_at=time.time(), status="running"))
+                               tool_version=__version__, started_at=time.time(), status=RunStatus.RUNNING.value))
         return run_id
 
     # the run's lease: one process at a time works on a run --------------------------------------------------
@@ -201,7 +233,8 @@ class Store:
                 if row is None:
                     raise ConfigError(f"no run {run_id}", fix="copy an id from `k2probe runs`")
                 seen, lease_at, config = row.owner, row.lease_at, dict(row.config or {})
-                holder = seen or (str(config.get("owner")) if row.status == "running" and config.get("owner") else None)
+                running = row.status == RunStatus.RUNNING.value
+                holder = seen or (str(config.get("owner")) if running and config.get("owner") else None)
             if holder and holder != me and _lease_held(holder, lease_at):
                 raise ConfigError(f"run {run_id[:8]} is being run by another k2probe ({_who(holder, lease_at)}): "
                                   "two would send and judge its samples twice",
@@ -209,7 +242,7 @@ class Store:
             same = RunRow.owner.is_(None) if seen is None else RunRow.owner == seen
             with self.engine.begin() as connection:
                 taken = connection.execute(update(RunRow).where(RunRow.id == run_id, same).values(
-                    owner=me, lease_at=time.time(), status="running", finished_at=None,
+                    owner=me, lease_at=time.time(), status=RunStatus.RUNNING.value, finished_at=None,
                     config={**config, "owner": me})).rowcount
             if taken == 1:
                 return
@@ -258,13 +291,14 @@ class Store:
                 row.finished_at, row.status = time.time(), status
                 row.summary = self.redactor.value(summary) if summary is not None else None
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 20) -> list[Run]:
+        """The newest runs first."""
         self.flush()
         with Session(self.engine) as session:
             rows = session.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)).all()
-            return [_as_dict(r) for r in rows]
+            return [_run(r) for r in rows]
 
-    def find_run(self, prefix: str) -> dict[str, Any]:
+    def find_run(self, prefix: str) -> Run:
         """The run whose id starts with `prefix` (as printed by `k2probe runs`)."""
         self.flush()
         with Session(self.engine) as session:
@@ -272,7 +306,7 @@ class Store:
             if len(rows) != 1:
                 what = "no run" if not rows else "more than one run"
                 raise ConfigError(f"{what} with id starting {prefix!r}", fix="copy an id from `k2probe runs`")
-            return _as_dict(rows[0])
+            return _run(rows[0])
 
     # calls ------------------------------------------------------------------------------------------------------
     def add_call(self, run_id: str, record: CallRecord) -> None:
@@ -342,7 +376,7 @@ class Store:
             for task_id, route, epoch in units:
                 if (task_id, route, epoch) not in have:
                     session.add(SampleRow(id=str(uuid.uuid4()), run_id=run_id, suite=suite, task_id=task_id,
-                                          route=route, epoch=epoch, outcome="pending"))
+                                          route=route, epoch=epoch, outcome=Outcome.PENDING.value))
 
     def count_calls(self, run_id: str) -> int:
         self.flush()
@@ -357,31 +391,55 @@ class Store:
                                    .group_by(SampleRow.outcome)).all()
             return {str(outcome): int(n) for outcome, n in rows}
 
-    def samples(self, run_id: str) -> list[dict[str, Any]]:
+    def samples(self, run_id: str) -> list[Sample]:
+        """The run's samples (by task, route, epoch), each with `answered_by`: the routes that answered its calls
+        with an error-free answer (its own, or a fallback), in the order they first did."""
         self.flush()
+        answered: dict[str, list[str]] = {}
         with Session(self.engine) as session:
             rows = session.scalars(select(SampleRow).where(SampleRow.run_id == run_id)
                                    .order_by(SampleRow.task_id, SampleRow.route, SampleRow.epoch)).all()
-            return [_as_dict(r) for r in rows]
+            for sample_id, route in session.execute(
+                    select(CallRow.sample_id, CallRow.route)
+                    .where(CallRow.run_id == run_id, CallRow.sample_id.is_not(None), CallRow.error_type.is_(None))
+                    .order_by(CallRow.id)).all():
+                routes = answered.setdefault(str(sample_id), [])
+                if route not in routes:
+                    routes.append(route)
+            return [_sample(r, answered.get(r.id, [])) for r in rows]
 
-    def finish_sample(self, sample_id: str, **fields: Any) -> None:
-        """Record a sample's one result (queued like a call: resume re-does a sample whose result was lost)."""
-        clean = self.redactor.value(fields)
+    def finish_sample(self, sample_id: str, result: SampleResult) -> None:
+        """Record a sample's one result (queued like a call: resume re-does a sample whose result was lost; a sample
+        that already has a result keeps it)."""
+        verdict, usage = result.verdict, result.usage
+        reason = self.redactor.value(verdict.reason)
+        verification = self.redactor.value(verdict.as_row())
+        completion = self.redactor.value(result.completion)
 
         def write(session: Session) -> None:
             row = session.get(SampleRow, sample_id)
-            if row is not None and row.outcome == "pending":
-                for name, value in clean.items():
-                    setattr(row, name, value)
+            if row is None or row.outcome != Outcome.PENDING.value:
+                return
+            row.outcome, row.reason, row.verification = verdict.outcome.value, reason, verification
+            row.completion = completion
+            row.calls, row.retries = usage.calls, usage.retries
+            row.prompt_tokens, row.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            row.reasoning_tokens, row.cached_tokens = usage.reasoning_tokens, usage.cached_tokens
+            row.cost_usd, row.latency_ms = usage.cost_usd, usage.latency_ms
+            row.started_at, row.finished_at = result.started_at, result.finished_at
 
         self.recorder.put(write)
 
     # agent attempts ---------------------------------------------------------------------------------------------
-    def start_attempt(self, run_id: str, **fields: Any) -> str:
+    def start_attempt(self, run_id: str, *, route: str, model: str, statement: str, task_id: str | None = None,
+                      suite: str | None = None, sample_id: str | None = None,
+                      isolation: dict[str, Any] | None = None) -> str:
+        """Open an agent attempt (`running`) of the run; `sample_id` links it to the evaluation sample it serves."""
         attempt_id = str(uuid.uuid4())
         with Session(self.engine) as session, session.begin():
-            session.add(AttemptRow(id=attempt_id, run_id=run_id, started_at=time.time(),
-                                   **self.redactor.value(fields)))
+            session.add(AttemptRow(id=attempt_id, run_id=run_id, started_at=time.time(), route=route, model=model,
+                                   statement=self.redactor.text(statement), task_id=task_id, suite=suite,
+                                   sample_id=sample_id, isolation=self.redactor.value(isolation)))
         return attempt_id
 
     def add_step(self, attempt_id: str, index: int, reasoning_preserved: bool | None, failures: list[str],
@@ -391,20 +449,26 @@ class Store:
             StepRow(attempt_id=attempt_id, index=index, reasoning_preserved=reasoning_preserved,
                     failures=failures, latency_ms=latency_ms, record=clean)))
 
-    def finish_attempt(self, attempt_id: str, **fields: Any) -> None:
+    def finish_attempt(self, attempt_id: str, result: AttemptResult) -> None:
+        """Record how an agent attempt ended (its steps were recorded as they happened)."""
         self.flush()
+        clean = AttemptResult.model_validate(self.redactor.value(result.model_dump(mode="json")))
         with Session(self.engine) as session, session.begin():
             row = session.get(AttemptRow, attempt_id)
             if row is not None:
-                for name, value in self.redactor.value(fields).items():
-                    setattr(row, name, value)
+                row.status, row.end_reason, row.verification = clean.status.value, clean.end_reason, clean.verification
+                row.diff, row.steps, row.failures = clean.diff, clean.steps, clean.failures
+                row.reasoning_preserved, row.cost_usd = clean.reasoning_preserved, clean.cost_usd
+                row.prompt_tokens, row.completion_tokens = clean.prompt_tokens, clean.completion_tokens
+                row.reasoning_tokens, row.trajectory_path = clean.reasoning_tokens, clean.trajectory_path
                 row.finished_at = time.time()
 
-    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+    def attempts(self, run_id: str) -> list[Attempt]:
+        """The run's agent attempts."""
         self.flush()
         with Session(self.engine) as session:
             rows = session.scalars(select(AttemptRow).where(AttemptRow.run_id == run_id)).all()
-            return [_as_dict(r) for r in rows]
+            return [Attempt.model_validate(_as_dict(r)) for r in rows]
 
     # known-good records and reviews -----------------------------------------------------------------------------
     def save_known_good(self, run_id: str, route: str, record: dict[str, Any]) -> None:
@@ -418,14 +482,20 @@ class Store:
                                   .order_by(KnownGoodRow.id.desc()).limit(1)).first()
             return dict(row.record) if row else None
 
-    def add_review(self, run_id: str, **fields: Any) -> None:
+    def add_review(self, run_id: str, *, accepted: bool, attempt_id: str | None = None, sample_id: str | None = None,
+                   repair_minutes: float | None = None, rollback: bool = False, handoff: bool = False,
+                   note: str | None = None) -> None:
+        """A person's verdict on a run, or on one attempt or sample of it (the latest one of a sample decides)."""
         with Session(self.engine) as session, session.begin():
-            session.add(ReviewRow(run_id=run_id, created_at=time.time(), **self.redactor.value(fields)))
+            session.add(ReviewRow(run_id=run_id, created_at=time.time(), accepted=accepted, attempt_id=attempt_id,
+                                  sample_id=sample_id, repair_minutes=repair_minutes, rollback=rollback,
+                                  handoff=handoff, note=self.redactor.value(note)))
 
-    def reviews(self, run_id: str) -> list[dict[str, Any]]:
+    def reviews(self, run_id: str) -> list[Review]:
+        """The run's reviews, oldest first (the latest one decides)."""
         with Session(self.engine) as session:
             rows = session.scalars(select(ReviewRow).where(ReviewRow.run_id == run_id).order_by(ReviewRow.id)).all()
-            return [_as_dict(r) for r in rows]
+            return [Review.model_validate(_as_dict(r)) for r in rows]
 
     def flush(self) -> None:
         self.recorder.flush()

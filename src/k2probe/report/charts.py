@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from k2probe.core.results import Outcome
 from k2probe.core.untrusted import html as escape
 
 WIDTH, BAR_H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 18, 170, 30, 26, 42
-COLORS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#f9a825", "pending": "#9e9e9e"}
+COLORS: dict[str, str] = {Outcome.PASSED: "#2e7d32", Outcome.FAILED: "#c62828", Outcome.ERROR: "#f9a825",
+                          Outcome.PENDING: "#9e9e9e"}
 
 
 def _ticks(top: float, count: int = 5) -> list[float]:

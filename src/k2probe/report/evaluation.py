@@ -8,47 +8,59 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from k2probe.core.results import OVERALL, CostPerAccepted, Fallbacks, FirstSuccess, Rate, RouteMetrics, RunMetrics
 from k2probe.report.terminal import err, out
 
-ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [  # (label, how to read it from a route's metrics)
-    ("samples (passed / failed / error)", lambda m: "{passed} / {failed} / {error} of {n}".format(**m["samples"])),
-    ("accepted rate", lambda m: _rate(m["accepted_rate"]) + f", reviewed {m['accepted_rate']['reviewed']}"),
-    ("pass@1", lambda m: _pct(m["pass_at_k"]["1"]["value"]) + f" (n={m['pass_at_k']['1']['n_tasks']} tasks)"),
-    ("error rate (infrastructure)", lambda m: _rate(m["error_rate"])),
-    ("first success", lambda m: _first(m["first_success"])),
-    ("retries", lambda m: f"{m['retries']['total']} ({_num(m['retries']['per_call'], '.2f')} per call, "
-                          f"n={m['retries']['n']})"),
-    ("tool-call failure rate", lambda m: _rate(m["tool_call_failure_rate"])),
-    ("latency avg / p95 per call", lambda m: f"{_num(m['latency_avg_ms']['per_call'])} / "
-                                            f"{_num(m['latency_p95_ms']['per_call'])} ms "
-                                            f"(n={m['latency_avg_ms']['n_calls']})"),
-    ("latency avg / p95 per sample", lambda m: f"{_num(m['latency_avg_ms']['per_sample'])} / "
-                                              f"{_num(m['latency_p95_ms']['per_sample'])} ms "
-                                              f"(n={m['latency_avg_ms']['n_samples']})"),
+
+def _samples(m: RouteMetrics) -> str:
+    c = m.samples
+    return f"{c.passed} / {c.failed} / {c.error} of {c.n}"
+
+
+def _pass_at_1(m: RouteMetrics) -> str:
+    first = m.pass_at_k.get("1")
+    return "–" if first is None else _pct(first.value) + f" (n={first.n_tasks} tasks)"
+
+
+ROWS: list[tuple[str, Callable[[RouteMetrics], str]]] = [  # (label, how to read it from a route's metrics)
+    ("samples (passed / failed / error)", _samples),
+    ("accepted rate", lambda m: _rate(m.accepted_rate) + f", reviewed {m.accepted_rate.reviewed}"),
+    ("pass@1", _pass_at_1),
+    ("error rate (infrastructure)", lambda m: _rate(m.error_rate)),
+    ("first success", lambda m: _first(m.first_success)),
+    ("retries", lambda m: f"{m.retries.total} ({_num(m.retries.per_call, '.2f')} per call, n={m.retries.n})"),
+    ("tool-call failure rate", lambda m: _rate(m.tool_call_failure_rate)),
+    ("latency avg / p95 per call", lambda m: f"{_num(m.latency_avg_ms.per_call)} / "
+                                            f"{_num(m.latency_p95_ms.per_call)} ms (n={m.latency_avg_ms.n_calls})"),
+    ("latency avg / p95 per sample", lambda m: f"{_num(m.latency_avg_ms.per_sample)} / "
+                                              f"{_num(m.latency_p95_ms.per_sample)} ms "
+                                              f"(n={m.latency_avg_ms.n_samples})"),
     ("tokens (prompt / completion / reasoning / cached)",
-     lambda m: "{prompt_tokens} / {completion_tokens} / {reasoning_tokens} / {cached_tokens}".format(**m["total_tokens"])),
-    ("cost per accepted task", lambda m: _cost(m["cost_per_accepted_usd"])),
-    ("human repair time", lambda m: f"{m['repair_minutes']['total']:.0f} min (n={m['repair_minutes']['n']} reviews)"),
-    ("rollback or handoff rate", lambda m: _rate(m["rollback_handoff_rate"])),
-    ("requests sent to a fallback route (answered by)", lambda m: _fallbacks(m["fallbacks"])),
-    ("tool-call trigger F1 (precision / recall)", lambda m: _f1(m.get("suite_metrics", {}).get("toolcalls"))),
-    ("tool-call arguments valid (schema)", lambda m: _share(m.get("suite_metrics", {}).get("toolcalls"), "schema_accuracy")),
+     lambda m: f"{m.total_tokens.prompt_tokens} / {m.total_tokens.completion_tokens} / "
+               f"{m.total_tokens.reasoning_tokens} / {m.total_tokens.cached_tokens}"),
+    ("cost per accepted task", lambda m: _cost(m.cost_per_accepted_usd)),
+    ("human repair time", lambda m: f"{m.repair_minutes.total:.0f} min (n={m.repair_minutes.n} reviews)"),
+    ("rollback or handoff rate", lambda m: _rate(m.rollback_handoff_rate)),
+    ("requests sent to a fallback route (answered by)", lambda m: _fallbacks(m.fallbacks)),
+    ("tool-call trigger F1 (precision / recall)", lambda m: _f1(m.suite_metrics.get("toolcalls"))),
+    ("tool-call arguments valid (schema)", lambda m: _share(m.suite_metrics.get("toolcalls"), "schema_accuracy")),
 ]
 
 
-def _fallbacks(moved: dict[str, Any]) -> str:
-    answered = ", ".join(f"{route} {n}" for route, n in moved["answered_by_fallback"].items())
-    return f"{moved['requests']} ({answered})" if answered else str(moved["requests"])
+def _fallbacks(moved: Fallbacks) -> str:
+    answered = ", ".join(f"{route} {n}" for route, n in moved.answered_by_fallback.items())
+    return f"{moved.requests} ({answered})" if answered else str(moved.requests)
 
 
 def _f1(scores: dict[str, Any] | None) -> str:
-    if not scores or scores["f1"] is None:
+    """A suite's trigger scores (suite_metrics: the suite's own figures, a plain mapping)."""
+    if not scores or scores.get("f1") is None:
         return "–"
     return f"{scores['f1']:.3f} ({_num(scores['precision'], '.3f')} / {_num(scores['recall'], '.3f')}, n={scores['n']})"
 
 
 def _share(scores: dict[str, Any] | None, key: str) -> str:
-    if not scores or scores[key]["value"] is None:
+    if not scores or not isinstance(scores.get(key), dict) or scores[key].get("value") is None:
         return "–"
     return f"{_pct(scores[key]['value'])} (n={scores[key]['n']})"
 
@@ -61,27 +73,28 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def _rate(rate: dict[str, Any]) -> str:
-    if rate["value"] is None:
-        return f"– (n={rate['n']})"
-    low, high = rate["ci95"]
-    return f"{_pct(rate['value'])} [{_pct(low)}, {_pct(high)}] (n={rate['n']})"
+def _rate(rate: Rate) -> str:
+    if rate.value is None or rate.ci95 is None:
+        return f"– (n={rate.n})"
+    low, high = rate.ci95
+    return f"{_pct(rate.value)} [{_pct(low)}, {_pct(high)}] (n={rate.n})"
 
 
-def _first(first: dict[str, Any]) -> str:
-    if first["calls"] is None:
+def _first(first: FirstSuccess) -> str:
+    if first.calls is None:
         return "none yet"
-    return f"call {first['calls']}, {first['seconds']:.1f} s after the start"
+    return f"call {first.calls}, {first.seconds or 0.0:.1f} s after the start"
 
 
-def _cost(cost: dict[str, Any]) -> str:
-    value = cost["value"]
+def _cost(cost: CostPerAccepted) -> str:
+    value = cost.value
     if value == "unknown":
-        return f"unknown ({cost['unpriced_calls']} calls without a price)"
+        return f"unknown ({cost.unpriced_calls} calls without a price)"
     if value is None:
         return "– (nothing accepted)"
-    sources = "; ".join(cost["price_sources"]) or "no price source"
-    return f"${value:.6f} (${cost['total_cost_usd']:.6f} / {cost['accepted']} accepted; {sources})"
+    sources = "; ".join(cost.price_sources) or "no price source"
+    total = cost.total_cost_usd if isinstance(cost.total_cost_usd, float | int) else 0.0
+    return f"${value:.6f} (${total:.6f} / {cost.accepted} accepted; {sources})"
 
 
 def live(total: int, enabled: bool) -> Progress:
@@ -92,8 +105,8 @@ def live(total: int, enabled: bool) -> Progress:
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False, disable=not enabled)
 
 
-def print_metrics(suite: str, run_id: str, metrics: dict[str, dict[str, Any]], emulated: bool, iso: str) -> None:
-    routes = [r for r in metrics if r != "overall"] + (["overall"] if len(metrics) > 2 else [])
+def print_metrics(suite: str, run_id: str, metrics: RunMetrics, emulated: bool, iso: str) -> None:
+    routes = list(metrics.routes) + ([OVERALL] if len(metrics.routes) > 1 else [])
     table = Table(title=f"eval {suite} — run {run_id[:8]} ({iso})")
     table.add_column("metric")
     for route in routes:

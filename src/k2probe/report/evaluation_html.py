@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from k2probe import __version__
+from k2probe.core.results import Outcome, RunMetrics, Sample
 from k2probe.eval import metrics as eval_metrics
+from k2probe.eval.evaluate import suite_metrics_of_run
 from k2probe.recording import queries
 from k2probe.recording.store import Store
 from k2probe.report.charts import Bar, hbar, histogram
@@ -27,28 +29,28 @@ def _natural(text: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-def _outcome_chart(samples: list[dict[str, Any]]) -> str:
-    by_task: dict[str, Counter[str]] = defaultdict(Counter)
+def _outcome_chart(samples: list[Sample]) -> str:
+    by_task: dict[str, Counter[Outcome]] = defaultdict(Counter)
     for s in samples:
-        by_task[s["task_id"]][s["outcome"]] += 1
-    ordered = sorted(by_task.items(), key=lambda item: (-(item[1]["failed"] + item[1]["error"]), _natural(item[0])))
+        by_task[s.task_id][s.outcome] += 1
+    ordered = sorted(by_task.items(), key=lambda item: (-(item[1][Outcome.FAILED] + item[1][Outcome.ERROR]),
+                                                        _natural(item[0])))
     shown = ordered[:MAX_TASK_ROWS]
-    bars = [Bar(task, [(o, float(c[o])) for o in ("passed", "failed", "error", "pending")]) for task, c in shown]
+    order = (Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.PENDING)
+    bars = [Bar(task, [(o.value, float(c[o])) for o in order]) for task, c in shown]
     title = "outcomes by task (green passed, red failed, amber error)"
     if len(ordered) > len(shown):
         title += f" — the {len(shown)} with most non-passes of {len(ordered)}"
     return hbar(title, bars, "samples")
 
 
-def _cost_chart(figures: dict[str, dict[str, Any]]) -> str:
+def _cost_chart(figures: RunMetrics) -> str:
     bars = []
-    for route, m in figures.items():
-        if route == eval_metrics.OVERALL:
-            continue
-        cost = m["cost_per_accepted_usd"]
-        value = cost["value"]
+    for route, m in figures.routes.items():
+        cost = m.cost_per_accepted_usd
+        value = cost.value
         if isinstance(value, float | int):
-            bars.append(Bar(route, [("cost", float(value))], f"${value:.6f} (n={cost['accepted']} accepted)"))
+            bars.append(Bar(route, [("cost", float(value))], f"${value:.6f} (n={cost.accepted} accepted)"))
         else:
             bars.append(Bar(route, [], "unknown price" if value == "unknown" else "nothing accepted"))
     return hbar("cost per accepted task", bars, "USD per accepted task")
@@ -57,22 +59,23 @@ def _cost_chart(figures: dict[str, dict[str, Any]]) -> str:
 def build(store: Store, run_id: str) -> dict[str, Any]:
     """Everything the page shows, read from the store."""
     run = store.find_run(run_id)
-    plan = (run.get("config") or {}).get("eval") or {}
-    samples = store.samples(run["id"])
-    figures = eval_metrics.compute(store, run["id"], int(plan.get("epochs") or 1))
-    routes = [r for r in figures if r != eval_metrics.OVERALL]
-    latencies = queries.call_latencies(store, run["id"])
+    plan = run.config.get("eval") or {}
+    samples = store.samples(run.id)
+    figures = eval_metrics.compute(store, run.id, int(plan.get("epochs") or 1), samples=samples,
+                                   extra=suite_metrics_of_run(str(plan.get("suite") or "")))
+    routes = list(figures.routes)
+    latencies = queries.call_latencies(store, run.id)
     table = [{"label": label, "cells": [read(figures[r]) for r in routes]} for label, read in ROWS]
-    summary = run.get("summary") or {}
+    summary = run.summary or {}
     return {
-        "run": run, "plan": plan, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"])),
+        "run": run, "plan": plan, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)),
         "routes": routes, "metrics": figures, "table": table,
         "emulated": bool(summary.get("emulated")), "version": __version__,
-        "verdicts": [{"route": r, "accepted": figures[r]["accepted_rate"], "errors": figures[r]["error_rate"],
-                      "samples": figures[r]["samples"]} for r in routes],
+        "verdicts": [{"route": r, "accepted": figures[r].accepted_rate, "errors": figures[r].error_rate,
+                      "samples": figures[r].samples} for r in routes],
         "charts": [histogram(f"latency per call — {route}", latencies.get(route, []), "end-to-end latency (ms)")
                    for route in routes] + [_cost_chart(figures), _outcome_chart(samples)],
-        "problems": [s for s in samples if s["outcome"] != "passed"],
+        "problems": [s for s in samples if s.outcome is not Outcome.PASSED],
     }
 
 

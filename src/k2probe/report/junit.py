@@ -8,32 +8,32 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
+from k2probe.core.results import Outcome, Sample
 from k2probe.core.untrusted import xml
 
 
-def write_junit(path: Path, suite: str, samples: list[dict[str, Any]]) -> Path:
-    by_route: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def write_junit(path: Path, suite: str, samples: list[Sample]) -> Path:
+    by_route: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
-        by_route[sample["route"]].append(sample)
+        by_route[sample.route].append(sample)
     root = ET.Element("testsuites", name=xml(f"k2probe eval {suite}"))
     for route, group in sorted(by_route.items()):
         node = ET.SubElement(root, "testsuite", name=xml(f"{suite} @ {route}"), tests=str(len(group)),
-                             failures=str(sum(s["outcome"] == "failed" for s in group)),
-                             errors=str(sum(s["outcome"] == "error" for s in group)),
-                             skipped=str(sum(s["outcome"] == "pending" for s in group)))
+                             failures=str(sum(s.outcome is Outcome.FAILED for s in group)),
+                             errors=str(sum(s.outcome is Outcome.ERROR for s in group)),
+                             skipped=str(sum(s.outcome is Outcome.PENDING for s in group)))
         for s in group:
             case = ET.SubElement(node, "testcase", classname=xml(f"{suite}.{route}"),
-                                 name=xml(f"{s['task_id']} epoch {s['epoch']}"),
-                                 time=f"{(s.get('latency_ms') or 0.0) / 1000.0:.3f}")
-            reason = xml(str(s.get("reason") or ""))
-            proof = xml(str((s.get("verification") or {}).get("output") or ""))
-            if s["outcome"] == "failed":
+                                 name=xml(f"{s.task_id} epoch {s.epoch}"),
+                                 time=f"{(s.usage.latency_ms or 0.0) / 1000.0:.3f}")
+            reason = xml(str(s.reason or ""))
+            proof = xml(s.verdict.proof if s.verdict is not None else "")
+            if s.outcome is Outcome.FAILED:
                 ET.SubElement(case, "failure", message=reason[:500]).text = proof[-4000:]
-            elif s["outcome"] == "error":
+            elif s.outcome is Outcome.ERROR:
                 ET.SubElement(case, "error", message=reason[:500]).text = proof[-4000:]
-            elif s["outcome"] == "pending":
+            elif s.outcome is Outcome.PENDING:
                 ET.SubElement(case, "skipped", message="not run (the run was interrupted)")
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

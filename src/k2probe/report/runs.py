@@ -7,43 +7,46 @@ from typing import Any
 from rich.table import Table
 
 from k2probe.core.errors import UsageError
+from k2probe.core.results import Outcome, Run
 from k2probe.recording.store import Store
 from k2probe.report import terminal as render
+from k2probe.report.documents import RunDetail
 
 
-def run_detail(store: Store, prefix: str, *, limit: int = 200, offset: int = 0) -> dict[str, Any]:
+def run_detail(store: Store, prefix: str, *, limit: int = 200, offset: int = 0) -> RunDetail:
     """A run with a page of its calls (`calls_total` says how many there are), its attempts, its samples' outcomes
     and reviews; `accepted` is the latest review's verdict (None: not reviewed)."""
     run = store.find_run(prefix)
-    reviews = store.reviews(run["id"])
-    return {**run, "calls_total": store.count_calls(run["id"]), "calls_offset": offset,
-            "calls": store.calls(run["id"], offset=offset, limit=limit), "attempts": store.attempts(run["id"]),
-            "samples": store.sample_outcomes(run["id"]), "reviews": reviews,
-            "accepted": reviews[-1]["accepted"] if reviews else None}
+    reviews = store.reviews(run.id)
+    return RunDetail.model_validate({
+        **run.model_dump(), "calls_total": store.count_calls(run.id), "calls_offset": offset,
+        "calls": store.calls(run.id, offset=offset, limit=limit), "attempts": store.attempts(run.id),
+        "samples": store.sample_outcomes(run.id), "reviews": reviews,
+        "accepted": reviews[-1].accepted if reviews else None})
 
 
 def review(store: Store, prefix: str, *, accepted: bool | None, repair_minutes: float | None, rollback: bool,
-           handoff: bool, note: str | None, attempt: str | None, sample: str | None = None) -> dict[str, Any]:
+           handoff: bool, note: str | None, attempt: str | None, sample: str | None = None) -> RunDetail:
     if accepted is None:
         raise UsageError("say whether the output was accepted", fix="pass --accept or --reject")
     if repair_minutes is not None and repair_minutes < 0:
         raise UsageError("--repair-minutes cannot be negative", fix="give the minutes a human spent fixing it")
     run = store.find_run(prefix)
-    attempt_ids = [a["id"] for a in store.attempts(run["id"])]
+    attempt_ids = [a.id for a in store.attempts(run.id)]
     if attempt is not None and attempt not in attempt_ids:
-        raise UsageError(f"run {run['id'][:8]} has no attempt {attempt!r}", fix=f"attempts: {attempt_ids or 'none'}")
+        raise UsageError(f"run {run.id[:8]} has no attempt {attempt!r}", fix=f"attempts: {attempt_ids or 'none'}")
     sample_id = None
     if sample is not None:  # a task id (e.g. HumanEval/3, epoch 0) or a sample id's first characters
         task, _, epoch = sample.partition("@")
-        found = [s for s in store.samples(run["id"])
-                 if s["id"].startswith(sample) or (s["task_id"] == task and str(s["epoch"]) == (epoch or "0"))]
+        found = [s for s in store.samples(run.id)
+                 if s.id.startswith(sample) or (s.task_id == task and str(s.epoch) == (epoch or "0"))]
         if len(found) != 1:
-            raise UsageError(f"run {run['id'][:8]} has {'no' if not found else 'more than one'} sample {sample!r}",
+            raise UsageError(f"run {run.id[:8]} has {'no' if not found else 'more than one'} sample {sample!r}",
                              fix="give TASK_ID or TASK_ID@EPOCH, e.g. --sample HumanEval/3@0")
-        sample_id = found[0]["id"]
-    store.add_review(run["id"], attempt_id=attempt, sample_id=sample_id, accepted=accepted,
+        sample_id = found[0].id
+    store.add_review(run.id, attempt_id=attempt, sample_id=sample_id, accepted=accepted,
                      repair_minutes=repair_minutes, rollback=rollback, handoff=handoff, note=note)
-    return run_detail(store, run["id"], limit=0)
+    return run_detail(store, run.id, limit=0)
 
 
 def _time(epoch: float | None) -> str:
@@ -63,46 +66,44 @@ def _brief(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
-def print_runs(runs: list[dict[str, Any]]) -> None:
+def print_runs(runs: list[Run]) -> None:
     table = Table(title="runs (newest first)")
     for column in ("id", "command", "route", "status", "started", "summary"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        summary = ", ".join(brief for k, v in (run["summary"] or {}).items() if (brief := _brief(k, v)))
-        table.add_row(run["id"][:8], run["command"], run["route"] or "", run["status"], _time(run["started_at"]),
-                      summary)
+        summary = ", ".join(brief for k, v in (run.summary or {}).items() if (brief := _brief(k, v)))
+        table.add_row(run.id[:8], run.command, run.route or "", run.status, _time(run.started_at), summary)
     render.out.print(table)
 
 
-def print_run(detail: dict[str, Any]) -> None:
-    verdict = {None: "not reviewed", True: "accepted", False: "rejected"}[detail["accepted"]]
-    render.out.print(f"run {detail['id']} · {detail['command']} · route {detail['route']} · {detail['status']} · "
-                     f"{verdict}")
-    shown = len(detail["calls"])
-    first = detail["calls_offset"] + 1
-    table = Table(title=f"calls {first}–{first + shown - 1} of {detail['calls_total']}" if shown
-                  else f"calls (none shown of {detail['calls_total']})")
+def print_run(detail: RunDetail) -> None:
+    verdict = {None: "not reviewed", True: "accepted", False: "rejected"}[detail.accepted]
+    render.out.print(f"run {detail.id} · {detail.command} · route {detail.route} · {detail.status} · {verdict}")
+    shown = len(detail.calls)
+    first = detail.calls_offset + 1
+    table = Table(title=f"calls {first}–{first + shown - 1} of {detail.calls_total}" if shown
+                  else f"calls (none shown of {detail.calls_total})")
     for column in ("#", "purpose", "endpoint", "status", "error", "TTFT ms", "latency ms", "tokens in/out", "cost",
                    "media"):
         table.add_column(column, overflow="fold")
-    for i, call in enumerate(detail["calls"], first):
+    for i, call in enumerate(detail.calls, first):
         media = "; ".join(f"{m['mime']} {m['width']}×{m['height']} {m['bytes']} B {m['delivery']}"
-                          for m in call["media"] or [])
-        cost = "unknown" if call["cost_usd"] is None else f"${call['cost_usd']:.6f}"
-        table.add_row(str(i), call["purpose"] or "", call["endpoint"], str(call["status"]), call["error_type"] or "",
-                      f"{call['ttft_ms']:.0f}" if call["ttft_ms"] is not None else "",
-                      f"{call['latency_ms']:.0f}" if call["latency_ms"] is not None else "",
-                      f"{call['prompt_tokens']}/{call['completion_tokens']}", cost, media)
+                          for m in call.media or [])
+        cost = "unknown" if call.cost_usd is None else f"${call.cost_usd:.6f}"
+        table.add_row(str(i), call.purpose or "", call.endpoint, str(call.status), call.error_type or "",
+                      f"{call.ttft_ms:.0f}" if call.ttft_ms is not None else "",
+                      f"{call.latency_ms:.0f}" if call.latency_ms is not None else "",
+                      f"{call.prompt_tokens}/{call.completion_tokens}", cost, media)
     render.out.print(table)
-    if detail["samples"]:
-        render.out.print("samples: " + ", ".join(f"{n} {outcome}" for outcome, n in detail["samples"].items()))
-    for attempt in detail["attempts"]:
-        verification = attempt["verification"] or {}
-        iso = attempt.get("isolation") or {}
+    if detail.samples:
+        render.out.print("samples: " + ", ".join(f"{n} {outcome}" for outcome, n in detail.samples.items()))
+    for attempt in detail.attempts:
+        verification = attempt.verification or {}
+        iso = attempt.isolation or {}
         sandbox = f"sandbox {iso.get('sandbox', 'unknown')}" + (" (NOT isolated)" if iso.get("sandbox") == "none" else "")
-        render.out.print(f"attempt {attempt['id'][:8]} {attempt['task_id'] or ''}: {attempt['status']} "
-                         f"({verification.get('reason', '')}), ended {attempt['end_reason']}, {attempt['steps']} steps, "
+        render.out.print(f"attempt {attempt.id[:8]} {attempt.task_id or ''}: {attempt.status} "
+                         f"({verification.get('reason', '')}), ended {attempt.end_reason}, {attempt.steps} steps, "
                          f"{sandbox}")
-        if attempt["status"] == "error":  # the harness failed: the evidence, not a verdict on the model
+        if attempt.status == Outcome.ERROR:  # the harness failed: the evidence, not a verdict on the model
             for line in [x for x in str(verification.get("output") or "").splitlines() if x.strip()][-8:]:
                 render.out.print(f"    | {line}", style="dim", markup=False)

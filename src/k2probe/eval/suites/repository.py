@@ -31,7 +31,8 @@ class RepositorySuite(BaseSuite):
         from k2probe.agent.loop import AgentLimits
         from k2probe.agent.runner import AgentTask, run_agent
 
-        result = await run_agent(model.routed, model.run, AgentTask.from_suite(sample), AgentLimits(), executor=model.executor)
+        result = await run_agent(model.routed, model.run, AgentTask.from_suite(sample), AgentLimits(),
+                                 executor=model.executor)
         return Attempt(result, usage=_usage(result))
 
     async def score(self, sample: Task, attempt: Attempt, executor: Executor) -> Verdict:

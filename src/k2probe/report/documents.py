@@ -1,0 +1,350 @@
+"""The `--json` documents: one pydantic model per command, each the published JSON schema of what that command prints
+(`k2probe schema NAME`). Documents k2probe builds from typed results are those results (`eval`, `compare`); the rest
+are declared here and, where a command builds its document as a dict, that dict validates against the model (the
+shape is closed: `extra="forbid"`, so a renamed or added key fails the schema test until the model says so)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from k2probe.core.results import Attempt, Model, Outcome, Review, Run
+
+
+class CallRow(Model):
+    """One recorded call (recording.schema.CallRow), its request whole again (its messages read back)."""
+
+    id: int
+    run_id: str
+    sample_id: str | None
+    attempt_id: str | None
+    step: int | None
+    fallback_from: str | None  # the route it was made for, when a fallback route answered it
+    route: str
+    model: str
+    endpoint: str
+    stream: bool
+    attempt: int
+    purpose: str | None
+    request: dict[str, Any]
+    thread: str | None
+    status: int | None
+    error_type: str | None
+    error_message: str | None
+    retry_reason: str | None
+    queue_ms: float
+    prep_ms: float
+    pool_ms: float
+    connect_ms: float
+    ttft_ms: float | None
+    ttfc_ms: float | None
+    latency_ms: float | None
+    itl_ms: list[float]
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cached_tokens: int
+    cost_usd: float | None
+    price_source: str | None
+    finish_reason: str | None
+    usage_location: str | None
+    reasoning_field: str | None
+    response_shape: list[str]
+    media: list[dict[str, Any]]
+    started_at: float
+
+
+class RunsDocument(Model):
+    """`k2probe runs --json`: the newest runs first."""
+
+    runs: list[Run]
+
+
+class RunDetail(Run):
+    """`k2probe show --json` and `k2probe review --json`: a run with a page of its calls, its attempts, its samples'
+    outcomes and reviews; `accepted` is the latest review's verdict (None: not reviewed)."""
+
+    calls_total: int
+    calls_offset: int
+    calls: list[CallRow]
+    attempts: list[Attempt]
+    samples: dict[str, int]  # outcome: how many samples ended in it
+    reviews: list[Review]
+    accepted: bool | None
+
+
+class Verification(Model):
+    """The verdict on one test run (sandbox.outcome.Verification)."""
+
+    status: Outcome
+    reason: str
+    command: str = ""
+    output: str = ""
+    duration_ms: float = 0.0
+    guard: str = ""
+    tampering: bool = False
+    passed: bool
+
+
+class AgentDocument(Model):
+    """`k2probe agent --json`: one attempt, its verification and totals."""
+
+    attempt_id: str
+    task: str | None
+    statement: str
+    verification: Verification
+    end_reason: str
+    end_detail: str
+    summary: str | None
+    steps: int
+    tool_call_failures: dict[str, int]
+    reasoning_preserved: list[bool | None]
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    diff: str
+    trajectory: str
+    isolation: dict[str, Any]
+
+
+class Preflight(Model):
+    task: str
+    ok: bool
+    detail: str
+    untouched: Verification
+    solved: Verification
+    expected_tests: list[str]
+
+
+class SuiteCheckDocument(Model):
+    """`k2probe suite check --json`: for every task, the untouched repository fails and the solution passes."""
+
+    suite: str
+    ok: bool
+    isolation: str
+    tasks: list[Preflight]
+
+
+# --- the diagnose commands' documents (built as dicts by those commands; validated against these) ------------------
+
+CheckStatus = Literal["pass", "warn", "fail", "skip"]
+
+
+class Check(Model):
+    id: str
+    status: CheckStatus
+    detail: str
+    fix: str = ""
+    code: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class DoctorDocument(Model):
+    """`k2probe doctor --json`: the diagnosis ladder; `diagnosis` is "ok" or the first failure's code."""
+
+    route: str
+    diagnosis: str
+    checks: list[Check]
+
+
+class Finding(Model):
+    id: str
+    severity: Literal["high", "medium", "low", "info"]
+    detail: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    fix: str = ""
+
+
+class PassedProbe(Model):
+    check: str
+    detail: str
+
+
+class AuditDocument(Model):
+    """`k2probe audit --json`: what the route changes of the Kimi contract."""
+
+    route: str
+    profile: str
+    verdict: Literal["faithful", "rewrites"]
+    findings: list[Finding]
+    added_latency_ms: float | None
+    passed: list[PassedProbe]
+
+
+class CallFigures(Model):
+    """One call's numbers under the API's names (core.records.figures)."""
+
+    status: int | None
+    ttft_ms: float | None
+    ttfc_ms: float | None
+    latency_ms: float | None
+    queue_ms: float
+    prep_ms: float
+    pool_ms: float
+    connect_ms: float
+    tokens_per_s: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cached_tokens: int
+    cost_usd: float | None
+    price_source: str | None
+    finish_reason: str | None
+    usage_location: str | None
+    reasoning_field: str | None
+
+
+class SmokeDocument(CallFigures):
+    """`k2probe smoke --json`: the guide's first request, its figures, where the known-good record went."""
+
+    route: str
+    ok: bool
+    error: str | None
+    answer: str | None
+    known_good_path: str | None
+    changes: list[str]
+
+
+class MediaRecord(Model):
+    name: str
+    kind: Literal["image", "video"]
+    mime: str
+    bytes: int
+    width: int | None
+    height: int | None
+    duration_s: float | None
+    fitted: bool
+    delivery: str
+    file_id: str | None
+    sha256: str
+
+
+class ChatDocument(CallFigures):
+    """`k2probe chat --json`: one request's answer, reasoning and figures."""
+
+    route: str
+    ok: bool
+    error: str | None
+    answer: str | None
+    reasoning: str | None
+    changes: list[str]
+    media: list[MediaRecord]
+    media_notes: list[str]
+    retries: int
+
+
+class PublicRoute(Model):
+    """A route as it may be printed: the key masked, the variable's name kept."""
+
+    name: str
+    base_url: str | None
+    model: str
+    profile: str | None
+    api_key: str | None
+    api_key_env: str | None
+    headers: dict[str, str]
+    params: dict[str, Any]
+    emulated: bool
+    personality: str | None
+
+
+class RoutesDocument(Model):
+    """`k2probe routes --json`: the configured routes."""
+
+    routes: list[PublicRoute]
+
+
+class QuickstartStep(Model):
+    id: str
+    status: Literal["pass", "warn", "fail"]
+    detail: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class QuickstartDocument(Model):
+    """`k2probe quickstart --json`: every step of the seed path, and where its report went."""
+
+    route: str
+    ok: bool
+    report: str | None
+    steps: list[QuickstartStep]
+
+
+class Percentiles(Model):
+    """A latency distribution in milliseconds (None where nothing was measured)."""
+
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    n: int
+
+
+class Goodput(Model):
+    share: float | None
+    rps: float
+
+
+class BenchStep(Model):
+    """What every step of a sweep measured."""
+
+    requests: int
+    ok: int
+    failed: dict[str, int]
+    rps: float
+    output_tps: float
+    ttft_ms: Percentiles
+    ttfc_ms: Percentiles
+    itl_ms: Percentiles
+    tpot_ms: Percentiles
+    e2e_ms: Percentiles
+    sender_lag_ms: Percentiles
+    ttft_error_ms: Percentiles
+    ttft_merged: float | None
+    goodput: Goodput
+    wall_s: float
+
+
+class ClosedLoopStep(BenchStep):
+    """A closed-loop step: `concurrency` requests in flight."""
+
+    concurrency: int
+
+
+class OpenLoopStep(BenchStep):
+    """An open-loop step: Poisson arrivals at `rate` per second."""
+
+    rate: float
+
+
+class BenchDocument(Model):
+    """`k2probe bench --json`: each step's latency percentiles, throughput and goodput."""
+
+    route: str
+    run_id: str
+    emulated: bool
+    steps: list[ClosedLoopStep | OpenLoopStep]
+
+
+def documents() -> dict[str, type[BaseModel]]:
+    """Each command with --json → the model of its document (the evaluation's models load only when asked for)."""
+    from k2probe.eval.compare import Comparison
+    from k2probe.eval.evaluate import EvalOutcome
+
+    return {"agent": AgentDocument, "audit": AuditDocument, "bench": BenchDocument, "chat": ChatDocument,
+            "compare": Comparison, "doctor": DoctorDocument, "eval": EvalOutcome, "quickstart": QuickstartDocument,
+            "review": RunDetail, "routes": RoutesDocument, "runs": RunsDocument, "show": RunDetail,
+            "smoke": SmokeDocument, "suite-check": SuiteCheckDocument}
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    """The published JSON schema (draft 2020-12) of command `name`'s --json document, as it is serialised."""
+    model = documents()[name]
+    schema = model.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"k2probe:{name}", **schema}
+
+
+__all__ = ["documents", "json_schema"]
