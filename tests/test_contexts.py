@@ -9,11 +9,12 @@ import httpx
 import pytest
 
 from k2probe.api import command_contexts, route_context
+from k2probe.core.results import Run
 from k2probe.diagnose.smoke import run_smoke
 from k2probe.recording.store import Store
 
 
-def _run_row(run_id: str) -> dict[str, object]:
+def _run_row(run_id: str) -> Run:
     store = Store()
     try:
         return store.find_run(run_id)
@@ -37,9 +38,9 @@ def test_a_run_records_the_route_s_calls_and_finishes_with_its_summary(workdir):
         result = asyncio.run(run_smoke(routed, run))
         run.summary = {"ok": result.known_good is not None}
     row = _run_row(run.run_id)
-    assert row["status"] == "finished" and row["command"] == "smoke" and row["route"] == routed.route.name
-    assert row["summary"] == {"calls": run.call_count, "ok": True} and run.call_count >= 1, row
-    assert row["config"]["profile_how"] == routed.profile_how  # the route's profile, and how it was chosen
+    assert row.status == "finished" and row.command == "smoke" and row.route == routed.route.name
+    assert row.summary == {"calls": run.call_count, "ok": True} and run.call_count >= 1, row
+    assert row.config["profile_how"] == routed.profile_how  # the route's profile, and how it was chosen
 
 
 @pytest.mark.parametrize(("raised", "status"), [(KeyboardInterrupt, "interrupted"), (RuntimeError, "error")])
@@ -48,4 +49,4 @@ def test_a_run_that_does_not_end_well_says_how_it_ended(workdir, raised, status)
         run.summary = {"kept": True}
         raise raised()
     row = _run_row(run.run_id)
-    assert row["status"] == status and row["summary"] == {"calls": 0, "kept": True}, row
+    assert row.status == status and row.summary == {"calls": 0, "kept": True}, row

@@ -22,7 +22,7 @@ def test_bench_returns_its_steps_and_prints_nothing(workdir, capfd):
         run = store.find_run(outcome.run_id)
     finally:
         store.dispose()
-    assert run["command"] == "bench" and run["status"] == "finished" and run["summary"]["steps"] == outcome.steps
+    assert run.command == "bench" and run.status == "finished" and (run.summary or {})["steps"] == outcome.steps
 
 
 def test_audit_returns_its_findings_and_prints_nothing(workdir, capfd):
