@@ -13,10 +13,34 @@ if TYPE_CHECKING:
 
     from k2probe.agent.loop import AgentLimits, LoopResult, Step
     from k2probe.agent.runner import AgentResult, AgentTask
-    from k2probe.api import RunningEmulator, audit, compare, doctor, emulator, eval_plan, evaluate, run_agent
+    from k2probe.api import (
+        RunningEmulator,
+        audit,
+        bench,
+        command_contexts,
+        compare,
+        doctor,
+        emulator,
+        eval_plan,
+        evaluate,
+        quickstart,
+        route_context,
+        run_agent,
+    )
     from k2probe.core.config import Route
     from k2probe.core.errors import ConfigError, K2ProbeError, ProbeFailed, UsageError
-    from k2probe.core.results import Outcome, Usage, Verdict
+    from k2probe.core.results import (
+        OVERALL,
+        Outcome,
+        Rate,
+        RouteMetrics,
+        Run,
+        RunMetrics,
+        Sample,
+        SampleResult,
+        Usage,
+        Verdict,
+    )
     from k2probe.diagnose.audit import AuditResult, Finding
     from k2probe.diagnose.doctor import Check, Diagnosis
     from k2probe.emulator.settings import EmulatorSettings
@@ -24,13 +48,18 @@ if TYPE_CHECKING:
     from k2probe.eval.evaluate import EvalOutcome
     from k2probe.eval.plan import EvalPlan
     from k2probe.eval.runner import Progress
+    from k2probe.eval.scheduler import LocalScheduler, Scheduler, Unit
     from k2probe.eval.suite import Attempt, BaseSuite, Case, Played, PlayRequest, RouteModel, Suite
+    from k2probe.load.bench import BenchOutcome
     from k2probe.recording.store import Store
     from k2probe.sandbox.outcome import Verification
 
 _WHERE = {
     "emulator": "k2probe.api", "evaluate": "k2probe.api", "eval_plan": "k2probe.api", "doctor": "k2probe.api",
     "audit": "k2probe.api", "run_agent": "k2probe.api", "compare": "k2probe.api", "RunningEmulator": "k2probe.api",
+    "bench": "k2probe.api", "quickstart": "k2probe.api", "route_context": "k2probe.api",
+    "command_contexts": "k2probe.api", "BenchOutcome": "k2probe.load.bench",
+    "Scheduler": "k2probe.eval.scheduler", "LocalScheduler": "k2probe.eval.scheduler", "Unit": "k2probe.eval.scheduler",
     "EmulatorSettings": "k2probe.emulator.settings",
     "Route": "k2probe.core.config",
     "Store": "k2probe.recording.store",
@@ -40,6 +69,9 @@ _WHERE = {
     "Attempt": "k2probe.eval.suite", "RouteModel": "k2probe.eval.suite", "PlayRequest": "k2probe.eval.suite",
     "Played": "k2probe.eval.suite",
     "Verdict": "k2probe.core.results", "Outcome": "k2probe.core.results", "Usage": "k2probe.core.results",
+    "Sample": "k2probe.core.results", "SampleResult": "k2probe.core.results", "Rate": "k2probe.core.results",
+    "RouteMetrics": "k2probe.core.results", "RunMetrics": "k2probe.core.results", "Run": "k2probe.core.results",
+    "OVERALL": "k2probe.core.results",
     "AgentTask": "k2probe.agent.runner", "AgentResult": "k2probe.agent.runner",
     "AgentLimits": "k2probe.agent.loop", "LoopResult": "k2probe.agent.loop", "Step": "k2probe.agent.loop",
     "Verification": "k2probe.sandbox.outcome",
@@ -49,12 +81,13 @@ _WHERE = {
     "ProbeFailed": "k2probe.core.errors",
 }
 
-__all__ = ["AgentLimits", "AgentResult", "AgentTask", "Attempt", "AuditResult", "BaseSuite", "Case", "Check",
-           "Comparison", "ConfigError", "Diagnosis", "EmulatorSettings", "EvalOutcome", "EvalPlan", "Finding",
-           "K2ProbeError", "LoopResult", "Outcome", "PlayRequest", "Played", "ProbeFailed", "Progress", "Route",
-           "RouteModel", "RunningEmulator", "Step", "Store", "Suite", "Usage", "UsageError", "Verdict",
-           "Verification", "__version__", "audit", "compare", "doctor", "emulator", "eval_plan", "evaluate",
-           "run_agent"]
+__all__ = ["OVERALL", "AgentLimits", "AgentResult", "AgentTask", "Attempt", "AuditResult", "BaseSuite", "BenchOutcome",
+           "Case", "Check", "Comparison", "ConfigError", "Diagnosis", "EmulatorSettings", "EvalOutcome", "EvalPlan",
+           "Finding", "K2ProbeError", "LocalScheduler", "LoopResult", "Outcome", "PlayRequest", "Played",
+           "ProbeFailed", "Progress", "Rate", "Route", "RouteMetrics", "RouteModel", "Run", "RunMetrics",
+           "RunningEmulator", "Sample", "SampleResult", "Scheduler", "Step", "Store", "Suite", "Unit", "Usage",
+           "UsageError", "Verdict", "Verification", "__version__", "audit", "bench", "command_contexts", "compare",
+           "doctor", "emulator", "eval_plan", "evaluate", "quickstart", "route_context", "run_agent"]
 
 
 def __getattr__(name: str) -> Any:
