@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,24 +15,11 @@ import pytest
 from k2probe.emulator import EmulatorServer, EmulatorSettings
 from k2probe.recording.store import Store
 
+from .clientvenv import litellm_program
 from .conftest import free_port, wait_for_port
 from .fakeserver import FakeServer, JsonHandler
 
 MASTER = "sk-litellm-master-0000"
-CACHE = Path("/tmp/k2probe-litellm-venv")
-
-
-def _litellm() -> str:
-    given = os.environ.get("K2PROBE_LITELLM")
-    if given and Path(given).is_file():
-        return given
-    binary = CACHE / "bin" / "litellm"
-    if not binary.is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(CACHE)], check=True)
-        subprocess.run([str(CACHE / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True, timeout=900)
-    return str(binary)
-
-
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory) -> Iterator[str]:
     """A LiteLLM proxy with a moonshot/ and an openai/ alias, both in front of one emulator; yields its base URL."""
@@ -50,7 +35,7 @@ def proxy(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
     log = (folder / "proxy.log").open("w")
-    process = subprocess.Popen([_litellm(), "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
+    process = subprocess.Popen([litellm_program(), "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
                                env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process, 120, folder / "proxy.log")

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from k2probe.eval.suite import text_of
+
 _PIECE = re.compile(r"\s*\S+|\s+")
 
 REVIEW_PY = """Review notes:
@@ -107,14 +109,6 @@ class Answer:
 
     def pieces(self, text: str) -> list[str]:
         return _PIECE.findall(text)
-
-
-def text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 def _placeholder(schema: dict[str, Any]) -> Any:
