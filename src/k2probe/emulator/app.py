@@ -147,8 +147,10 @@ class Emulator:
         try:  # UTF-8 only (json.loads would guess UTF-16/32 from bytes), and every string encodable back
             body = json.loads(raw.decode("utf-8"))
             json.dumps(body, ensure_ascii=False).encode("utf-8")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return self.error(bad_request("Invalid request: the body is not valid UTF-8 JSON"))
+        except UnicodeDecodeError:
+            return self.error(bad_request("Invalid request: the body is not valid JSON (not UTF-8)"))
+        except json.JSONDecodeError:
+            return self.error(bad_request("Invalid request: the body is not valid JSON"))
         except UnicodeEncodeError:
             return self.error(bad_request("Invalid request: the body has an unpaired surrogate escape (\\ud800)"))
         except RecursionError:
