@@ -1,4 +1,5 @@
-"""Shared fixtures: a clean environment per test, emulators on loopback, and the CLI run as a real subprocess."""
+"""Shared fixtures: a clean environment per test, emulators on loopback, and the CLI run as a real subprocess (`cli`)
+or, where only its answer to bad input is tested, through its own entry point in this process (`cli_in_process`)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,71 @@ def cli(workdir: Path) -> Callable[..., CliResult]:
         done = subprocess.run([sys.executable, "-m", "k2probe", *args], cwd=workdir, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
         return CliResult(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture
+def cli_in_process(workdir: Path) -> Callable[..., CliResult]:
+    """`cli`, but k2probe's own entry point (`k2probe.cli.main`, what `python -m k2probe` calls) run in this process:
+    no interpreter start and imports per call (~1 s each on a loaded machine). Everything a run could change is put
+    back afterwards: the environment, the working directory, sys.stdout/stderr/argv and the secrets the redactor has
+    learnt. It runs in a worker thread so a hang fails the test after `timeout` instead of hanging the suite. Keep
+    `cli` for what only a real process shows: signals, exit-time output, stdin, a blocking open, the C stack."""
+    import io
+    import threading
+
+    from k2probe.cli import main
+    from k2probe.core import redact
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        saved_streams = (sys.stdout, sys.stderr, sys.argv)
+        saved_secrets = (set(redact._KNOWN), list(redact._ordered))
+        stdout, stderr = io.StringIO(), io.StringIO()
+        outcome: list[BaseException | None] = []
+
+        def entry() -> None:
+            try:
+                main()
+                outcome.append(None)
+            except BaseException as exc:  # SystemExit is the exit code; anything else escaped main()
+                outcome.append(exc)
+
+        try:
+            for name in SCRUB:
+                os.environ.pop(name, None)
+            os.environ.update(env or {})
+            os.environ["COLUMNS"] = "200"
+            os.chdir(workdir)
+            sys.stdout, sys.stderr, sys.argv = stdout, stderr, ["k2probe", *args]
+            worker = threading.Thread(target=entry, name="k2probe-in-process", daemon=True)
+            worker.start()
+            worker.join(timeout)
+            out_text, err_text = stdout.getvalue(), stderr.getvalue()
+        finally:
+            sys.stdout, sys.stderr, sys.argv = saved_streams
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+            redact._KNOWN.clear()
+            redact._KNOWN.update(saved_secrets[0])
+            redact._ordered[:] = saved_secrets[1]
+        if worker.is_alive():
+            pytest.fail(f"k2probe {' '.join(args)[:200]} still running after {timeout} s\n{err_text[-2000:]}")
+        exc = outcome[0]
+        if exc is None:
+            code = 0
+        elif isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if isinstance(exc.code, str):
+                err_text += exc.code + "\n"
+        else:  # main() lets nothing else out: a real process would print this traceback
+            import traceback
+
+            err_text += "".join(traceback.format_exception(exc))
+            code = 1
+        return CliResult(code, out_text, err_text)
 
     return run
 
