@@ -1,5 +1,6 @@
-"""Shared fixtures: a clean environment per test, emulators on loopback, and the CLI run as a real subprocess (`cli`)
-or, where only its answer to bad input is tested, through its own entry point in this process (`cli_in_process`)."""
+"""Shared fixtures: a clean environment per test, emulators on loopback, and the CLI run as a real process (`cli`,
+forked from a zygote that imported k2probe once; `cli_exec`, started afresh) or, where only its answer to bad input is
+tested, through its own entry point in this process (`cli_in_process`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from k2probe.emulator import EmulatorServer, EmulatorSettings
+
+from .cli_zygote import Zygote
 
 EMULATOR_KEY = "sk-k2probe-emulator"
 SCRUB = ("AI_GATEWAY_API_KEY", "AI_GATEWAY_BASE_URL", "KIMI_CODING_MODEL", "MOONSHOT_API_KEY", "OPENAI_API_KEY",
@@ -56,15 +59,40 @@ class CliResult:
         return json.loads(self.stdout)
 
 
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The test's environment less the provider variables, plus `env`, at a fixed terminal width."""
+    full_env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "200"
+    return full_env
+
+
+@pytest.fixture(scope="session")
+def cli_zygote() -> Iterator[Zygote]:
+    """One process that has imported k2probe and forks a real `python -m k2probe` process per `cli` call."""
+    zygote = Zygote()
+    yield zygote
+    zygote.close()
+
+
 @pytest.fixture
-def cli(workdir: Path) -> Callable[..., CliResult]:
-    """Run `python -m k2probe ARGS` in the work directory with the test's environment plus `env`."""
+def cli(workdir: Path, cli_zygote: Zygote) -> Callable[..., CliResult]:
+    """Run `python -m k2probe ARGS` as a process of its own in the work directory with the test's environment plus
+    `env` — forked from `cli_zygote` (no interpreter start and imports per call), started afresh when it must be."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-        full_env = {k: v for k, v in os.environ.items() if k not in SCRUB}
-        full_env.update(env or {})
-        full_env["COLUMNS"] = "200"
-        done = subprocess.run([sys.executable, "-m", "k2probe", *args], cwd=workdir, env=full_env,
+        return CliResult(*cli_zygote.run(list(args), _cli_env(env), workdir, timeout))
+
+    return run
+
+
+@pytest.fixture
+def cli_exec(workdir: Path) -> Callable[..., CliResult]:
+    """`cli` always started the ordinary way, `python -m k2probe` exec'd afresh: for what an interpreter's own start
+    and imports decide (the installed entry point, sys.path, start-up time)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+        done = subprocess.run([sys.executable, "-m", "k2probe", *args], cwd=workdir, env=_cli_env(env),
                               capture_output=True, text=True, timeout=timeout)
         return CliResult(done.returncode, done.stdout, done.stderr)
 

@@ -211,7 +211,7 @@ def test_proxy_variables_are_honoured_like_the_raw_probes(cli, workdir):
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     env = {"AI_GATEWAY_API_KEY": "sk-proxy-test-00000000000", "AI_GATEWAY_BASE_URL": "http://kimi.example.invalid/v1",
            "HTTP_PROXY": f"http://127.0.0.1:{server.server_port}"}
     try:
