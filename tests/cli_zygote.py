@@ -25,8 +25,12 @@ from pathlib import Path
 from typing import Any
 
 # imported by the zygote before it forks: what `k2probe` commands import lazily, so no child imports them again
-PRELOAD = ("k2probe.cli.main", "k2probe.report.terminal", "k2probe.session", "k2probe.client.transport",
-           "k2probe.diagnose.chat", "k2probe.recording.store", "k2probe.api")
+PRELOAD = ("k2probe.cli.main", "k2probe.session", "k2probe.client.transport", "k2probe.diagnose.chat",
+           "k2probe.recording.store", "k2probe.api", "rich.console", "rich.table")
+# never imported before the fork: modules that read the environment or the terminal when imported (the consoles of
+# report.terminal take COLUMNS, NO_COLOR, FORCE_COLOR, TERM then; typer.rich_utils FORCE_COLOR, TERMINAL_WIDTH), so
+# each child imports them under its own
+NOT_PRELOADED = ("k2probe.report.terminal", "typer.rich_utils")
 # variables read once when an interpreter starts: a call that sets them differently needs an interpreter of its own
 STARTUP_VARS = ("PYTHON", "LC_", "LANG", "TZ")
 
@@ -160,6 +164,8 @@ def _serve(sock: socket.socket) -> dict[str, Any] | None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the zygote ends with the test process
     for name in PRELOAD:
         __import__(name)
+    early = [name for name in NOT_PRELOADED if name in sys.modules]
+    assert not early, f"imported before the fork, so a child would not read its own environment: {early}"
     gc.collect()
     gc.freeze()  # what is imported lives as long as a child does: its exit need not walk (and copy) all of it
     _send(sock, {"ready": True})
