@@ -39,31 +39,40 @@ def _startup_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(STARTUP_VARS)}
 
 
-def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(message).encode()
-    frame = struct.pack(">I", len(data)) + data
-    if fds:
-        sent = socket.send_fds(sock, [frame], fds)
-        sock.sendall(frame[sent:])
-    else:
-        sock.sendall(frame)
+class Channel:
+    """Length-prefixed JSON messages over a Unix socket, file descriptors riding with a message's first bytes;
+    buffered, since two messages sent close together may arrive in one read."""
 
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
 
-def _receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
-    """One message and any file descriptors sent with it; (None, []) once the other side has closed."""
-    data, fds, _, _ = socket.recv_fds(sock, 65536, max_fds) if max_fds else (sock.recv(65536), [], 0, None)
-    while 0 < len(data) < 4:
-        data += sock.recv(4 - len(data))
-    if not data:
-        return None, list(fds)
-    size = struct.unpack(">I", data[:4])[0]
-    body = data[4:]
-    while len(body) < size:
-        more = sock.recv(size - len(body))
-        if not more:
-            return None, list(fds)
-        body += more
-    return json.loads(body), list(fds)
+    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(message).encode()
+        frame = struct.pack(">I", len(data)) + data
+        sent = socket.send_fds(self.sock, [frame], fds) if fds else 0
+        self.sock.sendall(frame[sent:])
+
+    def receive(self, max_fds: int = 0, timeout: float | None = None) -> tuple[dict[str, Any] | None, list[int]]:
+        """The next message and any descriptors that came with it; (None, []) once the other side has closed.
+        socket.timeout (TimeoutError) when nothing complete came within `timeout` seconds."""
+        fds: list[int] = []
+        self.sock.settimeout(timeout)
+        while len(self.buffer) < 4 or len(self.buffer) < 4 + struct.unpack(">I", self.buffer[:4])[0]:
+            if max_fds and not fds:
+                data, got, _, _ = socket.recv_fds(self.sock, 65536, max_fds)
+                fds.extend(got)
+            else:
+                data = self.sock.recv(65536)
+            if not data:
+                return None, fds
+            self.buffer += data
+        size = struct.unpack(">I", self.buffer[:4])[0]
+        body, self.buffer = self.buffer[4:4 + size], self.buffer[4 + size:]
+        return json.loads(body), fds
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Zygote:
@@ -72,36 +81,42 @@ class Zygote:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
-        self.sock: socket.socket | None = None
+        self.channel: Channel | None = None
         self.startup: dict[str, str] = {}
 
-    def _start(self) -> socket.socket:
-        if self.sock is None:
+    def _start(self) -> Channel:
+        if self.channel is None:
             ours, theirs = socket.socketpair()
             self.startup = _startup_env(dict(os.environ))
             self.process = subprocess.Popen([sys.executable, __file__, str(theirs.fileno())], pass_fds=[theirs.fileno()],
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL, cwd="/")
             theirs.close()
-            ready, _ = _receive(ours)
-            assert ready == {"ready": True}, ready
-            self.sock = ours
-        return self.sock
+            channel = Channel(ours)
+            ready, _ = channel.receive(timeout=120)
+            if ready != {"ready": True}:
+                channel.close()
+                raise RuntimeError(f"the CLI zygote did not start (exit {self.process.wait(timeout=30)})")
+            self.channel = channel
+        return self.channel
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
         if self.process is not None:
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # still waiting on a child of its own
+                self.process.kill()
+                self.process.wait()
             self.process = None
 
     def exec_needed(self, env: dict[str, str], cwd: Path) -> bool:
         if os.environ.get("K2PROBE_TEST_EXEC") == "1":
             return True
-        if self.sock is not None and _startup_env(env) != self.startup:
-            return True
-        if self.sock is None and _startup_env(env) != _startup_env(dict(os.environ)):
+        started_under = self.startup if self.channel is not None else _startup_env(dict(os.environ))
+        if _startup_env(env) != started_under:
             return True
         # `python -m` puts the working directory first on sys.path: its modules would shadow what the zygote imported
         return any(p.suffix in (".py", ".pyc", ".so") or (p / "__init__.py").exists() for p in cwd.iterdir())
@@ -115,22 +130,27 @@ class Zygote:
             return done.returncode, done.stdout, done.stderr
         try:
             return self._forked(args, env, cwd, timeout)
+        except (OSError, RuntimeError):  # the zygote is gone or out of step: the next call starts a new one
+            self.close()
+            raise
         finally:
             self.lock.release()
 
     def _forked(self, args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[int, str, str]:
-        sock = self._start()
+        channel = self._start()
+        deadline = time.monotonic() + timeout
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        stdin = 0 if _is_open(0) else os.open(os.devnull, os.O_RDONLY)  # what a subprocess would inherit
         try:
-            _send(sock, {"args": args, "env": env, "cwd": str(cwd)}, [0, out_w, err_w])
+            channel.send({"args": args, "env": env, "cwd": str(cwd)}, [stdin, out_w, err_w])
         finally:
-            os.close(out_w)
-            os.close(err_w)
-        started, _ = _receive(sock)
-        assert started is not None and "pid" in started, "the CLI zygote died"
+            for fd in (out_w, err_w, *([stdin] if stdin else [])):
+                os.close(fd)
+        started, _ = channel.receive(timeout=60)
+        if started is None or "pid" not in started:
+            raise RuntimeError("the CLI zygote did not fork")
         chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             for fd in chunks:
                 selector.register(fd, selectors.EVENT_READ)
@@ -142,21 +162,36 @@ class Zygote:
                     else:
                         selector.unregister(key.fd)
             timed_out = bool(selector.get_map())
-        if timed_out:
-            os.kill(started["pid"], signal.SIGKILL)
         os.close(out_r)
         os.close(err_r)
-        ended, _ = _receive(sock)
-        assert ended is not None and "code" in ended, "the CLI zygote died"
+        ended: dict[str, Any] | None = None
+        if not timed_out:
+            try:
+                ended, _ = channel.receive(timeout=max(0.1, deadline - time.monotonic()))
+            except TimeoutError:  # its output closed, the process still running
+                timed_out = True
+        if timed_out:
+            os.kill(started["pid"], signal.SIGKILL)
+            ended, _ = channel.receive(timeout=60)
+        if ended is None or "code" not in ended:
+            raise RuntimeError("the CLI zygote did not report an exit code")
         encoding = locale.getpreferredencoding(False)
         out, err = (b"".join(chunks[fd]).decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
                     for fd in (out_r, err_r))
         if timed_out:
             raise subprocess.TimeoutExpired([sys.executable, "-m", "k2probe", *args], timeout, out, err)
-        return ended["code"], out, err
+        return int(ended["code"]), out, err
 
 
-def _serve(sock: socket.socket) -> dict[str, Any] | None:
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _serve(channel: Channel) -> dict[str, Any] | None:
     """The zygote's loop: fork a child per request and report its pid, then its exit code. Returns the request in
     the child; returns None in the zygote when the test process has gone."""
     import ctypes
@@ -168,30 +203,30 @@ def _serve(sock: socket.socket) -> dict[str, Any] | None:
     assert not early, f"imported before the fork, so a child would not read its own environment: {early}"
     gc.collect()
     gc.freeze()  # what is imported lives as long as a child does: its exit need not walk (and copy) all of it
-    _send(sock, {"ready": True})
+    channel.send({"ready": True})
     while True:
-        request, fds = _receive(sock, max_fds=3)
+        request, fds = channel.receive(max_fds=3)
         if request is None:
             return None
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            sock.close()
+            channel.close()
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
             os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # as subprocess's close_fds: only 0, 1 and 2 are inherited
             return request
         for fd in fds:
             os.close(fd)
-        _send(sock, {"pid": pid})
+        channel.send({"pid": pid})
         _, status = os.waitpid(pid, 0)
-        _send(sock, {"code": os.waitstatus_to_exitcode(status)})
+        channel.send({"code": os.waitstatus_to_exitcode(status)})
 
 
 if __name__ == "__main__":
     sys.path.pop(0)  # this script's folder (tests/): a child must import what `python -m k2probe` would, nothing more
-    call = _serve(socket.socket(fileno=int(sys.argv[1])))
+    call = _serve(Channel(socket.socket(fileno=int(sys.argv[1]))))
     if call is not None:  # the forked child: become `python -m k2probe ARGS` in the call's folder and environment
         import runpy
 
