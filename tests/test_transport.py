@@ -181,7 +181,7 @@ def test_client_queue_time_is_recorded_apart(emulator):
             await transport.aclose()
 
     first, second = sorted(asyncio.run(go()), key=lambda o: o.last.queue_ms)
-    assert first.last.queue_ms < 20 and second.last.queue_ms >= 140  # waited for the first one's slot
+    assert first.last.queue_ms < 100 and second.last.queue_ms >= 140  # waited for the first one's slot
     assert second.last.latency_ms < second.last.queue_ms + 100  # server latency does not include the wait
 
 
