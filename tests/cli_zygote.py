@@ -130,7 +130,9 @@ class Zygote:
             return done.returncode, done.stdout, done.stderr
         try:
             return self._forked(args, env, cwd, timeout)
-        except (OSError, RuntimeError):  # the zygote is gone or out of step: the next call starts a new one
+        except subprocess.TimeoutExpired:  # the call's own outcome: the zygote is in step
+            raise
+        except BaseException:  # the zygote is gone, or out of step (an interrupt mid-call): the next call starts anew
             self.close()
             raise
         finally:
