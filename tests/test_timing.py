@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from k2probe.client.transport import Transport
+from k2probe.client.transport import RetryPolicy, Transport
 from k2probe.core.config import Route
 from k2probe.core.profiles import profile_for
 from k2probe.core.stamps import STAMP_HEADER
@@ -160,8 +160,9 @@ def test_https_through_the_proxy_the_environment_names_is_stamped_too(tls_emulat
 def test_a_server_whose_certificate_is_not_trusted_is_a_connection_failure(tls_emulator, monkeypatch):
     monkeypatch.delenv("SSL_CERT_FILE")
 
-    async def call() -> Any:
-        async with Transport(_route(tls_emulator), profile_for("kimi-k2.7-code", None)) as transport:
+    async def call() -> Any:  # (no retries: the same refusal three more times, 3.5 s of back-off, proves nothing more)
+        async with Transport(_route(tls_emulator), profile_for("kimi-k2.7-code", None),
+                             policy=RetryPolicy(max_retries=0)) as transport:
             return await transport.chat(_body())
 
     outcome = asyncio.run(call())
