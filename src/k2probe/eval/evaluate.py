@@ -181,13 +181,13 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             from k2probe.contexts import open_route
 
             for name in plan.routes:
-                if not run_id:  # the run is started under the first route's name
-                    run_id = store.start_run("eval", name, plan.as_config())
                 session = stack.enter_context(open_route(name, serve=serve))
                 if session.route.name in sessions:
                     raise UsageError(f"route {session.route.name!r} given twice", fix="name each route once")
                 sessions[session.route.name] = session
             routes = list(sessions)
+            asyncio.run(_prove(list(sessions.values())))  # a misconfigured route stops here: nothing paid, exit 2
+            run_id = run_id or store.start_run("eval", routes[0], plan.as_config())
         else:
             routes = [SAMPLES_ROUTE]
             run_id = run_id or store.start_run("eval", SAMPLES_ROUTE, plan.as_config())
@@ -209,6 +209,11 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             store.finish_run(run_id, status, {"samples": figures.overall.samples.model_dump(),
                                               "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated})
     return EvalOutcome.of(run_id, plan, routes, figures, records, progress, executor.isolation.line())
+
+
+async def _prove(routes: list[RouteContext]) -> None:
+    """Each route's key, base URL and model proven by one cheap request, side by side (RouteContext.prove)."""
+    await asyncio.gather(*(routed.prove("eval") for routed in routes))
 
 
 def suite_metrics(suite: Suite) -> Callable[[list[Sample]], dict[str, Any]]:
