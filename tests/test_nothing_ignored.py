@@ -1,0 +1,36 @@
+"""Input k2probe cannot honour is refused in one line, exit 2 — never silently ignored or read as something else."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def _reviews(workdir: Path) -> int:
+    with sqlite3.connect(workdir / "home" / "k2probe.db") as db:
+        return int(db.execute("select count(*) from reviews").fetchone()[0])
+
+
+def test_run_ids_are_matched_as_text_never_as_patterns(cli, workdir: Path):
+    assert cli("smoke").code == 0  # one run in the store
+    for pattern in ("_", "%", "________", ""):
+        result = cli("review", pattern, "--reject")
+        assert result.code == 2 and "is not a run id" in result.stderr, (pattern, result.stderr)
+    assert _reviews(workdir) == 0
+    run_id = cli("runs", "--json").json()["runs"][0]["id"]
+    assert cli("review", run_id[:6], "--reject").code == 0 and _reviews(workdir) == 1  # a real prefix still works
+
+
+def test_accept_and_reject_together_are_refused(cli, workdir: Path):
+    assert cli("smoke").code == 0
+    run_id = cli("runs", "--json").json()["runs"][0]["id"]
+    result = cli("review", run_id, "--accept", "--reject")
+    assert result.code == 2 and "--accept and --reject together" in result.stderr
+    assert _reviews(workdir) == 0
+
+
+def test_agent_list_tasks_speaks_json_when_asked(cli):
+    result = cli("agent", "--list-tasks", "--json")
+    assert result.code == 0
+    tasks = result.json()["tasks"]
+    assert any(t["id"] == "parse-total" and t["suite"] == "basic" and t["title"] for t in tasks), tasks
