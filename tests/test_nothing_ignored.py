@@ -34,3 +34,26 @@ def test_agent_list_tasks_speaks_json_when_asked(cli):
     assert result.code == 0
     tasks = result.json()["tasks"]
     assert any(t["id"] == "parse-total" and t["suite"] == "basic" and t["title"] for t in tasks), tasks
+
+
+def test_sigterm_ends_a_run_as_interrupted_in_one_line(emulator, workdir: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import SCRUB, route_env
+
+    server = emulator(ttft_ms=3000)
+    env = {**{k: v for k, v in os.environ.items() if k not in SCRUB}, **route_env(server)}
+    process = subprocess.Popen([sys.executable, "-m", "k2probe", "eval", "humaneval", "--limit", "4", "--json"],
+                               cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while server.state.requests_seen < 2 and time.monotonic() < deadline:  # the route check, then a sample
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and err.strip().splitlines()[-1] == "k2probe: terminated (SIGTERM)", err
+    with sqlite3.connect(workdir / "home" / "k2probe.db") as db:
+        assert db.execute("select status, owner from runs").fetchall() == [("interrupted", None)]
