@@ -57,3 +57,32 @@ def test_sigterm_ends_a_run_as_interrupted_in_one_line(emulator, workdir: Path):
     assert process.returncode == 143 and err.strip().splitlines()[-1] == "k2probe: terminated (SIGTERM)", err
     with sqlite3.connect(workdir / "home" / "k2probe.db") as db:
         assert db.execute("select status, owner from runs").fetchall() == [("interrupted", None)]
+
+
+def test_a_fifo_where_a_file_belongs_is_one_line_in_bounded_time(cli, workdir: Path):
+    """Reading a FIFO waits for a writer that never comes, writing one waits for a reader: each is refused at once."""
+    import os
+    import shutil
+
+    fifo = workdir / "pipe"
+    os.mkfifo(fifo)
+    suite = workdir / "fifo-suite"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "suite", suite)
+    (suite / "leap-year" / "task.toml").unlink()
+    os.mkfifo(suite / "leap-year" / "task.toml")
+    cases = [
+        (("routes",), {"K2PROBE_CONFIG": str(fifo)}, "the config file"),
+        (("eval", "humaneval", "--samples", str(fifo)), {}, "--samples"),
+        (("eval", "humaneval", "--limit", "1", "--html", str(fifo)), {}, "--html"),
+        (("eval", "humaneval", "--limit", "1", "--junit", str(fifo)), {}, "--junit"),
+        (("eval", str(suite)), {}, "task.toml"),
+    ]
+    for args, env, words in cases:
+        result = cli(*args, env=env, timeout=60)
+        lines = result.stderr.strip().splitlines()
+        assert result.code == 2 and "FIFO" in lines[-1] and words in lines[-1], (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    (workdir / "k2probe.toml").unlink(missing_ok=True)
+    os.mkfifo(workdir / "k2probe.toml")
+    result = cli("routes", timeout=60)
+    assert result.code == 2 and "FIFO" in result.stderr, result.stderr

@@ -186,8 +186,9 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
         raise UsageError(f"no known-good record for route {name!r}", fix="run `k2probe smoke` first")
     code = render_snippet(record, lang)
     if out:
-        if not out.parent.is_dir():
-            raise UsageError(f"--out {out}: the folder {out.parent} does not exist", fix="create it first")
+        from k2probe.core.files import check_output
+
+        check_output(out, "--out")
         out.write_text(code, encoding="utf-8")
         render.notice(f"wrote {out}")
     else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from k2probe.api import evaluate
 from k2probe.core.errors import UsageError
+from k2probe.core.files import check_output
 from k2probe.core.results import OVERALL, Outcome, RouteMetrics, Sample
 from k2probe.eval.evaluate import EvalOutcome, check_samples_path
 from k2probe.eval.plan import EvalPlan
@@ -92,8 +93,8 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
                      timeout_s: float | None = None) -> tuple[EvalOutcome, list[str]]:
     check_samples_path(plan.samples_file)
     for option, path in (("--junit", junit), ("--html", html)):
-        if path is not None and not path.parent.is_dir():
-            raise UsageError(f"{option} {path}: the folder {path.parent} does not exist", fix="create it first")
+        if path is not None:
+            check_output(path, option)
     bar = live(0, enabled=not as_json)
     state: dict[str, Any] = {}
 

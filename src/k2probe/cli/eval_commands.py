@@ -110,8 +110,10 @@ def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its 
     from k2probe.recording.store import Store
     from k2probe.report.evaluation_html import write_eval_report
 
-    if html is not None and not html.parent.is_dir():
-        raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
+    if html is not None:
+        from k2probe.core.files import check_output
+
+        check_output(html, "--html")
     store = Store()
     try:
         found = store.find_run(run)

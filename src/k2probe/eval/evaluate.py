@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr
@@ -238,5 +237,7 @@ def suite_metrics_of_run(ref: str) -> Callable[[list[Sample]], dict[str, Any]] |
 
 
 def check_samples_path(path: str | None) -> None:
-    if path is not None and not Path(path).is_file():
-        raise UsageError(f"--samples {path} is not a readable file", fix="give the path of a JSONL samples file")
+    if path is not None:
+        from k2probe.core.files import require_file
+
+        require_file(path, "--samples")
