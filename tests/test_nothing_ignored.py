@@ -86,3 +86,19 @@ def test_a_fifo_where_a_file_belongs_is_one_line_in_bounded_time(cli, workdir: P
     os.mkfifo(workdir / "k2probe.toml")
     result = cli("routes", timeout=60)
     assert result.code == 2 and "FIFO" in result.stderr, result.stderr
+
+
+def test_runs_and_show_say_what_an_evaluation_did_and_on_which_routes(cli, emulator, workdir: Path):
+    server = emulator()
+    (workdir / "k2probe.toml").write_text(
+        f"[routes.one]\nbase_url = '{server.base_url}'\napi_key_env = 'ONE_KEY'\n"
+        f"[routes.two]\nbase_url = '{server.base_url}'\napi_key_env = 'TWO_KEY'\n")
+    env = {"ONE_KEY": "sk-k2probe-emulator", "TWO_KEY": "sk-k2probe-emulator"}
+    done = cli("eval", "humaneval", "--limit", "2", "--route", "one", "--route", "two", "--json", env=env, timeout=300)
+    assert done.code == 0, done.stderr
+    listed = cli("runs", env={**env, "COLUMNS": "250"}).stdout
+    row = next(line for line in listed.splitlines() if done.json()["run_id"][:8] in line)
+    assert "eval" in row and "one" in row and "suite=humaneval" in row and "4 passed / 0 failed / 0 error of 4" in row
+    assert "routes=one,two" in row and "$" in row
+    shown = cli("show", done.json()["run_id"][:8], env=env).stdout
+    assert "routes one, two" in shown.splitlines()[0]

@@ -79,6 +79,9 @@ def bench(route: RouteOpt = None,
         limits[name.strip().removesuffix("_ms")] = number
     concurrencies = _numbers(concurrency, int, "--concurrency")
     rates = _numbers(rate, float, "--rate")
+    if requests is not None and duration is not None:
+        raise UsageError("--requests and --duration both say when a step ends",
+                         fix="give one: --requests N (a count) or --duration S (seconds)")
     if html is not None:
         from k2probe.core.files import check_output
 

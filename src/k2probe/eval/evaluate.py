@@ -205,8 +205,10 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             records = store.samples(run_id)  # read once: the metrics and the document share them
             figures = metrics.compute(store, run_id, plan.epochs, extra=suite_metrics(suite), samples=records)
             emulated = any(s.route.emulated for s in sessions.values())
-            store.finish_run(run_id, status, {"samples": figures.overall.samples.model_dump(),
-                                              "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated})
+            cost = figures.overall.cost_per_accepted_usd.total_cost_usd
+            store.finish_run(run_id, status, {"suite": suite.name, "samples": figures.overall.samples.model_dump(),
+                                              "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated,
+                                              "cost_usd": None if cost == "unknown" else cost})
     return EvalOutcome.of(run_id, plan, routes, figures, records, progress, executor.isolation.line())
 
 
