@@ -102,3 +102,11 @@ def test_runs_and_show_say_what_an_evaluation_did_and_on_which_routes(cli, emula
     assert "routes=one,two" in row and "$" in row
     shown = cli("show", done.json()["run_id"][:8], env=env).stdout
     assert "routes one, two" in shown.splitlines()[0]
+
+
+def test_chat_piped_writes_the_answer_alone_on_stdout(cli):
+    for args in (("chat", "hi"), ("chat", "hi", "--stream")):
+        result = cli(*args)
+        assert result.code == 0, result.stderr
+        assert result.stdout.strip() == "Emulated answer to: hi", result.stdout  # no reasoning, no figures
+        assert "thinking: I will examine the request" in result.stderr and "latency" in result.stderr
