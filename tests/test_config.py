@@ -82,7 +82,7 @@ def test_toml_emulator_routes_end_to_end(cli, workdir: Path):
     assert relay_chat.code == 0 and "may strip reasoning_content" in relay_chat.stderr
     unknown = cli("chat", "hi", "--route", "generic", "--json").json()
     assert unknown["cost_usd"] is None and unknown["price_source"] == "cost unknown"  # never a silent $0
-    assert "cost unknown" in cli("chat", "hi", "--route", "generic").stdout
+    assert "cost unknown" in cli("chat", "hi", "--route", "generic").stderr  # figures beside the answer, on stderr
     priced = cli("chat", "hi", "--route", "priced", "--json").json()
     expected = (priced["prompt_tokens"] * 2.0 + priced["completion_tokens"] * 10.0) / 1e6
     assert priced["cost_usd"] == pytest.approx(expected) and priced["price_source"] == "team sheet (user override)"

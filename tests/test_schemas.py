@@ -66,6 +66,7 @@ def test_every_json_document_validates_against_its_schema(cli, emulator, workdir
     run("chat", "chat", "say hi", "--stream")
     run("bench", "bench", "--concurrency", "1,2", "--requests", "4")
     run("agent", "agent", "--task", "median")
+    run("agent-tasks", "agent", "--list-tasks")
     run("suite-check", "suite", "check", "basic")
     run("quickstart", "quickstart", extra={"K2PROBE_NODE_MODULES": str(node_modules)})
     (workdir / "k2probe.toml").write_text(

@@ -103,14 +103,20 @@ def route_context(route: str | Route | None = None, *, emulator: EmulatorSetting
 @contextmanager
 def command_contexts(command: str, route: str | Route | None = None, *, config: dict[str, Any] | None = None,
                      emulator: EmulatorSettings | None = None, diagnose_key: bool = False,
-                     refresh_profile: bool = False) -> Iterator[tuple[RouteContext, RunContext]]:
+                     refresh_profile: bool = False, prove: bool = False) -> Iterator[tuple[RouteContext, RunContext]]:
     """A one-route command's two contexts: the route ready to call, then a `command` run recording it (finished when
-    the block ends, with the run's summary)."""
+    the block ends, with the run's summary). `prove`: one cheap request first, and a route whose configuration is
+    wrong stops here with the fix (RouteContext.prove), before any run is recorded."""
+    import asyncio
+
     from k2probe.contexts import open_run
 
     with route_context(route, emulator=emulator, diagnose_key=diagnose_key,
-                       refresh_profile=refresh_profile) as routed, open_run(command, routed, config=config) as run:
-        yield routed, run
+                       refresh_profile=refresh_profile) as routed:
+        if prove:
+            asyncio.run(routed.prove(command))
+        with open_run(command, routed, config=config) as run:
+            yield routed, run
 
 
 def eval_plan(suite: str | Suite, *, routes: Sequence[str | None] | None = None, epochs: int = 1,
@@ -299,7 +305,8 @@ def run_agent(task: str | AgentTask, *, repo: str | Path | None = None, test_cmd
         task = agent_task(task, Path(repo) if repo is not None else None, test_cmd)
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost_usd, timeout_s=timeout_s)
     sandbox_limits = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
-    with command_contexts("agent", route, config={"task": task.task_id, "limits": limits.__dict__}) as (routed, run):
+    with command_contexts("agent", route, config={"task": task.task_id, "limits": limits.__dict__},
+                          prove=True) as (routed, run):
         result = asyncio.run(run_loop(routed, run, task, limits, sandbox_limits, iso=iso))
         run.summary = {"attempt": result.attempt_id, "passed": result.passed}
     return result

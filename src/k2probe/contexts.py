@@ -68,6 +68,23 @@ class RouteContext:
         return Transport(self.route, self.profile, on_call=on_call, policy=policy, concurrency=concurrency,
                          fallbacks=fallbacks)
 
+    async def prove(self, command: str) -> None:
+        """One cheap request before a command's work (eval, agent, bench): a route whose configuration is wrong — key,
+        base URL, model id, parameters, the account — stops the command here with the fix (exit 2), before anything
+        is paid for or recorded against the model. Other trouble (rate limits, 5xx, a relay's rewrites) is left to the
+        work itself, which retries, falls back and records it. Not recorded: it is no sample's call."""
+        from k2probe.core.failures import CONFIGURATION, FIXES
+        from k2probe.core.sanitize import sanitise
+
+        body = sanitise({"model": self.route.model, "max_tokens": 64,
+                         "messages": [{"role": "user", "content": "Reply with the single word: ok"}]}, self.profile).body
+        async with self.transport() as transport:
+            outcome = await transport.chat(body, purpose=f"{command}: route check")
+        failure = outcome.failure
+        if failure is not None and failure.cause in CONFIGURATION:
+            raise ConfigError(f"route {self.route.name!r} cannot be used ({failure.cause}): {failure.line()}",
+                              fix=FIXES[failure.cause] + " — then `k2probe doctor` to check the whole route")
+
 
 @dataclass
 class RunContext:

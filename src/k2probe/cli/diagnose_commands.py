@@ -137,11 +137,13 @@ def chat(prompt: Annotated[str, typer.Argument(help="what to ask", metavar="PROM
                           "media": [m.record() for m in media], "media_notes": result.media_notes,
                           "retries": outcome.retries, **figures(outcome.last)}, run.redactor)
     else:
+        piped = not render.out.is_terminal  # stdout then gets the answer alone; reasoning and figures go to stderr
+        side = render.err if piped else render.out
         if not stream and outcome.ok:
             if outcome.reasoning:
-                render.out.print(render.shown(outcome.reasoning, "dim"))
+                side.print(render.shown(("thinking: " if piped else "") + outcome.reasoning, "dim"))
             render.out.print(render.shown(outcome.content or ""))
-        render.out.print(render.figures_line(outcome.last), style="bold")
+        side.print(render.figures_line(outcome.last), style="bold")
     if outcome.ok and routed.profile.reasoning_in_history and outcome.reasoning is None:
         render.notice(f"warning: no reasoning came back from {routed.route.model}, a thinking model: this route may "
                       "strip reasoning_content, which breaks tool loops (run `k2probe doctor`)")
@@ -186,8 +188,9 @@ def snippet(lang: Annotated[str, typer.Option("--lang", help=f"one of {', '.join
         raise UsageError(f"no known-good record for route {name!r}", fix="run `k2probe smoke` first")
     code = render_snippet(record, lang)
     if out:
-        if not out.parent.is_dir():
-            raise UsageError(f"--out {out}: the folder {out.parent} does not exist", fix="create it first")
+        from k2probe.core.files import check_output
+
+        check_output(out, "--out")
         out.write_text(code, encoding="utf-8")
         render.notice(f"wrote {out}")
     else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from k2probe.api import evaluate
 from k2probe.core.errors import UsageError
+from k2probe.core.files import check_output
 from k2probe.core.results import OVERALL, Outcome, RouteMetrics, Sample
 from k2probe.eval.evaluate import EvalOutcome, check_samples_path
 from k2probe.eval.plan import EvalPlan
@@ -20,7 +21,9 @@ HIGHER_IS_BETTER = ("accepted_rate", "pass_at_")  # fail when under the value
 LOWER_IS_BETTER = ("error_rate", "tool_call_failure_rate")  # fail when over it
 
 
-def parse_thresholds(items: list[str]) -> dict[str, float]:
+def parse_thresholds(items: list[str], epochs: int, max_error_rate: float | None = None) -> dict[str, float]:
+    """--fail-under METRIC=VALUE, each one a metric this run can judge (pass_at_K needs K ≤ epochs), plus the error
+    rate the run may have (--max-error-rate, 0 by default: a sample nobody could judge is not a pass)."""
     thresholds: dict[str, float] = {}
     for item in items:
         name, _, raw = item.partition("=")
@@ -28,6 +31,12 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
         if not name.startswith(HIGHER_IS_BETTER) and name not in LOWER_IS_BETTER:
             raise UsageError(f"--fail-under {item!r}: unknown metric {name!r}",
                              fix="use accepted_rate, pass_at_K (K ≤ epochs), error_rate or tool_call_failure_rate")
+        if name.startswith("pass_at_"):
+            k = name.removeprefix("pass_at_")
+            if not k.isdigit() or not 1 <= int(k) <= epochs:
+                raise UsageError(f"--fail-under {item!r}: pass@{k} cannot be judged with {epochs} epoch(s)",
+                                 fix=f"use pass_at_K with K from 1 to the epochs, or raise --epochs to {k}"
+                                 if k.isdigit() and int(k) > 0 else "use pass_at_1 … pass_at_K (K ≤ --epochs)")
         try:
             value = float(raw)
         except ValueError:
@@ -36,6 +45,10 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
             raise UsageError(f"--fail-under {item!r}: the value must be a rate between 0 and 1",
                              fix="e.g. --fail-under accepted_rate=0.8")
         thresholds[name] = value
+    if max_error_rate is not None and "error_rate" in thresholds:
+        raise UsageError("--fail-under error_rate and --max-error-rate both say how many errors are allowed",
+                         fix="give it once: --max-error-rate R")
+    thresholds.setdefault("error_rate", max_error_rate or 0.0)
     return thresholds
 
 
@@ -48,6 +61,14 @@ def _value(metrics: RouteMetrics, name: str) -> float | None:
     return rates[name].value
 
 
+def _causes(result: EvalOutcome) -> str:
+    """The commonest reasons samples ended as error, each with its count."""
+    from collections import Counter
+
+    reasons = Counter((s.reason or "no reason recorded")[:160] for s in result.samples if s.outcome is Outcome.ERROR)
+    return "; ".join(f"{n}× {reason}" for reason, n in reasons.most_common(3))
+
+
 def broken_thresholds(result: EvalOutcome, thresholds: dict[str, float]) -> list[str]:
     """Each threshold that does not hold on the overall figures, said in words."""
     overall = result.metrics.get(OVERALL)
@@ -56,6 +77,10 @@ def broken_thresholds(result: EvalOutcome, thresholds: dict[str, float]) -> list
         value = _value(overall, name) if overall is not None else None
         if value is None:
             broken.append(f"{name}: no value to compare with {limit:g} (nothing judged)")
+        elif name == "error_rate" and value > limit:
+            broken.append(f"{overall.samples.error if overall else 0} of {overall.samples.done if overall else 0} "
+                          f"sample(s) ended as error, over --max-error-rate {limit:g} (no verdict on the model: "
+                          f"{_causes(result)})")
         elif name in LOWER_IS_BETTER and value > limit:
             broken.append(f"{name} {value:.3f} is over {limit:g}")
         elif name not in LOWER_IS_BETTER and value < limit:
@@ -68,8 +93,8 @@ def run_eval_command(plan: EvalPlan, resume: str | None, thresholds: dict[str, f
                      timeout_s: float | None = None) -> tuple[EvalOutcome, list[str]]:
     check_samples_path(plan.samples_file)
     for option, path in (("--junit", junit), ("--html", html)):
-        if path is not None and not path.parent.is_dir():
-            raise UsageError(f"{option} {path}: the folder {path.parent} does not exist", fix="create it first")
+        if path is not None:
+            check_output(path, option)
     bar = live(0, enabled=not as_json)
     state: dict[str, Any] = {}
 

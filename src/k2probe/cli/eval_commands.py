@@ -53,6 +53,11 @@ def eval_command(
         fail_fast: Annotated[bool, typer.Option("--fail-fast", envvar="K2PROBE_FAIL_FAST", help=(
             "stop the run at the first sample k2probe fails on (default: that sample is error, the others go on)"))
         ] = False,
+        max_error_rate: Annotated[float | None, typer.Option("--max-error-rate", envvar="K2PROBE_MAX_ERROR_RATE",
+                                                             min=0, max=1,
+                                                      callback=_finite, help="exit 1 when more samples than this "
+                                                      "share end as error (no verdict: route, harness)",
+                                                      metavar="RATE")] = None,
         as_json: JsonOpt = False) -> None:
     """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
     if suite == "humaneval" and resume is None:  # its checkers and their sandboxes start while the rest loads
@@ -64,7 +69,7 @@ def eval_command(
 
     if suite is None and resume is None:
         raise UsageError("give a SUITE (humaneval, basic) or --resume RUN", fix="e.g. k2probe eval humaneval --limit 20")
-    thresholds = parse_thresholds(fail_under or [])
+    thresholds = parse_thresholds(fail_under or [], _epochs(resume, epochs), max_error_rate)
     task_ids = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
     if task_ids == []:
         raise UsageError(f"--tasks {tasks!r} names no task",
@@ -82,6 +87,19 @@ def eval_command(
         raise typer.Exit(1)
 
 
+def _epochs(resume: str | None, epochs: int) -> int:
+    """The epochs of the run being made, or of the run being resumed (its own plan's)."""
+    if resume is None:
+        return epochs
+    from k2probe.recording.store import Store
+
+    store = Store()
+    try:
+        return int((store.find_run(resume).config.get("eval") or {}).get("epochs") or 1)
+    finally:
+        store.dispose()
+
+
 @app.command()
 def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its first characters", metavar="RUN")],
            html: Annotated[Path | None, typer.Option("--html", help="write the page here (default: "
@@ -92,8 +110,10 @@ def report(run: Annotated[str, typer.Argument(help="an evaluation run id or its 
     from k2probe.recording.store import Store
     from k2probe.report.evaluation_html import write_eval_report
 
-    if html is not None and not html.parent.is_dir():
-        raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
+    if html is not None:
+        from k2probe.core.files import check_output
+
+        check_output(html, "--html")
     store = Store()
     try:
         found = store.find_run(run)

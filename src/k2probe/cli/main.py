@@ -38,14 +38,32 @@ def _command_of(exc: Exception) -> str:
     return " ".join(["k2probe", *reversed(names)])
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: whatever runs stops the same way (a run is marked `interrupted`, its lease
+    released, its sandboxes stopped), then k2probe exits 143."""
+
+
+_TERMINATED: list[bool] = []  # SIGTERM came (whatever the exception became on its way out: click's Abort, …)
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    _TERMINATED.append(True)
+    raise Terminated
+
+
 def main() -> None:
     """Entry point: K2ProbeError becomes one line on stderr and its exit code; nothing else escapes as a traceback."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     sys.stdout = RedactingStream(sys.stdout)
     sys.stderr = RedactingStream(sys.stderr)
     for name in KEY_ENVS:  # known before anything can print
         remember(os.environ.get(name))
     try:
-        code = app(standalone_mode=False)  # a typer.Exit inside comes back as its code
+        code = app(standalone_mode=False)  # a typer.Exit inside comes back as its code (Ctrl-C: typer's 130)
+        if _TERMINATED or code == 130:
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except K2ProbeError as exc:
@@ -53,9 +71,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        render.err.print("k2probe: interrupted", markup=False)
-        sys.exit(130)
+    except typer.Abort:  # click's name for Ctrl-C (and for SIGTERM, whose Terminated is its cause)
+        terminated = bool(_TERMINATED)
+        render.err.print(f"k2probe: {'terminated (SIGTERM)' if terminated else 'interrupted'}", markup=False)
+        sys.exit(143 if terminated else 130)
     except typer.TyperException as exc:  # a usage error: one line, not click's box
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if message:  # (no arguments at all: the help was the answer)
@@ -67,8 +86,9 @@ def main() -> None:
                          markup=False)
         sys.exit(2)
     except KeyboardInterrupt:
-        render.err.print("k2probe: interrupted", markup=False)
-        sys.exit(130)
+        terminated = bool(_TERMINATED)
+        render.err.print(f"k2probe: {'terminated (SIGTERM)' if terminated else 'interrupted'}", markup=False)
+        sys.exit(143 if terminated else 130)
     except Exception as exc:  # a bug: say it in one line, keep the traceback for those who ask
         if os.environ.get("K2PROBE_DEBUG"):
             raise

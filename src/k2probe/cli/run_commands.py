@@ -16,6 +16,7 @@ from k2probe.cli.app import (
     load_all_media,
     render,
 )
+from k2probe.core.errors import UsageError
 
 
 @app.command()
@@ -62,15 +63,22 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
     from k2probe.tasks.shipped import load_suite
 
     if list_tasks:
+        if as_json:
+            from k2probe.report.documents import AgentTasksDocument, ShippedTask
+
+            render.emit_json(AgentTasksDocument(tasks=[ShippedTask(suite=t.suite, id=t.id, title=t.title)
+                                                       for t in load_suite()]).model_dump(mode="json"))
+            return
         for item in load_suite():
-            render.out.print(f"{item.suite}/{item.id:<14} {item.title}")
+            render.out.print(render.shown(f"{item.suite}/{item.id:<14} {item.title}"))
         return
     iso = isolation(sandbox)  # fail closed before anything is sent: no isolation, no agent (unless --sandbox none)
     chosen = choose_task(task, repo, test_cmd, task_ref, python)
     chosen.media = load_all_media(route, image, video, fit=fit)
     chosen.force_upload = upload
     limits = AgentLimits(max_steps=max_steps, max_cost_usd=max_cost, timeout_s=timeout)
-    with command_contexts("agent", route, config={"task": chosen.task_id, "limits": limits.__dict__}) as (routed, run):
+    with command_contexts("agent", route, config={"task": chosen.task_id, "limits": limits.__dict__},
+                          prove=True) as (routed, run):
         _notices(routed.notices)
         result = run_agent_command(routed, run, chosen, limits, test_timeout, as_json, iso)
         run.summary = {"attempt": result.attempt_id, "passed": result.passed}
@@ -124,7 +132,8 @@ def show(run: Annotated[str, typer.Argument(help="a run id or its first characte
 
 @app.command()
 def review(run: Annotated[str, typer.Argument(help="a run id or its first characters", metavar="RUN")],
-           accept: Annotated[bool | None, typer.Option("--accept/--reject", help="was the output accepted?")] = None,
+           accept_flag: Annotated[bool, typer.Option("--accept", help="the output was accepted")] = False,
+           reject_flag: Annotated[bool, typer.Option("--reject", help="the output was rejected")] = False,
            repair_minutes: Annotated[float | None, typer.Option("--repair-minutes", min=0, max=100_000, callback=_finite,
                                                                 help="minutes a person spent fixing the output",
                                                                     metavar="NUMBER")] = None,
@@ -141,6 +150,9 @@ def review(run: Annotated[str, typer.Argument(help="a run id or its first charac
     from k2probe.recording.store import Store
     from k2probe.report.runs import review as review_run
 
+    if accept_flag and reject_flag:
+        raise UsageError("--accept and --reject together say two things", fix="give one of them")
+    accept = True if accept_flag else False if reject_flag else None
     store = Store()
     detail = review_run(store, run, accepted=accept, repair_minutes=repair_minutes, rollback=rollback,
                         handoff=handoff, note=note, attempt=attempt, sample=sample)

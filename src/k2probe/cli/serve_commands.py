@@ -79,8 +79,13 @@ def bench(route: RouteOpt = None,
         limits[name.strip().removesuffix("_ms")] = number
     concurrencies = _numbers(concurrency, int, "--concurrency")
     rates = _numbers(rate, float, "--rate")
-    if html is not None and not html.parent.is_dir():
-        raise UsageError(f"--html {html}: the folder {html.parent} does not exist", fix="create it first")
+    if requests is not None and duration is not None:
+        raise UsageError("--requests and --duration both say when a step ends",
+                         fix="give one: --requests N (a count) or --duration S (seconds)")
+    if html is not None:
+        from k2probe.core.files import check_output
+
+        check_output(html, "--html")
 
     def shown(row: dict[str, Any]) -> None:
         if not as_json:

@@ -314,12 +314,13 @@ def load_file(path: Path | None = None) -> ConfigFile:
     path = path or Path(os.environ.get("K2PROBE_CONFIG", CONFIG_FILE))
     if not path.exists():
         return ConfigFile()
+    from k2probe.core.files import read_text
+
+    text = read_text(path, "the config file", limit=16 * 1024 * 1024, error=ConfigError)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", fix="fix the syntax or move the file away") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}", fix="check the file's permissions and encoding") from exc
     try:
         return ConfigFile.model_validate(data)
     except ValidationError as exc:

@@ -215,3 +215,26 @@ def from_body(status: int, text: str, content_type: str) -> Failure | dict[str, 
         kind, message = _envelope(data)
         return Failure(status, kind or "unknown_error", message or text[:200])
     return data
+
+
+# The fix for each diagnosis (doctor's, and every command that stops on a route's answer), said once.
+FIXES = {
+    "invalid_key": "check the key and that it belongs to the provider at the base URL (a .cn key fails on .ai)",
+    "rate_limited": "slow down or raise your tier; k2probe's other commands retry these honouring Retry-After",
+    "quota_exhausted": "top up the account balance: a quota 429 is not retryable",
+    "server_error": "the provider failed: retry later, or route through a fallback",
+    "unreachable": "check the host and port, VPN or proxy; is the server running?",
+    "unknown_model": "set KIMI_CODING_MODEL to a model id the route lists (GET /models): a gateway alias or Moonshot's id",
+    "gateway_rejected_param": ("the gateway itself refused the parameter before any model saw it (LiteLLM: add it to "
+                               "allowed_openai_params for this model, or stop sending it)"),
+    "malformed_response": ("the route answered 200 with something that is not a usable chat completion (what is "
+                           "wrong is above): the gateway or the server behind it is broken — tell whoever runs it"),
+    "unclassified": "the server's own words are above: k2probe cannot tell the cause from them",
+    "bad_base_url": "check the base URL: an OpenAI-compatible route ends in /v1 (e.g. https://api.moonshot.ai/v1)",
+    "unsupported_param": "stop sending the parameter the route refuses (its words are above): run `k2probe doctor`",
+}
+
+# Causes the user's configuration must fix (key, base URL, model id, parameters, the account): a command that meets one
+# before its work stops with the fix and exit 2, rather than record every sample as an error.
+CONFIGURATION = frozenset({"missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
+                           "unknown_model", "unsupported_param", "gateway_rejected_param", "quota_exhausted"})

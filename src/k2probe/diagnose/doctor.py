@@ -11,7 +11,7 @@ from k2probe.client.transport import Outcome, RetryPolicy, Transport
 from k2probe.contexts import RouteContext, RunContext
 from k2probe.core.config import check_base_url, check_key, url_problem
 from k2probe.core.envnames import PROFILE_ENV
-from k2probe.core.failures import Failure
+from k2probe.core.failures import FIXES, Failure
 from k2probe.core.profiles import CONFIGURED, MODEL_ID
 from k2probe.core.sanitize import sanitise
 from k2probe.diagnose.audit import Auditor, Probed
@@ -58,21 +58,6 @@ class Stop(Exception):
 def code_for(failure: Failure) -> str:
     """The diagnosis a provider failure points to (status and body: core.failures.cause_of)."""
     return failure.cause
-
-
-FIXES = {
-    "invalid_key": "check the key and that it belongs to the provider at the base URL (a .cn key fails on .ai)",
-    "rate_limited": "slow down or raise your tier; k2probe's other commands retry these honouring Retry-After",
-    "quota_exhausted": "top up the account balance: a quota 429 is not retryable",
-    "server_error": "the provider failed: retry later, or route through a fallback",
-    "unreachable": "check the host and port, VPN or proxy; is the server running?",
-    "unknown_model": "set KIMI_CODING_MODEL to a model id the route lists (GET /models): a gateway alias or Moonshot's id",
-    "gateway_rejected_param": ("the gateway itself refused the parameter before any model saw it (LiteLLM: add it to "
-                               "allowed_openai_params for this model, or stop sending it)"),
-    "malformed_response": ("the route answered 200 with something that is not a usable chat completion (what is "
-                           "wrong is above): the gateway or the server behind it is broken — tell whoever runs it"),
-    "unclassified": "the server's own words are above: k2probe cannot tell the cause from them",
-}
 
 
 def _fail(check_id: str, failure: Failure, fix: str = "") -> Check:

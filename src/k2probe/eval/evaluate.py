@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr
@@ -181,13 +180,13 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             from k2probe.contexts import open_route
 
             for name in plan.routes:
-                if not run_id:  # the run is started under the first route's name
-                    run_id = store.start_run("eval", name, plan.as_config())
                 session = stack.enter_context(open_route(name, serve=serve))
                 if session.route.name in sessions:
                     raise UsageError(f"route {session.route.name!r} given twice", fix="name each route once")
                 sessions[session.route.name] = session
             routes = list(sessions)
+            asyncio.run(_prove(list(sessions.values())))  # a misconfigured route stops here: nothing paid, exit 2
+            run_id = run_id or store.start_run("eval", routes[0], plan.as_config())
         else:
             routes = [SAMPLES_ROUTE]
             run_id = run_id or store.start_run("eval", SAMPLES_ROUTE, plan.as_config())
@@ -206,9 +205,16 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             records = store.samples(run_id)  # read once: the metrics and the document share them
             figures = metrics.compute(store, run_id, plan.epochs, extra=suite_metrics(suite), samples=records)
             emulated = any(s.route.emulated for s in sessions.values())
-            store.finish_run(run_id, status, {"samples": figures.overall.samples.model_dump(),
-                                              "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated})
+            cost = figures.overall.cost_per_accepted_usd.total_cost_usd
+            store.finish_run(run_id, status, {"suite": suite.name, "samples": figures.overall.samples.model_dump(),
+                                              "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated,
+                                              "cost_usd": None if cost == "unknown" else cost})
     return EvalOutcome.of(run_id, plan, routes, figures, records, progress, executor.isolation.line())
+
+
+async def _prove(routes: list[RouteContext]) -> None:
+    """Each route's key, base URL and model proven by one cheap request, side by side (RouteContext.prove)."""
+    await asyncio.gather(*(routed.prove("eval") for routed in routes))
 
 
 def suite_metrics(suite: Suite) -> Callable[[list[Sample]], dict[str, Any]]:
@@ -233,5 +239,7 @@ def suite_metrics_of_run(ref: str) -> Callable[[list[Sample]], dict[str, Any]] |
 
 
 def check_samples_path(path: str | None) -> None:
-    if path is not None and not Path(path).is_file():
-        raise UsageError(f"--samples {path} is not a readable file", fix="give the path of a JSONL samples file")
+    if path is not None:
+        from k2probe.core.files import require_file
+
+        require_file(path, "--samples")

@@ -4,7 +4,6 @@ that follow from them."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from k2probe.core.errors import UsageError
@@ -47,7 +46,9 @@ def read_samples_file(path: str) -> dict[str, str]:
 
     completions: dict[str, str] = {}
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        from k2probe.core.files import read_text
+
+        lines = read_text(path, "--samples").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read --samples {path}: {exc}", fix="give a JSONL file of task_id/completion") from exc
     for number, line in enumerate(lines, 1):

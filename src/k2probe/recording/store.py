@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -299,10 +300,15 @@ class Store:
             return [_run(r) for r in rows]
 
     def find_run(self, prefix: str) -> Run:
-        """The run whose id starts with `prefix` (as printed by `k2probe runs`)."""
+        """The run whose id is `prefix` or the one run whose id starts with it (as printed by `k2probe runs`); the
+        prefix is matched as text, never as a LIKE pattern (`_` and `%` are characters of no run id)."""
+        if not re.fullmatch(r"[0-9a-fA-F-]{1,36}", prefix):
+            raise ConfigError(f"{prefix[:40]!r} is not a run id", fix="copy an id (or its first characters) from "
+                              "`k2probe runs`")
         self.flush()
         with Session(self.engine) as session:
-            rows = session.scalars(select(RunRow).where(RunRow.id.startswith(prefix)).limit(2)).all()
+            rows = session.scalars(select(RunRow).where(RunRow.id.startswith(prefix.lower(), autoescape=True))
+                                   .limit(2)).all()
             if len(rows) != 1:
                 what = "no run" if not rows else "more than one run"
                 raise ConfigError(f"{what} with id starting {prefix!r}", fix="copy an id from `k2probe runs`")

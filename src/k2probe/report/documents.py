@@ -329,12 +329,25 @@ class BenchDocument(Model):
     steps: list[ClosedLoopStep | OpenLoopStep]
 
 
+class ShippedTask(Model):
+    suite: str
+    id: str
+    title: str
+
+
+class AgentTasksDocument(Model):
+    """`k2probe agent --list-tasks --json`: the shipped tasks an agent run can take (`--task SUITE/ID`)."""
+
+    tasks: list[ShippedTask]
+
+
 def documents() -> dict[str, type[BaseModel]]:
     """Each command with --json → the model of its document (the evaluation's models load only when asked for)."""
     from k2probe.eval.compare import Comparison
     from k2probe.eval.evaluate import EvalOutcome
 
-    return {"agent": AgentDocument, "audit": AuditDocument, "bench": BenchDocument, "chat": ChatDocument,
+    return {"agent": AgentDocument, "agent-tasks": AgentTasksDocument, "audit": AuditDocument,
+            "bench": BenchDocument, "chat": ChatDocument,
             "compare": Comparison, "doctor": DoctorDocument, "eval": EvalOutcome, "quickstart": QuickstartDocument,
             "review": RunDetail, "routes": RoutesDocument, "runs": RunsDocument, "show": RunDetail,
             "smoke": SmokeDocument, "suite-check": SuiteCheckDocument}

@@ -57,6 +57,15 @@ def _time(epoch: float | None) -> str:
 
 def _brief(key: str, value: Any) -> str:
     """One summary entry for the runs table: scalars as they are, a bench's steps by their rate, bulk left out."""
+    if key == "samples" and isinstance(value, dict) and "n" in value:  # an evaluation's outcome counts
+        return (f"{value.get('passed', 0)} passed / {value.get('failed', 0)} failed / {value.get('error', 0)} error "
+                f"of {value.get('n', 0)}")
+    if key == "routes" and isinstance(value, list):
+        return "routes=" + ",".join(str(r) for r in value)
+    if key == "cost_usd":
+        return "cost unknown" if value is None else f"${float(value):.4f}"
+    if key == "emulated":
+        return "on the emulator" if value else ""
     if key == "steps" and isinstance(value, list):
         return "steps=" + "; ".join(
             f"{'c=' + str(s['concurrency']) if 'concurrency' in s else str(s.get('rate')) + '/s'} "
@@ -72,13 +81,16 @@ def print_runs(runs: list[Run]) -> None:
         table.add_column(column, overflow="fold")
     for run in runs:
         summary = ", ".join(brief for k, v in (run.summary or {}).items() if (brief := _brief(k, v)))
-        table.add_row(run.id[:8], run.command, run.route or "", run.status, _time(run.started_at), summary)
+        table.add_row(*(render.shown(cell) for cell in (run.id[:8], run.command, run.route or "", run.status,
+                                                         _time(run.started_at), summary)))
     render.out.print(table)
 
 
 def print_run(detail: RunDetail) -> None:
     verdict = {None: "not reviewed", True: "accepted", False: "rejected"}[detail.accepted]
-    render.out.print(f"run {detail.id} · {detail.command} · route {detail.route} · {detail.status} · {verdict}")
+    routes = (detail.summary or {}).get("routes")
+    where = f"routes {', '.join(map(str, routes))}" if isinstance(routes, list) and routes else f"route {detail.route}"
+    render.out.print(render.shown(f"run {detail.id} · {detail.command} · {where} · {detail.status} · {verdict}"))
     shown = len(detail.calls)
     first = detail.calls_offset + 1
     table = Table(title=f"calls {first}–{first + shown - 1} of {detail.calls_total}" if shown

@@ -103,27 +103,32 @@ def figures_line(call: CallRecord) -> str:
 
 class LivePrinter:
     """Prints a stream as it arrives: reasoning dimmed, then the answer. Redaction covers each part as a whole (a
-    key split across chunks is still caught: see StreamRedactor), so a few characters show a chunk late."""
+    key split across chunks is still caught: see StreamRedactor), so a few characters show a chunk late. With stdout
+    not a terminal (piped to a file or a program), the reasoning goes to stderr and stdout gets the answer alone."""
 
     def __init__(self) -> None:
         from k2probe.core.redact import StreamRedactor
 
         self.kind: str | None = None
         self.redactor = StreamRedactor()
+        self.split = not out.is_terminal
+
+    def _console(self, kind: str | None) -> Console:
+        return err if self.split and kind == "reasoning" else out
 
     def __call__(self, kind: str, text: str) -> None:
         if kind != self.kind:
             self._flush()
-            if self.kind is not None:
-                out.print()
+            if self.kind is not None:  # the part before ends its line, where it was printed
+                self._console(self.kind).print()
             if kind == "reasoning":
-                out.print(Text("thinking: ", style="dim italic"), end="")
+                self._console(kind).print(Text("thinking: ", style="dim italic"), end="")
             self.kind = kind
         self._show(self.redactor.feed(text))
 
     def _show(self, text: str) -> None:
         if text:
-            out.print(shown(text, "dim" if self.kind == "reasoning" else ""), end="")
+            self._console(self.kind).print(shown(text, "dim" if self.kind == "reasoning" else ""), end="")
 
     def _flush(self) -> None:
         self._show(self.redactor.finish())
@@ -131,4 +136,4 @@ class LivePrinter:
     def finish(self) -> None:
         if self.kind is not None:
             self._flush()
-            out.print()
+            self._console(self.kind).print()

@@ -70,10 +70,12 @@ def _field(data: dict[str, object], name: str, where: Path, default: str | None 
 
 def _read_toml(path: Path) -> dict[str, object]:
     from k2probe.core.errors import UsageError
+    from k2probe.core.files import read_text
 
+    text = read_text(path, f"the suite file {path.name}", limit=16 * 1024 * 1024)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: {exc}", fix="fix the file (TOML)") from exc
 
 
