@@ -3,6 +3,7 @@ Commands live in the *_commands modules by subject; each imports what it uses wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -55,7 +56,8 @@ def main() -> None:
     """Entry point: K2ProbeError becomes one line on stderr and its exit code; nothing else escapes as a traceback."""
     import signal
 
-    signal.signal(signal.SIGTERM, _terminate)
+    with contextlib.suppress(ValueError):  # only the main thread may (k2probe called from a thread keeps its own)
+        signal.signal(signal.SIGTERM, _terminate)
     sys.stdout = RedactingStream(sys.stdout)
     sys.stderr = RedactingStream(sys.stderr)
     for name in KEY_ENVS:  # known before anything can print
