@@ -105,7 +105,9 @@ def test_a_sweep_where_nothing_answered_blames_the_configuration_or_the_route(cl
     assert "every request failed (invalid_key 3)" in line and "AI_GATEWAY_API_KEY" in line
     dead = cli("bench", "--concurrency", "1", "--requests", "3", "--workers", "1",
                env=route_env(server, base_url=f"http://127.0.0.1:{free_port()}/v1"))
-    assert dead.code == 1 and "not one request succeeded (unreachable 3)" in dead.stderr
+    # nothing listening where the route points: k2probe could not measure anything (core/failures.CONFIGURATION)
+    assert dead.code == 2 and "every request failed (unreachable 3)" in dead.stderr and "is the server running" \
+        in dead.stderr
     runs = cli("runs", "--json").json()["runs"]
     assert [r["status"] for r in runs[:2]] == ["error", "error"]  # both sweeps are on record
     assert all(r["summary"]["steps"][0]["failed"] for r in runs[:2])

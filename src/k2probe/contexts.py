@@ -73,7 +73,7 @@ class RouteContext:
         base URL, model id, parameters, the account — stops the command here with the fix (exit 2), before anything
         is paid for or recorded against the model. Other trouble (rate limits, 5xx, a relay's rewrites) is left to the
         work itself, which retries, falls back and records it. Not recorded: it is no sample's call."""
-        from k2probe.core.failures import CONFIGURATION, FIXES
+        from k2probe.core.failures import CONFIGURATION, fix_for
         from k2probe.core.sanitize import sanitise
 
         body = sanitise({"model": self.route.model, "max_tokens": 64,
@@ -83,7 +83,8 @@ class RouteContext:
         failure = outcome.failure
         if failure is not None and failure.cause in CONFIGURATION:
             raise ConfigError(f"route {self.route.name!r} cannot be used ({failure.cause}): {failure.line()}",
-                              fix=FIXES[failure.cause] + " — then `k2probe doctor` to check the whole route")
+                              fix=fix_for(failure.cause, self.route.base_url, failure.type, self.route.api_key_env)
+                              + " — then `k2probe doctor` to check the whole route")
 
 
 @dataclass

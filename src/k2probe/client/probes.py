@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from k2probe.client.answers import Malformed, NotJson, load
-from k2probe.core.failures import Failure, from_body
+from k2probe.core.failures import Failure, from_body, plain_http_failure, spoke_plain_http
 from k2probe.core.records import CallRecord
 
 
@@ -43,7 +43,8 @@ async def probe_models(base_url: str, key: str, route: str, model: str, timeout_
         async with httpx.AsyncClient(timeout=timeout_s) as client:
             response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
     except httpx.HTTPError as exc:
-        down = Failure(None, "connection_error", f"nothing answered at {_host(url)}: {type(exc).__name__}")
+        down = plain_http_failure() if spoke_plain_http(exc) else \
+            Failure(None, "connection_error", f"nothing answered at {_host(url)}: {type(exc).__name__}")
         record.latency_ms = (time.perf_counter() - started) * 1000.0
         record.error_type, record.error_message = down.type, down.message
         return ProbeResult(url, None, None, down, record)

@@ -282,13 +282,15 @@ def key_problem(key: str) -> Finding | None:
 def check_key(key: str) -> list[Finding]:
     """What looks wrong in a key's text (never its value: nothing here quotes the key)."""
     found: list[Finding] = []
+    if key.strip().lower().startswith("bearer "):  # said first, and the rest checked without it: its space is no typo
+        found.append(Finding("invalid_key", "the API key starts with 'Bearer '",
+                             "remove the `Bearer ` prefix: set only the key (the SDK adds that prefix itself)"))
+        key = key.strip()[len("bearer "):]
     problem = key_problem(key)
     if problem is not None and key == key.strip():
         found.append(problem)
     if key != key.strip() or key.strip() != key.strip().strip("'\""):
         found.append(Finding("invalid_key", "the API key has spaces or quotes around it", "remove them"))
-    if key.lower().startswith("bearer "):
-        found.append(Finding("invalid_key", "the API key starts with 'Bearer '", "set only the key; the SDK adds Bearer"))
     return found
 
 

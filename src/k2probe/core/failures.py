@@ -82,7 +82,9 @@ def cause_of(failure: Failure) -> str:
     text = f"{failure.type} {failure.message}"
     status = failure.status
     if status is None:
-        return "unreachable"
+        return "bad_base_url" if failure.type == PLAIN_HTTP else "unreachable"
+    if failure.type == "stream_cut":  # the connection broke mid-answer: the same kind whoever sees it (doctor, bench)
+        return "stream_cut"
     if failure.type == "malformed_response" and 200 <= status < 300:  # answered, but nothing of it can be used
         return "malformed_response"
     if failure.type in NOT_RETRYABLE_TYPES or status == 402 or _QUOTA.search(text):
@@ -174,6 +176,31 @@ def _non_json(status: int, text: str, content_type: str) -> Failure:
                    f"the server answered HTTP {status} with a non-JSON body ({kind}): {snippet!r}")
 
 
+PLAIN_HTTP = "tls_to_plain_http"
+_PLAIN_HTTP_WORDS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "RECORD_LAYER_FAILURE",
+                     "HTTP_REQUEST", "http request")
+
+
+def spoke_plain_http(exc: BaseException) -> bool:
+    """The TLS handshake was answered in plain HTTP (an https:// base URL for an http:// server), anywhere in the
+    exception's chain."""
+    import ssl
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) and any(w in str(seen) for w in _PLAIN_HTTP_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def plain_http_failure() -> Failure:
+    return Failure(None, PLAIN_HTTP, "the server answered the TLS handshake in plain HTTP: the base URL says https:// "
+                   "but the server speaks http://")
+
+
 def from_exception(exc: BaseException, *, mid_stream: bool = False) -> Failure:
     """Classify an exception raised by the openai SDK (or by parsing its output)."""
     import openai  # here, not at the top: the load test's workers classify bodies without the SDK (0.4 s to import)
@@ -187,6 +214,8 @@ def from_exception(exc: BaseException, *, mid_stream: bool = False) -> Failure:
     if isinstance(exc, openai.APITimeoutError):
         return Failure(None, "timeout", "the request timed out", mid_stream=mid_stream)
     if isinstance(exc, openai.APIConnectionError):
+        if spoke_plain_http(exc):
+            return plain_http_failure()
         cause = exc.__cause__ or exc
         return Failure(None, "connection_error", f"cannot connect: {cause}", mid_stream=mid_stream)
     if isinstance(exc, openai.APIError):  # an error event inside a 200 stream
@@ -230,6 +259,8 @@ FIXES = {
     "malformed_response": ("the route answered 200 with something that is not a usable chat completion (what is "
                            "wrong is above): the gateway or the server behind it is broken — tell whoever runs it"),
     "unclassified": "the server's own words are above: k2probe cannot tell the cause from them",
+    "stream_cut": ("the connection broke mid-stream: a proxy or load balancer with a short idle or response timeout "
+                   "is the usual cause — raise it, or try the route without it"),
     "bad_base_url": "check the base URL: an OpenAI-compatible route ends in /v1 (e.g. https://api.moonshot.ai/v1)",
     "unsupported_param": "stop sending the parameter the route refuses (its words are above): run `k2probe doctor`",
 }
@@ -238,3 +269,23 @@ FIXES = {
 # before its work stops with the fix and exit 2, rather than record every sample as an error.
 CONFIGURATION = frozenset({"missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
                            "unknown_model", "unsupported_param", "gateway_rejected_param", "quota_exhausted"})
+
+
+MOONSHOT_HOSTS = ("moonshot.ai", "moonshot.cn", "kimi.com", "kimi.ai")
+
+
+def fix_for(cause: str, base_url: str | None, kind: str | None = None, key_env: str | None = None) -> str:
+    """The fix for `cause` in the terms of the route at `base_url`: a bad key at Moonshot is a platform question (.cn
+    or .ai), behind a gateway it is the gateway's own key."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url or "").hostname or "").lower()
+    if kind == PLAIN_HTTP:
+        return "write the base URL with http:// (this server speaks plain HTTP), or put TLS in front of it"
+    if cause == "invalid_key" and host:
+        where = f"the key in {key_env}" if key_env else "the key"
+        if host.endswith(MOONSHOT_HOSTS):
+            return f"check {where} and that it belongs to this platform: a .cn key fails on .ai, and the reverse"
+        return (f"check {where}: it must be one {host} accepts — the gateway's own key (a LiteLLM virtual or master "
+                "key, an OpenRouter key…), not the upstream provider's")
+    return FIXES.get(cause, "")

@@ -11,7 +11,7 @@ from k2probe.client.transport import Outcome, RetryPolicy, Transport
 from k2probe.contexts import RouteContext, RunContext
 from k2probe.core.config import check_base_url, check_key, url_problem
 from k2probe.core.envnames import PROFILE_ENV
-from k2probe.core.failures import FIXES, Failure
+from k2probe.core.failures import FIXES, Failure, fix_for
 from k2probe.core.profiles import CONFIGURED, MODEL_ID
 from k2probe.core.sanitize import sanitise
 from k2probe.diagnose.audit import Auditor, Probed
@@ -19,7 +19,7 @@ from k2probe.diagnose.audit import Auditor, Probed
 DIAGNOSES = ("ok", "missing_key", "invalid_key", "doubled_v1", "missing_v1", "bad_base_url", "unreachable",
              "unknown_model", "unsupported_param", "tool_choice_rejected", "reasoning_dropped", "rate_limited",
              "quota_exhausted", "server_error", "gateway_rejected_param", "gateway_rewrites", "malformed_response",
-             "unclassified")
+             "stream_cut", "unclassified")
 PING = {"role": "user", "content": "Reply with the single word: ok"}
 LOOKUP_TOOL = {"type": "function", "function": {
     "name": "lookup_symbol", "description": "Find where a symbol is defined in the repository.",
@@ -95,6 +95,9 @@ class Doctor:
         return Diagnosis(self.route.name, self.checks)
 
     def add(self, check: Check) -> None:
+        if check.status == "fail" and check.code and check.fix == FIXES.get(check.code):
+            # in the terms of this route's provider or gateway
+            check.fix = fix_for(check.code, self.route.base_url, key_env=self.route.api_key_env)
         self.checks.append(check)
         if check.status == "fail" and check.id in ("key", "base_url", "model"):
             raise Stop
@@ -122,8 +125,9 @@ class Doctor:
         findings = check_base_url(base)
         probe = await probe_models(base, self.route.key(), self.route.name, self.route.model)
         self.recording.record(probe.record)
-        if probe.failure is not None and probe.failure.status is None:
-            self.add(Check("base_url", "fail", probe.failure.message, FIXES["unreachable"], "unreachable",
+        if probe.failure is not None and probe.failure.status is None:  # nothing (or no TLS) answered there
+            cause = probe.failure.cause
+            self.add(Check("base_url", "fail", probe.failure.message, fix_for(cause, base, probe.failure.type), cause,
                            {"url": base}))
         if probe.failure is not None and probe.api_like and probe.failure.cause == "invalid_key":
             self.add(_fail("key", probe.failure))

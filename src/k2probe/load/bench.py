@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from k2probe.core.errors import ConfigError, ProbeFailed
+from k2probe.core.failures import CONFIGURATION, fix_for
 from k2probe.core.records import CallRecord
 from k2probe.core.sanitize import sanitise
 from k2probe.load.step import Report, StepPlan, StepResult, attach, run_in_worker, run_step
@@ -202,11 +203,6 @@ def bench_call(route: str, model: str, stream: bool, request: dict[str, Any], la
                       started_at=call["at"])
 
 
-CONFIG_CAUSES = {"invalid_key": "check the key in {key}", "unknown_model": "the route does not serve model {model}: "
-                 "set KIMI_CODING_MODEL (or model = in k2probe.toml) to one it serves",
-                 "bad_base_url": "{base} does not serve /chat/completions: check AI_GATEWAY_BASE_URL (it ends in /v1)"}
-
-
 def verdict(steps: list[dict[str, Any]], route: Any) -> None:
     """A sweep where not one request succeeded is not a measurement: the configuration's fault (exit 2, with the
     fix) when every failure says so, else the route's (exit 1). Partial failures are figures, not a verdict."""
@@ -216,10 +212,9 @@ def verdict(steps: list[dict[str, Any]], route: Any) -> None:
     for step in steps:
         failed.update(step["failed"])
     kinds = ", ".join(f"{kind} {count}" for kind, count in failed.most_common())
-    if len(failed) == 1 and (cause := next(iter(failed))) in CONFIG_CAUSES:
-        fix = CONFIG_CAUSES[cause].format(key=route.api_key_env or "AI_GATEWAY_API_KEY", model=route.model,
-                                          base=route.base_url)
-        raise ConfigError(f"route {route.name!r}: every request failed ({kinds})", fix=fix)
+    if len(failed) == 1 and (cause := next(iter(failed))) in CONFIGURATION:  # one rule: core/failures.py
+        raise ConfigError(f"route {route.name!r}: every request failed ({kinds})",
+                          fix=fix_for(cause, route.base_url, key_env=route.api_key_env or "AI_GATEWAY_API_KEY"))
     raise ProbeFailed(f"route {route.name!r}: not one request succeeded ({kinds})",
                       fix="see `k2probe doctor` for what the route answers")
 
