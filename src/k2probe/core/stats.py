@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -41,6 +42,52 @@ def mcnemar_p(b: int, c: int) -> float:
     k = min(b, c)
     tail: float = sum(math.comb(n, i) for i in range(k + 1)) / float(2**n)
     return min(1.0, 2 * tail)
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X ≤ k) for X ~ Binomial(n, p), summed in logs (exact enough for thousands of pairs)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+            + (n - i) * math.log1p(-p) for i in range(k + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def clopper_pearson(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) interval of a binomial proportion: the dual of the exact two-sided binomial test
+    that doubles the smaller tail, so it excludes p0 exactly when that test rejects p0 at `alpha`."""
+    def solve(tail: Any, lo: float, hi: float) -> float:
+        for _ in range(80):  # bisection: the tail is monotone in p
+            mid = (lo + hi) / 2
+            if tail(mid):
+                hi = mid
+            else:
+                lo = mid
+        return (lo + hi) / 2
+
+    lower = 0.0 if successes == 0 else solve(lambda p: 1.0 - _binomial_cdf(successes - 1, n, p) > alpha / 2, 0, 1)
+    upper = 1.0 if successes == n else solve(lambda p: _binomial_cdf(successes, n, p) < alpha / 2, 0, 1)
+    return lower, upper
+
+
+def mcnemar_exact_difference(b: int, c: int, n: int, alpha: float = 0.05) -> tuple[float, float, float] | None:
+    """The paired difference of two proportions (second minus first: (c - b) / n) with the interval that agrees with
+    the exact McNemar test: Clopper–Pearson for the share c / (b + c) of discordant pairs won by the second, mapped
+    onto the difference given the b + c discordant pairs. It contains 0 exactly when `mcnemar_p(b, c)` ≥ alpha."""
+    if n <= 0:
+        return None
+    discordant = b + c
+    diff = (c - b) / n
+    if discordant == 0:
+        return diff, 0.0, 0.0
+    low, high = clopper_pearson(c, discordant, alpha)
+    scale = discordant / n
+    return diff, scale * (2 * low - 1), scale * (2 * high - 1)
 
 
 def paired_rate_difference(b: int, c: int, n: int, z: float = 1.96) -> tuple[float, float, float] | None:

@@ -1,6 +1,7 @@
 """`k2probe compare RUN [RUN…]`: routes side by side on the same samples — each metric per route, the paired
-difference with its 95% interval (McNemar for accepted rates, a paired bootstrap for latency), what the non-passes on
-the worse route were, and which route is cheapest per *accepted* task, not per token."""
+difference with its 95% interval (for accepted rates the exact McNemar test and the interval dual to it, so they never
+disagree; a paired bootstrap for latency), what the non-passes on the worse route were, and which route is cheapest
+per *accepted* task, not per token (a tie is said as one)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,26 @@ from typing import Any
 
 from k2probe.core.errors import UsageError
 from k2probe.core.results import Model, Outcome, RouteMetrics, Sample
-from k2probe.core.stats import bootstrap_mean_difference, mcnemar_p, paired_rate_difference
+from k2probe.core.stats import bootstrap_mean_difference, mcnemar_exact_difference, mcnemar_p
 from k2probe.eval import metrics as eval_metrics
 from k2probe.eval.evaluate import suite_metrics_of_run
+from k2probe.recording import queries
 from k2probe.recording.store import Store
+
+METHOD = ("exact McNemar test; 95% interval: Clopper-Pearson on the discordant pairs, mapped onto the difference "
+          "(the two agree: the interval excludes 0 exactly when p < 0.05)")
 
 
 class AcceptedDifference(Model):
-    """The second route's accepted rate minus the first's on the paired judged samples, with McNemar's p."""
+    """The second route's accepted rate minus the first's on the paired judged samples, with the exact McNemar p and
+    the interval dual to it. `only_first`/`only_second`: pairs only that route got accepted."""
 
     value: float
     ci95: tuple[float, float]
     mcnemar_p: float
-    only_first_passed: int
-    only_second_passed: int
+    only_first: int
+    only_second: int
+    method: str = METHOD
 
 
 class LatencyDifference(Model):
@@ -44,7 +51,9 @@ class Difference(Model):
     against: str
     pairs: int
     judged_pairs: int
-    accepted_difference: AcceptedDifference | None
+    reviewed_pairs: int  # judged pairs where a person's review decided one side's acceptance
+    accepted_difference: AcceptedDifference | None  # accepted as the table counts it: a review, else the verification
+    verified_difference: AcceptedDifference | None  # the verification's verdicts alone
     error_difference: int
     latency_difference_ms: LatencyDifference | None
     causes: list[Cause]
@@ -57,7 +66,8 @@ class Comparison(Model):
     run_id: str | list[str]  # one run, or the runs compared
     routes: dict[str, RouteMetrics]
     differences: list[Difference]
-    cheapest_per_accepted: str | None
+    cheapest_per_accepted: str | None  # None on a tie (then `cheapest_tied` names the routes) or with nothing priced
+    cheapest_tied: list[str]
     unpriced: list[str]
 
     @property
@@ -74,7 +84,14 @@ def compare(store: Store, prefixes: list[str], reference: str | None = None) -> 
     for run in runs:
         if run.command != "eval":
             raise UsageError(f"run {run.id[:8]} is a `{run.command}` run", fix="compare evaluation runs")
+    suites = {str((run.config.get("eval") or {}).get("suite") or "") for run in runs}
+    if len(suites) > 1:
+        raise UsageError(f"these runs evaluated different suites ({', '.join(sorted(suites))}): their samples do not pair",
+                         fix="compare runs of one suite")
     per_run = [(run, store.samples(run.id)) for run in runs]
+    reviewed: dict[str, bool] = {}  # sample id → the latest review's verdict
+    for run in runs:
+        reviewed.update({r.sample_id: r.accepted for r in queries.reviews_by_sample(store, run.id) if r.sample_id})
     # in how many of the runs each route appears: a route in two runs is told apart by its run
     seen: Counter[str] = Counter(route for _, samples in per_run for route in {s.route for s in samples})
     routes: dict[str, RouteMetrics] = {}
@@ -94,26 +111,47 @@ def compare(store: Store, prefixes: list[str], reference: str | None = None) -> 
     if reference is not None and reference not in routes:
         raise UsageError(f"--reference {reference!r} is not one of the routes compared", fix=f"one of: {', '.join(labels)}")
     reference = reference or labels[0]
-    differences = [_difference(reference, other, paired[reference], paired[other]) for other in labels
+    differences = [_difference(reference, other, paired[reference], paired[other], reviewed) for other in labels
                    if other != reference]
+    for diff in differences:
+        if diff.pairs == 0:
+            raise UsageError(f"routes {diff.against} and {diff.route} share no sample (task and epoch)",
+                             fix="compare runs over the same tasks and epochs")
     priced = {r: m.cost_per_accepted_usd.value for r, m in routes.items()}
-    known = {r: v for r, v in priced.items() if isinstance(v, int | float)}
-    cheapest = min(known, key=lambda r: known[r]) if known else None
+    known = {r: float(v) for r, v in priced.items() if isinstance(v, int | float)}
+    best = min(known.values()) if known else None
+    lowest = [r for r, v in known.items() if v == best]
     unpriced = [r for r, v in priced.items() if v == "unknown"]
     ids = [r.id for r in runs]
     return Comparison(run_id=ids[0] if len(ids) == 1 else ids, routes=routes, differences=differences,
-                      cheapest_per_accepted=cheapest, unpriced=unpriced)
+                      cheapest_per_accepted=lowest[0] if len(lowest) == 1 else None,
+                      cheapest_tied=lowest if len(lowest) > 1 else [], unpriced=unpriced)
 
 
-def _difference(first: str, second: str, a: dict[tuple[str, int], Sample],
-                b: dict[tuple[str, int], Sample]) -> Difference:
-    """`second` against `first` on the samples both have (paired by task and epoch)."""
+def _paired(first: list[bool], second: list[bool]) -> AcceptedDifference | None:
+    """The paired difference of two routes' acceptance over the same judged samples (exact McNemar, its interval)."""
+    only_first = sum(1 for x, y in zip(first, second, strict=True) if x and not y)
+    only_second = sum(1 for x, y in zip(first, second, strict=True) if y and not x)
+    rate = mcnemar_exact_difference(only_first, only_second, len(first))
+    if rate is None:
+        return None
+    return AcceptedDifference(value=rate[0], ci95=(rate[1], rate[2]), mcnemar_p=mcnemar_p(only_first, only_second),
+                              only_first=only_first, only_second=only_second)
+
+
+def _difference(first: str, second: str, a: dict[tuple[str, int], Sample], b: dict[tuple[str, int], Sample],
+                reviewed: dict[str, bool]) -> Difference:
+    """`second` against `first` on the samples both have (paired by task and epoch); accepted as the metrics table
+    counts it (a person's review decides, else the verification), and verified-only beside it."""
     keys = sorted(set(a) & set(b))
     judged = [k for k in keys if a[k].outcome.judged and b[k].outcome.judged]
-    passed, failed, error = Outcome.PASSED, Outcome.FAILED, Outcome.ERROR
-    only_first = sum(1 for k in judged if a[k].outcome is passed and b[k].outcome is failed)
-    only_second = sum(1 for k in judged if a[k].outcome is failed and b[k].outcome is passed)
-    rate = paired_rate_difference(only_first, only_second, len(judged))
+    passed, error = Outcome.PASSED, Outcome.ERROR
+
+    def accepted(sample: Sample) -> bool:
+        return reviewed.get(sample.id, sample.outcome is passed)
+
+    accepted_diff = _paired([accepted(a[k]) for k in judged], [accepted(b[k]) for k in judged])
+    verified_diff = _paired([a[k].outcome is passed for k in judged], [b[k].outcome is passed for k in judged])
     errors = sum(1 for k in keys if b[k].outcome is error) - sum(1 for k in keys if a[k].outcome is error)
     latency = bootstrap_mean_difference([float(b[k].usage.latency_ms or 0.0) - float(a[k].usage.latency_ms or 0.0)
                                          for k in keys if a[k].usage.latency_ms and b[k].usage.latency_ms])
@@ -128,10 +166,8 @@ def _difference(first: str, second: str, a: dict[tuple[str, int], Sample],
     causes = Counter(_short(s.reason) for s in worse)
     return Difference(
         route=second, against=first, pairs=len(keys), judged_pairs=len(judged),
-        accepted_difference=None if rate is None else AcceptedDifference(
-            value=rate[0], ci95=(rate[1], rate[2]), mcnemar_p=mcnemar_p(only_first, only_second),
-            only_first_passed=only_first, only_second_passed=only_second),
-        error_difference=errors,
+        reviewed_pairs=sum(1 for k in judged if a[k].id in reviewed or b[k].id in reviewed),
+        accepted_difference=accepted_diff, verified_difference=verified_diff, error_difference=errors,
         latency_difference_ms=None if latency is None else LatencyDifference(mean=latency[0],
                                                                              ci95=(latency[1], latency[2])),
         causes=[Cause(reason=reason, samples=n) for reason, n in causes.most_common(3)],

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from k2probe.eval.compare import Comparison
 from k2probe.report.evaluation import ROWS
-from k2probe.report.terminal import out
+from k2probe.report.terminal import out, shown
 
 
 def print_comparison(result: Comparison) -> None:
@@ -19,11 +19,15 @@ def print_comparison(result: Comparison) -> None:
         table.add_row(label, *(read(m) for m in result.routes.values()))
     out.print(table)
     for diff in result.differences:
-        acc = diff.accepted_difference
+        acc, verified = diff.accepted_difference, diff.verified_difference
         if acc is not None:
-            out.print(f"{diff.route} vs {diff.against}: accepted {100 * acc.value:+.1f} points "
-                      f"[{100 * acc.ci95[0]:+.1f}, {100 * acc.ci95[1]:+.1f}] on {diff.judged_pairs} "
-                      f"paired samples (McNemar p={acc.mcnemar_p:.3g}); errors {diff.error_difference:+d}")
+            reviews = f", {diff.reviewed_pairs} decided by a review" if diff.reviewed_pairs else ""
+            out.print(shown(f"{diff.route} vs {diff.against}: accepted {100 * acc.value:+.1f} points "
+                            f"[{100 * acc.ci95[0]:+.1f}, {100 * acc.ci95[1]:+.1f}] (exact McNemar p={acc.mcnemar_p:.3g}) "
+                            f"on {diff.judged_pairs} paired samples{reviews}; errors {diff.error_difference:+d}"))
+            if verified is not None and diff.reviewed_pairs:
+                out.print(shown(f"    verified only: {100 * verified.value:+.1f} points [{100 * verified.ci95[0]:+.1f}, "
+                                f"{100 * verified.ci95[1]:+.1f}] (p={verified.mcnemar_p:.3g})"))
         else:
             out.print(f"{diff.route} vs {diff.against}: no paired judged samples; errors {diff.error_difference:+d}")
         trigger = diff.tool_trigger_vs_reference
@@ -33,6 +37,10 @@ def print_comparison(result: Comparison) -> None:
         for cause in diff.causes:
             out.print(f"    {cause.samples} sample(s) passed on {diff.against} but not here: {cause.reason}",
                       markup=False)
+    if result.differences and result.differences[0].accepted_difference is not None:
+        out.print(f"(intervals: {result.differences[0].accepted_difference.method})", style="dim")
     cheapest = result.cheapest_per_accepted
-    out.print(f"cheapest per accepted task: {cheapest or 'cannot tell (no priced route accepted anything)'}"
-              + (f"; not priced: {', '.join(result.unpriced)}" if result.unpriced else ""))
+    said = cheapest or (f"a tie between {', '.join(result.cheapest_tied)}" if result.cheapest_tied
+                        else "cannot tell (no priced route accepted anything)")
+    out.print(shown(f"cheapest per accepted task: {said}"
+                    + (f"; not priced: {', '.join(result.unpriced)}" if result.unpriced else "")))
