@@ -171,7 +171,7 @@ CASES: list[tuple[str, list[str], dict[str, str], str, int, str]] = [
     ("eval-samples-other-suite", ["eval", "basic", "--samples", "s.jsonl"], {}, "samples_unknown", 2,
      "HumanEval problems"),
     ("eval-samples-unknown-task", ["eval", "humaneval", "--samples", "s.jsonl"], {}, "samples_unknown", 2,
-     "no completion for any task"),
+     "1 task id(s) not in suite humaneval: 'Nope/1'"),
     ("eval-fail-under-unknown", ["eval", "humaneval", "--fail-under", "speed=3"], {}, "", 2, "unknown metric"),
     ("eval-fail-under-range", ["eval", "humaneval", "--fail-under", "accepted_rate=2"], {}, "", 2, "between 0 and 1"),
     ("eval-fail-under-nan", ["eval", "humaneval", "--fail-under", "accepted_rate=nan"], {}, "", 2, "between 0 and 1"),

@@ -69,7 +69,7 @@ def eval_command(
 
     if suite is None and resume is None:
         raise UsageError("give a SUITE (humaneval, basic) or --resume RUN", fix="e.g. k2probe eval humaneval --limit 20")
-    thresholds = parse_thresholds(fail_under or [], _epochs(resume, epochs), max_error_rate)
+    thresholds = parse_thresholds(fail_under or [], _epochs(resume, epochs, samples), max_error_rate)
     task_ids = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
     if task_ids == []:
         raise UsageError(f"--tasks {tasks!r} names no task",
@@ -87,8 +87,15 @@ def eval_command(
         raise typer.Exit(1)
 
 
-def _epochs(resume: str | None, epochs: int) -> int:
-    """The epochs of the run being made, or of the run being resumed (its own plan's)."""
+def _epochs(resume: str | None, epochs: int, samples: Path | None = None) -> int:
+    """The epochs of the run being made (a samples file's: the most completions any task has), or of the run being
+    resumed (its own plan's)."""
+    if resume is None and samples is not None:
+        from k2probe.eval.evaluate import check_samples_path
+        from k2probe.eval.plan import read_samples_file
+
+        check_samples_path(str(samples))
+        return max((len(v) for v in read_samples_file(str(samples)).values()), default=1)
     if resume is None:
         return epochs
     from k2probe.recording.store import Store

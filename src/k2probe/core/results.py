@@ -266,10 +266,11 @@ class TotalTokens(Model):
 
 
 class CostPerAccepted(Model):
-    """Dollars per accepted sample; "unknown" when any call was unpriced (never a made-up $0)."""
+    """Dollars per accepted sample; "unknown" when any call was unpriced (never a made-up $0); None when no call was
+    made at all (a samples file's completions cost nothing k2probe saw)."""
 
     value: float | Literal["unknown"] | None = None
-    total_cost_usd: float | Literal["unknown"] = 0.0
+    total_cost_usd: float | Literal["unknown"] | None = 0.0
     accepted: int = 0
     unpriced_calls: int = 0
     price_sources: list[str] = Field(default_factory=list)

@@ -110,7 +110,7 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
     (default: this event loop, eval/scheduler.py's LocalScheduler); `serve` serves its emulated routes
     (api.serve_emulator)."""
     pool = ThreadPoolExecutor(max_workers=1)
-    ahead: Future[dict[str, Verdict]] | None = None
+    ahead: Future[dict[tuple[str, int], Verdict]] | None = None
     if resume is None and plan.samples_file is not None:  # nothing to ask: scoring starts while the store loads
         suite = suite if suite is not None and suite.name == plan.suite else get_suite(plan.suite)
         samples, given = _samples(plan, suite)
@@ -138,26 +138,34 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
         store.dispose()
 
 
-async def _score_all(suite: Suite, samples: list[Identified], given: dict[str, Attempt],
-                     executor: Executor) -> dict[str, Verdict]:
-    """Every given attempt scored (each in a sandbox of its own), by sample id; one that raises is left out (the
-    runner scores it again, where its exception becomes that sample's `error`)."""
-    async def one(sample: Identified) -> tuple[str, Verdict | BaseException]:
+async def _score_all(suite: Suite, samples: list[Identified], given: dict[str, list[Attempt]],
+                     executor: Executor) -> dict[tuple[str, int], Verdict]:
+    """Every given attempt scored (each in a sandbox of its own), by (sample id, epoch); one that raises is left out
+    (the runner scores it again, where its exception becomes that sample's `error`)."""
+    async def one(sample: Identified, epoch: int) -> tuple[tuple[str, int], Verdict | BaseException]:
         try:
-            return sample.id, await suite.score(sample, given[sample.id], executor)
+            return (sample.id, epoch), await suite.score(sample, given[sample.id][epoch], executor)
         except Exception as exc:
-            return sample.id, exc
+            return (sample.id, epoch), exc
 
-    scored = await asyncio.gather(*(one(s) for s in samples))
+    scored = await asyncio.gather(*(one(s, e) for s in samples for e in range(len(given[s.id]))))
     return {key: verdict for key, verdict in scored if isinstance(verdict, Verdict)}
 
 
-def _samples(plan: EvalPlan, suite: Suite) -> tuple[list[Identified], dict[str, Attempt] | None]:
-    """The plan's samples of the suite, and a samples file's attempts when there is one (only the samples it has)."""
+def _samples(plan: EvalPlan, suite: Suite) -> tuple[list[Identified], dict[str, list[Attempt]] | None]:
+    """The plan's samples of the suite, and a samples file's attempts when there is one (only the samples it has; a
+    task id the suite does not have is named, never skipped). Several attempts for one task are its epochs: the plan
+    takes as many epochs as the most any task has."""
     chosen = select(suite, plan.tasks, plan.limit)
     if plan.samples_file is None:
         return chosen, None
     given = given_of(suite, plan.samples_file)
+    known = {s.id for s in suite.samples()}
+    unknown = [task for task in given if task not in known]
+    if unknown:
+        raise UsageError(f"--samples {plan.samples_file}: {len(unknown)} task id(s) not in suite {suite.name}: "
+                         f"{', '.join(repr(t) for t in unknown[:5])}", fix="give completions of the suite's tasks")
+    plan.epochs = max((len(v) for v in given.values()), default=1)
     chosen = [s for s in chosen if s.id in given]
     if not chosen:
         example = next(iter(suite.samples())).id
@@ -168,7 +176,7 @@ def _samples(plan: EvalPlan, suite: Suite) -> tuple[list[Identified], dict[str, 
 
 def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start: Any, on_sample: OnSample | None,
               timeout_s: float | None = None, scheduler: Scheduler | None = None,
-              ahead: Future[dict[str, Verdict]] | None = None, serve: Serve | None = None) -> EvalOutcome:
+              ahead: Future[dict[tuple[str, int], Verdict]] | None = None, serve: Serve | None = None) -> EvalOutcome:
     from k2probe.eval import metrics
 
     samples, given = _samples(plan, suite)
@@ -192,7 +200,9 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             run_id = run_id or store.start_run("eval", SAMPLES_ROUTE, plan.as_config())
         if not resumed:  # the run's own process holds it like a resume does: a resume meanwhile is refused
             stack.enter_context(store.lease(run_id))
-        store.plan_samples(run_id, suite.name, units([s.id for s in samples], routes, plan.epochs))
+        planned = units([s.id for s in samples], routes, plan.epochs) if given is None else \
+            [(s.id, SAMPLES_ROUTE, epoch) for s in samples for epoch in range(len(given[s.id]))]
+        store.plan_samples(run_id, suite.name, planned)
         if on_start is not None:
             on_start(run_id, sessions, sum(1 for s in store.samples(run_id) if s.outcome is Outcome.PENDING))
         runner = EvalRunner(plan, store, run_id, suite, samples, executor, routes=sessions, given=given,
@@ -208,7 +218,7 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
             cost = figures.overall.cost_per_accepted_usd.total_cost_usd
             store.finish_run(run_id, status, {"suite": suite.name, "samples": figures.overall.samples.model_dump(),
                                               "routes": list(sessions) or [SAMPLES_ROUTE], "emulated": emulated,
-                                              "cost_usd": None if cost == "unknown" else cost})
+                                              "cost_usd": cost})  # "unknown", or None: no request made
     return EvalOutcome.of(run_id, plan, routes, figures, records, progress, executor.isolation.line())
 
 

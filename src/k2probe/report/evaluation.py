@@ -90,6 +90,8 @@ def _cost(cost: CostPerAccepted) -> str:
     value = cost.value
     if value == "unknown":
         return f"unknown ({cost.unpriced_calls} calls without a price)"
+    if cost.total_cost_usd is None:
+        return "– (no request made)"
     if value is None:
         return "– (nothing accepted)"
     sources = "; ".join(cost.price_sources) or "no price source"

@@ -63,7 +63,7 @@ def _brief(key: str, value: Any) -> str:
     if key == "routes" and isinstance(value, list):
         return "routes=" + ",".join(str(r) for r in value)
     if key == "cost_usd":
-        return "cost unknown" if value is None else f"${float(value):.4f}"
+        return "cost unknown" if value == "unknown" else "" if value is None else f"${float(value):.4f}"
     if key == "emulated":
         return "on the emulator" if value else ""
     if key == "steps" and isinstance(value, list):

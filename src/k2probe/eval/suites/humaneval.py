@@ -36,10 +36,11 @@ class HumanEvalSuite(BaseSuite):
         verdict = await BatchVerifier(executor.isolation).verify(f"{sample.task_id}:{uuid.uuid4().hex[:8]}", program)
         return Verdict(outcome=Outcome(verdict.status), reason=verdict.reason, proof=verdict.output[-PROOF_CHARS:])
 
-    def given(self, path: str) -> dict[str, Attempt]:
+    def given(self, path: str) -> dict[str, list[Attempt]]:
         from k2probe.eval.plan import read_samples_file
 
-        return {task: Attempt(completion, completion=completion) for task, completion in read_samples_file(path).items()}
+        return {task: [Attempt(c, completion=c) for c in completions]
+                for task, completions in read_samples_file(path).items()}
 
     def play(self, request: PlayRequest) -> Played | None:
         """The canonical solution (or, at `wrong_rate`, deterministically per seed, problem and asking, a wrong one)."""
