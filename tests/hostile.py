@@ -9,6 +9,22 @@ from typing import Any
 from .fakeserver import FakeServer, JsonHandler
 
 
+def is_route_check(body: Any) -> bool:
+    """k2probe's one cheap request before eval/agent/bench (contexts.RouteContext.prove)."""
+    from k2probe.contexts import ROUTE_CHECK
+
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict) \
+        and messages[0].get("content") == ROUTE_CHECK and not body.get("tools")
+
+
+def plain_answer(text: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-check", "object": "chat.completion", "created": 0, "model": "kimi-k2.7-code",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text, "reasoning_content": "A check."}}],
+            "usage": {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10}}
+
+
 class HostileModel(FakeServer):
     """Serve on loopback; `script` is a list of (tool name, arguments); after it, the model calls finish."""
 
@@ -19,7 +35,11 @@ class HostileModel(FakeServer):
 
         class Handler(JsonHandler):
             def do_POST(self) -> None:
-                owner.requests.append(self.read_json())
+                body = self.read_json()
+                if is_route_check(body):  # k2probe proving the route before its work: not a turn of the script
+                    self.send_json(plain_answer("ok"))
+                    return
+                owner.requests.append(body)
                 self.send_json(owner.answer(len(owner.requests) - 1))
 
         self.serve(Handler)

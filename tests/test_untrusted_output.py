@@ -57,7 +57,8 @@ def test_a_key_split_across_sse_chunks_never_shows_in_the_terminal_json_or_store
     assert shown.code == 0, shown.stderr
     assert server.requests and server.requests[0]["stream"] is True  # the key really came back over SSE, in pieces
     assert KEY not in shown.stdout + shown.stderr
-    assert "Your key: *** — keep it safe." in shown.stdout and "I saw *** in the header." in shown.stdout
+    # piped: the answer alone on stdout, the reasoning on stderr (labelled)
+    assert "Your key: *** — keep it safe." in shown.stdout and "I saw *** in the header." in shown.stderr
 
     as_json = cli("chat", "what is my key?", "--stream", "--json", env=_env(server))
     assert as_json.code == 0, as_json.stderr

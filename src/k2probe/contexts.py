@@ -12,6 +12,7 @@ itself: the caller hands in `serve` (api.py hands in the built-in emulator)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the request path (openai) and the store (SQLAlchemy) load w
     from k2probe.client.transport import OnCall, RetryPolicy, Transport
     from k2probe.recording.store import Store
 
+ROUTE_CHECK = "Reply with the single word: ok"  # the one cheap request that proves a route before a command's work
 EMULATOR_NOTICE = ("no API key or base URL configured: using the built-in Kimi emulator on {url} "
                    "(numbers describe the pipeline, not the model)")
 
@@ -68,7 +70,7 @@ class RouteContext:
         return Transport(self.route, self.profile, on_call=on_call, policy=policy, concurrency=concurrency,
                          fallbacks=fallbacks)
 
-    async def prove(self, command: str) -> None:
+    async def prove(self, command: str, within_s: float = 30.0) -> None:
         """One cheap request before a command's work (eval, agent, bench): a route whose configuration is wrong — key,
         base URL, model id, parameters, the account — stops the command here with the fix (exit 2), before anything
         is paid for or recorded against the model. Other trouble (rate limits, 5xx, a relay's rewrites) is left to the
@@ -77,9 +79,14 @@ class RouteContext:
         from k2probe.core.sanitize import sanitise
 
         body = sanitise({"model": self.route.model, "max_tokens": 64,
-                         "messages": [{"role": "user", "content": "Reply with the single word: ok"}]}, self.profile).body
-        async with self.transport() as transport:
-            outcome = await transport.chat(body, purpose=f"{command}: route check")
+                         "messages": [{"role": "user", "content": ROUTE_CHECK}]}, self.profile).body
+        from k2probe.client.transport import RetryPolicy
+
+        async with self.transport(policy=RetryPolicy(max_retries=0)) as transport:  # one request, bounded
+            try:
+                outcome = await asyncio.wait_for(transport.chat(body, purpose=f"{command}: route check"), within_s)
+            except TimeoutError:  # slow is not misconfigured: the work itself meets it, under its own --timeout
+                return
         failure = outcome.failure
         if failure is not None and failure.cause in CONFIGURATION:
             raise ConfigError(f"route {self.route.name!r} cannot be used ({failure.cause}): {failure.line()}",

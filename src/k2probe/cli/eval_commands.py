@@ -77,9 +77,12 @@ def eval_command(
     plan = eval_plan(suite or "", routes=route, epochs=epochs, concurrency=concurrency, tasks=task_ids, limit=limit,
                      samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
     result, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html, timeout)
+    timed_out = bool(result.progress.timed_out and timeout is not None)
+    if timed_out:  # the timeout's own line says why samples ended as error: one line, not two
+        broken = [line for line in broken if "over --max-error-rate" not in line]
     for line in broken:
         render.err.print(f"k2probe: threshold not met: {line}", markup=False)
-    if result.progress.timed_out and timeout is not None:
+    if timed_out:
         raise ProbeFailed(f"eval did not finish within --timeout {timeout:g} s: {result.progress.timed_out} "
                           f"sample(s) ended as error (timeout); run {result.run_id[:8]} is marked timed_out",
                           fix="raise --timeout, or lower --limit / --epochs")

@@ -193,7 +193,7 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
                     raise UsageError(f"route {session.route.name!r} given twice", fix="name each route once")
                 sessions[session.route.name] = session
             routes = list(sessions)
-            asyncio.run(_prove(list(sessions.values())))  # a misconfigured route stops here: nothing paid, exit 2
+            asyncio.run(_prove(list(sessions.values()), timeout_s))  # a misconfigured route stops here: exit 2
             run_id = run_id or store.start_run("eval", routes[0], plan.as_config())
         else:
             routes = [SAMPLES_ROUTE]
@@ -222,9 +222,11 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
     return EvalOutcome.of(run_id, plan, routes, figures, records, progress, executor.isolation.line())
 
 
-async def _prove(routes: list[RouteContext]) -> None:
-    """Each route's key, base URL and model proven by one cheap request, side by side (RouteContext.prove)."""
-    await asyncio.gather(*(routed.prove("eval") for routed in routes))
+async def _prove(routes: list[RouteContext], timeout_s: float | None) -> None:
+    """Each route's key, base URL and model proven by one cheap request, side by side (RouteContext.prove), within
+    the run's --timeout when it is shorter than the check's own bound."""
+    within = min(30.0, timeout_s) if timeout_s else 30.0
+    await asyncio.gather(*(routed.prove("eval", within) for routed in routes))
 
 
 def suite_metrics(suite: Suite) -> Callable[[list[Sample]], dict[str, Any]]:
