@@ -66,3 +66,31 @@ def test_a_non_loopback_host_needs_allow_remote_and_a_key_of_ones_own(cli):
     default_key = cli("emulator", "--host", "0.0.0.0", "--port", "0", "--allow-remote", timeout=60)
     assert default_key.code == 2 and "default key" in default_key.stderr and "--api-key" in default_key.stderr
     assert "on http://" not in refused.stdout + default_key.stdout
+
+
+def test_log_names_every_contract_violation_while_the_answer_is_moonshots_first(tmp_path):
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "k2probe", "emulator", "--port", str(port), "--log"],
+                               cwd=tmp_path, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        auth = {"Authorization": "Bearer sk-k2probe-emulator"}
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/models", headers=auth, timeout=1)
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+        body = {"model": "kimi-k2.7-code", "temperature": 0.5, "top_p": 0.5, "tool_choice": "required",
+                "tools": [tool], "messages": [{"role": "user", "content": "hi"}]}
+        refused = httpx.post(f"{base}/chat/completions", headers=auth, json=body, timeout=30)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"] == "invalid temperature: only 1 is allowed for this model"
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    [line] = [x for x in err.splitlines() if "POST /v1/chat/completions 400" in x]
+    assert "invalid temperature" in line and "invalid top_p" in line and "tool_choice 'required'" in line, err
+    assert "GET /v1/models 200" in err

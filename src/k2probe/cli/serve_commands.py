@@ -146,7 +146,10 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST",
                                                   metavar="N")] = 1,
              allow_remote: Annotated[bool, typer.Option("--allow-remote", envvar="K2PROBE_EMULATOR_ALLOW_REMOTE",
                                                         help="serve on a non-loopback --host (needs an --api-key "
-                                                             "of your own)")] = False) -> None:
+                                                             "of your own)")] = False,
+             log: Annotated[bool, typer.Option("--log", envvar="K2PROBE_EMULATOR_LOG",
+                                               help="one line per request on stderr: method, path, status and every "
+                                                    "contract violation")] = False) -> None:
     """Serve the Kimi emulator on loopback."""
     from k2probe.emulator import EmulatorSettings, parse_faults, serve_forever
     from k2probe.emulator.server import check_exposure, check_port
@@ -157,9 +160,13 @@ def emulator(host: Annotated[str, typer.Option(envvar="K2PROBE_EMULATOR_HOST",
         settings = EmulatorSettings(api_key=api_key, personality=personality, faults=parse_faults(fault or []),
                                     ttft_ms=ttft_ms, itl_ms=itl_ms, rpm=rpm, max_concurrency=max_concurrency,
                                     seed=seed, slip_rate=slip_rate, wrong_rate=wrong_rate,
-                                    tool_fault_rate=tool_fault_rate)
+                                    tool_fault_rate=tool_fault_rate, log=log)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     check_port(host, port)
+    if log:
+        from k2probe.emulator.server import log_requests
+
+        log_requests()
     render.notice(f"Kimi emulator ({personality}) on http://{host}:{port}/v1 — key from --api-key")
     serve_forever(settings, host=host, port=port, workers=workers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -15,12 +16,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from k2probe.core.stamps import STAMP_HEADER
 from k2probe.emulator import litellm
 from k2probe.emulator.answers import Answer, ToolCall, answer_for
-from k2probe.emulator.contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat
+from k2probe.emulator.contract import FIXED, ApiError, bad_request, estimate_tokens, validate_chat, violations
 from k2probe.emulator.faults import STREAM_ONLY, FaultPlan
 from k2probe.emulator.files import FileStore
 from k2probe.emulator.media import inspect_media
@@ -197,6 +198,10 @@ class Emulator:
                     return self.error(err)
             if not self.personality.enforce_fixed:
                 body = {k: v for k, v in body.items() if k not in FIXED}
+            if self.settings.log:  # every violation, for the request log; the answer stays Moonshot's first error
+                request.scope.setdefault("k2probe.violations", []).extend(violations(
+                    body, enforce_fixed=self.personality.enforce_fixed,
+                    reasoning_keys=self.personality.reasoning_keys()))
             try:
                 check_shape(body)
                 seen = inspect_media(body, self.files)
@@ -259,6 +264,35 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("404 page not found" if status == 404 else "method not allowed", status_code=status)
 
 
+LOG = logging.getLogger("k2probe.emulator")
+
+
+class _RequestLog:
+    """Raw ASGI middleware (with `log` on): one line per request — method, path, status, and every contract violation
+    the body holds (the answer itself is the real API's first error)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [0]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            found = scope.get("k2probe.violations") or []
+            LOG.info("%s %s %s%s", scope.get("method", ""), scope.get("path", ""), status[0] or "-",
+                     f" · contract: {'; '.join(found)}" if found else "")
+
+
 class _Arrival:
     """Raw ASGI middleware: stamps a request on reaching the app, where the server's protocol has not (another server)."""
 
@@ -283,7 +317,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/v1/tokenizers/estimate-token-count", emu.estimate, methods=["POST"]),
         Route("/v1/users/me/balance", emu.balance, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found}, middleware=[Middleware(_Arrival)])
+    middleware = [Middleware(_Arrival)] + ([Middleware(_RequestLog)] if emu.settings.log else [])
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found}, middleware=middleware)
     app.state.emulator = emu
     app.state.request_id = uuid.uuid4().hex
     return app

@@ -70,8 +70,25 @@ SETTINGS_ENV = "K2PROBE_EMULATOR_SETTINGS"
 
 
 def app_from_env() -> Starlette:
-    """The app each worker process builds (uvicorn factory): settings handed over as JSON in the environment."""
-    return create_app(EmulatorSettings(**json.loads(os.environ[SETTINGS_ENV])))
+    """The app each worker process builds (uvicorn factory): settings handed over as JSON in the environment (with
+    `log`, each worker logs its own requests: a process of its own has no handler from the command)."""
+    settings = EmulatorSettings(**json.loads(os.environ[SETTINGS_ENV]))
+    if settings.log:
+
+        log_requests()
+    return create_app(settings)
+
+
+def log_requests() -> None:
+    """The request log (`--log`) to stderr, one timestamped line per request."""
+    import logging
+
+    logger = logging.getLogger("k2probe.emulator")
+    if not logger.handlers:
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def is_loopback(host: str) -> bool:

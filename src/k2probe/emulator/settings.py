@@ -32,6 +32,7 @@ class EmulatorSettings:
     file_max_bytes: int = 100 * 1024 * 1024
     file_max_count: int = 1000
     file_max_total_bytes: int = 10 * 1024 * 1024 * 1024
+    log: bool = False  # one line per request on the `k2probe.emulator` logger, every contract violation named
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
