@@ -95,3 +95,15 @@ def test_a_hidden_tests_link_is_refused(cli, workdir, tmp_path):
     shutil.move(suite / "leap-year" / "hidden_tests", elsewhere)
     os.symlink(elsewhere, suite / "leap-year" / "hidden_tests")
     _refused(cli, suite, suite / "leap-year" / "hidden_tests", "a symbolic link")
+
+
+def test_the_emulator_says_once_that_it_cannot_play_a_users_suite(cli, workdir):
+    """On the built-in emulator a user's suite scores nothing: the run says why, before its samples, once."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "suite"
+    result = cli("eval", str(example), "--max-error-rate", "1", timeout=600)
+    said = [line for line in result.stderr.splitlines() if "plays only suites that script it" in line]
+    assert len(said) == 1 and "cannot solve the tasks" in said[0], result.stderr[-2000:]
+    shipped = cli("eval", "basic", "--tasks", "slugify", timeout=600)
+    assert shipped.code == 0 and "plays only suites" not in shipped.stderr

@@ -80,6 +80,10 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
     with command_contexts("agent", route, config={"task": chosen.task_id, "limits": limits.__dict__},
                           prove=True) as (routed, run):
         _notices(routed.notices)
+        if routed.route.emulated and chosen.shipped is None:
+            from k2probe.eval.suite import UNPLAYED
+
+            render.notice(UNPLAYED.format(suite="a task of your own"))
         result = run_agent_command(routed, run, chosen, limits, test_timeout, as_json, iso)
         run.summary = {"attempt": result.attempt_id, "passed": result.passed}
     if as_json:

@@ -17,7 +17,17 @@ from k2probe.core.results import Model, Outcome, RunMetrics, RunStatus, Sample, 
 from k2probe.eval.plan import EvalPlan, units
 from k2probe.eval.runner import EvalRunner, OnSample, Progress
 from k2probe.eval.scheduler import Scheduler
-from k2probe.eval.suite import Attempt, Identified, Suite, get_suite, given_of, metrics_of, select
+from k2probe.eval.suite import (
+    UNPLAYED,
+    Attempt,
+    Identified,
+    Suite,
+    get_suite,
+    given_of,
+    metrics_of,
+    plays_on_emulator,
+    select,
+)
 from k2probe.sandbox.executor import executor_for
 from k2probe.sandbox.isolation import isolation
 
@@ -193,6 +203,10 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
                     raise UsageError(f"route {session.route.name!r} given twice", fix="name each route once")
                 sessions[session.route.name] = session
             routes = list(sessions)
+            if not plays_on_emulator(suite):  # said once per emulated route, with the other notices
+                for routed in sessions.values():
+                    if routed.route.emulated:
+                        routed.notices.append(UNPLAYED.format(suite=suite.name))
             asyncio.run(_prove(list(sessions.values()), timeout_s))  # a misconfigured route stops here: exit 2
             run_id = run_id or store.start_run("eval", routes[0], plan.as_config())
         else:

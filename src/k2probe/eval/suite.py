@@ -182,11 +182,28 @@ class BaseSuite:
         """The emulated model's answer when `request` is one of this suite's prompts, else None."""
         return None
 
+    def playable(self) -> bool:
+        """Whether the built-in emulator can play this suite's samples (it has a `play` of its own)."""
+        return type(self).play is not BaseSuite.play
+
     def given(self, path: str) -> dict[str, list[Attempt]]:
         """Attempts read from a samples file (`--samples`), by sample id (one per epoch), judged without calling a
         model."""
         raise UsageError(f"--samples verifies given completions of HumanEval problems, not of suite {self.name!r}",
                          fix="use it with: eval humaneval")
+
+
+UNPLAYED = ("the built-in emulator plays only suites that script it (k2probe's shipped tasks, a suite with `play`): "
+            "on {suite} it answers like a model that cannot solve the tasks, so these verdicts say nothing of a model "
+            "— point a route at a real endpoint to evaluate one")
+
+
+def plays_on_emulator(suite: Suite) -> bool:
+    """Whether the built-in emulator can play `suite` (a suite without `playable` is asked by its `play` hook)."""
+    hook = getattr(suite, "playable", None)
+    if callable(hook):
+        return bool(hook())
+    return callable(getattr(suite, "play", None))
 
 
 def metrics_of(suite: Suite, samples: list[Sample]) -> dict[str, Any]:

@@ -42,6 +42,9 @@ class RepositorySuite(BaseSuite):
                        details={"command": v.command, "duration_ms": v.duration_ms, "guard": v.guard,
                                 "tampering": v.tampering, "passed": v.passed})
 
+    def playable(self) -> bool:
+        return self.shipped  # the scripted trajectories are built from the shipped tasks' solutions
+
     def play(self, request: PlayRequest) -> Played | None:
         if not self.shipped or not request.tools or request.tool_choice == "none":
             return None
