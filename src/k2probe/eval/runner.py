@@ -19,7 +19,7 @@ from k2probe.core.redact import redact
 from k2probe.core.results import Outcome, Sample, SampleResult, Usage, Verdict
 from k2probe.eval.plan import EvalPlan
 from k2probe.eval.scheduler import LocalScheduler, Scheduler, Unit
-from k2probe.eval.suite import Attempt, Identified, RouteModel, Suite, Unanswered
+from k2probe.eval.suite import Attempt, Identified, RouteModel, Suite, Unanswered, attempt_from
 from k2probe.recording.recorder import StoreFailed
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class EvalRunner:
         self.routes = routes or {}
         self.recording = RunContext(store, run_id, "eval")  # where every route's calls are recorded
         self.given = given  # a samples file's attempts, by sample id, one per epoch: scored, never solved
+        self.kept: dict[str, tuple[Attempt, Usage]] = {}  # answers stored before a kill, by sample id
         self.ahead = ahead  # their verdicts, scored while the store was loading (by sample id and epoch)
         self.on_sample = on_sample
         self.timeout_s = timeout_s  # the whole run's bound (eval --timeout); None: none
@@ -94,6 +95,9 @@ class EvalRunner:
 
     async def run(self) -> Progress:
         rows = {s.id: s for s in self.store.samples(self.run_id) if s.outcome is Outcome.PENDING}
+        # answers kept before their verdict (a run killed meanwhile): verified now, never asked for again
+        self.kept = {s.id: (attempt, s.usage) for s in rows.values() if s.completion is not None
+                     and (attempt := attempt_from(self.suite, s.completion)) is not None}
         units = [Unit(self.run_id, r.id, self.plan.suite, r.task_id, r.route, r.epoch) for r in rows.values()]
         progress = Progress(total=len(units))
 
@@ -137,10 +141,10 @@ class EvalRunner:
                 if sample is None:
                     result = SampleResult.error(f"task {unit.task_id} is no longer in suite {self.suite.name}")
                 else:
-                    if self.given is None:
+                    if self.given is None and unit.sample_id not in self.kept:
                         model = RouteModel(self.routes[unit.route], self.recording, self.transports[unit.route],
                                            self.executor, self.plan.max_tokens)
-                    result = await self._solve_and_score(sample, unit.epoch, model)
+                    result = await self._solve_and_score(sample, unit, model)
             except StoreFailed:
                 raise
             except Exception as exc:
@@ -149,15 +153,21 @@ class EvalRunner:
                 result = crashed(exc, model.usage if model is not None else None)
         return result.model_copy(update={"started_at": started, "finished_at": time.time()})
 
-    async def _solve_and_score(self, sample: Identified, epoch: int, model: RouteModel | None) -> SampleResult:
-        if model is None:
-            attempt = (self.given or {})[sample.id][epoch]
+    async def _solve_and_score(self, sample: Identified, unit: Unit, model: RouteModel | None) -> SampleResult:
+        epoch, kept = unit.epoch, self.kept.get(unit.sample_id)
+        if model is None and kept is not None:
+            attempt, usage = kept
+        elif model is None:
+            attempt, usage = (self.given or {})[sample.id][epoch], Usage()
         else:
             try:
                 attempt = await self.suite.solve(sample, model)
             except Unanswered as exc:  # nothing of the model's to judge: `error`, never scored
                 return SampleResult(verdict=Verdict(outcome=Outcome.ERROR, reason=str(exc)), usage=model.usage)
-        usage = attempt.usage if attempt.usage is not None else (model.usage if model is not None else Usage())
-        scored = await asyncio.wrap_future(self.ahead) if self.ahead is not None and model is None else {}
+            usage = attempt.usage if attempt.usage is not None else model.usage
+            if attempt.completion is not None and attempt_from(self.suite, attempt.completion) is not None:
+                # paid for: kept (committed) before it is verified, so a kill now costs a verification, not a request
+                await asyncio.to_thread(self.store.save_answer, unit.sample_id, attempt.completion, usage)
+        scored = await asyncio.wrap_future(self.ahead) if self.ahead is not None and self.given is not None else {}
         verdict = scored.get((sample.id, epoch)) or await self.suite.score(sample, attempt, self.executor)
         return SampleResult(verdict=verdict, usage=usage, completion=attempt.completion)

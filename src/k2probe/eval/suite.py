@@ -182,6 +182,11 @@ class BaseSuite:
         """The emulated model's answer when `request` is one of this suite's prompts, else None."""
         return None
 
+    def attempt_from(self, completion: str) -> Attempt | None:
+        """The attempt a stored answer stands for, when this suite can score it again from its text alone (then an
+        answer kept before its verdict is verified on resume, not asked for again); None: it cannot."""
+        return None
+
     def playable(self) -> bool:
         """Whether the built-in emulator can play this suite's samples (it has a `play` of its own)."""
         return type(self).play is not BaseSuite.play
@@ -196,6 +201,11 @@ class BaseSuite:
 UNPLAYED = ("the built-in emulator plays only suites that script it (k2probe's shipped tasks, a suite with `play`): "
             "on {suite} it answers like a model that cannot solve the tasks, so these verdicts say nothing of a model "
             "— point a route at a real endpoint to evaluate one")
+
+
+def attempt_from(suite: Suite, completion: str) -> Attempt | None:
+    hook = getattr(suite, "attempt_from", None)
+    return hook(completion) if callable(hook) else None
 
 
 def plays_on_emulator(suite: Suite) -> bool:

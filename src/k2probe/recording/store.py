@@ -436,6 +436,19 @@ class Store:
 
         self.recorder.put(write)
 
+    def save_answer(self, sample_id: str, completion: str, usage: Usage) -> None:
+        """Keep a pending sample's answer the moment it arrives, committed before it is verified: a run killed
+        meanwhile is resumed by verifying this answer, never by paying for it again."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(SampleRow, sample_id)
+            if row is None or row.outcome != Outcome.PENDING.value:
+                return
+            row.completion = self.redactor.value(completion)
+            row.calls, row.retries = usage.calls, usage.retries
+            row.prompt_tokens, row.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            row.reasoning_tokens, row.cached_tokens = usage.reasoning_tokens, usage.cached_tokens
+            row.cost_usd, row.latency_ms = usage.cost_usd, usage.latency_ms
+
     # agent attempts ---------------------------------------------------------------------------------------------
     def start_attempt(self, run_id: str, *, route: str, model: str, statement: str, task_id: str | None = None,
                       suite: str | None = None, sample_id: str | None = None,
