@@ -93,7 +93,7 @@ def test_record_calls_stores_every_request_and_by_default_none(cli, emulator):
     for call in shown["calls"]:
         assert call["status"] == 200 and call["stream"] is True
         assert call["ttft_ms"] >= 99 and call["latency_ms"] >= call["ttft_ms"] and call["completion_tokens"] > 0
-        assert call["request"]["messages"][0]["content"].startswith("Review the pull request")
+        assert call["request"]["messages"][0]["content"].startswith("request 000000000000000000000000: Review the pull")
 
 
 def test_a_sweep_where_nothing_answered_blames_the_configuration_or_the_route(cli, emulator):
@@ -160,3 +160,23 @@ def test_a_usage_count_that_is_not_a_count_is_malformed_in_bench_too(cli, tokens
                          env=server.env(), timeout=120)
             assert result.code == 1, result.stderr
             assert "not one request succeeded (malformed_response 3)" in result.stderr
+
+
+def test_every_request_sends_its_own_prompt_unless_asked_not_to(cli):
+    """A real server answers a repeated prompt from its prompt cache (Moonshot bills cached tokens apart): by default
+    each request is numbered, across workers too; `--same-prompt` sends one prompt over and over."""
+    from .untrusted_server import UntrustedGateway
+
+    gateway = UntrustedGateway(lambda _key, _body: (["thinking"], ["an", " answer"])).start()
+    try:
+        env = {"AI_GATEWAY_API_KEY": "sk-bench-0000000000", "AI_GATEWAY_BASE_URL": gateway.base_url}
+        done = cli("bench", "--concurrency", "2", "--requests", "8", "--workers", "2", "--json", env=env, timeout=300)
+        assert done.code == 0, done.stderr[-2000:]
+        prompts = [r["messages"][0]["content"] for r in gateway.requests if r.get("max_tokens")]
+        assert len(prompts) >= 8 and len(set(prompts)) == len(prompts), prompts[:3]
+        gateway.requests.clear()
+        same = cli("bench", "--concurrency", "2", "--requests", "4", "--same-prompt", "--json", env=env, timeout=300)
+        assert same.code == 0, same.stderr[-2000:]
+        assert len({r["messages"][0]["content"] for r in gateway.requests}) == 1
+    finally:
+        gateway.stop()

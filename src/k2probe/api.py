@@ -244,7 +244,8 @@ def quickstart(route: str | Route | None = None, *, on_step: OnStep | None = Non
 def bench(route: str | Route | None = None, *, concurrency: Sequence[int] = (), rate: Sequence[float] = (),
           requests: int | None = None, duration_s: float | None = None, stream: bool = True, prompt_tokens: int = 256,
           max_tokens: int = 64, slo_ms: dict[str, float] | None = None, workers: int | None = None,
-          record_calls: bool = False, html: str | Path | None = None, on_notices: OnNotices | None = None,
+          record_calls: bool = False, unique_prompts: bool = True, html: str | Path | None = None,
+          on_notices: OnNotices | None = None,
           on_step: Callable[[dict[str, Any]], None] | None = None,
           live: Callable[[Progress], AbstractContextManager[Any]] | None = None) -> BenchOutcome:
     """Load-test a route, a step per `concurrency` (closed loop) and per `rate` (open loop, arrivals per second;
@@ -264,7 +265,7 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] = (), 
         plan = BenchPlan(routed.route.base_url or "", routed.route.key(), routed.route.model, routed.route.headers,
                          stream, prompt_tokens, max_tokens, list(concurrency) or ([] if rate else [1, 8]),
                          list(rate), requests if requests or duration_s else 100, duration_s, slo_ms or {},
-                         workers or default_workers(), record_calls)
+                         workers or default_workers(), record_calls, unique_prompts)
         request = json.loads(payload(plan, routed.profile))  # what every request of the sweep sends
 
         def record(label: str, calls: list[dict[str, Any]]) -> None:

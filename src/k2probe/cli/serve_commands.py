@@ -60,6 +60,9 @@ def bench(route: RouteOpt = None,
           workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="client processes "
                                                       "(default: up to 4, one per core)", metavar="W")] = None,
           html: Annotated[Path | None, typer.Option("--html", help="write the charts here", metavar="FILE")] = None,
+          same_prompt: Annotated[bool, typer.Option("--same-prompt", help="send one prompt over and over (default: "
+                                                    "each request numbered, so no server answers from its prompt "
+                                                    "cache)")] = False,
           record_calls: Annotated[bool, typer.Option("--record-calls", envvar="K2PROBE_RECORD_CALLS",
                                                      help="store every request as a call (default: a summary row "
                                                      "per step and its histograms)")] = False,
@@ -101,6 +104,7 @@ def bench(route: RouteOpt = None,
 
     outcome = run_bench(route, concurrency=concurrencies, rate=rates, requests=requests, duration_s=duration,
                         stream=stream, prompt_tokens=prompt_tokens, max_tokens=max_tokens, slo_ms=limits,
+                        unique_prompts=not same_prompt,
                         workers=workers, record_calls=record_calls, html=html, on_notices=_notices, on_step=shown,
                         live=live)
     if html is not None and not as_json:

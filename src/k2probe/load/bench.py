@@ -32,6 +32,9 @@ _TEXT = ("Review the pull request for correctness, error handling and tests. The
 CORPUS = _TEXT.split(" ")
 
 
+NONCE = "request " + "0" * 24 + ": "  # each request's own number is written over the zeros (load/step.py)
+
+
 def prompt_of(tokens: int) -> str:
     """About `tokens` tokens of text (≈ 0.75 words a token) from a fixed corpus: the same prompt every run."""
     words = max(1, int(tokens * 0.75))
@@ -54,6 +57,7 @@ class BenchPlan:
     slo_ms: dict[str, float]
     workers: int
     record_calls: bool = False
+    unique_prompts: bool = True  # a real server answers a repeated prompt from its cache: each request its own
 
 
 @dataclass
@@ -71,7 +75,8 @@ class BenchOutcome:
 
 
 def payload(plan: BenchPlan, profile: Any) -> bytes:
-    body = sanitise({"model": plan.model, "messages": [{"role": "user", "content": prompt_of(plan.prompt_tokens)}],
+    text = (NONCE if plan.unique_prompts else "") + prompt_of(plan.prompt_tokens)
+    body = sanitise({"model": plan.model, "messages": [{"role": "user", "content": text}],
                      "max_tokens": plan.max_tokens, "stream": plan.stream}, profile).body
     return orjson.dumps(body)
 
@@ -136,7 +141,7 @@ def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]],
             rate = float(step["rate"]) if "rate" in step else None
             base = StepPlan(plan.base_url, plan.key, body, plan.stream, concurrency, rate,
                             plan.requests, plan.duration_s, slo_us, seed=index, headers=plan.headers,
-                            record_calls=plan.record_calls, label=step_label(step))
+                            record_calls=plan.record_calls, label=step_label(step), unique=plan.unique_prompts)
             result = StepResult()
             if pool is None:
                 result.merge(asyncio.run(run_step(base, report)).encoded())

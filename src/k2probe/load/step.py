@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
+import os
 import random
 import time
 from collections import Counter
@@ -18,6 +20,16 @@ from k2probe.load.lean import LeanClient, Shot
 
 METRICS = ("ttft", "ttfc", "itl", "tpot", "e2e", "lag", "ttft_error")
 HIGHEST_US = 3_600_000_000  # an hour, in microseconds
+
+
+def _numbering(payload: bytes) -> tuple[bytes, bytes] | None:
+    """The payload around the 24 zeros of its prompt's "request 000…: " (None when it has none)."""
+    mark = b"request " + b"0" * 24
+    at = payload.find(mark)
+    if at < 0:
+        return None
+    start = at + len(b"request ")
+    return payload[:start], payload[start + 24:]
 
 
 def histogram() -> HdrHistogram:
@@ -38,6 +50,7 @@ class StepPlan:
     seed: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     record_calls: bool = False  # hand every request's figures to the reporter (else counts and histograms only)
+    unique: bool = False  # number each request's prompt (the payload's zeros after "request "): no cache hit
     worker: int = 0
     label: str = ""  # the step's name (c=8, 40/s): snapshots carry it, so a late one is never taken for the next
 
@@ -142,9 +155,16 @@ async def run_step(plan: StepPlan, report: Report | None = None) -> StepResult:
             return False
         return deadline is None or time.perf_counter() < deadline
 
+    numbered = _numbering(plan.payload) if plan.unique else None
+    sent = itertools.count()
+
     async def one() -> None:
+        payload = plan.payload
+        if numbered is not None:  # this process's id and the request's number: unique across workers and steps
+            head, tail = numbered
+            payload = head + f"{os.getpid() & 0xFFFFFFFF:08x}{next(sent):016x}".encode() + tail
         try:
-            shot = await client.shot(plan.payload, plan.stream)
+            shot = await client.shot(payload, plan.stream)
         except Exception:  # a fault of this client must not lose the request: counted, by kind
             shot = Shot(False, "client_error")
         result.add(shot, plan.slo_us)
