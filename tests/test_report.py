@@ -82,5 +82,22 @@ def test_the_bench_page_draws_percentiles_and_throughput_with_axes(cli, emulator
                   "concurrency (requests in flight)"):
         assert label in dom, label
     assert dom.count("<polyline") >= 3
+    # the page says what was measured and how it was judged, and ITL/TPOT beside TTFT
+    assert "streamed, prompt ≈256 tokens (each prompt numbered" in text and "max_tokens 64, 20 requests per step" in text
+    assert "no SLO given: goodput counts every answered request" in text and "measured 20" in text
+    assert "ITL p50 / p99 (ms)" in text and "TPOT p50 (ms)" in text
     assert not [line for line in console.splitlines() if "CONSOLE" in line and "ERROR" in line]
     assert len(shot.getcolors(maxcolors=1 << 20) or []) > 20
+
+
+def test_the_bench_page_says_failures_by_kind_in_words_and_draws_them(cli, emulator, workdir):
+    html = workdir / "bench.html"
+    result = cli("bench", "--concurrency", "2", "--requests", "12", "--html", str(html), "--slo", "ttft_ms=500",
+                 "--json", env=route_env(emulator(faults={"cut": 0.5})))
+    assert result.code == 0, result.stderr
+    failed = result.json()["steps"][0]["failed"]
+    assert failed.get("stream_cut"), failed
+    dom, _, _ = _browse(html, workdir)
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert f"stream_cut {failed['stream_cut']}" in text and "{'" not in text  # words, not a Python dict
+    assert "failed requests by kind, per step" in dom and "SLO: ttft ≤ 500 ms" in text

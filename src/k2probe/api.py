@@ -283,8 +283,11 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] = (), 
         if html is not None:
             from k2probe.report.bench_html import write_bench_report
 
+            settings = {"stream": stream, "prompt_tokens": prompt_tokens, "unique_prompts": unique_prompts,
+                        "max_tokens": max_tokens, "requests": plan.requests, "duration_s": duration_s,
+                        "workers": plan.workers, "slo_ms": slo_ms or {}}
             write_bench_report(Path(html), routed.route.name, run.run_id, steps, emulated=routed.route.emulated,
-                               stream=stream)
+                               stream=stream, settings=settings)
     return outcome
 
 

@@ -12,6 +12,11 @@ from k2probe.load.live import Progress
 from k2probe.report import terminal as render
 
 
+def failures_text(failed: dict[str, int]) -> str:
+    """Failures by kind in words, commonest first ("rate_limited 19, stream_cut 3"); "–" for none."""
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(failed.items(), key=lambda kv: (-kv[1], kv[0]))) or "–"
+
+
 def ms(value: float | None) -> str:
     """A percentile for the terminal: one decimal, or – where nothing was measured."""
     return "–" if value is None else f"{value:.1f}"
@@ -26,7 +31,7 @@ class LiveStep:
     def __rich__(self) -> Text:
         f = self.progress.figures()
         failed = sum(f["failed"].values())
-        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(f["failed"].items()))
+        kinds = failures_text(f["failed"]) if f["failed"] else ""
         name = "TTFT" if self.progress.stream else "latency"
         timing = (f"{name} p50 {f['p50']:.1f} / p99 {f['p99']:.1f} ms (n={f['n']})" if f["n"] else f"{name} –")
         return Text.assemble((f"{f['label']}", "bold"), f" · {f['elapsed_s']:.1f} s · {f['sent']} sent · {f['ok']} ok · ",
@@ -40,7 +45,7 @@ def step_line(row: dict[str, Any], stream: bool) -> str:
     label = "TTFT" if stream else "latency"
     return (f"{step_label(row)}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
             f"{row['output_tps']:.0f} tok/s, {label} p50 {ms(first['p50'])} / p99 {ms(first['p99'])}"
-            f" ms (n={first['n']}), failed {row['failed'] or 0}")
+            f" ms (n={first['n']}), failed {failures_text(row['failed']) if row['failed'] else 0}")
 
 
 def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
@@ -58,7 +63,7 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
         first = s["ttft_ms"] if stream else s["e2e_ms"]
         share = s["goodput"]["share"]
         table.add_row(step_label(s), f"{s['ok']}/{s['requests']}",
-                      ", ".join(f"{k} {v}" for k, v in s["failed"].items()) or "–", f"{s['rps']:.1f}",
+                      failures_text(s["failed"]), f"{s['rps']:.1f}",
                       f"{s['output_tps']:.0f}", f"{ms(first['p50'])}/{ms(first['p99'])}",
                       ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
                       "–" if share is None else f"{100 * share:.0f}%", str(first["n"]))
