@@ -74,7 +74,6 @@ def app_from_env() -> Starlette:
     `log`, each worker logs its own requests: a process of its own has no handler from the command)."""
     settings = EmulatorSettings(**json.loads(os.environ[SETTINGS_ENV]))
     if settings.log:
-
         log_requests()
     return create_app(settings)
 

@@ -121,9 +121,10 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
     (api.serve_emulator)."""
     pool = ThreadPoolExecutor(max_workers=1)
     ahead: Future[dict[tuple[str, int], Verdict]] | None = None
+    chosen = None
     if resume is None and plan.samples_file is not None:  # nothing to ask: scoring starts while the store loads
         suite = suite if suite is not None and suite.name == plan.suite else get_suite(plan.suite)
-        samples, given = _samples(plan, suite)
+        chosen = samples, given = _samples(plan, suite)
         ahead = pool.submit(asyncio.run, _score_all(suite, samples, given or {}, executor_for(isolation(plan.sandbox))))
     from k2probe.recording.store import Store
 
@@ -142,7 +143,8 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
                 run_id = ""
             if suite is None or suite.name != plan.suite:
                 suite = get_suite(plan.suite)
-            return _evaluate(plan, suite, store, run_id, on_start, on_sample, timeout_s, scheduler, ahead, serve)
+            return _evaluate(plan, suite, store, run_id, on_start, on_sample, timeout_s, scheduler, ahead, serve,
+                             chosen)
     finally:
         pool.shutdown(wait=True)
         store.dispose()
@@ -186,10 +188,11 @@ def _samples(plan: EvalPlan, suite: Suite) -> tuple[list[Identified], dict[str, 
 
 def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start: Any, on_sample: OnSample | None,
               timeout_s: float | None = None, scheduler: Scheduler | None = None,
-              ahead: Future[dict[tuple[str, int], Verdict]] | None = None, serve: Serve | None = None) -> EvalOutcome:
+              ahead: Future[dict[tuple[str, int], Verdict]] | None = None, serve: Serve | None = None,
+              chosen: tuple[list[Identified], dict[str, list[Attempt]] | None] | None = None) -> EvalOutcome:
     from k2probe.eval import metrics
 
-    samples, given = _samples(plan, suite)
+    samples, given = chosen or _samples(plan, suite)  # a samples file is read once: `evaluate` may have read it
     executor = executor_for(isolation(plan.sandbox))
     resumed = bool(run_id)
     with contextlib.ExitStack() as stack:
