@@ -29,3 +29,11 @@ def test_errors_over_the_allowance_exit_1_naming_their_cause_and_pass_k_holds_wh
     judged = cli("eval", "humaneval", "--limit", "2", "--epochs", "2", "--fail-under", "pass_at_2=0.5",
                  env=route_env(healthy), timeout=300)
     assert judged.code == 0, judged.stderr
+
+
+def test_a_relay_that_drops_reasoning_makes_eval_basic_exit_1_naming_the_cause(cli, workdir):
+    (workdir / "k2probe.toml").write_text("[routes.relay]\nemulator = true\npersonality = 'lossy-relay'\n")
+    result = cli("eval", "basic", "--tasks", "slugify,roman", "--route", "relay", timeout=300)
+    assert result.code == 1, result.stderr
+    assert "2 of 2 sample(s) ended as error" in result.stderr
+    assert "reasoning_content is missing" in result.stderr, result.stderr
