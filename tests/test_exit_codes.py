@@ -29,6 +29,7 @@ def test_errors_over_the_allowance_exit_1_naming_their_cause_and_pass_k_holds_wh
     judged = cli("eval", "humaneval", "--limit", "2", "--epochs", "2", "--fail-under", "pass_at_2=0.5",
                  env=route_env(healthy), timeout=300)
     assert judged.code == 0, judged.stderr
+    assert "pass@1" in judged.stdout and "pass@2" in judged.stdout  # every pass@k the epochs allow, not pass@1 alone
 
 
 def test_a_relay_that_drops_reasoning_makes_eval_basic_exit_1_naming_the_cause(cli, workdir):

@@ -17,15 +17,18 @@ def _samples(m: RouteMetrics) -> str:
     return f"{c.passed} / {c.failed} / {c.error} of {c.n}"
 
 
-def _pass_at_1(m: RouteMetrics) -> str:
-    first = m.pass_at_k.get("1")
-    return "–" if first is None else _pct(first.value) + f" (n={first.n_tasks} tasks)"
+def _pass_at_k(m: RouteMetrics) -> str:
+    """Every pass@k the epochs allow (k = 1 … epochs), each with its n."""
+    if not m.pass_at_k:
+        return "–"
+    return ", ".join(f"pass@{k} {_pct(p.value)} (n={p.n_tasks} tasks)"
+                     for k, p in sorted(m.pass_at_k.items(), key=lambda item: int(item[0])))
 
 
 ROWS: list[tuple[str, Callable[[RouteMetrics], str]]] = [  # (label, how to read it from a route's metrics)
     ("samples (passed / failed / error)", _samples),
     ("accepted rate", lambda m: _rate(m.accepted_rate) + f", reviewed {m.accepted_rate.reviewed}"),
-    ("pass@1", _pass_at_1),
+    ("pass@k (k = 1 … epochs)", _pass_at_k),
     ("error rate (infrastructure)", lambda m: _rate(m.error_rate)),
     ("first success", lambda m: _first(m.first_success)),
     ("retries", lambda m: f"{m.retries.total} ({_num(m.retries.per_call, '.2f')} per call, n={m.retries.n})"),
