@@ -47,7 +47,7 @@ def test_paired_statistics():
 
 
 def _constructed(store, suite: str, a: list[str], b: list[str], cost: float = 0.001,
-                 task: str = "t") -> tuple[str, dict[str, str]]:
+                 task: str = "t", cost_b: float | None = None) -> tuple[str, dict[str, str]]:
     """An evaluation run made directly in a real store: routes a and b over the same tasks, with these outcomes and
     one priced call per sample (the same price on both routes: a cost tie)."""
     from k2probe.core.records import CallRecord
@@ -62,7 +62,9 @@ def _constructed(store, suite: str, a: list[str], b: list[str], cost: float = 0.
         ids[f"{sample.route}:{sample.task_id}"] = sample.id
         store.add_call(run_id, CallRecord(route=sample.route, model="kimi-k2.7-code", endpoint="chat", stream=False,
                                           request={}, started_at=0.0, status=200, prompt_tokens=10,
-                                          completion_tokens=10, cost_usd=cost, latency_ms=10.0, sample_id=sample.id))
+                                          completion_tokens=10,
+                                          cost_usd=cost if sample.route == "a" or cost_b is None else cost_b,
+                                          latency_ms=10.0, sample_id=sample.id))
     store.finish_run(run_id, "finished", {})
     return run_id, ids
 
@@ -91,6 +93,11 @@ def test_the_interval_agrees_with_the_test_reviews_count_and_a_cost_tie_is_a_tie
         even, _ = _constructed(store, "humaneval", ["passed", "failed"], ["failed", "passed"])
         tie = compare(store, [even])
         assert tie.cheapest_per_accepted is None and tie.cheapest_tied == ["a", "b"]
+        # what the table shows as equal ($0.001000 per accepted task) is a tie, a float's last bits are not a winner
+        near, _ = _constructed(store, "humaneval", ["passed"], ["passed"], cost=0.001, cost_b=0.001 + 1e-10)
+        assert compare(store, [near]).cheapest_tied == ["a", "b"]
+        apart, _ = _constructed(store, "humaneval", ["passed"], ["passed"], cost=0.001, cost_b=0.0009)
+        assert compare(store, [apart]).cheapest_per_accepted == "b"
     finally:
         store.dispose()
 

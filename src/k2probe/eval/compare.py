@@ -120,7 +120,8 @@ def compare(store: Store, prefixes: list[str], reference: str | None = None) -> 
     priced = {r: m.cost_per_accepted_usd.value for r, m in routes.items()}
     known = {r: float(v) for r, v in priced.items() if isinstance(v, int | float)}
     best = min(known.values()) if known else None
-    lowest = [r for r, v in known.items() if v == best]
+    # a tie is what the table shows as equal: costs per accepted task are shown to the micro-dollar
+    lowest = [r for r, v in known.items() if best is not None and round(v, 6) == round(best, 6)]
     unpriced = [r for r, v in priced.items() if v == "unknown"]
     ids = [r.id for r in runs]
     return Comparison(run_id=ids[0] if len(ids) == 1 else ids, routes=routes, differences=differences,
