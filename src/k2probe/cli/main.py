@@ -16,6 +16,7 @@ from k2probe.cli import (  # noqa: F401 - they register
     run_commands,
     schema_commands,
     serve_commands,
+    view_commands,
 )
 from k2probe.cli.app import app, render
 from k2probe.core.envnames import KEY_ENVS

@@ -14,6 +14,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from k2probe.core.errors import UsageError
+from k2probe.core.netaddr import is_loopback
 from k2probe.emulator.app import Emulator, create_app
 from k2probe.emulator.protocol import LOOP, ArrivalProtocol
 from k2probe.emulator.settings import EmulatorSettings
@@ -88,15 +89,6 @@ def log_requests() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, api_key: str, allow_remote: bool) -> None:

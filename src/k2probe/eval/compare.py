@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from pydantic import PrivateAttr
+
 from k2probe.core.errors import UsageError
 from k2probe.core.results import Model, Outcome, RouteMetrics, Sample
 from k2probe.core.stats import bootstrap_mean_difference, mcnemar_exact_difference, mcnemar_p
@@ -60,8 +62,19 @@ class Difference(Model):
     tool_trigger_vs_reference: dict[str, Any] | None  # trigger scores against the reference's decisions
 
 
+class Pair(Model):
+    """One task and epoch on two routes: `change` says what the second route did to its acceptance."""
+
+    task_id: str
+    epoch: int
+    first: Sample
+    second: Sample
+    change: str  # "regression" (accepted on the first only), "fix" (on the second only), "same"
+
+
 class Comparison(Model):
-    """What `compare` found; `model_dump(mode="json")` is the `compare --json` document."""
+    """What `compare` found; `model_dump(mode="json")` is the `compare --json` document; `pairs` (route → its pairs
+    against the reference, for the viewer) is kept out of it."""
 
     run_id: str | list[str]  # one run, or the runs compared
     routes: dict[str, RouteMetrics]
@@ -69,6 +82,12 @@ class Comparison(Model):
     cheapest_per_accepted: str | None  # None on a tie (then `cheapest_tied` names the routes) or with nothing priced
     cheapest_tied: list[str]
     unpriced: list[str]
+
+    _pairs: dict[str, list[Pair]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def pairs(self) -> dict[str, list[Pair]]:
+        return self._pairs
 
     @property
     def run_ids(self) -> list[str]:
@@ -124,9 +143,27 @@ def compare(store: Store, prefixes: list[str], reference: str | None = None) -> 
     lowest = [r for r, v in known.items() if best is not None and round(v, 6) == round(best, 6)]
     unpriced = [r for r, v in priced.items() if v == "unknown"]
     ids = [r.id for r in runs]
-    return Comparison(run_id=ids[0] if len(ids) == 1 else ids, routes=routes, differences=differences,
-                      cheapest_per_accepted=lowest[0] if len(lowest) == 1 else None,
-                      cheapest_tied=lowest if len(lowest) > 1 else [], unpriced=unpriced)
+    result = Comparison(run_id=ids[0] if len(ids) == 1 else ids, routes=routes, differences=differences,
+                        cheapest_per_accepted=lowest[0] if len(lowest) == 1 else None,
+                        cheapest_tied=lowest if len(lowest) > 1 else [], unpriced=unpriced)
+    for other in labels:
+        if other != reference:
+            result.pairs[other] = _pairs(paired[reference], paired[other], reviewed)
+    return result
+
+
+def _accepted(sample: Sample, reviewed: dict[str, bool]) -> bool:
+    """Accepted as the metrics table counts it: a person's latest review decides, else the verification."""
+    return reviewed.get(sample.id, sample.outcome is Outcome.PASSED)
+
+
+def _pairs(a: dict[tuple[str, int], Sample], b: dict[tuple[str, int], Sample], reviewed: dict[str, bool]) -> list[Pair]:
+    out = []
+    for key in sorted(set(a) & set(b)):
+        first, second = _accepted(a[key], reviewed), _accepted(b[key], reviewed)
+        change = "same" if first == second else "regression" if first else "fix"
+        out.append(Pair(task_id=key[0], epoch=key[1], first=a[key], second=b[key], change=change))
+    return out
 
 
 def _paired(first: list[bool], second: list[bool]) -> AcceptedDifference | None:
@@ -148,10 +185,7 @@ def _difference(first: str, second: str, a: dict[tuple[str, int], Sample], b: di
     judged = [k for k in keys if a[k].outcome.judged and b[k].outcome.judged]
     passed, error = Outcome.PASSED, Outcome.ERROR
 
-    def accepted(sample: Sample) -> bool:
-        return reviewed.get(sample.id, sample.outcome is passed)
-
-    accepted_diff = _paired([accepted(a[k]) for k in judged], [accepted(b[k]) for k in judged])
+    accepted_diff = _paired([_accepted(a[k], reviewed) for k in judged], [_accepted(b[k], reviewed) for k in judged])
     verified_diff = _paired([a[k].outcome is passed for k in judged], [b[k].outcome is passed for k in judged])
     errors = sum(1 for k in keys if b[k].outcome is error) - sum(1 for k in keys if a[k].outcome is error)
     latency = bootstrap_mean_difference([float(b[k].usage.latency_ms or 0.0) - float(a[k].usage.latency_ms or 0.0)

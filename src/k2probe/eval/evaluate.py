@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 
 from k2probe.core.errors import UsageError
 from k2probe.core.redact import Redactor, redact
-from k2probe.core.results import Model, Outcome, RunMetrics, RunStatus, Sample, Verdict
+from k2probe.core.results import Model, Outcome, Run, RunMetrics, RunStatus, Sample, Verdict
 from k2probe.eval.plan import EvalPlan, units
 from k2probe.eval.runner import EvalRunner, OnSample, Progress
 from k2probe.eval.scheduler import Scheduler
@@ -265,6 +265,15 @@ def suite_metrics_of_run(ref: str) -> Callable[[list[Sample]], dict[str, Any]] |
         return suite_metrics(get_suite(ref))
     except Exception:
         return None
+
+
+def metrics_of_run(store: Store, run: Run, samples: list[Sample] | None = None) -> RunMetrics:
+    """A stored evaluation's metrics, per route and overall: what `eval --json`, `compare`, `report` and `view` show."""
+    from k2probe.eval import metrics as eval_metrics
+
+    plan = run.config.get("eval") or {}
+    return eval_metrics.compute(store, run.id, int(plan.get("epochs") or 1), samples=samples,
+                                extra=suite_metrics_of_run(str(plan.get("suite") or "")))
 
 
 def check_samples_path(path: str | None) -> None:

@@ -1,0 +1,233 @@
+"""`k2probe view`: a Starlette app over the store, server-rendered with the reports' Jinja2 environment (every value
+escaped). Runs → run → sample, each list filtered, sorted and paged in SQL with its filters in the URL; a review form
+on the sample page writes what `k2probe review` writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from k2probe import __version__
+from k2probe.core.errors import K2ProbeError
+from k2probe.core.results import Outcome, RunStatus
+from k2probe.eval.evaluate import metrics_of_run
+from k2probe.recording import browse
+from k2probe.recording.store import Store
+from k2probe.report.evaluation import ROWS
+from k2probe.report.html import environment
+from k2probe.view.guard import check_form, form_token
+from k2probe.view.transcript import call_rows, transcript
+
+_env = environment()
+_env.filters["datetime"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+TEXT_LIMIT = 20_000  # characters of one message or answer shown before "full text"
+
+
+def _int(request: Request, name: str, default: int, low: int = 0, high: int = 10**9) -> int:
+    try:
+        return max(low, min(high, int(request.query_params.get(name, default))))
+    except ValueError:
+        raise HTTPException(400, f"{name} must be a whole number") from None
+
+
+def _page_size(request: Request) -> int:
+    size = _int(request, "size", 50)
+    return size if size in browse.PAGE_SIZES else 50
+
+
+def _render(request: Request, template: str, **values: Any) -> HTMLResponse:
+    session = request.scope.get("state", {}).get("session")
+    html = _env.get_template(template).render(version=__version__, form_token=form_token(session) if session else "",
+                                              **values)
+    store: Store = request.app.state.store
+    return HTMLResponse(store.redactor.text(html))
+
+
+def _link(request: Request, **changes: Any) -> str:
+    """This page's URL with some query parameters changed (None removes one): filters live in the URL."""
+    params = {**request.query_params, **{k: v for k, v in changes.items() if v is not None}}
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+    return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
+
+
+async def runs_page(request: Request) -> HTMLResponse:
+    store: Store = request.app.state.store
+    q = request.query_params
+    sort = q.get("sort", "started")
+    page = browse.list_runs(store, command=q.get("command") or None, status=q.get("status") or None,
+                            text=q.get("q") or None, sort=sort, descending=q.get("order", "desc") == "desc",
+                            offset=_int(request, "offset", 0), limit=_page_size(request))
+    return _render(request, "view/runs.html.j2", title="runs", page=page, query=q, link=lambda **c: _link(request, **c),
+                   statuses=[s.value for s in RunStatus], sorts=list(browse.RUN_SORTS))
+
+
+def _run_of(request: Request) -> Any:
+    store: Store = request.app.state.store
+    try:
+        return store.find_run(request.path_params["run"])
+    except K2ProbeError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+async def run_page(request: Request) -> HTMLResponse:
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    q = request.query_params
+    figures = metrics_of_run(store, run) if run.command == "eval" else None
+    routes = list(figures.routes) if figures else []
+    samples = browse.list_samples(store, run.id, outcome=q.get("outcome") or None, task=q.get("task") or None,
+                                  route=q.get("route") or None, text=q.get("q") or None, sort=q.get("sort", "task"),
+                                  descending=q.get("order", "asc") == "desc", offset=_int(request, "offset", 0),
+                                  limit=_page_size(request))
+    table = [{"label": label, "cells": [read(figures[r]) for r in routes]} for label, read in ROWS] if figures else []
+    return _render(request, "view/run.html.j2", title=f"run {run.id[:8]}", run=run, routes=routes, table=table,
+                   samples=samples, query=q, link=lambda **c: _link(request, **c),
+                   outcomes=[o.value for o in Outcome], sample_routes=browse.sample_routes(store, run.id),
+                   sorts=list(browse.SAMPLE_SORTS), live=run.status == RunStatus.RUNNING.value,
+                   config=json.dumps(run.config, indent=2, sort_keys=True, default=str))
+
+
+async def sample_page(request: Request) -> HTMLResponse:
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    try:
+        sample, before, after = browse.get_sample(store, run.id, request.path_params["sample"])
+    except K2ProbeError as exc:
+        raise HTTPException(404, str(exc)) from None
+    calls = store.calls(run.id, sample_id=sample.id)
+    reviews = [r for r in store.reviews(run.id) if r.sample_id == sample.id]
+    return _render(request, "view/sample.html.j2", title=f"{sample.task_id} on {sample.route}", run=run,
+                   sample=sample, before=before, after=after, messages=transcript(calls, sample, TEXT_LIMIT),
+                   calls=call_rows(calls), reviews=reviews, limit=TEXT_LIMIT)
+
+
+async def sample_text(request: Request) -> PlainTextResponse:
+    """The whole answer of a sample, as text (the page shows the first TEXT_LIMIT characters)."""
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    try:
+        sample, _, _ = browse.get_sample(store, run.id, request.path_params["sample"])
+    except K2ProbeError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return PlainTextResponse(store.redactor.text(sample.completion or ""),
+                             headers={"content-security-policy": "default-src 'none'"})
+
+
+async def review_post(request: Request) -> Response:
+    """A person's verdict on one sample, written as `k2probe review --sample` writes it."""
+    from k2probe.report.runs import review
+
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    form = await request.form()
+    if not check_form(request.scope.get("state", {}).get("session"), str(form.get("form_token") or "")):
+        return PlainTextResponse("this form is not from this viewer's page: reload the page and try again", 403)
+    verdict = form.get("verdict")
+    if verdict not in ("accept", "reject"):
+        return PlainTextResponse("say accept or reject", 400)
+    minutes_text = str(form.get("repair_minutes") or "").strip()
+    try:
+        minutes = float(minutes_text) if minutes_text else None
+    except ValueError:
+        return PlainTextResponse("repair minutes must be a number", 400)
+    sample_id = str(form.get("sample") or "")
+    try:
+        browse.get_sample(store, run.id, sample_id)
+        review(store, run.id, accepted=verdict == "accept", repair_minutes=minutes, rollback=bool(form.get("rollback")),
+               handoff=bool(form.get("handoff")), note=str(form.get("note") or "") or None, attempt=None,
+               sample=sample_id)
+    except K2ProbeError as exc:
+        return PlainTextResponse(str(exc), 400)
+    return RedirectResponse(f"/runs/{run.id}/samples/{sample_id}", 303)
+
+
+async def compare_page(request: Request) -> HTMLResponse:
+    """Two runs (or one run's routes) per sample: regressions, fixes, unchanged (changed only unless asked), each pair
+    side by side, with the statistics `k2probe compare` gives."""
+    from k2probe.eval.compare import compare
+    from k2probe.report.compare import difference_lines
+
+    store: Store = request.app.state.store
+    ids = request.query_params.getlist("run")
+    if not 1 <= len(ids) <= 2:
+        raise HTTPException(400, "tick one evaluation run with two routes, or two runs, to compare")
+    try:
+        result = compare(store, ids)
+    except K2ProbeError as exc:
+        raise HTTPException(400, str(exc)) from None
+    show_all = request.query_params.get("all") == "1"
+    routes = list(result.routes)
+    table = [{"label": label, "cells": [read(result.routes[r]) for r in routes]} for label, read in ROWS]
+    pairs = {route: [p for p in found if show_all or p.change != "same"] for route, found in result.pairs.items()}
+    counts = {route: {c: sum(1 for p in found if p.change == c) for c in ("regression", "fix", "same")}
+              for route, found in result.pairs.items()}
+    return _render(request, "view/compare.html.j2", title="compare", result=result, routes=routes, table=table,
+                   pairs=pairs, counts=counts, show_all=show_all, link=lambda **c: _link(request, **c),
+                   lines=difference_lines(result))
+
+
+async def run_metrics_json(request: Request) -> JSONResponse:
+    """The run's metrics, per route and overall, as `eval --json` gives them."""
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    if run.command != "eval":
+        raise HTTPException(404, "metrics are kept for evaluation runs")
+    return JSONResponse({"run_id": run.id, "metrics": metrics_of_run(store, run).model_dump(mode="json")})
+
+
+async def run_progress(request: Request) -> JSONResponse:
+    """How far a run is: what the run page polls while it runs."""
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    return JSONResponse({"status": run.status, "outcomes": store.sample_outcomes(run.id)})
+
+
+async def samples_csv(request: Request) -> Response:
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["sample_id", "task_id", "route", "epoch", "outcome", "reason", "prompt_tokens",
+                     "completion_tokens", "cost_usd", "latency_ms"])
+    for s in store.samples(run.id):
+        writer.writerow([s.id, s.task_id, s.route, s.epoch, s.outcome.value, s.reason or "", s.usage.prompt_tokens,
+                         s.usage.completion_tokens, "" if s.usage.cost_usd is None else s.usage.cost_usd,
+                         "" if s.usage.latency_ms is None else s.usage.latency_ms])
+    return Response(store.redactor.text(buffer.getvalue()), media_type="text/csv",
+                    headers={"content-disposition": f'attachment; filename="samples-{run.id[:8]}.csv"'})
+
+
+async def _not_found(request: Request, exc: Exception) -> HTMLResponse:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "the viewer could not show this page"
+    html = _env.get_template("view/error.html.j2").render(version=__version__, title=str(status), detail=detail)
+    return HTMLResponse(html, status)
+
+
+def create_app(store: Store) -> Starlette:
+    """The viewer over `store` (wrap it in `Guard` to serve it)."""
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    routes: list[BaseRoute] = [
+        Route("/", runs_page), Route("/runs/{run}", run_page), Route("/runs/{run}/metrics.json", run_metrics_json),
+              Route("/runs/{run}/progress.json", run_progress), Route("/runs/{run}/samples.csv", samples_csv),
+              Route("/runs/{run}/samples/{sample}", sample_page),
+              Route("/runs/{run}/samples/{sample}/answer.txt", sample_text),
+              Route("/runs/{run}/review", review_post, methods=["POST"]), Route("/compare", compare_page)]
+    routes.append(Mount("/static", StaticFiles(packages=[("k2probe", "templates/view/static")]), name="static"))
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found, 500: _not_found})
+    app.state.store = store
+    return app
