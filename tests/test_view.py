@@ -217,3 +217,76 @@ def test_a_busy_port_is_one_line(workdir, viewer):
     busy = subprocess.run([sys.executable, "-m", "k2probe", "view", "--port", port], capture_output=True, text=True,
                           timeout=60)
     assert busy.returncode == 2 and "the port is in use" in busy.stderr and len(busy.stderr.strip().splitlines()) == 1
+
+
+def _browser():
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the viewer tests need Debian's chromium"
+    manager = sync_playwright().start()
+    return manager, manager.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+
+
+def test_a_person_walks_runs_run_sample_and_reviews_in_a_real_browser(cli, emulator, workdir, viewer):
+    server = emulator(wrong_rate=0.5, seed=3)  # wrong answers are chosen per seed, task and asking: fixed here
+    ran = cli("eval", "humaneval", "--limit", "6", "--json", env=route_env(server), timeout=300)
+    assert ran.code == 0, ran.stderr
+    data = ran.json()
+    route = data["routes"][0]
+    failed = next(s for s in data["samples"] if s["outcome"] == "failed")
+    view = viewer()
+    manager, browser = _browser()
+    try:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(view.url)
+        page.click(f"a[href='/runs/{data['run_id']}']")
+        rate = data["metrics"][route]["accepted_rate"]
+        assert f"{100 * rate['value']:.1f}%" in page.inner_text("table.metrics")
+        page.select_option("select[name=outcome]", "failed")
+        page.click("form.filters button")
+        assert "outcome=failed" in page.url  # the filter is in the URL
+        page.click(f"text={failed['task_id']}")
+        assert "Transcript" in page.inner_text("main") and page.is_visible("section.verdict")
+        page.check("input[value=accept]")
+        page.fill("input[name=repair_minutes]", "3")
+        page.click("form.review-form button")
+        assert "accepted · 3.0 min repair" in page.inner_text("main")
+        page.click("text=← run")
+        moved = (rate["value"] * rate["n"] + 1) / rate["n"]
+        assert f"{100 * moved:.1f}%" in page.inner_text("table.metrics")
+        assert page.screenshot() and not errors, errors
+    finally:
+        browser.close()
+        manager.stop()
+
+
+def test_a_running_evaluation_progresses_on_its_page_without_a_reload(emulator, workdir, viewer):
+    server = emulator(ttft_ms=400)
+    env = {**os.environ, **route_env(server)}
+    run = subprocess.Popen([sys.executable, "-m", "k2probe", "eval", "humaneval", "--limit", "8", "--concurrency", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    view = viewer()
+    manager, browser = _browser()
+    try:
+        run_id = None
+        deadline = time.monotonic() + 60
+        while run_id is None and time.monotonic() < deadline:
+            found = re.search(r'href="/runs/([0-9a-f-]{36})"', httpx.get(view.url, params={"status": "running"}).text)
+            run_id = found.group(1) if found else None
+            time.sleep(0.2)
+        assert run_id, "the running evaluation was not listed"
+        page = browser.new_page()
+        page.goto(f"{view.url}runs/{run_id}")
+        page.evaluate("window.sameDocument = true")
+        assert page.inner_text("#run-status") == "running"
+        page.locator("#run-status", has_text="finished").wait_for(timeout=120_000)
+        assert page.evaluate("window.sameDocument === true")  # it followed the run without a reload
+        assert page.locator("#samples tbody tr.outcome-passed").count() == 8
+    finally:
+        browser.close()
+        manager.stop()
+        run.wait(timeout=120)

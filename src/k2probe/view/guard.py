@@ -20,7 +20,7 @@ ACCESS_COOKIE = "k2probe_access"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 HEADERS = [(b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                         b"script-src 'self'; frame-ancestors 'none'; form-action 'self'"),
-           (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+           (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
 
 
 def _digest(value: str) -> str:
