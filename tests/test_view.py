@@ -290,3 +290,19 @@ def test_a_running_evaluation_progresses_on_its_page_without_a_reload(emulator, 
         browser.close()
         manager.stop()
         run.wait(timeout=120)
+
+
+def test_a_huge_answer_is_shown_cut_with_its_length_and_served_whole_as_text(cli, workdir, viewer):
+    body = "    return 1\n" + "# padding\n" * 300_000  # 3 MB of answer
+    (workdir / "samples.jsonl").write_text(json.dumps({"task_id": "HumanEval/0", "completion": body}) + "\n")
+    result = cli("eval", "humaneval", "--samples", "samples.jsonl", "--json", timeout=300)
+    assert result.code == 0, result.stderr
+    run_id = result.json()["run_id"]
+    view = viewer()
+    with httpx.Client(base_url=view.url, timeout=60) as http:
+        link = re.search(rf'href="(/runs/{run_id}/samples/[0-9a-f-]+)"', http.get(f"/runs/{run_id}").text)
+        assert link
+        page = http.get(link.group(1)).text
+        assert f"shown: the first 20000 of {len(body)} characters" in page and len(page) < 200_000
+        whole = http.get(link.group(1) + "/answer.txt")
+        assert whole.status_code == 200 and whole.text == body

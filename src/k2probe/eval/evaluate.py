@@ -272,6 +272,8 @@ def metrics_of_run(store: Store, run: Run, samples: list[Sample] | None = None) 
     from k2probe.eval import metrics as eval_metrics
 
     plan = run.config.get("eval") or {}
+    if samples is None:  # metrics read verdicts, usage and reviews, never the answers themselves
+        samples = store.samples(run.id, completions=False)
     return eval_metrics.compute(store, run.id, int(plan.get("epochs") or 1), samples=samples,
                                 extra=suite_metrics_of_run(str(plan.get("suite") or "")))
 

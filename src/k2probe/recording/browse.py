@@ -3,15 +3,16 @@ costs one page of rows, never all of them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, case, func, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from k2probe.core.errors import ConfigError
 from k2probe.core.results import Outcome, Run, Sample
-from k2probe.recording.schema import CallRow, RunRow, SampleRow
+from k2probe.recording.schema import CallRow, ReviewRow, RunRow, SampleRow
 from k2probe.recording.store import Store, _run, _sample
 
 T = TypeVar("T")
@@ -123,9 +124,8 @@ def _sample_filters(run_id: str, outcome: str | None, task: str | None, route: s
         where.append(_contains(SampleRow.task_id, task))
     if route:
         where.append(SampleRow.route == route)
-    if text:
-        where.append(or_(_contains(SampleRow.task_id, text), _contains(SampleRow.reason, text),
-                         _contains(SampleRow.completion, text)))
+    if text:  # answers can be megabytes each: searched by the words of their verdict, not read whole per query
+        where.append(or_(_contains(SampleRow.task_id, text), _contains(SampleRow.reason, text)))
     return where
 
 
@@ -149,10 +149,11 @@ def list_samples(store: Store, run_id: str, *, outcome: str | None = None, task:
     where = _sample_filters(run_id, outcome, task, route, text)
     with Session(store.engine) as session:
         total = int(session.scalar(select(func.count()).select_from(SampleRow).where(*where)) or 0)
-        query = _sorted(select(SampleRow).where(*where), SAMPLE_SORTS, sort, descending, SampleRow.id)
+        query = _sorted(select(SampleRow).options(defer(SampleRow.completion, raiseload=True)).where(*where),
+                        SAMPLE_SORTS, sort, descending, SampleRow.id)
         rows = session.scalars(query.offset(offset).limit(limit)).all()
         answered = _answered_by(session, run_id, [r.id for r in rows])
-        return Page([_sample(r, answered.get(r.id, [])) for r in rows], total, offset, limit)
+        return Page([_sample(r, answered.get(r.id, []), completion=False) for r in rows], total, offset, limit)
 
 
 def sample_routes(store: Store, run_id: str) -> list[str]:
@@ -162,13 +163,18 @@ def sample_routes(store: Store, run_id: str) -> list[str]:
                                                 .distinct().order_by(SampleRow.route)).all()]
 
 
-def get_sample(store: Store, run_id: str, sample_id: str) -> tuple[Sample, str | None, str | None]:
-    """One sample of a run, with the ids of the samples before and after it (by task, route, epoch)."""
+def get_sample(store: Store, run_id: str, sample_id: str,
+               limit: int = 20_000) -> tuple[Sample, int, str | None, str | None]:
+    """One sample of a run with at most `limit` characters of its answer, the answer's full length, and the ids of
+    the samples before and after it (by task, route, epoch). A 100 MB answer costs `limit` characters here."""
     store.flush()
     with Session(store.engine) as session:
-        row = session.get(SampleRow, sample_id)
-        if row is None or row.run_id != run_id:
+        row = session.scalars(select(SampleRow).options(defer(SampleRow.completion, raiseload=True))
+                              .where(SampleRow.id == sample_id, SampleRow.run_id == run_id)).one_or_none()
+        if row is None:
             raise ConfigError(f"run {run_id[:8]} has no sample {sample_id[:40]!r}", fix="pick one from the run's page")
+        head, length = session.execute(select(func.substr(SampleRow.completion, 1, limit),
+                                              func.length(SampleRow.completion)).where(SampleRow.id == sample_id)).one()
         key = tuple_(SampleRow.task_id, SampleRow.route, SampleRow.epoch)
         here = tuple_(row.task_id, row.route, row.epoch)
         before = session.scalar(select(SampleRow.id).where(SampleRow.run_id == run_id, key < here)
@@ -177,4 +183,27 @@ def get_sample(store: Store, run_id: str, sample_id: str) -> tuple[Sample, str |
         after = session.scalar(select(SampleRow.id).where(SampleRow.run_id == run_id, key > here)
                                .order_by(SampleRow.task_id, SampleRow.route, SampleRow.epoch).limit(1))
         answered = _answered_by(session, run_id, [row.id])
-        return _sample(row, answered.get(row.id, [])), before, after
+        sample = _sample(row, answered.get(row.id, []), completion=False).model_copy(update={"completion": head})
+        return sample, int(length or 0), before, after
+
+
+def answer_chunks(store: Store, sample_id: str, size: int = 1 << 20) -> Iterator[str]:
+    """A sample's whole answer, read `size` characters at a time (never all of it in memory at once)."""
+    with Session(store.engine) as session:
+        length = int(session.scalar(select(func.length(SampleRow.completion)).where(SampleRow.id == sample_id)) or 0)
+        for start in range(1, length + 1, size):
+            yield str(session.scalar(select(func.substr(SampleRow.completion, start, size))
+                                     .where(SampleRow.id == sample_id)) or "")
+
+
+def run_state(store: Store, run_id: str) -> tuple[object, ...]:
+    """What a run's figures depend on, cheaply read (indexed counts): while it is unchanged, figures computed from the
+    run still hold. Its status, its samples' count and finish times, its reviews, its calls."""
+    store.flush()
+    with Session(store.engine) as session:
+        run = session.execute(select(RunRow.status, RunRow.finished_at).where(RunRow.id == run_id)).one_or_none()
+        samples = session.execute(select(func.count(), func.sum(SampleRow.finished_at))
+                                  .where(SampleRow.run_id == run_id)).one()
+        reviews = session.execute(select(func.count(), func.max(ReviewRow.id)).where(ReviewRow.run_id == run_id)).one()
+        calls = session.scalar(select(func.count()).select_from(CallRow).where(CallRow.run_id == run_id))
+        return (tuple(run) if run else None, tuple(samples), tuple(reviews), calls)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from k2probe import __version__
 from k2probe.core.config import home
@@ -66,16 +66,17 @@ def _run(row: RunRow) -> Run:
                status=row.status, summary=row.summary, owner=row.owner, lease_at=row.lease_at)
 
 
-def _sample(row: SampleRow, answered_by: list[str]) -> Sample:
+def _sample(row: SampleRow, answered_by: list[str], completion: bool = True) -> Sample:
     """A sample row as the typed Sample; its verdict read from the `verification` column (None while pending), so
-    rows written before a verdict field existed still read."""
+    rows written before a verdict field existed still read. `completion=False`: the answer was not read (None)."""
     outcome = Outcome(row.outcome)
     verdict = None if outcome is Outcome.PENDING else Verdict.from_row(row.verification, outcome, row.reason)
     usage = Usage(calls=row.calls or 0, retries=row.retries or 0, prompt_tokens=row.prompt_tokens or 0,
                   completion_tokens=row.completion_tokens or 0, reasoning_tokens=row.reasoning_tokens or 0,
                   cached_tokens=row.cached_tokens or 0, cost_usd=row.cost_usd, latency_ms=row.latency_ms)
     return Sample(id=row.id, run_id=row.run_id, suite=row.suite, task_id=row.task_id, route=row.route,
-                  epoch=row.epoch, outcome=outcome, reason=row.reason, verdict=verdict, completion=row.completion,
+                  epoch=row.epoch, outcome=outcome, reason=row.reason, verdict=verdict,
+                  completion=row.completion if completion else None,
                   usage=usage, started_at=row.started_at, finished_at=row.finished_at, answered_by=answered_by)
 
 
@@ -397,14 +398,17 @@ class Store:
                                    .group_by(SampleRow.outcome)).all()
             return {str(outcome): int(n) for outcome, n in rows}
 
-    def samples(self, run_id: str) -> list[Sample]:
+    def samples(self, run_id: str, *, completions: bool = True) -> list[Sample]:
         """The run's samples (by task, route, epoch), each with `answered_by`: the routes that answered its calls
-        with an error-free answer (its own, or a fallback), in the order they first did."""
+        with an error-free answer (its own, or a fallback), in the order they first did. `completions=False` leaves
+        the answers unread (None): what metrics need, without a run's every answer in memory."""
         self.flush()
         answered: dict[str, list[str]] = {}
         with Session(self.engine) as session:
-            rows = session.scalars(select(SampleRow).where(SampleRow.run_id == run_id)
-                                   .order_by(SampleRow.task_id, SampleRow.route, SampleRow.epoch)).all()
+            query = select(SampleRow).where(SampleRow.run_id == run_id)
+            if not completions:
+                query = query.options(defer(SampleRow.completion, raiseload=True))
+            rows = session.scalars(query.order_by(SampleRow.task_id, SampleRow.route, SampleRow.epoch)).all()
             for sample_id, route in session.execute(
                     select(CallRow.sample_id, CallRow.route)
                     .where(CallRow.run_id == run_id, CallRow.sample_id.is_not(None), CallRow.error_type.is_(None))
@@ -412,7 +416,7 @@ class Store:
                 routes = answered.setdefault(str(sample_id), [])
                 if route not in routes:
                     routes.append(route)
-            return [_sample(r, answered.get(r.id, [])) for r in rows]
+            return [_sample(r, answered.get(r.id, []), completions) for r in rows]
 
     def finish_sample(self, sample_id: str, result: SampleResult) -> None:
         """Record a sample's one result (queued like a call: resume re-does a sample whose result was lost; a sample

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from k2probe import __version__
 from k2probe.core.errors import K2ProbeError
-from k2probe.core.results import Outcome, RunStatus
+from k2probe.core.results import Outcome, Run, RunMetrics, RunStatus
 from k2probe.eval.evaluate import metrics_of_run
 from k2probe.recording import browse
 from k2probe.recording.store import Store
@@ -81,11 +81,24 @@ def _run_of(request: Request) -> Any:
         raise HTTPException(404, str(exc)) from None
 
 
+def _metrics(request: Request, run: Run) -> RunMetrics:
+    """The run's metrics, computed once per state of the run (a review, a finished sample or a call changes it)."""
+    store: Store = request.app.state.store
+    cache: dict[str, tuple[tuple[object, ...], RunMetrics]] = request.app.state.metrics
+    state = browse.run_state(store, run.id)
+    held = cache.get(run.id)
+    if held is None or held[0] != state:
+        if len(cache) >= 32:
+            cache.pop(next(iter(cache)))
+        held = cache[run.id] = (state, metrics_of_run(store, run))
+    return held[1]
+
+
 async def run_page(request: Request) -> HTMLResponse:
     store: Store = request.app.state.store
     run = _run_of(request)
     q = request.query_params
-    figures = metrics_of_run(store, run) if run.command == "eval" else None
+    figures = _metrics(request, run) if run.command == "eval" else None
     routes = list(figures.routes) if figures else []
     samples = browse.list_samples(store, run.id, outcome=q.get("outcome") or None, task=q.get("task") or None,
                                   route=q.get("route") or None, text=q.get("q") or None, sort=q.get("sort", "task"),
@@ -103,25 +116,30 @@ async def sample_page(request: Request) -> HTMLResponse:
     store: Store = request.app.state.store
     run = _run_of(request)
     try:
-        sample, before, after = browse.get_sample(store, run.id, request.path_params["sample"])
+        sample, length, before, after = browse.get_sample(store, run.id, request.path_params["sample"], TEXT_LIMIT)
     except K2ProbeError as exc:
         raise HTTPException(404, str(exc)) from None
     calls = store.calls(run.id, sample_id=sample.id)
     reviews = [r for r in store.reviews(run.id) if r.sample_id == sample.id]
     return _render(request, "view/sample.html.j2", title=f"{sample.task_id} on {sample.route}", run=run,
-                   sample=sample, before=before, after=after, messages=transcript(calls, sample, TEXT_LIMIT),
+                   sample=sample, before=before, after=after,
+                   messages=transcript(calls, sample, TEXT_LIMIT, answer_length=length),
                    calls=call_rows(calls), reviews=reviews, limit=TEXT_LIMIT)
 
 
-async def sample_text(request: Request) -> PlainTextResponse:
-    """The whole answer of a sample, as text (the page shows the first TEXT_LIMIT characters)."""
+async def sample_text(request: Request) -> Response:
+    """The whole answer of a sample, as text, streamed a megabyte at a time (the page shows its first characters)."""
+    from starlette.responses import StreamingResponse
+
     store: Store = request.app.state.store
     run = _run_of(request)
     try:
-        sample, _, _ = browse.get_sample(store, run.id, request.path_params["sample"])
+        sample, _, _, _ = browse.get_sample(store, run.id, request.path_params["sample"], 0)
     except K2ProbeError as exc:
         raise HTTPException(404, str(exc)) from None
-    return PlainTextResponse(store.redactor.text(sample.completion or ""),
+    redact = store.redactor.text
+    return StreamingResponse((redact(chunk) for chunk in browse.answer_chunks(store, sample.id)),
+                             media_type="text/plain; charset=utf-8",
                              headers={"content-security-policy": "default-src 'none'"})
 
 
@@ -144,7 +162,7 @@ async def review_post(request: Request) -> Response:
         return PlainTextResponse("repair minutes must be a number", 400)
     sample_id = str(form.get("sample") or "")
     try:
-        browse.get_sample(store, run.id, sample_id)
+        browse.get_sample(store, run.id, sample_id, 0)
         review(store, run.id, accepted=verdict == "accept", repair_minutes=minutes, rollback=bool(form.get("rollback")),
                handoff=bool(form.get("handoff")), note=str(form.get("note") or "") or None, attempt=None,
                sample=sample_id)
@@ -180,11 +198,10 @@ async def compare_page(request: Request) -> HTMLResponse:
 
 async def run_metrics_json(request: Request) -> JSONResponse:
     """The run's metrics, per route and overall, as `eval --json` gives them."""
-    store: Store = request.app.state.store
     run = _run_of(request)
     if run.command != "eval":
         raise HTTPException(404, "metrics are kept for evaluation runs")
-    return JSONResponse({"run_id": run.id, "metrics": metrics_of_run(store, run).model_dump(mode="json")})
+    return JSONResponse({"run_id": run.id, "metrics": _metrics(request, run).model_dump(mode="json")})
 
 
 async def run_progress(request: Request) -> JSONResponse:
@@ -230,4 +247,5 @@ def create_app(store: Store) -> Starlette:
     routes.append(Mount("/static", StaticFiles(packages=[("k2probe", "templates/view/static")]), name="static"))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found, 500: _not_found})
     app.state.store = store
+    app.state.metrics = {}
     return app

@@ -71,8 +71,9 @@ def _message(raw: Any, limit: int) -> Message:
                    tool_call_id=raw.get("tool_call_id"))
 
 
-def transcript(calls: list[dict[str, Any]], sample: Sample, limit: int) -> list[Message]:
-    """The last request's messages, then the sample's answer as the assistant's last turn."""
+def transcript(calls: list[dict[str, Any]], sample: Sample, limit: int, answer_length: int | None = None) -> list[Message]:
+    """The last request's messages, then the sample's answer as the assistant's last turn (`answer_length`: its full
+    length, when only its beginning was read)."""
     messages: list[Any] = []
     for call in reversed(calls):
         request = call.get("request")
@@ -81,7 +82,10 @@ def transcript(calls: list[dict[str, Any]], sample: Sample, limit: int) -> list[
             break
     shown = [_message(m, limit) for m in messages]
     if sample.completion is not None:
-        shown.append(Message(role="assistant (answer)", content=_shown(sample.completion, limit)))
+        answer = _shown(sample.completion, limit)
+        if answer_length is not None:
+            answer.length = max(answer.length, answer_length)
+        shown.append(Message(role="assistant (answer)", content=answer))
     return shown
 
 
