@@ -185,9 +185,10 @@ def _explained(job: dict[str, Any], exc: BaseException, candidate: Candidate) ->
     said = str(exc) if isinstance(exc, CandidateRaised) else "".join(_exception_only(exc))
     details: dict[str, Any] = {"exception": _last_line(said)}
     test_line = _deepest(exc, "<test>")
-    tests = str(job["test"]).splitlines()
-    if test_line is not None and 1 <= test_line <= len(tests):
-        details.update(test_line=test_line, assertion=tests[test_line - 1].strip()[:500])
+    if test_line is not None:
+        statement = _statement(str(job["test"]), test_line)
+        if statement:
+            details.update(test_line=test_line, assertion=statement[:500])
     if candidate.last is not None:
         details["call"] = _call_text(str(job["entry"]), candidate.last)
         if candidate.answered is not None:
@@ -202,6 +203,27 @@ def _explained(job: dict[str, Any], exc: BaseException, candidate: Candidate) ->
     if isinstance(exc, CandidateRaised):
         reason = f"the function raised {exc}"
     return reason[:300], proof, details
+
+
+def _statement(source: str, line: int) -> str:
+    """The whole statement of the dataset's test at `line` (an assertion may span lines), or that line alone."""
+    import ast
+
+    lines = source.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+    try:
+        nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.stmt)
+                 and n.lineno <= line <= (n.end_lineno or n.lineno) and not isinstance(n, ast.FunctionDef | ast.For
+                                                                                          | ast.While | ast.If | ast.With)]
+    except SyntaxError:
+        nodes = []
+    if nodes:
+        inner = min(nodes, key=lambda n: (n.end_lineno or n.lineno) - n.lineno)
+        found = ast.get_source_segment(source, inner)
+        if found:
+            return " ".join(part.strip() for part in found.splitlines())
+    return lines[line - 1].strip()
 
 
 def _exception_only(exc: BaseException) -> list[str]:
