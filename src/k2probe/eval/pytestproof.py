@@ -5,6 +5,7 @@ run's last line. Read from plain text (the test run's output), so it works on an
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 
 _HEADER = re.compile(r"^_{3,} (.+?) _{3,}$")
@@ -63,10 +64,11 @@ def failed_tests(output: str) -> list[FailedTest]:
         if line.startswith(">") and not current.error:
             current.line = line[1:].strip()
         elif line.startswith("E ") and len(current.error) < 8:
-            current.error.append(line[1:].strip())
+            current.error.append(line[1:].rstrip())
         elif (where := _WHERE.match(line)) is not None:
             current.where = f"{where.group(1).rsplit('/', 1)[-1]}:{where.group(2)}"
     for test in found:
+        test.error = textwrap.dedent("\n".join(test.error)).splitlines()
         while test.block and not test.block[-1].strip():
             test.block.pop()
         test.block = test.block[-MAX_BLOCK_LINES:]

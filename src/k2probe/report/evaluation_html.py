@@ -16,10 +16,10 @@ from k2probe import __version__
 from k2probe.core.results import Outcome, RunMetrics, Sample
 from k2probe.eval import metrics as eval_metrics
 from k2probe.eval.evaluate import suite_metrics_of_run
+from k2probe.eval.pytestproof import own_frames_removed
 from k2probe.recording import queries
 from k2probe.recording.store import Store
 from k2probe.report.charts import Bar, hbar, histogram
-from k2probe.eval.pytestproof import own_frames_removed
 from k2probe.report.evaluation import ROWS
 from k2probe.report.html import environment
 from k2probe.report.transcript import AttemptView, attempt_views

@@ -75,11 +75,16 @@ def _reasoning(message: dict[str, Any]) -> str:
 
 
 def _arguments(text: str) -> str:
-    """A tool call's arguments, indented when they are JSON (as sent otherwise: a malformed call shows as it came)."""
+    """A tool call's arguments, one per line, a multi-line string (a patch, a file's content) as its own lines; as
+    sent when they are not a JSON object (a malformed call shows as it came)."""
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        parsed = json.loads(text)
     except (ValueError, TypeError):
         return text
+    if not isinstance(parsed, dict):
+        return json.dumps(parsed, indent=2, ensure_ascii=False)
+    return "\n".join(f"{key}:\n{value}" if isinstance(value, str) and "\n" in value
+                     else f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in parsed.items())
 
 
 def _step(record: dict[str, Any]) -> StepView:
