@@ -25,8 +25,7 @@ PURPOSES = {"smoke": "smoke", "streaming": "quickstart: streaming", "multimodal"
 OTHER_FIXES = {
     "agent": "the model's work did not pass the task's hidden tests: read its transcript (`k2probe report` on the "
              "agent run, or the trajectory file named above)",
-    "snippets": "run the snippet named above by hand to see its error; a missing known-good record means smoke "
-                "failed first — fix that step",
+    "snippets": "run the snippet named above by hand (python, node or sh) to see its error",
     "multimodal": "the route answered without text: check that the model takes images (doctor's media checks)",
 }
 
@@ -61,7 +60,9 @@ def step_fixes(steps: list[dict[str, Any]], calls: list[dict[str, Any]], base_ur
             if fix:
                 fixes[sid] = fix
                 continue
-        if step.get("status") == "fail" and sid in OTHER_FIXES:
+        if sid == "snippets" and "no known-good record" in str(step.get("detail")):
+            fixes[sid] = "smoke failed, so there is no known-good request to replay: fix the smoke step first"
+        elif step.get("status") == "fail" and sid in OTHER_FIXES:
             fixes[sid] = OTHER_FIXES[sid]
     return fixes
 
