@@ -90,6 +90,22 @@ def _no_answer(sample: Sample, has_answer: bool) -> str | None:
     return None if has_answer else f"no answer: {reason or 'none recorded'}"
 
 
+_TEST_FRAME = re.compile(r'File "<test>", line (\d+)')
+
+
+def _older_facts(proof: str, task_id: str, suite: str) -> dict[str, Any]:
+    """For a run judged before verdicts named their assertion: the dataset test's statement its traceback points at."""
+    found = _TEST_FRAME.findall(proof)
+    if suite != "humaneval" or not found:
+        return {}
+    from k2probe.sandbox.checker import statement_at
+    from k2probe.tasks.humaneval import problems
+
+    problem = problems().get(task_id)
+    statement = statement_at(problem.test, int(found[-1])) if problem is not None else ""
+    return {"test_line": int(found[-1]), "assertion": statement} if statement else {}
+
+
 def _prompts(suite: str) -> dict[str, str]:
     if suite != "humaneval":
         return {}
@@ -105,6 +121,8 @@ def sample_views(store: Store, run_id: str, samples: list[Sample], suite: str) -
     views = []
     for s in samples:
         facts = dict(s.verdict.details) if s.verdict else {}
+        if s.verdict and s.outcome is Outcome.FAILED and not facts:
+            facts = _older_facts(s.verdict.proof, s.task_id, suite)
         attempt = attempts.get(s.id)
         has_answer = bool(s.completion) or bool(attempt and attempt.steps)
         marked = facts.get("model_line")

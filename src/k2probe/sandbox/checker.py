@@ -186,7 +186,7 @@ def _explained(job: dict[str, Any], exc: BaseException, candidate: Candidate) ->
     details: dict[str, Any] = {"exception": _last_line(said)}
     test_line = _deepest(exc, "<test>")
     if test_line is not None:
-        statement = _statement(str(job["test"]), test_line)
+        statement = statement_at(str(job["test"]), test_line)
         if statement:
             details.update(test_line=test_line, assertion=statement[:500])
     if candidate.last is not None:
@@ -205,7 +205,7 @@ def _explained(job: dict[str, Any], exc: BaseException, candidate: Candidate) ->
     return reason[:300], proof, details
 
 
-def _statement(source: str, line: int) -> str:
+def statement_at(source: str, line: int) -> str:
     """The whole statement of the dataset's test at `line` (an assertion may span lines), or that line alone."""
     import ast
 
