@@ -185,3 +185,25 @@ def test_a_failing_quickstart_page_shows_each_failing_steps_fix(cli, emulator, w
     run_id = cli("runs", "--json").json()["runs"][0]["id"]
     again = _text(_dom(_report(cli, run_id, workdir / "again.html"), workdir))
     assert "fix: check the key in AI_GATEWAY_API_KEY" in again  # the same page, from the store
+
+
+@pytest.mark.parametrize("second_call", ["while True:\n            pass", "import os\n        os._exit(0)",
+                                         "raise SystemExit(3)"])
+def test_asking_a_failed_candidate_for_its_line_cannot_change_its_verdict(second_call):
+    """The checker asks which line a wrong value came from only after the verdict is given, bounded in time: a
+    candidate that hangs, dies or exits when asked stays `failed`, with the assertion and no line of its choosing."""
+    import time
+
+    from k2probe.sandbox.isolation import isolation
+    from k2probe.sandbox.programs import Program, verify_programs
+    from k2probe.tasks.humaneval import problems
+
+    problem = problems()["HumanEval/2"]
+    completion = ("    import builtins\n    if getattr(builtins, 'seen', False):\n"
+                  f"        {second_call}\n    builtins.seen = True\n    return None\n")
+    started = time.monotonic()
+    verdict = verify_programs({"it": Program(problem.prompt, completion, problem.test, problem.entry_point)},
+                              timeout_s=3.0, iso=isolation("bwrap"))["it"]
+    assert time.monotonic() - started < 30
+    assert verdict.status == "failed" and verdict.reason == "AssertionError: assert candidate(3.5) == 0.5", verdict
+    assert verdict.details["answered"] == "returned None" and "model_line" not in verdict.details, verdict.details

@@ -42,8 +42,8 @@ def _described(exc: BaseException) -> dict[str, object]:
 
 
 def _traced(function: object, args: object, kwargs: object) -> int | None:
-    """Call `function` again with a tracer on its own frame only (no line events): the line it returned from (or
-    raised at) — asked for only after the verdict is given, to point at the model's line a wrong value came from."""
+    """Call `function` again with a tracer on its own frame only (no line events): the line it returned from — asked
+    for only after the verdict is given, to point at the model's line a wrong value came from (None if it raised)."""
     from types import FrameType
     from typing import Any
 
@@ -51,7 +51,7 @@ def _traced(function: object, args: object, kwargs: object) -> int | None:
     seen: list[int] = []
 
     def local(frame: FrameType, event: str, _arg: Any) -> Any:
-        if event in ("return", "exception") and frame.f_code is code:
+        if event == "return" and frame.f_code is code:
             seen.append(frame.f_lineno)
         return local
 
@@ -64,8 +64,8 @@ def _traced(function: object, args: object, kwargs: object) -> int | None:
     sys.settrace(tracer)
     try:
         function(*args, **kwargs)  # type: ignore[operator,arg-type,misc]
-    except BaseException:
-        pass
+    except BaseException:  # it did not return this time: no line to name
+        return None
     finally:
         sys.settrace(None)
     return seen[-1] if seen else None
