@@ -207,3 +207,14 @@ def test_asking_a_failed_candidate_for_its_line_cannot_change_its_verdict(second
     assert time.monotonic() - started < 30
     assert verdict.status == "failed" and verdict.reason == "AssertionError: assert candidate(3.5) == 0.5", verdict
     assert verdict.details["answered"] == "returned None" and "model_line" not in verdict.details, verdict.details
+
+
+def test_a_failed_toolcalls_sample_shows_what_the_model_answered(cli, emulator, workdir):
+    result = cli("eval", "toolcalls", "--limit", "8", "--json", env=route_env(emulator(tool_fault_rate=0.6, seed=2)))
+    data = result.json()
+    failed = [s for s in data["samples"] if s["outcome"] == "failed"]
+    assert failed, data["samples"]
+    sections = _sections(_dom(_report(cli, data["run_id"], workdir / "eval.html"), workdir))
+    for s in failed:
+        shown = _text(sections[s["task_id"]])
+        assert re.search(r"the model's answer 1 (tool call: \w+\(|<tool_call>|\S)", shown), shown  # text or calls
