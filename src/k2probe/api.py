@@ -237,7 +237,8 @@ def quickstart(route: str | Route | None = None, *, on_step: OnStep | None = Non
             on_notices(routed.notices)
         result = run_quickstart(routed, run, on_step=on_step)
         result.report = str(write_quickstart_report(result, routed, run))
-        run.summary = {"ok": result.ok, "report": result.report}
+        run.summary = {"ok": result.ok, "report": result.report,
+                       "step_outcomes": result.as_json()["steps"]}
     return result
 
 

@@ -7,6 +7,7 @@ fallback keeps its tokens, latency and cost on its own route; who answered is re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
@@ -186,4 +187,19 @@ def fallbacks(store: Store, run_id: str) -> dict[str, Moved]:
             out.setdefault(str(route), Moved()).requests = int(n)
         for route, by, n in session.execute(answered).all():
             out.setdefault(str(route), Moved()).answered_by[str(by)] = int(n)
+    return out
+
+
+def attempt_steps(store: Store, attempt_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each attempt's stored step records, in order (agent/loop.py step_dict: the assistant message, the tool calls
+    with their arguments and results, tokens, latency), by attempt id."""
+    store.flush()
+    out: dict[str, list[dict[str, Any]]] = {attempt_id: [] for attempt_id in attempt_ids}
+    if not attempt_ids:
+        return out
+    with Session(store.engine) as session:
+        rows = session.execute(select(StepRow.attempt_id, StepRow.record).where(StepRow.attempt_id.in_(attempt_ids))
+                               .order_by(StepRow.attempt_id, StepRow.index, StepRow.id)).all()
+    for attempt_id, record in rows:
+        out[attempt_id].append(dict(record or {}))
     return out

@@ -166,3 +166,68 @@ def line_chart(title: str, xs: list[float], series: dict[str, list[float | None]
                    f'<text x="{left + plot_w + 26}" y="{ly + 1}" font-size="11">{escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+CALL_COLORS = {"ok": "#8ab4f8", "expected": "#b0bec5", "error": "#e57373"}
+CALL_KINDS = {"ok": "answered", "expected": "refused as the check expected (a passed check)", "error": "failed"}
+CHAR_W = 6.2  # an 11px sans-serif character, about: labels are cut to their column, never drawn over the bars
+
+
+@dataclass
+class CallBar:
+    label: str
+    latency_ms: float
+    ttft_ms: float | None
+    kind: str  # ok | expected | error
+    note: str = ""
+
+
+def _fit(text: str, width: float) -> str:
+    most = max(4, int(width / CHAR_W))
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def call_bars(title: str, bars: list[CallBar]) -> str:
+    """One bar per call (end-to-end latency, a mark at the time to first token) on an x axis in milliseconds: labels
+    in a column of their own (cut with … to fit, whole in the tooltip), notes in a column right of the plot, colours
+    by kind with a legend — a refusal the check expected is not drawn as a failure."""
+    label_w, note_w, row_h, top = 300, 190, 22, 44
+    plot_w = WIDTH + 260 - label_w - note_w - PAD_R
+    ticks = _ticks(max((b.latency_ms for b in bars), default=0.0))
+    span = ticks[-1] or 1.0
+    base_y = top + len(bars) * row_h
+    height = base_y + 46
+    width = label_w + plot_w + note_w + PAD_R
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+           f'<text x="0" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
+    x = 0.0
+    for kind in ("ok", "expected", "error"):
+        if any(b.kind == kind for b in bars):
+            out.append(f'<rect x="{x:.0f}" y="24" width="10" height="10" fill="{CALL_COLORS[kind]}"/>'
+                       f'<text x="{x + 14:.0f}" y="33" font-size="11">{escape(CALL_KINDS[kind])}</text>')
+            x += 24 + CHAR_W * len(CALL_KINDS[kind])
+    for tick in ticks:
+        tx = label_w + plot_w * tick / span
+        out.append(f'<line x1="{tx:.1f}" y1="{top - 2}" x2="{tx:.1f}" y2="{base_y}" stroke="#eee"/>'
+                   f'<text x="{tx:.1f}" y="{base_y + 14}" font-size="10" text-anchor="middle">{_fmt(tick)}</text>')
+    out.append(f'<line x1="{label_w}" y1="{base_y}" x2="{label_w + plot_w}" y2="{base_y}" stroke="#333"/>'
+               f'<line x1="{label_w}" y1="{top - 2}" x2="{label_w}" y2="{base_y}" stroke="#333"/>'
+               f'<text x="{label_w + plot_w / 2:.1f}" y="{height - 8}" font-size="11" text-anchor="middle">'
+               f'milliseconds (bar: end-to-end latency; mark: time to first token)</text>')
+    for row, bar in enumerate(bars):
+        y = top + row * row_h
+        w = plot_w * bar.latency_ms / span
+        out.append(f'<g><title>{escape(bar.label)}: {bar.latency_ms:.1f} ms{" — " + escape(bar.note) if bar.note else ""}'
+                   f'</title><text x="{label_w - 6}" y="{y + 15}" font-size="11" text-anchor="end">'
+                   f'{escape(_fit(bar.label, label_w - 10))}</text>'
+                   f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1.0):.1f}" height="16" '
+                   f'fill="{CALL_COLORS.get(bar.kind, CALL_COLORS["ok"])}"/>')
+        if bar.ttft_ms is not None:
+            out.append(f'<rect x="{label_w + plot_w * bar.ttft_ms / span:.1f}" y="{y + 1}" width="2" height="20" '
+                       f'fill="#1a237e"/>')
+        note = f"{bar.latency_ms:.0f} ms" + (f" ({bar.note})" if bar.note else "")
+        out.append(f'<text x="{label_w + plot_w + 6}" y="{y + 15}" font-size="11">'
+                   f'{escape(_fit(note, note_w - 6))}</text></g>')
+    out.append("</svg>")
+    return "".join(out)

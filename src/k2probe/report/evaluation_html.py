@@ -1,12 +1,14 @@
 """The evaluation report: one self-contained HTML page (no script, no CDN) built from the store alone — the verdict
-and the metrics per route at the top, charts (latency distribution, cost per accepted task, outcomes by task), and every
-sample that did not pass with the lines that prove why."""
+and the metrics per route at the top, charts (latency distribution, cost per accepted task, outcomes by task), every
+sample that did not pass with what the model answered (its code, or its patch and transcript) and the lines that prove
+why (the failing assertion, the model's line it points at), and the passed samples, collapsed."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,13 @@ from k2probe import __version__
 from k2probe.core.results import Outcome, RunMetrics, Sample
 from k2probe.eval import metrics as eval_metrics
 from k2probe.eval.evaluate import suite_metrics_of_run
+from k2probe.eval.pytestproof import own_frames_removed
 from k2probe.recording import queries
 from k2probe.recording.store import Store
 from k2probe.report.charts import Bar, hbar, histogram
 from k2probe.report.evaluation import ROWS
 from k2probe.report.html import environment
+from k2probe.report.transcript import AttemptView, attempt_views
 
 _env = environment()
 MAX_TASK_ROWS = 40
@@ -56,6 +60,80 @@ def _cost_chart(figures: RunMetrics) -> str:
     return hbar("cost per accepted task", bars, "USD per accepted task")
 
 
+@dataclass
+class CodeLine:
+    number: int
+    text: str
+    marked: bool = False
+
+
+@dataclass
+class SampleView:
+    """One sample as the page shows it: the verdict, what the model answered, and why it failed."""
+
+    sample: Sample
+    no_answer: str | None = None  # "no answer: <cause>" when the model's answer never arrived
+    code: list[CodeLine] = field(default_factory=list)  # the completion judged, its numbered lines
+    prompt: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # the checker's: assertion, call, answered, model_line
+    proof: str = ""
+    attempt: AttemptView | None = None
+
+
+def _no_answer(sample: Sample, has_answer: bool) -> str | None:
+    """The cause a sample got no answer, in the words the rest of k2probe uses (core/noanswer.py)."""
+    reason = sample.reason or ""
+    if sample.outcome is not Outcome.ERROR:
+        return None
+    if reason.startswith("no answer:"):
+        return reason
+    return None if has_answer else f"no answer: {reason or 'none recorded'}"
+
+
+_TEST_FRAME = re.compile(r'File "<test>", line (\d+)')
+
+
+def _older_facts(proof: str, task_id: str, suite: str) -> dict[str, Any]:
+    """For a run judged before verdicts named their assertion: the dataset test's statement its traceback points at."""
+    found = _TEST_FRAME.findall(proof)
+    if suite != "humaneval" or not found:
+        return {}
+    from k2probe.sandbox.checker import statement_at
+    from k2probe.tasks.humaneval import problems
+
+    problem = problems().get(task_id)
+    statement = statement_at(problem.test, int(found[-1])) if problem is not None else ""
+    return {"test_line": int(found[-1]), "assertion": statement} if statement else {}
+
+
+def _prompts(suite: str) -> dict[str, str]:
+    if suite != "humaneval":
+        return {}
+    from k2probe.tasks.humaneval import problems
+
+    return {task: problem.prompt for task, problem in problems().items()}
+
+
+def sample_views(store: Store, run_id: str, samples: list[Sample], suite: str) -> list[SampleView]:
+    """Every sample with what it needs on the page (k2probe's own frames never in a proof)."""
+    attempts = {a.sample_id: a for a in attempt_views(store, run_id) if a.sample_id}
+    prompts = _prompts(suite)
+    views = []
+    for s in samples:
+        facts = dict(s.verdict.details) if s.verdict else {}
+        if s.verdict and s.outcome is Outcome.FAILED and not facts:
+            facts = _older_facts(s.verdict.proof, s.task_id, suite)
+        attempt = attempts.get(s.id)
+        has_answer = bool(s.completion) or bool(attempt and attempt.steps)
+        marked = facts.get("model_line")
+        code = [CodeLine(i, line, i == marked) for i, line in enumerate((s.completion or "").splitlines(), 1)]
+        proof = own_frames_removed(s.verdict.proof) if s.verdict else ""
+        no_answer = _no_answer(s, has_answer)
+        views.append(SampleView(s, no_answer, code, prompts.get(s.task_id), facts,
+                                "" if no_answer else proof, attempt))
+    return views
+
+
 def build(store: Store, run_id: str) -> dict[str, Any]:
     """Everything the page shows, read from the store."""
     run = store.find_run(run_id)
@@ -65,6 +143,8 @@ def build(store: Store, run_id: str) -> dict[str, Any]:
                                    extra=suite_metrics_of_run(str(plan.get("suite") or "")))
     routes = list(figures.routes)
     latencies = queries.call_latencies(store, run.id)
+    ordered = sorted(samples, key=lambda s: (_natural(s.task_id), s.route, s.epoch))
+    views = sample_views(store, run.id, ordered, str(plan.get("suite") or ""))
     table = [{"label": label, "cells": [read(figures[r]) for r in routes]} for label, read in ROWS]
     summary = run.summary or {}
     return {
@@ -75,7 +155,8 @@ def build(store: Store, run_id: str) -> dict[str, Any]:
                       "samples": figures[r].samples} for r in routes],
         "charts": [histogram(f"latency per call — {route}", latencies.get(route, []), "end-to-end latency (ms)")
                    for route in routes] + [_cost_chart(figures), _outcome_chart(samples)],
-        "problems": [s for s in samples if s.outcome is not Outcome.PASSED],
+        "problems": [v for v in views if v.sample.outcome is not Outcome.PASSED],
+        "passed": [v for v in views if v.sample.outcome is Outcome.PASSED],
     }
 
 

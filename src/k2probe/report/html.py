@@ -3,6 +3,7 @@ calls come from the store, never from a command's memory."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from markupsafe import Markup
 from k2probe import __version__
 from k2probe.core.redact import Redactor
 from k2probe.core.untrusted import html_text
+from k2probe.report.charts import CallBar, call_bars
 
 
 def _finalize(value: Any) -> Any:
@@ -29,20 +31,37 @@ def environment() -> Environment:
 _env = environment()
 
 
-def bars(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One bar per call: end-to-end latency, with TTFT marked, scaled to the slowest call."""
-    longest = max((c["latency_ms"] or 0.0 for c in calls), default=0.0) or 1.0
-    return [{"label": f"#{i + 1} {c['purpose'] or c['endpoint']}{' (stream)' if c['stream'] else ''}",
-             "latency_ms": c["latency_ms"] or 0.0, "ttft_ms": c["ttft_ms"],
-             "width": 100.0 * (c["latency_ms"] or 0.0) / longest,
-             "ttft_width": 100.0 * (c["ttft_ms"] or 0.0) / longest,
-             "error": c["error_type"]} for i, c in enumerate(calls)]
+EXPECTS = re.compile(r"expects an? (\d{3})")
+
+
+def expected_refusal(call: dict[str, Any]) -> bool:
+    """A call that was refused as its check wanted (a doctor probe that `expects a 400` and got it): a pass."""
+    wanted = EXPECTS.search(str(call.get("purpose") or ""))
+    return wanted is not None and call.get("status") == int(wanted.group(1))
+
+
+def call_chart(calls: list[dict[str, Any]]) -> str:
+    """Every call's latency as a bar with its TTFT marked, on a millisecond axis; expected refusals apart from
+    failures."""
+    bars = []
+    for i, c in enumerate(calls):
+        expected = expected_refusal(c)
+        kind = "expected" if expected else ("error" if c["error_type"] else "ok")
+        note = f"HTTP {c['status']}, as expected" if expected else (c["error_type"] or "")
+        bars.append(CallBar(f"#{i + 1} {c['purpose'] or c['endpoint']}{' (stream)' if c['stream'] else ''}",
+                            c["latency_ms"] or 0.0, c["ttft_ms"], kind, note))
+    return call_bars("calls: end-to-end latency and time to first token", bars)
 
 
 def write_report(path: Path, title: str, steps: list[dict[str, Any]], calls: list[dict[str, Any]],
-                 redactor: Redactor, *, emulated: bool) -> Path:
+                 redactor: Redactor, *, emulated: bool, fixes: dict[str, str] | None = None,
+                 when: str | None = None) -> Path:
+    """The quickstart page: each step (a failing one with its fix), the calls drawn and listed."""
+    shown = [{**s, "fix": (fixes or {}).get(str(s.get("id")), "")} for s in steps]
+    rows = [{**c, "expected": expected_refusal(c)} for c in calls]
     html = _env.get_template("report.html.j2").render(
-        title=title, version=__version__, steps=steps, calls=calls, bars=bars(calls), emulated=emulated)
+        title=title, version=__version__, steps=shown, calls=rows, chart=call_chart(calls), emulated=emulated,
+        when=when)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(redactor.text(html), encoding="utf-8")
     return path

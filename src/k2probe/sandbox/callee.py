@@ -25,14 +25,50 @@ def server_source() -> str:
     return own.replace(_PLAINDATA_IMPORT, codec + "\n")
 
 
-def _described(exc: BaseException) -> str:
-    """`Type: message` and the traceback's last lines, whatever the exception's own methods do."""
+def _described(exc: BaseException) -> dict[str, object]:
+    """What the model's code raised, as plain data: `Type: message` and the lines of the model's own program its
+    traceback passed through (never this server's frames), whatever the exception's own methods do."""
     try:
         import traceback
 
-        return "".join(traceback.format_exception(exc))[-2000:]
+        text = "".join(traceback.format_exception_only(exc))[-2000:]
+        lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+                 if frame.filename == "<candidate>" and isinstance(frame.lineno, int)]
+        if isinstance(exc, SyntaxError) and exc.filename == "<candidate>" and isinstance(exc.lineno, int):
+            lines.append(exc.lineno)
+        return {"error": text, "lines": lines[-20:]}
     except BaseException:
-        return type(exc).__name__
+        return {"error": type(exc).__name__, "lines": []}
+
+
+def _traced(function: object, args: object, kwargs: object) -> int | None:
+    """Call `function` again with a tracer on its own frame only (no line events): the line it returned from — asked
+    for only after the verdict is given, to point at the model's line a wrong value came from (None if it raised)."""
+    from types import FrameType
+    from typing import Any
+
+    code = getattr(function, "__code__", None)
+    seen: list[int] = []
+
+    def local(frame: FrameType, event: str, _arg: Any) -> Any:
+        if event == "return" and frame.f_code is code:
+            seen.append(frame.f_lineno)
+        return local
+
+    def tracer(frame: FrameType, _event: str, _arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+        frame.f_trace_lines = False
+        return local
+
+    sys.settrace(tracer)
+    try:
+        function(*args, **kwargs)  # type: ignore[operator,arg-type,misc]
+    except BaseException:  # it did not return this time: no line to name
+        return None
+    finally:
+        sys.settrace(None)
+    return seen[-1] if seen else None
 
 
 def _reader(fd: int) -> object:
@@ -79,16 +115,19 @@ def serve() -> None:
         exec(compile(str(program["source"]), "<candidate>", "exec"), namespace)
         function = namespace[str(program["entry"])]
     except BaseException as exc:
-        send({"op": "raised", "error": _described(exc)})
+        send({"op": "raised", **_described(exc)})
         return
     send({"op": "loaded"})
     while True:
         call = read()  # type: ignore[operator]
         args, kwargs = from_node(call["args"]), from_node(call["kwargs"])
+        if call.get("op") == "trace":  # the verdict is given: which of its lines did the answer come from
+            send({"op": "traced", "line": _traced(function, args, kwargs)})
+            continue
         try:
             result = function(*args, **kwargs)  # type: ignore[operator,arg-type,misc]
         except BaseException as exc:
-            send({"op": "raised", "error": _described(exc)})
+            send({"op": "raised", **_described(exc)})
             continue
         try:
             send({"op": "returned", "value": to_node(result)})

@@ -48,6 +48,7 @@ class ProgramVerdict:
     status: str  # passed | failed | error
     reason: str
     output: str = ""
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)  # the failing test line, call, model's line
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,9 @@ def _ask(worker: subprocess.Popen[bytes], job: dict[str, Any]) -> ProgramVerdict
             return ProgramVerdict("error", f"the checker process ended (exit {worker.wait()}) without a verdict")
         buffer += chunk
     reply = json.loads(line)
-    return ProgramVerdict(str(reply["status"]), str(reply["reason"]), str(reply.get("output") or ""))
+    details = reply.get("details")
+    return ProgramVerdict(str(reply["status"]), str(reply["reason"]), str(reply.get("output") or ""),
+                          details if isinstance(details, dict) else {})
 
 
 @functools.cache

@@ -34,7 +34,8 @@ class HumanEvalSuite(BaseSuite):
     async def score(self, sample: CodeProblem, attempt: Attempt, executor: Executor) -> Verdict:
         program = sample.program(attempt.completion or "")
         verdict = await BatchVerifier(executor.isolation).verify(f"{sample.task_id}:{uuid.uuid4().hex[:8]}", program)
-        return Verdict(outcome=Outcome(verdict.status), reason=verdict.reason, proof=verdict.output[-PROOF_CHARS:])
+        return Verdict(outcome=Outcome(verdict.status), reason=verdict.reason, proof=verdict.output[-PROOF_CHARS:],
+                       details=verdict.details)
 
     def attempt_from(self, completion: str) -> Attempt:
         return Attempt(completion, completion=completion)  # the completion is all the checker needs

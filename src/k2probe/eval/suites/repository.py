@@ -36,11 +36,15 @@ class RepositorySuite(BaseSuite):
         return Attempt(result, usage=_usage(result))
 
     async def score(self, sample: Task, attempt: Attempt, executor: Executor) -> Verdict:
+        from k2probe.eval.pytestproof import proof_of
+
         result: AgentResult = attempt.answer
         v = result.verification
-        return Verdict(outcome=Outcome(v.status), reason=v.reason, proof=v.output,
+        proof, failing = proof_of(v.output) if v.status == Outcome.FAILED.value else (v.output, [])
+        return Verdict(outcome=Outcome(v.status), reason=v.reason, proof=proof,
                        details={"command": v.command, "duration_ms": v.duration_ms, "guard": v.guard,
-                                "tampering": v.tampering, "passed": v.passed})
+                                "tampering": v.tampering, "passed": v.passed, "attempt_id": result.attempt_id,
+                                "failed_tests": [t.as_json() for t in failing]})
 
     def playable(self) -> bool:
         return self.shipped  # the scripted trajectories are built from the shipped tasks' solutions

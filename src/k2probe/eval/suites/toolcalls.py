@@ -23,6 +23,16 @@ TOOL_FAULTS = ("unparsable", "missing_required", "as_text")
 _asked: Counter[tuple[int, str]] = Counter()  # how many times the emulator was asked each case (per seed)
 
 
+def _answer_text(message: dict[str, Any] | None) -> str:
+    """What the model answered, for a person to read on the report: its text, then each tool call it made."""
+    message = message or {}
+    calls = [f"{(c.get('function') or {}).get('name')}({(c.get('function') or {}).get('arguments')})"
+             for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    content = message.get("content")
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False) if content else ""
+    return "\n".join([*([text] if text.strip() else []), *(f"tool call: {c}" for c in calls)]) or "(nothing)"
+
+
 class ToolCallSuite(BaseSuite):
     name = SUITE
 
@@ -32,7 +42,7 @@ class ToolCallSuite(BaseSuite):
     async def solve(self, sample: ToolCase, model: RouteModel) -> Attempt:
         outcome = await model.chat(sample.prompt, purpose=f"eval {sample.task_id}", tool_choice="auto",
                                    tools=sample.tool_schemas())
-        return Attempt((outcome.message, outcome.finish_reason))
+        return Attempt((outcome.message, outcome.finish_reason), completion=_answer_text(outcome.message))
 
     async def score(self, sample: ToolCase, attempt: Attempt, executor: Executor) -> Verdict:
         message, finish_reason = attempt.answer
