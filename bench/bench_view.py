@@ -24,9 +24,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-from bench_store import _populate
 from sqlalchemy import update
 
+from bench_store import _populate
 from k2probe.recording.schema import SampleRow
 from k2probe.recording.store import Store
 
@@ -62,7 +62,7 @@ def _timed(http: httpx.Client, path: str, params: dict[str, str] | None = None) 
 
 def _line(label: str, times: list[float]) -> str:
     ordered = sorted(times)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return f"{label:<34} median {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms   (n={len(ordered)})"
 
 
