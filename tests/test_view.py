@@ -306,3 +306,23 @@ def test_a_huge_answer_is_shown_cut_with_its_length_and_served_whole_as_text(cli
         assert f"shown: the first 20000 of {len(body)} characters" in page and len(page) < 200_000
         whole = http.get(link.group(1) + "/answer.txt")
         assert whole.status_code == 200 and whole.text == body
+
+
+def test_an_agent_run_shows_its_attempt_as_the_report_does_and_takes_a_review(cli, workdir, viewer):
+    ran = cli("agent", "--task", "slugify", "--json", timeout=300)
+    assert ran.code == 0, ran.stderr
+    [run_id] = [r["id"] for r in cli("runs", "--json").json()["runs"] if r["command"] == "agent"]
+    view = viewer()
+    with httpx.Client(base_url=view.url, timeout=60) as http:
+        page = http.get(f"/runs/{run_id}").text
+        assert '<details class="reasoning">' in page and re.search(r"<b>(write_file|apply_patch|edit_file)</b>", page)
+        assert "hidden tests passed" in page and ran.json()["attempt_id"] in page
+        attempt = re.search(r'name="attempt" value="([0-9a-f-]+)"', page)
+        token = re.search(r'name="form_token" value="([0-9a-f]+)"', page)
+        assert attempt and token
+        done = http.post(f"/runs/{run_id}/review", data={"form_token": token.group(1), "attempt": attempt.group(1),
+                                                         "verdict": "reject", "handoff": "1"})
+        assert done.status_code == 303
+    shown = cli("show", run_id[:8], "--json").json()
+    [review] = shown["reviews"]
+    assert review["attempt_id"] == attempt.group(1) and review["accepted"] is False and review["handoff"] is True

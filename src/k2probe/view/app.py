@@ -105,7 +105,9 @@ async def run_page(request: Request) -> HTMLResponse:
                                   descending=q.get("order", "asc") == "desc", offset=_int(request, "offset", 0),
                                   limit=_page_size(request))
     table = [{"label": label, "cells": [read(figures[r]) for r in routes]} for label, read in ROWS] if figures else []
-    return _render(request, "view/run.html.j2", title=f"run {run.id[:8]}", run=run, routes=routes, table=table,
+    attempts = _attempts(store, run.id) if run.command == "agent" else []
+    return _render(request, "view/run.html.j2", attempts=attempts, title=f"run {run.id[:8]}", run=run, routes=routes,
+                   table=table,
                    samples=samples, query=q, link=lambda **c: _link(request, **c),
                    outcomes=[o.value for o in Outcome], sample_routes=browse.sample_routes(store, run.id),
                    sorts=list(browse.SAMPLE_SORTS), live=run.status == RunStatus.RUNNING.value,
@@ -121,10 +123,22 @@ async def sample_page(request: Request) -> HTMLResponse:
         raise HTTPException(404, str(exc)) from None
     calls = store.calls(run.id, sample_id=sample.id)
     reviews = [r for r in store.reviews(run.id) if r.sample_id == sample.id]
-    return _render(request, "view/sample.html.j2", title=f"{sample.task_id} on {sample.route}", run=run,
+    return _render(request, "view/sample.html.j2", attempts=_attempts(store, run.id, sample.id),
+                   title=f"{sample.task_id} on {sample.route}", run=run,
                    sample=sample, before=before, after=after,
                    messages=transcript(calls, sample, TEXT_LIMIT, answer_length=length),
                    calls=call_rows(calls), reviews=reviews, limit=TEXT_LIMIT)
+
+
+def _attempts(store: Store, run_id: str, sample_id: str | None = None) -> list[Any]:
+    """A run's agent attempts (or one sample's), as the static report shows them: the same view, the same macro."""
+    from k2probe.recording import queries
+    from k2probe.report.transcript import attempt_view
+
+    attempts = sorted((a for a in store.attempts(run_id) if sample_id is None or a.sample_id == sample_id),
+                      key=lambda a: a.started_at)
+    steps = queries.attempt_steps(store, [a.id for a in attempts])
+    return [attempt_view(a, steps[a.id]) for a in attempts]
 
 
 async def sample_text(request: Request) -> Response:
@@ -144,7 +158,7 @@ async def sample_text(request: Request) -> Response:
 
 
 async def review_post(request: Request) -> Response:
-    """A person's verdict on one sample, written as `k2probe review --sample` writes it."""
+    """A person's verdict on one sample or agent attempt, written as `k2probe review --sample/--attempt` writes it."""
     from k2probe.report.runs import review
 
     store: Store = request.app.state.store
@@ -160,15 +174,20 @@ async def review_post(request: Request) -> Response:
         minutes = float(minutes_text) if minutes_text else None
     except ValueError:
         return PlainTextResponse("repair minutes must be a number", 400)
-    sample_id = str(form.get("sample") or "")
+    sample_id = str(form.get("sample") or "") or None
+    attempt_id = str(form.get("attempt") or "") or None
+    if (sample_id is None) == (attempt_id is None):
+        return PlainTextResponse("review one sample or one attempt", 400)
     try:
-        browse.get_sample(store, run.id, sample_id, 0)
+        if sample_id is not None:
+            browse.get_sample(store, run.id, sample_id, 0)
         review(store, run.id, accepted=verdict == "accept", repair_minutes=minutes, rollback=bool(form.get("rollback")),
-               handoff=bool(form.get("handoff")), note=str(form.get("note") or "") or None, attempt=None,
+               handoff=bool(form.get("handoff")), note=str(form.get("note") or "") or None, attempt=attempt_id,
                sample=sample_id)
     except K2ProbeError as exc:
         return PlainTextResponse(str(exc), 400)
-    return RedirectResponse(f"/runs/{run.id}/samples/{sample_id}", 303)
+    back = f"/runs/{run.id}/samples/{sample_id}" if sample_id else f"/runs/{run.id}#attempt-{attempt_id}"
+    return RedirectResponse(back, 303)
 
 
 async def compare_page(request: Request) -> HTMLResponse:
