@@ -311,7 +311,7 @@ def test_a_huge_answer_is_shown_cut_with_its_length_and_served_whole_as_text(cli
 def test_an_agent_run_shows_its_attempt_as_the_report_does_and_takes_a_review(cli, workdir, viewer):
     ran = cli("agent", "--task", "slugify", "--json", timeout=300)
     assert ran.code == 0, ran.stderr
-    [run_id] = [r["id"] for r in cli("runs", "--json").json()["runs"] if r["command"] == "agent"]
+    run_id = ran.json()["run_id"]  # the run to review it in
     view = viewer()
     with httpx.Client(base_url=view.url, timeout=60) as http:
         page = http.get(f"/runs/{run_id}").text

@@ -51,6 +51,7 @@ class AgentTask:
 
 @dataclass
 class AgentResult:
+    run_id: str
     attempt_id: str
     task: AgentTask
     loop: LoopResult
@@ -71,7 +72,7 @@ class AgentResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "attempt_id": self.attempt_id, "task": self.task.task_id, "statement": self.task.statement,
+            "run_id": self.run_id, "attempt_id": self.attempt_id, "task": self.task.task_id, "statement": self.task.statement,
             "verification": self.verification.as_json(),
             "end_reason": self.loop.end_reason, "end_detail": self.loop.detail, "summary": self.loop.summary,
             "steps": len(self.loop.steps), "tool_call_failures": dict(self.loop.failures),
@@ -179,7 +180,7 @@ def _finish(run: RunContext, attempt_id: str, task: AgentTask, outcome: LoopResu
             diff: str, path: Path, document: dict[str, Any], iso_record: dict[str, Any]) -> AgentResult:
     """Write the outcome into the trajectory and the store."""
     store = run.store
-    result = AgentResult(attempt_id, task, outcome, verification, diff, str(path), iso_record)
+    result = AgentResult(run.run_id, attempt_id, task, outcome, verification, diff, str(path), iso_record)
     summary = result.as_json()
     append_trajectory(path, run.redactor.value({"type": "outcome", **{k: v for k, v in summary.items()
                                                                            if k != "statement"}}))

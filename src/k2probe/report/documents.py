@@ -88,8 +88,9 @@ class Verification(Model):
 
 
 class AgentDocument(Model):
-    """`k2probe agent --json`: one attempt, its verification and totals."""
+    """`k2probe agent --json`: one attempt, its verification and totals (`run_id`: the run to `review` it in)."""
 
+    run_id: str
     attempt_id: str
     task: str | None
     statement: str
