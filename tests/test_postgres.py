@@ -44,3 +44,33 @@ def test_a_bad_database_url_is_one_clear_line(cli, workdir: Path):
     result = cli("chat", "hi", env={"K2PROBE_DB_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
     assert result.code == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("k2probe:") == 1 and "cannot open the store" in result.stderr
+
+
+def test_the_viewer_reads_a_postgres_store_a_huge_answer_cut_and_streamed(cli, workdir: Path, pg_url):
+    import json
+    import re
+    import shutil
+
+    import httpx
+
+    from .test_view import Viewer
+
+    if not shutil.which("bwrap"):
+        pytest.skip("the sandbox needs bubblewrap")
+    env = {"K2PROBE_DB_URL": pg_url}
+    body = "    return 1\n" + "# padding é\n" * 200_000
+    (workdir / "samples.jsonl").write_text(json.dumps({"task_id": "HumanEval/0", "completion": body}) + "\n")
+    ran = cli("eval", "humaneval", "--samples", "samples.jsonl", "--json", env=env, timeout=300)
+    assert ran.code == 0, ran.stderr
+    run_id = ran.json()["run_id"]
+    view = Viewer(env=env)
+    try:
+        with httpx.Client(base_url=view.url, timeout=60) as http:
+            page = http.get(f"/runs/{run_id}", params={"outcome": "failed"}).text
+            link = re.search(rf'href="(/runs/{run_id}/samples/[0-9a-f-]+)"', page)
+            assert link
+            sample = http.get(link.group(1)).text
+            assert f"shown: the first 20000 characters of {len(body.encode())} bytes" in sample
+            assert http.get(link.group(1) + "/answer.txt").text == body
+    finally:
+        view.stop()

@@ -303,7 +303,7 @@ def test_a_huge_answer_is_shown_cut_with_its_length_and_served_whole_as_text(cli
         link = re.search(rf'href="(/runs/{run_id}/samples/[0-9a-f-]+)"', http.get(f"/runs/{run_id}").text)
         assert link
         page = http.get(link.group(1)).text
-        assert f"shown: the first 20000 of {len(body)} characters" in page and len(page) < 200_000
+        assert f"shown: the first 20000 characters of {len(body.encode())} bytes" in page and len(page) < 200_000
         whole = http.get(link.group(1) + "/answer.txt")
         assert whole.status_code == 200 and whole.text == body
 

@@ -72,7 +72,8 @@ class AgentResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "attempt_id": self.attempt_id, "task": self.task.task_id, "statement": self.task.statement,
+            "run_id": self.run_id, "attempt_id": self.attempt_id, "task": self.task.task_id,
+            "statement": self.task.statement,
             "verification": self.verification.as_json(),
             "end_reason": self.loop.end_reason, "end_detail": self.loop.detail, "summary": self.loop.summary,
             "steps": len(self.loop.steps), "tool_call_failures": dict(self.loop.failures),

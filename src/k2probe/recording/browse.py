@@ -3,11 +3,12 @@ costs one page of rows, never all of them."""
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, case, func, literal_column, or_, select, tuple_
 from sqlalchemy.orm import Session, defer
 
 from k2probe.core.errors import ConfigError
@@ -165,7 +166,7 @@ def sample_routes(store: Store, run_id: str) -> list[str]:
 
 def get_sample(store: Store, run_id: str, sample_id: str,
                limit: int = 20_000) -> tuple[Sample, int, str | None, str | None]:
-    """One sample of a run with at most `limit` characters of its answer, the answer's full length, and the ids of
+    """One sample of a run with at most `limit` characters of its answer, the answer's size in bytes, and the ids of
     the samples before and after it (by task, route, epoch). A 100 MB answer costs `limit` characters here."""
     store.flush()
     with Session(store.engine) as session:
@@ -173,8 +174,7 @@ def get_sample(store: Store, run_id: str, sample_id: str,
                               .where(SampleRow.id == sample_id, SampleRow.run_id == run_id)).one_or_none()
         if row is None:
             raise ConfigError(f"run {run_id[:8]} has no sample {sample_id[:40]!r}", fix="pick one from the run's page")
-        head, length = session.execute(select(func.substr(SampleRow.completion, 1, limit),
-                                              func.length(SampleRow.completion)).where(SampleRow.id == sample_id)).one()
+        head, length = _answer_head(session, sample_id, limit)
         key = tuple_(SampleRow.task_id, SampleRow.route, SampleRow.epoch)
         here = tuple_(row.task_id, row.route, row.epoch)
         before = session.scalar(select(SampleRow.id).where(SampleRow.run_id == run_id, key < here)
@@ -187,9 +187,41 @@ def get_sample(store: Store, run_id: str, sample_id: str,
         return sample, int(length or 0), before, after
 
 
+def _answer_head(session: Session, sample_id: str, limit: int) -> tuple[str | None, int]:
+    """The first `limit` characters of a sample's answer and its size in bytes, without reading the rest: SQLite
+    through its incremental blob reader (a function such as substr() would load the whole value), PostgreSQL by
+    octet_length (read from the TOAST header) and substr."""
+    if session.get_bind().dialect.name == "sqlite":
+        rowid: int
+        absent: bool
+        rowid, absent = session.execute(select(literal_column("rowid"), SampleRow.completion.is_(None))
+                                        .where(SampleRow.id == sample_id)).one()
+        if absent:
+            return None, 0
+        raw = session.connection().connection.driver_connection
+        with raw.blobopen("samples", "completion", rowid, readonly=True) as blob:  # type: ignore[union-attr]
+            size = len(blob)
+            return blob.read(4 * limit).decode("utf-8", errors="ignore")[:limit], size
+    head, size = session.execute(select(func.substr(SampleRow.completion, 1, limit),
+                                        func.octet_length(SampleRow.completion)).where(SampleRow.id == sample_id)).one()
+    return head, int(size or 0)
+
+
 def answer_chunks(store: Store, sample_id: str, size: int = 1 << 20) -> Iterator[str]:
     """A sample's whole answer, read `size` characters at a time (never all of it in memory at once)."""
     with Session(store.engine) as session:
+        head, total = _answer_head(session, sample_id, 0)
+        if head is None or total == 0:
+            return
+        if session.get_bind().dialect.name == "sqlite":
+            rowid = session.scalar(select(literal_column("rowid")).where(SampleRow.id == sample_id))
+            raw = session.connection().connection.driver_connection
+            with raw.blobopen("samples", "completion", rowid, readonly=True) as blob:  # type: ignore[union-attr]
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                while chunk := blob.read(size):
+                    yield decoder.decode(chunk)
+                yield decoder.decode(b"", final=True)
+            return
         length = int(session.scalar(select(func.length(SampleRow.completion)).where(SampleRow.id == sample_id)) or 0)
         for start in range(1, length + 1, size):
             yield str(session.scalar(select(func.substr(SampleRow.completion, start, size))

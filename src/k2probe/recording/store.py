@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import Row, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from k2probe import __version__
 from k2probe.core.config import home
@@ -66,7 +66,7 @@ def _run(row: RunRow) -> Run:
                status=row.status, summary=row.summary, owner=row.owner, lease_at=row.lease_at)
 
 
-def _sample(row: SampleRow, answered_by: list[str], completion: bool = True) -> Sample:
+def _sample(row: SampleRow | Row[Any], answered_by: list[str], completion: bool = True) -> Sample:
     """A sample row as the typed Sample; its verdict read from the `verification` column (None while pending), so
     rows written before a verdict field existed still read. `completion=False`: the answer was not read (None)."""
     outcome = Outcome(row.outcome)
@@ -405,14 +405,15 @@ class Store:
         self.flush()
         answered: dict[str, list[str]] = {}
         with Session(self.engine) as session:
-            query = select(SampleRow).where(SampleRow.run_id == run_id)
-            if not completions:
-                query = query.options(defer(SampleRow.completion, raiseload=True))
-            rows = session.scalars(query.order_by(SampleRow.task_id, SampleRow.route, SampleRow.epoch)).all()
-            for sample_id, route in session.execute(
-                    select(CallRow.sample_id, CallRow.route)
+            # plain rows (no ORM objects) of the columns wanted: a 10,000-sample run costs its data, not its bookkeeping
+            columns = [c for c in SampleRow.__table__.columns if completions or c.name != "completion"]
+            rows = session.execute(select(*columns).where(SampleRow.run_id == run_id)
+                                   .order_by(SampleRow.task_id, SampleRow.route, SampleRow.epoch)).all()
+            first = func.min(CallRow.id)
+            for sample_id, route, _ in session.execute(  # one row per sample and answering route, first answer first
+                    select(CallRow.sample_id, CallRow.route, first)
                     .where(CallRow.run_id == run_id, CallRow.sample_id.is_not(None), CallRow.error_type.is_(None))
-                    .order_by(CallRow.id)).all():
+                    .group_by(CallRow.sample_id, CallRow.route).order_by(first)).all():
                 routes = answered.setdefault(str(sample_id), [])
                 if route not in routes:
                     routes.append(route)

@@ -17,10 +17,7 @@ class Shown:
 
     text: str
     length: int
-
-    @property
-    def cut(self) -> bool:
-        return self.length > len(self.text)
+    cut: bool = False
 
 
 @dataclass
@@ -37,6 +34,7 @@ class Message:
     reasoning: Shown | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
+    answer: bool = False  # the sample's answer (its length then counted in bytes, read without reading it all)
 
 
 def _shown(value: Any, limit: int) -> Shown:
@@ -44,7 +42,7 @@ def _shown(value: Any, limit: int) -> Shown:
         value = "\n".join(str(p.get("text")) if isinstance(p, dict) and p.get("type") == "text"
                           else f"[{p.get('type', 'part')}]" if isinstance(p, dict) else str(p) for p in value)
     text = "" if value is None else value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
-    return Shown(text[:limit], len(text))
+    return Shown(text[:limit], len(text), len(text) > limit)
 
 
 def _pretty(arguments: Any) -> str:
@@ -84,8 +82,9 @@ def transcript(calls: list[dict[str, Any]], sample: Sample, limit: int, answer_l
     if sample.completion is not None:
         answer = _shown(sample.completion, limit)
         if answer_length is not None:
-            answer.length = max(answer.length, answer_length)
-        shown.append(Message(role="assistant (answer)", content=answer))
+            answer.length = answer_length
+            answer.cut = answer_length > len(answer.text.encode("utf-8"))
+        shown.append(Message(role="assistant (answer)", content=answer, answer=True))
     return shown
 
 
