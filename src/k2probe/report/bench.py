@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from k2probe.load.bench import step_label
+from k2probe.load.bench import BenchOutcome, step_label
 from k2probe.load.live import Progress
 from k2probe.report import terminal as render
 
@@ -80,3 +80,38 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
                              "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
                              "where the server sent them apart those TTFTs read late by up to the gap. Use more "
                              "--workers, or fewer streams per step.", style="yellow")
+
+
+def warmup_text(warmup: dict[str, Any] | None) -> str:
+    """The unmeasured warm-up in words."""
+    if not warmup:
+        return "no warm-up"
+    failed = f", failed {failures_text(warmup['failed'])}" if warmup["failed"] else ""
+    return (f"warm-up: {warmup['requests']} requests ({warmup['ok']} ok{failed}) at concurrency "
+            f"{warmup['concurrency']}, left out of every figure")
+
+
+def knee_text(sweep: dict[str, Any]) -> str:
+    """The saturation sweep's outcome in a line: the knee's load and figures, and why the sweep stopped."""
+    knee = sweep.get("knee")
+    if knee is None:
+        return f"no knee: every step broke ({sweep['stopped']})"
+    name = "TTFT" if knee["metric"] == "ttft" else "latency"
+    return (f"knee at concurrency {knee['concurrency']}: {knee['rps']:.1f} req/s, goodput {knee['goodput_rps']:.1f}/s, "
+            f"{knee['output_tps']:.0f} tok/s, {name} p50 {ms(knee['p50_ms'])} / p99 {ms(knee['p99_ms'])} ms "
+            f"({sweep['stopped']})")
+
+
+def rule_text(sweep: dict[str, Any]) -> str:
+    """The knee rule the sweep applied, in words."""
+    from k2probe.load.sweep import KneeRule
+
+    return "saturation sweep: " + KneeRule(**sweep["rule"]).words()
+
+
+def print_outcome(outcome: BenchOutcome) -> None:
+    """The table, then what was left out (the warm-up) and, for --concurrency auto, the knee."""
+    print_steps(outcome.steps, outcome.stream, outcome.emulated)
+    render.err.print(warmup_text(outcome.warmup), style="dim")
+    if outcome.sweep is not None:
+        render.out.print(knee_text(outcome.sweep), markup=False, highlight=False)

@@ -7,25 +7,41 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.core.untrusted import html as escape
-from k2probe.report.bench import failures_text
+from k2probe.report.bench import failures_text, knee_text, rule_text, warmup_text
 from k2probe.report.charts import Bar, hbar, line_chart
+
+
+def _lengths(value: Any) -> str:
+    """A length setting in words: "256", or "512 ± 128 (normal, seeded)"; older runs kept a bare number."""
+    if isinstance(value, dict):
+        return f"{value['mean']:g}" if not value.get("stdev") else f"{value['mean']:g} ± {value['stdev']:g} (normal)"
+    return str(value)
 
 
 def _settings_line(settings: dict[str, Any]) -> str:
     """What the sweep sent and judged by, in words: a figure means nothing without them."""
     per_step = (f"{settings['requests']} requests per step" if settings.get("requests")
                 else f"{settings.get('duration_s')} s per step")
+    if settings.get("concurrency") == "auto":
+        per_step += " (a saturation step: at least 4 per user in flight)"
     prompts = "each prompt numbered (no cache hits)" if settings.get("unique_prompts", True) else "one prompt repeated"
+    if settings.get("dataset"):
+        source = f"prompts from {settings['dataset']} ({settings.get('dataset_prompts')} of them, cycled"
+        prompts = source + (", each numbered)" if settings.get("unique_prompts", True) else ", sent as written)")
+    else:
+        prompts = f"prompt ≈{_lengths(settings.get('prompt_tokens'))} tokens ({prompts})"
     slo = settings.get("slo_ms") or {}
     judged = ("SLO: " + ", ".join(f"{k} ≤ {v:g} ms" for k, v in slo.items()) if slo
               else "no SLO given: goodput counts every answered request")
-    return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, prompt ≈{settings.get('prompt_tokens')} "
-            f"tokens ({prompts}), max_tokens {settings.get('max_tokens')}, {per_step}, "
-            f"{settings.get('workers')} client process(es); {judged}")
+    seed = f", seed {settings['seed']}" if "seed" in settings else ""
+    return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, {prompts}, max_tokens "
+            f"{_lengths(settings.get('max_tokens'))}{seed}, {per_step}, {settings.get('workers')} client "
+            f"process(es); {judged}")
 
 
 def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str, Any]], *, emulated: bool,
-                       stream: bool, settings: dict[str, Any] | None = None, started_at: float | None = None) -> Path:
+                       stream: bool, settings: dict[str, Any] | None = None, started_at: float | None = None,
+                       warmup: dict[str, Any] | None = None, sweep: dict[str, Any] | None = None) -> Path:
     closed = [s for s in steps if "concurrency" in s]
     opened = [s for s in steps if "rate" in s]
     charts = []
@@ -57,6 +73,9 @@ def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str
                     f"<td>{s['output_tps']:.0f}</td><td>{_p(ttft, 'p50')} / {_p(ttft, 'p99')}</td>"
                     f"<td>{_p(itl, 'p50')} / {_p(itl, 'p99')}</td><td>{_p(tpot, 'p50')}</td>"
                     f"<td>{_p(e2e, 'p50')} / {_p(e2e, 'p99')}</td><td>{_share(s['goodput']['share'])}</td></tr>")
+    extra = f'<p id="warmup">{escape(warmup_text(warmup))}</p>' if settings else ""
+    if sweep:
+        extra += f'<p id="knee"><b>{escape(knee_text(sweep))}</b><br>{escape(rule_text(sweep))}</p>'
     warning = ('<p class="warn">Measured against k2probe\'s built-in emulator: these figures describe the pipeline, '
                'not a model.</p>') if emulated else ""
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>k2probe bench — {escape(route)}</title>
@@ -65,6 +84,7 @@ table{{border-collapse:collapse}}.warn{{background:#fff8e1;border:1px solid #f9a
 svg{{display:block;margin:12px 0}}</style></head><body>
 <h1>k2probe bench — route {escape(route)}, run {escape(run_id[:8])}</h1>{warning}
 <p id="when">{escape(_when(started_at))}</p>{f'<p id="settings">{escape(_settings_line(settings))}</p>' if settings else ''}
+{extra}
 <table id="steps"><tr><th>step</th><th>requests</th><th>ok</th><th>failed (by kind)</th><th>req/s</th><th>tokens/s</th>
 <th>TTFT p50 / p99 (ms)</th><th>ITL p50 / p99 (ms)</th><th>TPOT p50 (ms)</th><th>latency p50 / p99 (ms)</th>
 <th>goodput</th></tr>{''.join(rows)}</table>
