@@ -33,10 +33,11 @@ def _settings_line(settings: dict[str, Any]) -> str:
     slo = settings.get("slo_ms") or {}
     judged = ("SLO: " + ", ".join(f"{k} ≤ {v:g} ms" for k, v in slo.items()) if slo
               else "no SLO given: goodput counts every answered request")
-    seed = f", seed {settings['seed']}" if "seed" in settings else ""
+    drawn = any(isinstance(settings.get(k), dict) and settings[k].get("stdev") for k in ("prompt_tokens", "max_tokens"))
+    seed = f" (lengths drawn with seed {settings.get('seed')})" if drawn else ""
     return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, {prompts}, max_tokens "
-            f"{_lengths(settings.get('max_tokens'))}{seed}, {per_step}, {settings.get('workers')} client "
-            f"process(es); {judged}")
+            f"{_lengths(settings.get('max_tokens'))}, {per_step}, {settings.get('workers')} client "
+            f"process(es){seed}; {judged}")
 
 
 def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str, Any]], *, emulated: bool,
