@@ -137,3 +137,13 @@ def test_the_warm_up_is_sent_first_and_left_out_of_every_figure(cli, gateway, wo
     assert "warm-up: 5 requests (5 ok) at concurrency 2, left out of every figure" in html
     shown = cli("bench", "--concurrency", "1", "--requests", "2", "--warmup", "0", env=_env(gateway), timeout=300)
     assert shown.code == 0 and "no warm-up" in shown.stderr
+
+
+def test_recorded_calls_keep_the_body_each_request_sent(cli, gateway):
+    done = cli("bench", "--concurrency", "2", "--requests", "16", "--workers", "2", "--warmup", "0",
+               "--max-tokens", "32:8", "--seed", "3", "--record-calls", "--json", env=_env(gateway), timeout=300)
+    assert done.code == 0, done.stderr[-2000:]
+    shown = cli("show", done.json()["run_id"], "--json", "--limit", "100").json()
+    recorded = sorted(call["request"]["max_tokens"] for call in shown["calls"])
+    assert len(recorded) == 16 and recorded == sorted(_lengths(gateway)[1])  # each call, the budget it asked for
+    assert len(set(recorded)) > 1

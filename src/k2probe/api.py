@@ -260,7 +260,6 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Lite
     where nothing answered raises (ConfigError when every failure says the configuration is wrong, else
     ProbeFailed)."""
     import base64
-    import json
 
     from k2probe.load.bench import BenchOutcome, BenchPlan, bench_call, default_workers, payloads, run_bench, verdict
     from k2probe.load.live import Progress
@@ -280,15 +279,15 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Lite
                          list(rate), requests if requests or duration_s else 100, duration_s, slo_ms or {},
                          workers or default_workers(), record_calls, unique_prompts, prompts,
                          None if dataset is None else str(dataset), seed, warmup, auto)
-        request = json.loads(payloads(plan, routed.profile)[0])  # the first request of each step, for the record
+        bodies = payloads(plan, routed.profile)  # what the steps cycle through
 
         def record(label: str, calls: list[dict[str, Any]]) -> None:
             for call in calls:
-                run.record(bench_call(routed.route.name, routed.route.model, stream, request, label, call))
+                run.record(bench_call(routed.route.name, routed.route.model, stream, bodies, label, call))
 
         progress = Progress(stream, on_calls=record if record_calls else None)
         with live(progress) if live is not None else contextlib.nullcontext():
-            measured = run_bench(plan, routed.profile, on_step=on_step, progress=progress)
+            measured = run_bench(plan, bodies, on_step=on_step, progress=progress)
         steps = measured.steps
         outcome = BenchOutcome(routed.route.name, run.run_id, routed.route.emulated, stream, steps, plan.settings(),
                                measured.warmup, measured.sweep)

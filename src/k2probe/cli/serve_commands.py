@@ -43,7 +43,7 @@ def _auto_help() -> str:
     from k2probe.load.sweep import RULE
 
     return ("closed loop: requests in flight, a sweep when several (1,8,32); auto: a saturation sweep — "
-            + RULE.words() + f", each step at least {RULE.requests_per_user} requests per user")
+            + RULE.words() + f" (a step sends at least {RULE.requests_per_user} requests per user in flight)")
 
 
 _DATASET_HELP = ('JSONL prompts, one JSON object a line: {"prompt": "…"} or {"messages": [{"role": "user", '

@@ -182,11 +182,10 @@ def _steps(plan: BenchPlan, sweep: Sweep | None, done: list[dict[str, Any]]) -> 
         yield {"concurrency": concurrency}
 
 
-def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]], None] | None = None,
+def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str, Any]], None] | None = None,
               progress: Progress | None = None) -> Measured:
-    """The warm-up (unmeasured), then every step of the sweep in order. `progress` receives the workers' snapshots as
-    the step runs (and every call, with `record_calls`)."""
-    bodies = payloads(plan, profile)
+    """The warm-up (unmeasured), then every step of the sweep in order, each cycling through `bodies` (`payloads`).
+    `progress` receives the workers' snapshots as the step runs (and every call, with `record_calls`)."""
     slo_us = {k: int(v * 1000) for k, v in plan.slo_ms.items()}
     sweep = Sweep(RULE, plan.stream) if plan.auto else None
     measured = Measured([], {})
@@ -273,9 +272,11 @@ def _gather(parts: list[Future[dict[str, Any]]], queue: Any, report: Report | No
     return results
 
 
-def bench_call(route: str, model: str, stream: bool, request: dict[str, Any], label: str,
+def bench_call(route: str, model: str, stream: bool, bodies: list[bytes], label: str,
                call: dict[str, Any]) -> CallRecord:
-    """A request of the load test as the store keeps any call (`--record-calls`)."""
+    """A request of the load test as the store keeps any call (`--record-calls`): the body it sent (its number's
+    zeros as the payload holds them)."""
+    request = orjson.loads(bodies[call.get("body", 0)])
 
     def ms(us: int | None) -> float | None:
         return None if us is None else us / 1000.0

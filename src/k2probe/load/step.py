@@ -120,9 +120,10 @@ Report = Callable[[dict[str, Any]], None]
 REPORT_EVERY_S = 0.5
 
 
-def compact(shot: Shot) -> dict[str, Any]:
-    """One request's figures, small enough to send to the parent process for `--record-calls`."""
-    return {"ok": shot.ok, "cause": shot.cause, "status": shot.status, "ttft_us": shot.ttft_us,
+def compact(shot: Shot, body: int = 0) -> dict[str, Any]:
+    """One request's figures, small enough to send to the parent process for `--record-calls`; `body`: which of the
+    step's payloads it sent."""
+    return {"body": body, "ok": shot.ok, "cause": shot.cause, "status": shot.status, "ttft_us": shot.ttft_us,
             "ttfc_us": shot.ttfc_us, "e2e_us": shot.e2e_us, "itl_us": shot.itl_us, "out": shot.output_tokens,
             "at": shot.started_at}
 
@@ -179,7 +180,7 @@ async def run_step(plan: StepPlan, report: Report | None = None) -> StepResult:
             shot = Shot(False, "client_error")
         result.add(shot, plan.slo_us)
         if plan.record_calls:
-            calls.append(compact(shot))
+            calls.append(compact(shot, index))
 
     ticker = asyncio.create_task(reporting()) if report is not None else None
     try:
