@@ -1,21 +1,22 @@
 """`k2probe bench` against the ceilings: the client CPU each request costs k2probe bench, locust (FastHttpUser and
-HttpUser) and wrk, side by side; wrk (one endpoint's limit) and an asyncio script on the openai SDK, the same
-non-streaming body at the same concurrency against the same emulator (its own processes); then timing truth — the
-bench's TTFT against the emulator's own stamped TTFT — at 1 and many streams.
+HttpUser) and wrk; requests/s of wrk, k2probe bench and an asyncio script on the openai SDK; then timing truth — the
+bench's TTFT against the emulator's own stamped TTFT — at 1 and many streams. Every client sends the same
+non-streaming body at the same concurrency to the same emulator (its own processes).
 
 Run: python bench/bench_load.py [--concurrency 64] [--seconds 8] [--emulator-workers 2] [--streams 1,256]
      [--client-workers 1] [--runs 3] [--only cpu|rps|timing]
 
-First the client CPU per request: user + system CPU seconds of each client's processes (children included, start-up
-included) over the requests it completed, the median of --runs runs; and in steady state, start-up left out: (CPU of a
---seconds run − CPU of a 1 s run) / (their requests' difference). locust comes from a venv of its own
-(/tmp/k2probe-locust-venv, made on first use; $K2PROBE_LOCUST names another locust), wrk from the system
-(apt-get install wrk). Then requests/s for each client and the ratios (k2probe / wrk, k2probe / SDK script), then
-the TTFT error (|client −
-server stamp|) p50 / p99 / max with n at each stream count, for 1-token answers (TTFT alone) and 16-token ones
-(where a client that falls behind reads the first token together with later ones, and the kernel stamps a read
-by its last bytes). On a shared 2-core machine the clients and the emulator
-compete for the same cores: compare the ratios, not the absolute figures.
+Client CPU per request: user + system CPU seconds of each client's processes (their children included) over the
+requests it completed, the median of --runs runs (the clients interleaved, so a busy moment falls on each): "whole
+run" includes start-up; "steady" leaves it out — (CPU of a --seconds run − CPU of a 1 s run) / (their requests'
+difference). locust comes from a venv of its own (/tmp/k2probe-locust-venv, made on first use; $K2PROBE_LOCUST names
+another), wrk from the system (apt-get install wrk).
+
+Then requests/s for each client and the ratios (k2probe / wrk, k2probe / SDK script), then the TTFT error (|client −
+server stamp|) p50 / p99 / max with n at each stream count, for 1-token answers (TTFT alone) and 16-token ones (where
+a client that falls behind reads the first token together with later ones, and the kernel stamps a read by its last
+bytes). On a shared 2-core machine the clients and the emulator compete for the same cores: the emulator is pinned to
+CPU 0 and each client to CPU 1 (--no-pin lets them share); compare the ratios, not the absolute figures.
 """
 
 from __future__ import annotations
