@@ -82,6 +82,35 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
                              "--workers, or fewer streams per step.", style="yellow")
 
 
+def _lengths(value: Any) -> str:
+    """A length setting in words: "256", or "512 ± 128 (normal, seeded)"; older runs kept a bare number."""
+    if isinstance(value, dict):
+        return f"{value['mean']:g}" if not value.get("stdev") else f"{value['mean']:g} ± {value['stdev']:g} (normal)"
+    return str(value)
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """What the sweep sent and judged by, in words: a figure means nothing without them."""
+    per_step = (f"{settings['requests']} requests per step" if settings.get("requests")
+                else f"{settings.get('duration_s')} s per step")
+    if settings.get("concurrency") == "auto":
+        per_step += " (a saturation step: at least 4 per user in flight)"
+    prompts = "each prompt numbered, no cache hits" if settings.get("unique_prompts", True) else "one prompt repeated"
+    if settings.get("dataset"):
+        source = f"prompts from {settings['dataset']} ({settings.get('dataset_prompts')} of them, cycled"
+        prompts = source + (", each numbered)" if settings.get("unique_prompts", True) else ", sent as written)")
+    else:
+        prompts = f"prompt ≈{_lengths(settings.get('prompt_tokens'))} tokens ({prompts})"
+    slo = settings.get("slo_ms") or {}
+    judged = ("SLO: " + ", ".join(f"{k} ≤ {v:g} ms" for k, v in slo.items()) if slo
+              else "no SLO given: goodput counts every answered request")
+    drawn = any(isinstance(settings.get(k), dict) and settings[k].get("stdev") for k in ("prompt_tokens", "max_tokens"))
+    seed = f" (lengths drawn with seed {settings.get('seed')})" if drawn else ""
+    return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, {prompts}, max_tokens "
+            f"{_lengths(settings.get('max_tokens'))}, {per_step}, {settings.get('workers')} client "
+            f"process(es){seed}; {judged}")
+
+
 def warmup_text(warmup: dict[str, Any] | None) -> str:
     """The unmeasured warm-up in words."""
     if not warmup:
@@ -112,6 +141,7 @@ def rule_text(sweep: dict[str, Any]) -> str:
 def print_outcome(outcome: BenchOutcome) -> None:
     """The table, then what was left out (the warm-up) and, for --concurrency auto, the knee."""
     print_steps(outcome.steps, outcome.stream, outcome.emulated)
-    render.err.print(warmup_text(outcome.warmup), style="dim")
+    render.err.print(settings_text(outcome.settings), style="dim", markup=False, highlight=False)
+    render.err.print(warmup_text(outcome.warmup), style="dim", markup=False, highlight=False)
     if outcome.sweep is not None:
         render.out.print(knee_text(outcome.sweep), markup=False, highlight=False)

@@ -7,37 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.core.untrusted import html as escape
-from k2probe.report.bench import failures_text, knee_text, rule_text, warmup_text
+from k2probe.report.bench import failures_text, knee_text, rule_text, settings_text, warmup_text
 from k2probe.report.charts import Bar, hbar, line_chart
-
-
-def _lengths(value: Any) -> str:
-    """A length setting in words: "256", or "512 ± 128 (normal, seeded)"; older runs kept a bare number."""
-    if isinstance(value, dict):
-        return f"{value['mean']:g}" if not value.get("stdev") else f"{value['mean']:g} ± {value['stdev']:g} (normal)"
-    return str(value)
-
-
-def _settings_line(settings: dict[str, Any]) -> str:
-    """What the sweep sent and judged by, in words: a figure means nothing without them."""
-    per_step = (f"{settings['requests']} requests per step" if settings.get("requests")
-                else f"{settings.get('duration_s')} s per step")
-    if settings.get("concurrency") == "auto":
-        per_step += " (a saturation step: at least 4 per user in flight)"
-    prompts = "each prompt numbered (no cache hits)" if settings.get("unique_prompts", True) else "one prompt repeated"
-    if settings.get("dataset"):
-        source = f"prompts from {settings['dataset']} ({settings.get('dataset_prompts')} of them, cycled"
-        prompts = source + (", each numbered)" if settings.get("unique_prompts", True) else ", sent as written)")
-    else:
-        prompts = f"prompt ≈{_lengths(settings.get('prompt_tokens'))} tokens ({prompts})"
-    slo = settings.get("slo_ms") or {}
-    judged = ("SLO: " + ", ".join(f"{k} ≤ {v:g} ms" for k, v in slo.items()) if slo
-              else "no SLO given: goodput counts every answered request")
-    drawn = any(isinstance(settings.get(k), dict) and settings[k].get("stdev") for k in ("prompt_tokens", "max_tokens"))
-    seed = f" (lengths drawn with seed {settings.get('seed')})" if drawn else ""
-    return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, {prompts}, max_tokens "
-            f"{_lengths(settings.get('max_tokens'))}, {per_step}, {settings.get('workers')} client "
-            f"process(es){seed}; {judged}")
 
 
 def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str, Any]], *, emulated: bool,
@@ -84,7 +55,7 @@ def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str
 table{{border-collapse:collapse}}.warn{{background:#fff8e1;border:1px solid #f9a825;padding:8px}}
 svg{{display:block;margin:12px 0}}</style></head><body>
 <h1>k2probe bench — route {escape(route)}, run {escape(run_id[:8])}</h1>{warning}
-<p id="when">{escape(_when(started_at))}</p>{f'<p id="settings">{escape(_settings_line(settings))}</p>' if settings else ''}
+<p id="when">{escape(_when(started_at))}</p>{f'<p id="settings">{escape(settings_text(settings))}</p>' if settings else ''}
 {extra}
 <table id="steps"><tr><th>step</th><th>requests</th><th>ok</th><th>failed (by kind)</th><th>req/s</th><th>tokens/s</th>
 <th>TTFT p50 / p99 (ms)</th><th>ITL p50 / p99 (ms)</th><th>TPOT p50 (ms)</th><th>latency p50 / p99 (ms)</th>
