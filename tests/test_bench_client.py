@@ -171,3 +171,26 @@ def test_what_is_not_an_answer_is_named_by_the_failure_taxonomy(raw, answer: byt
 
     [shot] = _shots(raw(reply).url, stream=False, n=1)
     assert not shot.ok and shot.cause == cause, (shot.cause, answer)
+
+
+def test_an_answer_that_never_comes_is_a_timeout_and_its_connection_is_closed(raw):
+    closed = threading.Event()
+
+    def reply(conn: socket.socket, _n: int) -> bool:
+        if conn.recv(1) == b"":  # nothing is sent: the server waits until the client gives up and closes
+            closed.set()
+        return False
+
+    server = raw(reply)
+
+    async def run() -> tuple[Shot, bool]:
+        client = LeanClient(server.url, "sk-test-0000", timeout_s=0.5)
+        try:
+            shot = await client.shot(b'{"model": "m"}', False)
+            return shot, await asyncio.to_thread(closed.wait, 10)  # while the client still lives
+        finally:
+            await client.aclose()
+
+    shot, seen = asyncio.run(run())
+    assert not shot.ok and shot.cause == "timeout"
+    assert seen  # the client closed the connection it gave up on, not left it open behind the timeout

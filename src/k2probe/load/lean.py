@@ -117,6 +117,9 @@ class LeanClient:
                 # a kept connection the server closed as the request went out: once more on a new one
                 if attempt or not connection.used:
                     raise
+            except BaseException:  # a timeout, a cancellation: the connection is in an unknown state
+                connection.close()
+                raise
         connection.used = True
         try:
             if status >= 400:
