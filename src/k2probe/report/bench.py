@@ -48,8 +48,8 @@ def step_line(row: dict[str, Any], stream: bool) -> str:
             f" ms (n={first['n']}), failed {failures_text(row['failed']) if row['failed'] else 0}")
 
 
-def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
-    """The sweep as a table: one row per step, percentiles with their n."""
+def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool, knee: int | None = None) -> None:
+    """The sweep as a table: one row per step, percentiles with their n; `knee`: the saturation sweep's, marked."""
     from rich import box
     from rich.table import Table
 
@@ -62,7 +62,8 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
     for s in steps:
         first = s["ttft_ms"] if stream else s["e2e_ms"]
         share = s["goodput"]["share"]
-        table.add_row(step_label(s), f"{s['ok']}/{s['requests']}",
+        table.add_row(step_label(s) + (" ◀ knee" if knee is not None and s.get("concurrency") == knee else ""),
+                      f"{s['ok']}/{s['requests']}",
                       failures_text(s["failed"]), f"{s['rps']:.1f}",
                       f"{s['output_tps']:.0f}", f"{ms(first['p50'])}/{ms(first['p99'])}",
                       ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
@@ -140,7 +141,8 @@ def rule_text(sweep: dict[str, Any]) -> str:
 
 def print_outcome(outcome: BenchOutcome) -> None:
     """The table, then what was left out (the warm-up) and, for --concurrency auto, the knee."""
-    print_steps(outcome.steps, outcome.stream, outcome.emulated)
+    knee = (outcome.sweep or {}).get("knee")
+    print_steps(outcome.steps, outcome.stream, outcome.emulated, knee["concurrency"] if knee else None)
     render.err.print(settings_text(outcome.settings), style="dim", markup=False, highlight=False)
     render.err.print(warmup_text(outcome.warmup), style="dim", markup=False, highlight=False)
     if outcome.sweep is not None:

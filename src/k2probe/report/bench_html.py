@@ -27,8 +27,9 @@ def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str
         charts.append(line_chart(f"{name} percentiles against {key}", xs,
                                  {f"{name} {p}": [s[metric][p] for s in group] for p in ("p50", "p90", "p99")},
                                  label, "milliseconds"))
-        charts.append(line_chart(f"throughput against {key}", xs, {"requests/s": [s["rps"] for s in group]},
-                                 label, "requests per second"))
+        charts.append(line_chart(f"throughput against {key}", xs,
+                                 {"requests/s": [s["rps"] for s in group],
+                                  "goodput/s": [s["goodput"]["rps"] for s in group]}, label, "requests per second"))
         charts.append(line_chart(f"output tokens against {key}", xs, {"tokens/s": [s["output_tps"] for s in group]},
                                  label, "output tokens per second"))
     failing = [s for s in steps if s["failed"]]
@@ -37,8 +38,11 @@ def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str
                            [Bar(f"concurrency {s['concurrency']}" if "concurrency" in s else f"rate {s['rate']:g}/s",
                                 sorted(s["failed"].items())) for s in failing], "requests"))
     rows = []
+    knee = (sweep or {}).get("knee")
     for s in steps:
         step = f"concurrency {s['concurrency']}" if "concurrency" in s else f"rate {s['rate']:g}/s"
+        if knee is not None and s.get("concurrency") == knee["concurrency"]:
+            step += " (the knee)"
         ttft, e2e, itl, tpot = s["ttft_ms"], s["e2e_ms"], s["itl_ms"], s["tpot_ms"]
         rows.append(f"<tr><td>{escape(step)}</td><td>{s['requests']}</td><td>{s['ok']}</td>"
                     f"<td>{escape(failures_text(s['failed']))}</td><td>{s['rps']:.1f}</td>"
