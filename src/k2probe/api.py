@@ -267,9 +267,13 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Lite
 
     auto = concurrency == "auto"
     fixed = [] if isinstance(concurrency, str) else list(concurrency)
+    if auto and rate:
+        raise UsageError("concurrency='auto' sweeps the concurrency, rate the arrival rates", fix="give one of them")
+    if warmup < 0:
+        raise UsageError(f"warmup={warmup}: not a number of requests", fix="e.g. warmup=4, or 0 for none")
     prompts = read_dataset(dataset) if dataset is not None else None  # a bad file is refused before any request
-    lengths = [x if isinstance(x, Lengths) else Lengths(x, 0.0, upper)
-               for x, upper in ((prompt_tokens, 200_000), (max_tokens, 100_000))]
+    lengths = [x if isinstance(x, Lengths) else Lengths.parse(str(x), name, upper)
+               for x, name, upper in ((prompt_tokens, "prompt_tokens", 200_000), (max_tokens, "max_tokens", 100_000))]
     with command_contexts("bench", route, prove=True) as (routed, run):
         if on_notices is not None:
             on_notices(routed.notices)
