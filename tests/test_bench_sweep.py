@@ -32,7 +32,9 @@ def test_auto_finds_a_knee_within_what_the_rate_limit_allows(cli, emulator, work
     # what the limit allows: rpm answers a minute (the route check took one of them)
     minutes = math.ceil(sum(s["wall_s"] for s in steps) / 60)
     assert sum(s["ok"] for s in steps) <= rpm * minutes and at["ok"] <= rpm
-    assert sum(s["failed"].get("rate_limited", 0) for s in steps) > 0 or "rose less than" in sweep["stopped"]
+    # stopped by the limit's 429s — or, on a machine busy enough, by a stall or a latency spike first: a knee either way
+    assert any(words in sweep["stopped"] for words in ("requests failed", "rose less than", "first step's"))
+    assert sum(s["failed"].get("rate_limited", 0) for s in steps) > 0 or "requests failed" not in sweep["stopped"]
     assert sweep["stopped"].startswith(f"stopped at c={levels[-1]}:")
     assert data["settings"]["concurrency"] == "auto" and sweep["rule"]["factor"] == RULE.factor
     html = page.read_text()
