@@ -96,21 +96,24 @@ def test_record_calls_stores_every_request_and_by_default_none(cli, emulator):
         assert call["request"]["messages"][0]["content"].startswith("request 000000000000000000000000: Review the pull")
 
 
-def test_a_sweep_where_nothing_answered_blames_the_configuration_or_the_route(cli, emulator):
+def test_a_wrong_key_or_url_stops_bench_at_the_route_check_with_doctors_diagnosis(cli, emulator, workdir):
+    """One cheap request proves key, base URL and model before the sweep: exit 2 after at most 2 requests, with the
+    diagnosis and its fix, and no bench run on record as if the server had been measured."""
     server = emulator()
-    wrong_key = cli("bench", "--concurrency", "1", "--requests", "3", "--workers", "1",
-                    env=route_env(server, key="sk-wrong"))
+    wrong_key = cli("bench", "--concurrency", "4", "--requests", "50", "--workers", "2",
+                    env=route_env(server, key="sk-wrong"), timeout=300)
     assert wrong_key.code == 2, wrong_key.stderr
-    [line] = [x for x in wrong_key.stderr.splitlines() if x.startswith("k2probe:")]
-    assert "every request failed (invalid_key 3)" in line and "AI_GATEWAY_API_KEY" in line
+    assert server.state.requests_seen <= 2  # not the 4 warm-up requests, not the 50 of the step
+    line = wrong_key.stderr.strip().splitlines()[-1]
+    assert "cannot be used (invalid_key): HTTP 401" in line and "check the key" in line, line
+    assert "AI_GATEWAY_API_KEY" in line and "sk-wrong" not in wrong_key.stdout + wrong_key.stderr
     dead = cli("bench", "--concurrency", "1", "--requests", "3", "--workers", "1",
                env=route_env(server, base_url=f"http://127.0.0.1:{free_port()}/v1"))
     # nothing listening where the route points: k2probe could not measure anything (core/failures.CONFIGURATION)
-    assert dead.code == 2 and "every request failed (unreachable 3)" in dead.stderr and "is the server running" \
+    assert dead.code == 2 and "cannot be used (unreachable)" in dead.stderr and "is the server running" \
         in dead.stderr
     runs = cli("runs", "--json").json()["runs"]
-    assert [r["status"] for r in runs[:2]] == ["error", "error"]  # both sweeps are on record
-    assert all(r["summary"]["steps"][0]["failed"] for r in runs[:2])
+    assert not [r for r in runs if r.get("command") == "bench"]  # stopped before any run was opened
 
 
 def test_the_live_view_shows_the_running_step_on_a_terminal(workdir, emulator):
@@ -165,6 +168,7 @@ def test_a_usage_count_that_is_not_a_count_is_malformed_in_bench_too(cli, tokens
 def test_every_request_sends_its_own_prompt_unless_asked_not_to(cli):
     """A real server answers a repeated prompt from its prompt cache (Moonshot bills cached tokens apart): by default
     each request is numbered, across workers too; `--same-prompt` sends one prompt over and over."""
+    from .hostile import is_route_check
     from .untrusted_server import UntrustedGateway
 
     gateway = UntrustedGateway(lambda _key, _body: (["thinking"], ["an", " answer"])).start()
@@ -172,11 +176,11 @@ def test_every_request_sends_its_own_prompt_unless_asked_not_to(cli):
         env = {"AI_GATEWAY_API_KEY": "sk-bench-0000000000", "AI_GATEWAY_BASE_URL": gateway.base_url}
         done = cli("bench", "--concurrency", "2", "--requests", "8", "--workers", "2", "--json", env=env, timeout=300)
         assert done.code == 0, done.stderr[-2000:]
-        prompts = [r["messages"][0]["content"] for r in gateway.requests if r.get("max_tokens")]
-        assert len(prompts) >= 8 and len(set(prompts)) == len(prompts), prompts[:3]
+        prompts = [r["messages"][0]["content"] for r in gateway.requests if not is_route_check(r)]
+        assert len(prompts) == 8 + 4 and len(set(prompts)) == len(prompts), prompts[:3]
         gateway.requests.clear()
         same = cli("bench", "--concurrency", "2", "--requests", "4", "--same-prompt", "--json", env=env, timeout=300)
         assert same.code == 0, same.stderr[-2000:]
-        assert len({r["messages"][0]["content"] for r in gateway.requests}) == 1
+        assert len({r["messages"][0]["content"] for r in gateway.requests if not is_route_check(r)}) == 1
     finally:
         gateway.stop()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from k2probe.core.errors import ProbeFailed, UsageError
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from k2probe.eval.suite import Suite
     from k2probe.load.bench import BenchOutcome
     from k2probe.load.live import Progress
+    from k2probe.load.shapes import Lengths
 
 __all__ = ["RunningEmulator", "audit", "bench", "command_contexts", "compare", "doctor", "emulator", "eval_plan",
            "evaluate", "quickstart", "route_context", "run_agent", "serve_emulator"]
@@ -242,53 +243,69 @@ def quickstart(route: str | Route | None = None, *, on_step: OnStep | None = Non
     return result
 
 
-def bench(route: str | Route | None = None, *, concurrency: Sequence[int] = (), rate: Sequence[float] = (),
-          requests: int | None = None, duration_s: float | None = None, stream: bool = True, prompt_tokens: int = 256,
-          max_tokens: int = 64, slo_ms: dict[str, float] | None = None, workers: int | None = None,
-          record_calls: bool = False, unique_prompts: bool = True, html: str | Path | None = None,
-          on_notices: OnNotices | None = None,
+def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Literal["auto"] = (),
+          rate: Sequence[float] = (), requests: int | None = None, duration_s: float | None = None,
+          stream: bool = True, prompt_tokens: int | Lengths = 256, max_tokens: int | Lengths = 64,
+          dataset: str | Path | None = None, seed: int = 0, warmup: int = 4, slo_ms: dict[str, float] | None = None,
+          workers: int | None = None, record_calls: bool = False, unique_prompts: bool = True,
+          html: str | Path | None = None, on_notices: OnNotices | None = None,
           on_step: Callable[[dict[str, Any]], None] | None = None,
           live: Callable[[Progress], AbstractContextManager[Any]] | None = None) -> BenchOutcome:
-    """Load-test a route, a step per `concurrency` (closed loop) and per `rate` (open loop, arrivals per second;
-    concurrency 1 and 8 when neither is given), `requests` per step (100 unless `duration_s`). `on_step` gets each
-    step's figures as it ends; `live(progress)` is held open while the sweep runs (the CLI's live line). The sweep
-    is kept as a bench run (a summary row per step and its histograms); one where nothing answered raises
-    (ConfigError when every failure says the configuration is wrong, else ProbeFailed)."""
+    """Load-test a route, a step per `concurrency` (closed loop; "auto": a saturation sweep to the knee, by
+    load/sweep.py's RULE) and per `rate` (open loop, arrivals per second; concurrency 1 and 8 when neither is given),
+    `requests` per step (100 unless `duration_s`), after `warmup` requests not measured. Prompts are `prompt_tokens`
+    long (a Lengths: drawn per request from `seed`) or read from `dataset` (JSONL), numbered unless not
+    `unique_prompts`. One cheap request proves the route first (a wrong key, URL or model: ConfigError).
+    `on_step` gets each step's figures as it ends; `live(progress)` is held open while the sweep runs (the CLI's
+    live line). The sweep is kept as a bench run (its settings, a summary row per step and its histograms); one
+    where nothing answered raises (ConfigError when every failure says the configuration is wrong, else
+    ProbeFailed)."""
     import base64
-    import json
 
-    from k2probe.load.bench import BenchOutcome, BenchPlan, bench_call, default_workers, payload, run_bench, verdict
+    from k2probe.load.bench import BenchOutcome, BenchPlan, bench_call, default_workers, payloads, run_bench, verdict
     from k2probe.load.live import Progress
+    from k2probe.load.shapes import Lengths, read_dataset
 
-    with command_contexts("bench", route) as (routed, run):
+    auto = concurrency == "auto"
+    fixed = [] if isinstance(concurrency, str) else list(concurrency)
+    if auto and rate:
+        raise UsageError("concurrency='auto' sweeps the concurrency, rate the arrival rates", fix="give one of them")
+    if warmup < 0:
+        raise UsageError(f"warmup={warmup}: not a number of requests", fix="e.g. warmup=4, or 0 for none")
+    prompts = read_dataset(dataset) if dataset is not None else None  # a bad file is refused before any request
+    lengths = [x if isinstance(x, Lengths) else Lengths.parse(str(x), name, upper)
+               for x, name, upper in ((prompt_tokens, "prompt_tokens", 200_000), (max_tokens, "max_tokens", 100_000))]
+    with command_contexts("bench", route, prove=True) as (routed, run):
         if on_notices is not None:
             on_notices(routed.notices)
         plan = BenchPlan(routed.route.base_url or "", routed.route.key(), routed.route.model, routed.route.headers,
-                         stream, prompt_tokens, max_tokens, list(concurrency) or ([] if rate else [1, 8]),
+                         stream, lengths[0], lengths[1],
+                         fixed or ([] if rate or auto else [1, 8]),
                          list(rate), requests if requests or duration_s else 100, duration_s, slo_ms or {},
-                         workers or default_workers(), record_calls, unique_prompts)
-        request = json.loads(payload(plan, routed.profile))  # what every request of the sweep sends
+                         workers or default_workers(), record_calls, unique_prompts, prompts,
+                         None if dataset is None else str(dataset), seed, warmup, auto)
+        bodies = payloads(plan, routed.profile)  # what the steps cycle through
 
         def record(label: str, calls: list[dict[str, Any]]) -> None:
             for call in calls:
-                run.record(bench_call(routed.route.name, routed.route.model, stream, request, label, call))
+                run.record(bench_call(routed.route.name, routed.route.model, stream, bodies, label, call))
 
         progress = Progress(stream, on_calls=record if record_calls else None)
         with live(progress) if live is not None else contextlib.nullcontext():
-            steps, merged = run_bench(plan, routed.profile, on_step=on_step, progress=progress)
-        run.summary = {"steps": steps, "histograms": {
+            measured = run_bench(plan, bodies, on_step=on_step, progress=progress)
+        steps = measured.steps
+        outcome = BenchOutcome(routed.route.name, run.run_id, routed.route.emulated, stream, steps, plan.settings(),
+                               measured.warmup, measured.sweep)
+        run.summary = {"steps": steps, "settings": outcome.settings, "warmup": outcome.warmup,
+                       "sweep": outcome.sweep, "histograms": {
             index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
-            for index, result in merged.items()}}
+            for index, result in measured.results.items()}}
         verdict(steps, routed.route)  # after the summary is kept: a failed sweep is still on record
-        outcome = BenchOutcome(routed.route.name, run.run_id, routed.route.emulated, stream, steps)
         if html is not None:
             from k2probe.report.bench_html import write_bench_report
 
-            settings = {"stream": stream, "prompt_tokens": prompt_tokens, "unique_prompts": unique_prompts,
-                        "max_tokens": max_tokens, "requests": plan.requests, "duration_s": duration_s,
-                        "workers": plan.workers, "slo_ms": slo_ms or {}}
             write_bench_report(Path(html), routed.route.name, run.run_id, steps, emulated=routed.route.emulated,
-                               stream=stream, settings=settings)
+                               stream=stream, settings=outcome.settings, warmup=outcome.warmup, sweep=outcome.sweep)
     return outcome
 
 

@@ -39,10 +39,23 @@ def _numbers(text: str | None, kind: type, option: str) -> list[Any]:
     return values
 
 
+def _auto_help() -> str:
+    from k2probe.load.sweep import RULE
+
+    return ("closed loop: requests in flight, a sweep when several (1,8,32); auto: a saturation sweep — "
+            + RULE.words() + f" (a step sends at least {RULE.requests_per_user} requests per user in flight)")
+
+
+_DATASET_HELP = ('JSONL prompts, one JSON object a line: {"prompt": "…"} or {"messages": [{"role": "user", '
+                 '"content": "…"}, …]}; each step cycles through them from the first, and each request is numbered '
+                 "before its first user message unless --same-prompt (then the lines are sent as written, and "
+                 "repeat once the file is used up)")
+
+
 @app.command()
 def bench(route: RouteOpt = None,
-          concurrency: Annotated[str | None, typer.Option("--concurrency", help="closed loop: requests in flight, "
-                                                          "a sweep when several (1,8,32)", metavar="N[,N...]")] = None,
+          concurrency: Annotated[str | None, typer.Option("--concurrency", help=_auto_help(),
+                                                          metavar="N[,N...]|auto")] = None,
           rate: Annotated[str | None, typer.Option("--rate", help="open loop: Poisson arrivals per second, a sweep "
                                                    "when several", metavar="R[,R...]")] = None,
           requests: Annotated[int | None, typer.Option("--requests", min=1, max=10_000_000,
@@ -51,10 +64,18 @@ def bench(route: RouteOpt = None,
           duration: Annotated[float | None, typer.Option("--duration", min=0.1, max=86400, callback=_finite,
                                                          help="seconds per step", metavar="S")] = None,
           stream: Annotated[bool, typer.Option("--stream/--no-stream", help="stream the answers (TTFT, ITL)")] = True,
-          prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", min=1, max=200_000, help="prompt length",
-                                                     metavar="N")] = 256,
-          max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, max=100_000, help="output budget per "
-                                                  "request", metavar="N")] = 64,
+          prompt_tokens: Annotated[str | None, typer.Option(
+              "--prompt-tokens", help="prompt length in tokens: N, or MEAN:STDEV drawn per request from a normal "
+              "distribution (rounded, at least 1) [default: 256]", metavar="N[:STDEV]")] = None,
+          max_tokens: Annotated[str, typer.Option(
+              "--max-tokens", help="output budget per request: N, or MEAN:STDEV drawn per request like "
+              "--prompt-tokens", metavar="N[:STDEV]")] = "64",
+          dataset: Annotated[Path | None, typer.Option("--dataset", help=_DATASET_HELP, metavar="FILE")] = None,
+          seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="seeds the lengths drawn and the "
+                                            "open loop's arrivals: the same seed, the same requests",
+                                            metavar="N")] = 0,
+          warmup: Annotated[int, typer.Option("--warmup", min=0, max=100_000, help="requests sent before the first "
+                                              "step and left out of every figure (0: none)", metavar="N")] = 4,
           slo: Annotated[str | None, typer.Option("--slo", help="goodput limits: ttft_ms=…,itl_ms=…,e2e_ms=…",
                                                   metavar="NAME=MS[,...]")] = None,
           workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="client processes "
@@ -67,9 +88,11 @@ def bench(route: RouteOpt = None,
                                                      help="store every request as a call (default: a summary row "
                                                      "per step and its histograms)")] = False,
           as_json: JsonOpt = False) -> None:
-    """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step."""
+    """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step. One cheap
+    request proves the route first (a wrong key, URL or model stops here: exit 2 with the fix)."""
     from k2probe.api import bench as run_bench
-    from k2probe.report.bench import LiveStep, print_steps, step_line
+    from k2probe.load.shapes import Lengths
+    from k2probe.report.bench import LiveStep, print_outcome, step_line
 
     limits: dict[str, float] = {}
     for item in (slo or "").split(","):
@@ -80,11 +103,20 @@ def bench(route: RouteOpt = None,
             raise UsageError(f"--slo {item!r}: unknown limit", fix="use ttft_ms, itl_ms, e2e_ms, e.g. --slo ttft_ms=500")
         [number] = _numbers(value, float, "--slo " + name.strip())
         limits[name.strip().removesuffix("_ms")] = number
-    concurrencies = _numbers(concurrency, int, "--concurrency")
+    auto = (concurrency or "").strip().lower() == "auto"
+    concurrencies = [] if auto else _numbers(concurrency, int, "--concurrency")
     rates = _numbers(rate, float, "--rate")
+    if auto and rates:
+        raise UsageError("--concurrency auto sweeps the concurrency; --rate sweeps arrival rates",
+                         fix="give one: --concurrency auto, or --rate R[,R...]")
     if requests is not None and duration is not None:
         raise UsageError("--requests and --duration both say when a step ends",
                          fix="give one: --requests N (a count) or --duration S (seconds)")
+    if dataset is not None and prompt_tokens is not None:
+        raise UsageError("--dataset gives the prompts; --prompt-tokens would make them up",
+                         fix="give one: --dataset FILE, or --prompt-tokens N[:STDEV]")
+    prompt_lengths = Lengths.parse(prompt_tokens or "256", "--prompt-tokens", 200_000)
+    output_lengths = Lengths.parse(max_tokens, "--max-tokens", 100_000)
     if html is not None:
         from k2probe.core.files import check_output
 
@@ -102,9 +134,9 @@ def bench(route: RouteOpt = None,
 
         return Live(LiveStep(progress), console=render.err, refresh_per_second=4, transient=True)
 
-    outcome = run_bench(route, concurrency=concurrencies, rate=rates, requests=requests, duration_s=duration,
-                        stream=stream, prompt_tokens=prompt_tokens, max_tokens=max_tokens, slo_ms=limits,
-                        unique_prompts=not same_prompt,
+    outcome = run_bench(route, concurrency="auto" if auto else concurrencies, rate=rates, requests=requests,
+                        duration_s=duration, stream=stream, prompt_tokens=prompt_lengths, max_tokens=output_lengths,
+                        dataset=dataset, seed=seed, warmup=warmup, slo_ms=limits, unique_prompts=not same_prompt,
                         workers=workers, record_calls=record_calls, html=html, on_notices=_notices, on_step=shown,
                         live=live)
     if html is not None and not as_json:
@@ -112,7 +144,7 @@ def bench(route: RouteOpt = None,
     if as_json:
         render.emit_json(outcome.as_json())
     else:
-        print_steps(outcome.steps, stream, outcome.emulated)
+        print_outcome(outcome)
 
 
 @app.command()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from queue import Empty
@@ -21,7 +22,9 @@ from k2probe.core.errors import ConfigError, ProbeFailed
 from k2probe.core.failures import CONFIGURATION, fix_for
 from k2probe.core.records import CallRecord
 from k2probe.core.sanitize import sanitise
+from k2probe.load.shapes import POOL, POOL_BYTES, Lengths, Messages, numbered
 from k2probe.load.step import Report, StepPlan, StepResult, attach, run_in_worker, run_step
+from k2probe.load.sweep import RULE, Sweep
 
 if TYPE_CHECKING:
     from k2probe.load.live import Progress
@@ -48,8 +51,8 @@ class BenchPlan:
     model: str
     headers: dict[str, str]
     stream: bool
-    prompt_tokens: int
-    max_tokens: int
+    prompt_tokens: Lengths
+    max_tokens: Lengths
     concurrencies: list[int]
     rates: list[float]
     requests: int | None
@@ -58,6 +61,20 @@ class BenchPlan:
     workers: int
     record_calls: bool = False
     unique_prompts: bool = True  # a real server answers a repeated prompt from its cache: each request its own
+    dataset: list[Messages] | None = None  # prompts to cycle through (else the synthetic corpus, prompt_tokens long)
+    dataset_name: str | None = None  # the file they came from, for the record
+    seed: int = 0  # the lengths drawn (and the open loop's arrivals): the same seed, the same requests
+    warmup: int = 0  # requests sent before the first step, not measured
+    auto: bool = False  # --concurrency auto: a saturation sweep by sweep.RULE
+
+    def settings(self) -> dict[str, Any]:
+        """What the sweep sent and judged by, as kept in the run, shown on the page and in --json."""
+        return {"stream": self.stream, "prompt_tokens": None if self.dataset else self.prompt_tokens.as_json(),
+                "max_tokens": self.max_tokens.as_json(), "dataset": self.dataset_name,
+                "dataset_prompts": len(self.dataset) if self.dataset else None, "unique_prompts": self.unique_prompts,
+                "seed": self.seed, "requests": self.requests, "duration_s": self.duration_s,
+                "workers": self.workers, "slo_ms": self.slo_ms, "warmup": self.warmup,
+                "concurrency": "auto" if self.auto else self.concurrencies, "rates": self.rates}
 
 
 @dataclass
@@ -69,16 +86,40 @@ class BenchOutcome:
     emulated: bool
     stream: bool
     steps: list[dict[str, Any]]
+    settings: dict[str, Any]
+    warmup: dict[str, Any] | None = None  # what the unmeasured warm-up requests met
+    sweep: dict[str, Any] | None = None  # --concurrency auto: its rule, the knee and why it stopped
 
     def as_json(self) -> dict[str, Any]:
-        return {"route": self.route, "run_id": self.run_id, "emulated": self.emulated, "steps": self.steps}
+        return {"route": self.route, "run_id": self.run_id, "emulated": self.emulated, "settings": self.settings,
+                "warmup": self.warmup, "steps": self.steps, "sweep": self.sweep}
 
 
-def payload(plan: BenchPlan, profile: Any) -> bytes:
-    text = (NONCE if plan.unique_prompts else "") + prompt_of(plan.prompt_tokens)
-    body = sanitise({"model": plan.model, "messages": [{"role": "user", "content": text}],
-                     "max_tokens": plan.max_tokens, "stream": plan.stream}, profile).body
+def _body(plan: BenchPlan, messages: Messages, max_tokens: int, profile: Any) -> bytes:
+    body = sanitise({"model": plan.model, "messages": messages, "max_tokens": max_tokens, "stream": plan.stream},
+                    profile).body
     return orjson.dumps(body)
+
+
+def payloads(plan: BenchPlan, profile: Any) -> list[bytes]:
+    """The bodies a step cycles through: one per dataset prompt, or per draw of the lengths (up to POOL of them, or
+    POOL_BYTES), each with the zeros a worker numbers the request by unless --same-prompt. Drawn from the seed."""
+    rng = random.Random(plan.seed)
+    nonce = NONCE if plan.unique_prompts else ""
+    varies = not (plan.prompt_tokens.fixed or plan.dataset) or not plan.max_tokens.fixed
+    count = max(len(plan.dataset or [None]), POOL if varies else 1)
+    bodies: list[bytes] = []
+    size = 0
+    for index in range(count):
+        if plan.dataset:
+            messages = numbered(plan.dataset[index % len(plan.dataset)], nonce)
+        else:
+            messages = [{"role": "user", "content": nonce + prompt_of(plan.prompt_tokens.draw(rng))}]
+        bodies.append(_body(plan, messages, plan.max_tokens.draw(rng), profile))
+        size += len(bodies[-1])
+        if size > POOL_BYTES and index >= (len(plan.dataset) - 1 if plan.dataset else 0):
+            break
+    return bodies
 
 
 def _split(total: int | None, parts: int, index: int) -> int | None:
@@ -114,15 +155,48 @@ def step_label(step: dict[str, Any]) -> str:
     return f"c={step['concurrency']}" if "concurrency" in step else f"{step['rate']:g}/s"
 
 
-def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]], None] | None = None,
-              progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[str, StepResult]]:
-    """Every step of the sweep, in order; returns the summaries and the merged results (histograms included).
+@dataclass
+class Measured:
+    """A sweep's figures: each step's summary and merged result, the warm-up's counts, the saturation sweep's verdict."""
+
+    steps: list[dict[str, Any]]
+    results: dict[str, StepResult]
+    warmup: dict[str, Any] | None = None
+    sweep: dict[str, Any] | None = None
+
+
+def step_requests(plan: BenchPlan, concurrency: int | None) -> int | None:
+    """Requests of one step: --requests (or until --duration); a saturation step at least RULE.requests_per_user
+    per user in flight, so each user sends more than once."""
+    if plan.requests is None or not plan.auto or concurrency is None:
+        return plan.requests
+    return max(plan.requests, RULE.requests_per_user * concurrency)
+
+
+def _steps(plan: BenchPlan, sweep: Sweep | None, done: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The steps in order: the given concurrencies then rates, or the saturation sweep's, decided step by step."""
+    if sweep is None:
+        yield from ([{"concurrency": c} for c in plan.concurrencies] + [{"rate": r} for r in plan.rates])
+        return
+    while (concurrency := sweep.next_concurrency(done)) is not None:
+        yield {"concurrency": concurrency}
+
+
+def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str, Any]], None] | None = None,
+              progress: Progress | None = None) -> Measured:
+    """The warm-up (unmeasured), then every step of the sweep in order, each cycling through `bodies` (`payloads`).
     `progress` receives the workers' snapshots as the step runs (and every call, with `record_calls`)."""
-    body = payload(plan, profile)
     slo_us = {k: int(v * 1000) for k, v in plan.slo_ms.items()}
-    steps: list[dict[str, Any]] = [{"concurrency": c} for c in plan.concurrencies] + [{"rate": r} for r in plan.rates]
-    summaries: list[dict[str, Any]] = []
-    merged: dict[str, StepResult] = {}
+    sweep = Sweep(RULE, plan.stream) if plan.auto else None
+    measured = Measured([], {})
+    if plan.warmup:
+        first = plan.concurrencies[0] if plan.concurrencies else 8
+        warm = StepPlan(plan.base_url, plan.key, bodies, plan.stream, min(plan.warmup, first, 64), None,
+                        plan.warmup, None, slo_us, seed=-1, headers=plan.headers, label="warm-up",
+                        unique=plan.unique_prompts)
+        done = asyncio.run(run_step(warm))
+        measured.warmup = {"requests": done.sent, "ok": done.ok, "failed": dict(done.failed),
+                           "concurrency": warm.concurrency}
     queue: Any = None
     pool = None
     if plan.workers > 1:
@@ -134,40 +208,44 @@ def run_bench(plan: BenchPlan, profile: Any, on_step: Callable[[dict[str, Any]],
                                    initargs=(queue,))
     report = progress.update if progress is not None else None
     try:
-        for index, step in enumerate(steps):
+        for index, step in enumerate(_steps(plan, sweep, measured.steps)):
             if progress is not None:
                 progress.begin(step_label(step))
             concurrency = int(step["concurrency"]) if "concurrency" in step else None
             rate = float(step["rate"]) if "rate" in step else None
-            base = StepPlan(plan.base_url, plan.key, body, plan.stream, concurrency, rate,
-                            plan.requests, plan.duration_s, slo_us, seed=index, headers=plan.headers,
-                            record_calls=plan.record_calls, label=step_label(step), unique=plan.unique_prompts)
+            requests = step_requests(plan, concurrency)
+            base = StepPlan(plan.base_url, plan.key, bodies, plan.stream, concurrency, rate,
+                            requests, plan.duration_s, slo_us, seed=plan.seed * 1_000_003 + index,
+                            headers=plan.headers, record_calls=plan.record_calls, label=step_label(step),
+                            unique=plan.unique_prompts)
             result = StepResult()
             if pool is None:
                 result.merge(asyncio.run(run_step(base, report)).encoded())
             else:
                 # never more workers than requests in flight: each worker gets a share of the users (or the rate)
-                # and the same share of the requests
+                # and the same share of the requests; worker w sends bodies w, w + used, w + 2·used, …
                 used = min(plan.workers, base.concurrency) if base.concurrency else plan.workers
                 parts = []
                 for w in range(used):
-                    share = replace(base, seed=index * 1000 + w, requests=_split(plan.requests, used, w),
+                    share = replace(base, seed=base.seed * 1000 + w, requests=_split(requests, used, w),
                                     concurrency=_split(base.concurrency, used, w) if base.concurrency else None,
-                                    rate=base.rate / used if base.rate else None, worker=w)
+                                    rate=base.rate / used if base.rate else None, worker=w, offset=w, stride=used)
                     if share.requests == 0:
                         continue
                     parts.append(pool.submit(run_in_worker, share))
                 for encoded in _gather(parts, queue, report):
                     result.merge(encoded)
             row = summary(step, result)
-            summaries.append(row)
-            merged[str(index)] = result
+            measured.steps.append(row)
+            measured.results[str(index)] = result
             if on_step is not None:
                 on_step(row)
     finally:
         if pool is not None:
             pool.shutdown()
-    return summaries, merged
+    if sweep is not None:
+        measured.sweep = sweep.as_json(measured.steps)
+    return measured
 
 
 def _gather(parts: list[Future[dict[str, Any]]], queue: Any, report: Report | None) -> list[dict[str, Any]]:
@@ -194,9 +272,11 @@ def _gather(parts: list[Future[dict[str, Any]]], queue: Any, report: Report | No
     return results
 
 
-def bench_call(route: str, model: str, stream: bool, request: dict[str, Any], label: str,
+def bench_call(route: str, model: str, stream: bool, bodies: list[bytes], label: str,
                call: dict[str, Any]) -> CallRecord:
-    """A request of the load test as the store keeps any call (`--record-calls`)."""
+    """A request of the load test as the store keeps any call (`--record-calls`): the body it sent (its number's
+    zeros as the payload holds them)."""
+    request = orjson.loads(bodies[call.get("body", 0)])
 
     def ms(us: int | None) -> float | None:
         return None if us is None else us / 1000.0

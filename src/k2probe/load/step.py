@@ -32,6 +32,9 @@ def _numbering(payload: bytes) -> tuple[bytes, bytes] | None:
     return payload[:start], payload[start + 24:]
 
 
+_SENT = itertools.count()  # requests numbered by this process, over every step it runs
+
+
 def histogram() -> HdrHistogram:
     return HdrHistogram(1, HIGHEST_US, 3)
 
@@ -40,7 +43,7 @@ def histogram() -> HdrHistogram:
 class StepPlan:
     base_url: str
     key: str
-    payload: bytes
+    payloads: list[bytes]  # request j of this worker sends payloads[(offset + j × stride) % len]: workers share them out
     stream: bool
     concurrency: int | None = None  # closed loop: this many requests in flight
     rate: float | None = None  # open loop: Poisson arrivals per second
@@ -52,6 +55,8 @@ class StepPlan:
     record_calls: bool = False  # hand every request's figures to the reporter (else counts and histograms only)
     unique: bool = False  # number each request's prompt (the payload's zeros after "request "): no cache hit
     worker: int = 0
+    offset: int = 0
+    stride: int = 1
     label: str = ""  # the step's name (c=8, 40/s): snapshots carry it, so a late one is never taken for the next
 
 
@@ -115,9 +120,10 @@ Report = Callable[[dict[str, Any]], None]
 REPORT_EVERY_S = 0.5
 
 
-def compact(shot: Shot) -> dict[str, Any]:
-    """One request's figures, small enough to send to the parent process for `--record-calls`."""
-    return {"ok": shot.ok, "cause": shot.cause, "status": shot.status, "ttft_us": shot.ttft_us,
+def compact(shot: Shot, body: int = 0) -> dict[str, Any]:
+    """One request's figures, small enough to send to the parent process for `--record-calls`; `body`: which of the
+    step's payloads it sent."""
+    return {"body": body, "ok": shot.ok, "cause": shot.cause, "status": shot.status, "ttft_us": shot.ttft_us,
             "ttfc_us": shot.ttfc_us, "e2e_us": shot.e2e_us, "itl_us": shot.itl_us, "out": shot.output_tokens,
             "at": shot.started_at}
 
@@ -155,21 +161,26 @@ async def run_step(plan: StepPlan, report: Report | None = None) -> StepResult:
             return False
         return deadline is None or time.perf_counter() < deadline
 
-    numbered = _numbering(plan.payload) if plan.unique else None
-    sent = itertools.count()
+    payloads = plan.payloads
+    count = len(payloads)
+    pieces = [_numbering(p) for p in payloads] if plan.unique else []
+    pid = f"{os.getpid() & 0xFFFFFFFF:08x}"
+    taken = itertools.count()
 
     async def one() -> None:
-        payload = plan.payload
-        if numbered is not None:  # this process's id and the request's number: unique across workers and steps
+        index = (plan.offset + next(taken) * plan.stride) % count
+        payload = payloads[index]
+        if pieces and (numbered := pieces[index]) is not None:
+            # this process's id and its request's number: unique across workers and steps
             head, tail = numbered
-            payload = head + f"{os.getpid() & 0xFFFFFFFF:08x}{next(sent):016x}".encode() + tail
+            payload = b"".join((head, pid.encode(), f"{next(_SENT):016x}".encode(), tail))
         try:
             shot = await client.shot(payload, plan.stream)
         except Exception:  # a fault of this client must not lose the request: counted, by kind
             shot = Shot(False, "client_error")
         result.add(shot, plan.slo_us)
         if plan.record_calls:
-            calls.append(compact(shot))
+            calls.append(compact(shot, index))
 
     ticker = asyncio.create_task(reporting()) if report is not None else None
     try:

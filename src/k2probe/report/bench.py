@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from k2probe.load.bench import step_label
+from k2probe.load.bench import BenchOutcome, step_label
 from k2probe.load.live import Progress
 from k2probe.report import terminal as render
 
@@ -48,8 +48,8 @@ def step_line(row: dict[str, Any], stream: bool) -> str:
             f" ms (n={first['n']}), failed {failures_text(row['failed']) if row['failed'] else 0}")
 
 
-def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> None:
-    """The sweep as a table: one row per step, percentiles with their n."""
+def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool, knee: int | None = None) -> None:
+    """The sweep as a table: one row per step, percentiles with their n; `knee`: the saturation sweep's, marked."""
     from rich import box
     from rich.table import Table
 
@@ -62,7 +62,8 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
     for s in steps:
         first = s["ttft_ms"] if stream else s["e2e_ms"]
         share = s["goodput"]["share"]
-        table.add_row(step_label(s), f"{s['ok']}/{s['requests']}",
+        table.add_row(step_label(s) + (" ◀ knee" if knee is not None and s.get("concurrency") == knee else ""),
+                      f"{s['ok']}/{s['requests']}",
                       failures_text(s["failed"]), f"{s['rps']:.1f}",
                       f"{s['output_tps']:.0f}", f"{ms(first['p50'])}/{ms(first['p99'])}",
                       ms(s["itl_ms"]["p50"]), ms(s["e2e_ms"]["p99"]),
@@ -80,3 +81,69 @@ def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool) -> No
                              "arrived, together with later tokens; the kernel stamps a read by its last bytes, so "
                              "where the server sent them apart those TTFTs read late by up to the gap. Use more "
                              "--workers, or fewer streams per step.", style="yellow")
+
+
+def _lengths(value: Any) -> str:
+    """A length setting in words: "256", or "512 ± 128 (normal, seeded)"; older runs kept a bare number."""
+    if isinstance(value, dict):
+        return f"{value['mean']:g}" if not value.get("stdev") else f"{value['mean']:g} ± {value['stdev']:g} (normal)"
+    return str(value)
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """What the sweep sent and judged by, in words: a figure means nothing without them."""
+    per_step = (f"{settings['requests']} requests per step" if settings.get("requests")
+                else f"{settings.get('duration_s')} s per step")
+    if settings.get("concurrency") == "auto":
+        per_step += " (a saturation step: at least 4 per user in flight)"
+    prompts = "each prompt numbered, no cache hits" if settings.get("unique_prompts", True) else "one prompt repeated"
+    if settings.get("dataset"):
+        source = f"prompts from {settings['dataset']} ({settings.get('dataset_prompts')} of them, cycled"
+        prompts = source + (", each numbered)" if settings.get("unique_prompts", True) else ", sent as written)")
+    else:
+        prompts = f"prompt ≈{_lengths(settings.get('prompt_tokens'))} tokens ({prompts})"
+    slo = settings.get("slo_ms") or {}
+    judged = ("SLO: " + ", ".join(f"{k} ≤ {v:g} ms" for k, v in slo.items()) if slo
+              else "no SLO given: goodput counts every answered request")
+    drawn = any(isinstance(settings.get(k), dict) and settings[k].get("stdev") for k in ("prompt_tokens", "max_tokens"))
+    seed = f" (lengths drawn with seed {settings.get('seed')})" if drawn else ""
+    return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, {prompts}, max_tokens "
+            f"{_lengths(settings.get('max_tokens'))}, {per_step}, {settings.get('workers')} client "
+            f"process(es){seed}; {judged}")
+
+
+def warmup_text(warmup: dict[str, Any] | None) -> str:
+    """The unmeasured warm-up in words."""
+    if not warmup:
+        return "no warm-up"
+    failed = f", failed {failures_text(warmup['failed'])}" if warmup["failed"] else ""
+    return (f"warm-up: {warmup['requests']} requests ({warmup['ok']} ok{failed}) at concurrency "
+            f"{warmup['concurrency']}, left out of every figure")
+
+
+def knee_text(sweep: dict[str, Any]) -> str:
+    """The saturation sweep's outcome in a line: the knee's load and figures, and why the sweep stopped."""
+    knee = sweep.get("knee")
+    if knee is None:
+        return f"no knee: every step broke ({sweep['stopped']})"
+    name = "TTFT" if knee["metric"] == "ttft" else "latency"
+    return (f"knee at concurrency {knee['concurrency']}: {knee['rps']:.1f} req/s, goodput {knee['goodput_rps']:.1f}/s, "
+            f"{knee['output_tps']:.0f} tok/s, {name} p50 {ms(knee['p50_ms'])} / p99 {ms(knee['p99_ms'])} ms "
+            f"({sweep['stopped']})")
+
+
+def rule_text(sweep: dict[str, Any]) -> str:
+    """The knee rule the sweep applied, in words."""
+    from k2probe.load.sweep import KneeRule
+
+    return "saturation sweep: " + KneeRule(**sweep["rule"]).words()
+
+
+def print_outcome(outcome: BenchOutcome) -> None:
+    """The table, then what was left out (the warm-up) and, for --concurrency auto, the knee."""
+    knee = (outcome.sweep or {}).get("knee")
+    print_steps(outcome.steps, outcome.stream, outcome.emulated, knee["concurrency"] if knee else None)
+    render.err.print(settings_text(outcome.settings), style="dim", markup=False, highlight=False)
+    render.err.print(warmup_text(outcome.warmup), style="dim", markup=False, highlight=False)
+    if outcome.sweep is not None:
+        render.out.print(knee_text(outcome.sweep), markup=False, highlight=False)

@@ -7,25 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.core.untrusted import html as escape
-from k2probe.report.bench import failures_text
+from k2probe.report.bench import failures_text, knee_text, rule_text, settings_text, warmup_text
 from k2probe.report.charts import Bar, hbar, line_chart
 
 
-def _settings_line(settings: dict[str, Any]) -> str:
-    """What the sweep sent and judged by, in words: a figure means nothing without them."""
-    per_step = (f"{settings['requests']} requests per step" if settings.get("requests")
-                else f"{settings.get('duration_s')} s per step")
-    prompts = "each prompt numbered (no cache hits)" if settings.get("unique_prompts", True) else "one prompt repeated"
-    slo = settings.get("slo_ms") or {}
-    judged = ("SLO: " + ", ".join(f"{k} ≤ {v:g} ms" for k, v in slo.items()) if slo
-              else "no SLO given: goodput counts every answered request")
-    return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, prompt ≈{settings.get('prompt_tokens')} "
-            f"tokens ({prompts}), max_tokens {settings.get('max_tokens')}, {per_step}, "
-            f"{settings.get('workers')} client process(es); {judged}")
-
-
 def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str, Any]], *, emulated: bool,
-                       stream: bool, settings: dict[str, Any] | None = None, started_at: float | None = None) -> Path:
+                       stream: bool, settings: dict[str, Any] | None = None, started_at: float | None = None,
+                       warmup: dict[str, Any] | None = None, sweep: dict[str, Any] | None = None) -> Path:
     closed = [s for s in steps if "concurrency" in s]
     opened = [s for s in steps if "rate" in s]
     charts = []
@@ -39,8 +27,9 @@ def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str
         charts.append(line_chart(f"{name} percentiles against {key}", xs,
                                  {f"{name} {p}": [s[metric][p] for s in group] for p in ("p50", "p90", "p99")},
                                  label, "milliseconds"))
-        charts.append(line_chart(f"throughput against {key}", xs, {"requests/s": [s["rps"] for s in group]},
-                                 label, "requests per second"))
+        charts.append(line_chart(f"throughput against {key}", xs,
+                                 {"requests/s": [s["rps"] for s in group],
+                                  "goodput/s": [s["goodput"]["rps"] for s in group]}, label, "requests per second"))
         charts.append(line_chart(f"output tokens against {key}", xs, {"tokens/s": [s["output_tps"] for s in group]},
                                  label, "output tokens per second"))
     failing = [s for s in steps if s["failed"]]
@@ -49,14 +38,20 @@ def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str
                            [Bar(f"concurrency {s['concurrency']}" if "concurrency" in s else f"rate {s['rate']:g}/s",
                                 sorted(s["failed"].items())) for s in failing], "requests"))
     rows = []
+    knee = (sweep or {}).get("knee")
     for s in steps:
         step = f"concurrency {s['concurrency']}" if "concurrency" in s else f"rate {s['rate']:g}/s"
+        if knee is not None and s.get("concurrency") == knee["concurrency"]:
+            step += " (the knee)"
         ttft, e2e, itl, tpot = s["ttft_ms"], s["e2e_ms"], s["itl_ms"], s["tpot_ms"]
         rows.append(f"<tr><td>{escape(step)}</td><td>{s['requests']}</td><td>{s['ok']}</td>"
                     f"<td>{escape(failures_text(s['failed']))}</td><td>{s['rps']:.1f}</td>"
                     f"<td>{s['output_tps']:.0f}</td><td>{_p(ttft, 'p50')} / {_p(ttft, 'p99')}</td>"
                     f"<td>{_p(itl, 'p50')} / {_p(itl, 'p99')}</td><td>{_p(tpot, 'p50')}</td>"
                     f"<td>{_p(e2e, 'p50')} / {_p(e2e, 'p99')}</td><td>{_share(s['goodput']['share'])}</td></tr>")
+    extra = f'<p id="warmup">{escape(warmup_text(warmup))}</p>' if settings else ""
+    if sweep:
+        extra += f'<p id="knee"><b>{escape(knee_text(sweep))}</b><br>{escape(rule_text(sweep))}</p>'
     warning = ('<p class="warn">Measured against k2probe\'s built-in emulator: these figures describe the pipeline, '
                'not a model.</p>') if emulated else ""
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>k2probe bench — {escape(route)}</title>
@@ -64,7 +59,8 @@ def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str
 table{{border-collapse:collapse}}.warn{{background:#fff8e1;border:1px solid #f9a825;padding:8px}}
 svg{{display:block;margin:12px 0}}</style></head><body>
 <h1>k2probe bench — route {escape(route)}, run {escape(run_id[:8])}</h1>{warning}
-<p id="when">{escape(_when(started_at))}</p>{f'<p id="settings">{escape(_settings_line(settings))}</p>' if settings else ''}
+<p id="when">{escape(_when(started_at))}</p>{f'<p id="settings">{escape(settings_text(settings))}</p>' if settings else ''}
+{extra}
 <table id="steps"><tr><th>step</th><th>requests</th><th>ok</th><th>failed (by kind)</th><th>req/s</th><th>tokens/s</th>
 <th>TTFT p50 / p99 (ms)</th><th>ITL p50 / p99 (ms)</th><th>TPOT p50 (ms)</th><th>latency p50 / p99 (ms)</th>
 <th>goodput</th></tr>{''.join(rows)}</table>

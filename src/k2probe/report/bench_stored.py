@@ -23,4 +23,6 @@ def write_stored_bench(run: Run, path: Path) -> Path:
     stream = bool(settings.get("stream", True)) if isinstance(settings, dict) else _streamed(steps)
     return write_bench_report(path, run.route or str(route.get("name") or ""), run.id, steps,
                               emulated=bool(route.get("emulated")), stream=stream,
-                              settings=settings if isinstance(settings, dict) else None, started_at=run.started_at)
+                              settings=settings if isinstance(settings, dict) else None, started_at=run.started_at,
+                              warmup=summary.get("warmup") if isinstance(summary.get("warmup"), dict) else None,
+                              sweep=summary.get("sweep") if isinstance(summary.get("sweep"), dict) else None)

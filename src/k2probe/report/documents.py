@@ -321,13 +321,84 @@ class OpenLoopStep(BenchStep):
     rate: float
 
 
+class LengthSetting(Model):
+    """A length per request: `mean` tokens, normal around it with `stdev` (0: every request the mean)."""
+
+    mean: float
+    stdev: float
+
+
+class BenchSettings(Model):
+    """What a sweep sent and judged by (load/bench.py BenchPlan.settings)."""
+
+    stream: bool
+    prompt_tokens: LengthSetting | None  # None: the prompts came from `dataset`
+    max_tokens: LengthSetting
+    dataset: str | None
+    dataset_prompts: int | None
+    unique_prompts: bool
+    seed: int
+    requests: int | None
+    duration_s: float | None
+    workers: int
+    slo_ms: dict[str, float]
+    warmup: int
+    concurrency: list[int] | Literal["auto"]
+    rates: list[float]
+
+
+class BenchWarmup(Model):
+    """The requests sent before the first step, left out of every figure."""
+
+    requests: int
+    ok: int
+    failed: dict[str, int]
+    concurrency: int | None
+
+
+class KneeRuleSetting(Model):
+    """The saturation sweep's rule (load/sweep.py KneeRule)."""
+
+    start: int
+    factor: int
+    limit: int
+    min_gain: float
+    max_failed: float
+    max_latency_growth: float
+    requests_per_user: int
+
+
+class Knee(Model):
+    """The unbroken step of highest goodput: its load and figures (`metric`: ttft streamed, e2e otherwise)."""
+
+    concurrency: int
+    rps: float
+    goodput_rps: float
+    output_tps: float
+    p50_ms: float | None
+    p99_ms: float | None
+    metric: Literal["ttft", "e2e"]
+
+
+class BenchSweep(Model):
+    """`--concurrency auto`: the rule, the knee it found (None when every step broke) and why the sweep stopped."""
+
+    rule: KneeRuleSetting
+    knee: Knee | None
+    stopped: str
+
+
 class BenchDocument(Model):
-    """`k2probe bench --json`: each step's latency percentiles, throughput and goodput."""
+    """`k2probe bench --json`: the settings, the warm-up, each step's latency percentiles, throughput and goodput,
+    and the knee of a saturation sweep."""
 
     route: str
     run_id: str
     emulated: bool
+    settings: BenchSettings
+    warmup: BenchWarmup | None
     steps: list[ClosedLoopStep | OpenLoopStep]
+    sweep: BenchSweep | None
 
 
 class ShippedTask(Model):
