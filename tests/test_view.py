@@ -326,3 +326,21 @@ def test_an_agent_run_shows_its_attempt_as_the_report_does_and_takes_a_review(cl
     shown = cli("show", run_id[:8], "--json").json()
     [review] = shown["reviews"]
     assert review["attempt_id"] == attempt.group(1) and review["accepted"] is False and review["handoff"] is True
+
+
+def test_every_kind_of_run_has_a_page_and_the_reports_own_page_is_served(cli, workdir, viewer):
+    assert cli("doctor").code == 0
+    bench = cli("bench", "--concurrency", "2", "--requests", "8", "--json", timeout=300)
+    assert bench.code == 0, bench.stderr
+    runs = {r["command"]: r["id"] for r in cli("runs", "--json").json()["runs"]}
+    view = viewer()
+    with httpx.Client(base_url=view.url, timeout=60) as http:
+        doctor = http.get(f"/runs/{runs['doctor']}").text
+        assert '<table class="list" id="calls">' in doctor and "diagnosis" in doctor
+        assert re.search(r"<td>1</td><td>[^<]+</td><td>\d{3}", doctor)  # its calls, each with its status
+        page = http.get(f"/runs/{runs['bench']}/page")
+        assert page.status_code == 200 and "k2probe bench" in page.text and "<svg" in page.text
+        written = cli("report", runs["bench"][:8], "--html", str(workdir / "bench.html"))
+        assert written.code == 0
+        assert (workdir / "bench.html").read_text() == page.text  # one renderer for the file and the viewer
+        assert http.get(f"/runs/{runs['doctor']}/page").status_code == 404  # a doctor run has no report page

@@ -110,9 +110,6 @@ def _epochs(resume: str | None, epochs: int, samples: Path | None = None) -> int
         store.dispose()
 
 
-REPORTED = ("eval", "agent", "bench", "quickstart")  # the kinds of run `report` draws, one page writer each
-
-
 @app.command()
 def report(run: Annotated[str, typer.Argument(help="a run id (eval, agent, bench or quickstart) or its first "
                                                    "characters", metavar="RUN")],
@@ -123,6 +120,7 @@ def report(run: Annotated[str, typer.Argument(help="a run id (eval, agent, bench
     with the model's answer; an agent run's transcript and verdict; a bench sweep; a quickstart's steps and calls."""
     from k2probe.core.config import home
     from k2probe.recording.store import Store
+    from k2probe.report.pages import write_run_page
 
     if html is not None:
         from k2probe.core.files import check_output
@@ -131,26 +129,7 @@ def report(run: Annotated[str, typer.Argument(help="a run id (eval, agent, bench
     store = Store()
     try:
         found = store.find_run(run)
-        if found.command not in REPORTED:
-            raise UsageError(f"run {found.id[:8]} is a `{found.command}` run: `report` draws "
-                             f"{', '.join(REPORTED)} runs", fix="see it with: k2probe show " + found.id[:8])
-        path = html or home() / "reports" / f"{found.command}-{found.id[:8]}.html"
-        if found.command == "eval":
-            from k2probe.report.evaluation_html import write_eval_report
-
-            path = write_eval_report(store, found.id, path)
-        elif found.command == "agent":
-            from k2probe.report.agent_html import write_agent_report
-
-            path = write_agent_report(store, found.id, path)
-        elif found.command == "bench":
-            from k2probe.report.bench_stored import write_stored_bench
-
-            path = write_stored_bench(found, path)
-        else:
-            from k2probe.report.quickstart import write_stored_quickstart
-
-            path = write_stored_quickstart(store, found, path)
+        path = write_run_page(store, found, html or home() / "reports" / f"{found.command}-{found.id[:8]}.html")
     finally:
         store.dispose()
     render.notice(f"wrote {path}")

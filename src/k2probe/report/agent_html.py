@@ -9,18 +9,21 @@ from pathlib import Path
 
 from k2probe import __version__
 from k2probe.recording.store import Store
-from k2probe.report.html import environment
+from k2probe.report.html import environment, write_page
 from k2probe.report.transcript import attempt_views
 
 _env = environment()
 
 
 def write_agent_report(store: Store, run_id: str, path: Path) -> Path:
+    return write_page(path, agent_page(store, run_id))
+
+
+def agent_page(store: Store, run_id: str) -> str:
+    """An agent run's page: the task, each attempt's transcript, verdict, patch and cost."""
     run = store.find_run(run_id)
     route = run.config.get("route") or {}
     html = _env.get_template("agent.html.j2").render(
         run=run, attempts=attempt_views(store, run.id), version=__version__, emulated=bool(route.get("emulated")),
         started=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(store.redactor.text(html), encoding="utf-8")
-    return path
+    return store.redactor.text(html)

@@ -9,11 +9,20 @@ from typing import Any
 from k2probe.core.untrusted import html as escape
 from k2probe.report.bench import failures_text, knee_text, rule_text, settings_text, warmup_text
 from k2probe.report.charts import Bar, hbar, line_chart
+from k2probe.report.html import write_page
 
 
 def write_bench_report(path: Path, route: str, run_id: str, steps: list[dict[str, Any]], *, emulated: bool,
                        stream: bool, settings: dict[str, Any] | None = None, started_at: float | None = None,
                        warmup: dict[str, Any] | None = None, sweep: dict[str, Any] | None = None) -> Path:
+    return write_page(path, bench_page(route, run_id, steps, emulated=emulated, stream=stream, settings=settings,
+                                       started_at=started_at, warmup=warmup, sweep=sweep))
+
+
+def bench_page(route: str, run_id: str, steps: list[dict[str, Any]], *, emulated: bool, stream: bool,
+               settings: dict[str, Any] | None = None, started_at: float | None = None,
+               warmup: dict[str, Any] | None = None, sweep: dict[str, Any] | None = None) -> str:
+    """A bench sweep's page: settings, the steps' table, percentile, throughput and failure charts."""
     closed = [s for s in steps if "concurrency" in s]
     opened = [s for s in steps if "rate" in s]
     charts = []
@@ -65,9 +74,7 @@ svg{{display:block;margin:12px 0}}</style></head><body>
 <th>TTFT p50 / p99 (ms)</th><th>ITL p50 / p99 (ms)</th><th>TPOT p50 (ms)</th><th>latency p50 / p99 (ms)</th>
 <th>goodput</th></tr>{''.join(rows)}</table>
 {''.join(charts)}</body></html>"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return html
 
 
 def _when(started_at: float | None) -> str:

@@ -21,7 +21,7 @@ from k2probe.recording import queries
 from k2probe.recording.store import Store
 from k2probe.report.charts import Bar, hbar, histogram
 from k2probe.report.evaluation import ROWS
-from k2probe.report.html import environment
+from k2probe.report.html import environment, write_page
 from k2probe.report.transcript import AttemptView, attempt_views
 
 _env = environment()
@@ -161,7 +161,8 @@ def build(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def write_eval_report(store: Store, run_id: str, path: Path) -> Path:
-    html = _env.get_template("eval.html.j2").render(**build(store, run_id))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(store.redactor.text(html), encoding="utf-8")
-    return path
+    return write_page(path, eval_page(store, run_id))
+
+
+def eval_page(store: Store, run_id: str) -> str:
+    return store.redactor.text(_env.get_template("eval.html.j2").render(**build(store, run_id)))

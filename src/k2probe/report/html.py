@@ -53,15 +53,25 @@ def call_chart(calls: list[dict[str, Any]]) -> str:
     return call_bars("calls: end-to-end latency and time to first token", bars)
 
 
+def write_page(path: Path, html: str) -> Path:
+    """A page written where asked (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
 def write_report(path: Path, title: str, steps: list[dict[str, Any]], calls: list[dict[str, Any]],
                  redactor: Redactor, *, emulated: bool, fixes: dict[str, str] | None = None,
                  when: str | None = None) -> Path:
+    return write_page(path, report_page(title, steps, calls, redactor, emulated=emulated, fixes=fixes, when=when))
+
+
+def report_page(title: str, steps: list[dict[str, Any]], calls: list[dict[str, Any]], redactor: Redactor, *,
+                emulated: bool, fixes: dict[str, str] | None = None, when: str | None = None) -> str:
     """The quickstart page: each step (a failing one with its fix), the calls drawn and listed."""
     shown = [{**s, "fix": (fixes or {}).get(str(s.get("id")), "")} for s in steps]
     rows = [{**c, "expected": expected_refusal(c)} for c in calls]
     html = _env.get_template("report.html.j2").render(
         title=title, version=__version__, steps=shown, calls=rows, chart=call_chart(calls), emulated=emulated,
         when=when)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(redactor.text(html), encoding="utf-8")
-    return path
+    return redactor.text(html)

@@ -17,7 +17,7 @@ from k2probe.core.results import Run
 from k2probe.diagnose.quickstart import QuickstartResult, Step
 from k2probe.recording.store import Store
 from k2probe.report import terminal as render
-from k2probe.report.html import expected_refusal, write_report
+from k2probe.report.html import expected_refusal, report_page, write_page, write_report
 
 MARK = {"pass": ("✔", "green"), "warn": ("!", "yellow"), "fail": ("✘", "bold red")}
 PURPOSES = {"smoke": "smoke", "streaming": "quickstart: streaming", "multimodal": "quickstart: screenshot review",
@@ -82,6 +82,10 @@ def write_quickstart_report(result: QuickstartResult, routed: RouteContext, run:
 
 
 def write_stored_quickstart(store: Store, run: Run, path: Path) -> Path:
+    return write_page(path, stored_quickstart_page(store, run))
+
+
+def stored_quickstart_page(store: Store, run: Run) -> str:
     """The same page for a finished quickstart run, from the store alone (its steps are in the run's summary)."""
     route = run.config.get("route") or {}
     steps = list((run.summary or {}).get("step_outcomes") or [])
@@ -90,6 +94,5 @@ def write_stored_quickstart(store: Store, run: Run, path: Path) -> Path:
                   "detail": "this run's steps were not recorded (an earlier k2probe): only its calls are shown"}]
     calls = store.calls(run.id, with_messages=False)
     fixes = step_fixes(steps, calls, route.get("base_url"), route.get("api_key_env"))
-    return write_report(path, f"k2probe quickstart — route {run.route or route.get('name') or ''}", steps, calls,
-                        store.redactor, emulated=bool(route.get("emulated")), fixes=fixes,
-                        when=_when(run.started_at))
+    return report_page(f"k2probe quickstart — route {run.route or route.get('name') or ''}", steps, calls,
+                       store.redactor, emulated=bool(route.get("emulated")), fixes=fixes, when=_when(run.started_at))

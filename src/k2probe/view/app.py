@@ -25,6 +25,7 @@ from k2probe.recording import browse
 from k2probe.recording.store import Store
 from k2probe.report.evaluation import ROWS
 from k2probe.report.html import environment
+from k2probe.report.pages import REPORTED
 from k2probe.view.guard import check_form, form_token
 from k2probe.view.transcript import call_rows, transcript
 
@@ -106,7 +107,14 @@ async def run_page(request: Request) -> HTMLResponse:
                                   limit=_page_size(request))
     table = [{"label": label, "cells": [read(figures[r]) for r in routes]} for label, read in ROWS] if figures else []
     attempts = _attempts(store, run.id) if run.command == "agent" else []
-    return _render(request, "view/run.html.j2", attempts=attempts, title=f"run {run.id[:8]}", run=run, routes=routes,
+    calls = None
+    if run.command != "eval":  # doctor, audit, smoke, chat, bench (--record-calls), proxy: the run is its calls
+        offset = _int(request, "offset", 0)
+        found = store.calls(run.id, offset=offset, limit=_page_size(request), with_messages=False)
+        calls = browse.Page(call_rows(found, first=offset + 1), store.count_calls(run.id), offset, _page_size(request))
+    return _render(request, "view/run.html.j2", attempts=attempts, calls=calls, has_page=run.command in REPORTED,
+                   summary=json.dumps(run.summary or {}, indent=2, sort_keys=True, default=str),
+                   title=f"run {run.id[:8]}", run=run, routes=routes,
                    table=table,
                    samples=samples, query=q, link=lambda **c: _link(request, **c),
                    outcomes=[o.value for o in Outcome], sample_routes=browse.sample_routes(store, run.id),
@@ -190,6 +198,20 @@ async def review_post(request: Request) -> Response:
     return RedirectResponse(back, 303)
 
 
+async def static_page(request: Request) -> HTMLResponse:
+    """The run's self-contained page, by the renderer `k2probe report` writes it with (it runs no script)."""
+    from k2probe.report.pages import run_page
+
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    try:
+        html = run_page(store, run)
+    except K2ProbeError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return HTMLResponse(html, headers={"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                                  "img-src data:"})
+
+
 async def compare_page(request: Request) -> HTMLResponse:
     """Two runs (or one run's routes) per sample: regressions, fixes, unchanged (changed only unless asked), each pair
     side by side, with the statistics `k2probe compare` gives."""
@@ -259,7 +281,8 @@ def create_app(store: Store) -> Starlette:
 
     routes: list[BaseRoute] = [
         Route("/", runs_page), Route("/runs/{run}", run_page), Route("/runs/{run}/metrics.json", run_metrics_json),
-              Route("/runs/{run}/progress.json", run_progress), Route("/runs/{run}/samples.csv", samples_csv),
+              Route("/runs/{run}/progress.json", run_progress),
+        Route("/runs/{run}/page", static_page), Route("/runs/{run}/samples.csv", samples_csv),
               Route("/runs/{run}/samples/{sample}", sample_page),
               Route("/runs/{run}/samples/{sample}/answer.txt", sample_text),
               Route("/runs/{run}/review", review_post, methods=["POST"]), Route("/compare", compare_page)]

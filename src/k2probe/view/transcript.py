@@ -105,8 +105,9 @@ class CallRow:
     cost_usd: float | None
 
 
-def call_rows(calls: list[dict[str, Any]]) -> list[CallRow]:
-    return [CallRow(number=i + 1, purpose=str(c.get("purpose") or c.get("endpoint") or ""), stream=bool(c.get("stream")),
+def call_rows(calls: list[dict[str, Any]], first: int = 1) -> list[CallRow]:
+    """Calls as a timings table shows them, numbered from `first`."""
+    return [CallRow(number=i + first, purpose=str(c.get("purpose") or c.get("endpoint") or ""), stream=bool(c.get("stream")),
                     status=c.get("status"), error=c.get("error_type"), ttft_ms=c.get("ttft_ms"),
                     latency_ms=c.get("latency_ms"), prompt_tokens=int(c.get("prompt_tokens") or 0),
                     completion_tokens=int(c.get("completion_tokens") or 0),
