@@ -168,6 +168,12 @@ def open_route(name: str | None = None, *, route: Route | None = None, serve: Se
         yield RouteContext(route, choice, notices, url, fallbacks)
 
 
+def route_snapshot(route: RouteContext) -> dict[str, Any]:
+    """What a run keeps of a route it ran on: the route (key masked), its profile and how the profile was chosen."""
+    return {"route": route.route.public(), "profile": route.profile.name, "profile_how": route.choice.how,
+            "profile_source": route.choice.source()}
+
+
 @contextmanager
 def open_run(command: str, route: RouteContext, *, config: dict[str, Any] | None = None) -> Iterator[RunContext]:
     """A `command` run on `route` in the store for the `with` block, started with the route, its profile and `config`;
@@ -176,8 +182,7 @@ def open_run(command: str, route: RouteContext, *, config: dict[str, Any] | None
 
     store = Store(redactor=Redactor([route.route.key()]))
     try:
-        snapshot = {"route": route.route.public(), "profile": route.profile.name, "profile_how": route.choice.how,
-                    "profile_source": route.choice.source(), **(config or {})}
+        snapshot = {**route_snapshot(route), **(config or {})}
         run = RunContext(store, store.start_run(command, route.route.name, snapshot), command)
         status = "error"
         try:

@@ -211,7 +211,10 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
                     if routed.route.emulated:
                         routed.notices.append(UNPLAYED.format(suite=suite.name))
             asyncio.run(_prove(list(sessions.values()), timeout_s))  # a misconfigured route stops here: exit 2
-            run_id = run_id or store.start_run("eval", routes[0], plan.as_config())
+            from k2probe.contexts import route_snapshot
+
+            run_id = run_id or store.start_run("eval", routes[0], {
+                **plan.as_config(), "routes": {name: route_snapshot(routed) for name, routed in sessions.items()}})
         else:
             routes = [SAMPLES_ROUTE]
             run_id = run_id or store.start_run("eval", SAMPLES_ROUTE, plan.as_config())

@@ -113,6 +113,7 @@ async def run_page(request: Request) -> HTMLResponse:
         found = store.calls(run.id, offset=offset, limit=_page_size(request), with_messages=False)
         calls = browse.Page(call_rows(found, first=offset + 1), store.count_calls(run.id), offset, _page_size(request))
     return _render(request, "view/run.html.j2", attempts=attempts, calls=calls, has_page=run.command in REPORTED,
+                   snapshots=_route_snapshots(run),
                    summary=json.dumps(run.summary or {}, indent=2, sort_keys=True, default=str),
                    title=f"run {run.id[:8]}", run=run, routes=routes,
                    table=table,
@@ -198,6 +199,44 @@ async def review_post(request: Request) -> Response:
     return RedirectResponse(back, 303)
 
 
+def _route_snapshots(run: Run) -> dict[str, dict[str, Any]]:
+    """The routes a run kept (name → route, profile and how it was chosen): an evaluation's several, another's one."""
+    kept = run.config.get("routes")
+    if isinstance(kept, dict):
+        return {str(k): v for k, v in kept.items() if isinstance(v, dict)}
+    route = run.config.get("route")
+    if isinstance(route, dict):
+        return {str(route.get("name") or run.route or ""): {k: run.config.get(k) for k in
+                                                              ("route", "profile", "profile_how", "profile_source")}}
+    return {}
+
+
+async def replay(request: Request) -> PlainTextResponse:
+    """One of a sample's requests as runnable cURL, Python or Node.js (`k2probe snippet`'s renderer): the key read from
+    the route's own variable, the URL the call was made to, every recorded value a literal of the language."""
+    from k2probe.diagnose.snippets import LANGS, render
+
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    lang = request.path_params["lang"]
+    if lang not in LANGS:
+        raise HTTPException(404, f"replay as one of: {', '.join(LANGS)}")
+    calls = store.calls(run.id, sample_id=request.path_params["sample"])
+    number = int(request.path_params["number"])
+    if not 1 <= number <= len(calls) or not isinstance(calls[number - 1].get("request"), dict):
+        raise HTTPException(404, "this sample has no such call")
+    call = calls[number - 1]
+    route = (_route_snapshots(run).get(call["route"]) or {}).get("route") or {}
+    record = {"request": {"model": call["model"], **call["request"]}, "route": call["route"], "model": call["model"],
+              "api_key_env": route.get("api_key_env"), "base_url": route.get("base_url") or "",
+              "emulated": bool(route.get("emulated"))}
+    try:
+        text = render(record, lang)
+    except K2ProbeError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return PlainTextResponse(store.redactor.text(text), headers={"content-security-policy": "default-src 'none'"})
+
+
 async def static_page(request: Request) -> HTMLResponse:
     """The run's self-contained page, by the renderer `k2probe report` writes it with (it runs no script)."""
     from k2probe.report.pages import run_page
@@ -280,12 +319,13 @@ def create_app(store: Store) -> Starlette:
     from starlette.staticfiles import StaticFiles
 
     routes: list[BaseRoute] = [
-        Route("/", runs_page), Route("/runs/{run}", run_page), Route("/runs/{run}/metrics.json", run_metrics_json),
-              Route("/runs/{run}/progress.json", run_progress),
-        Route("/runs/{run}/page", static_page), Route("/runs/{run}/samples.csv", samples_csv),
-              Route("/runs/{run}/samples/{sample}", sample_page),
-              Route("/runs/{run}/samples/{sample}/answer.txt", sample_text),
-              Route("/runs/{run}/review", review_post, methods=["POST"]), Route("/compare", compare_page)]
+        Route("/", runs_page), Route("/compare", compare_page),
+        Route("/runs/{run}", run_page), Route("/runs/{run}/page", static_page),
+        Route("/runs/{run}/metrics.json", run_metrics_json), Route("/runs/{run}/progress.json", run_progress),
+        Route("/runs/{run}/samples.csv", samples_csv), Route("/runs/{run}/review", review_post, methods=["POST"]),
+        Route("/runs/{run}/samples/{sample}", sample_page),
+        Route("/runs/{run}/samples/{sample}/answer.txt", sample_text),
+        Route("/runs/{run}/samples/{sample}/calls/{number:int}/replay/{lang}", replay)]
     routes.append(Mount("/static", StaticFiles(packages=[("k2probe", "templates/view/static")]), name="static"))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found, 500: _not_found})
     app.state.store = store
