@@ -252,8 +252,12 @@ def test_a_person_walks_runs_run_sample_and_reviews_in_a_real_browser(cli, emula
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(view.url)
-        page.click(f"a[href='/runs/{data['run_id']}']")
         rate = data["metrics"][route]["accepted_rate"]
+        listed = page.locator("td.accepted").filter(has_text="%")
+        listed.wait_for(timeout=30_000)  # filled in from the run's metrics: the --json figure, with its n
+        assert listed.inner_text().startswith(f"{100 * rate['value']:.1f}% [") and f"(n={rate['n']})" in \
+            listed.inner_text()
+        page.click(f"a[href='/runs/{data['run_id']}']")
         assert f"{100 * rate['value']:.1f}%" in page.inner_text("table.metrics")
         page.select_option("select[name=outcome]", "failed")
         page.click("form.filters button")

@@ -1,3 +1,18 @@
+// The runs page: each evaluation's accepted rate and cost per accepted task, from its metrics (the figures --json
+// gives, computed once per state of the run), filled in after the page is shown so the list never waits for them.
+(function () {
+  function pct(v) { return (100 * v).toFixed(1) + "%"; }
+  document.querySelectorAll("td.accepted[data-metrics]").forEach(function (cell) {
+    fetch(cell.dataset.metrics, {credentials: "same-origin"}).then(function (r) { return r.json(); }).then(function (d) {
+      var m = d.metrics.overall, rate = m.accepted_rate, cost = m.cost_per_accepted_usd;
+      cell.textContent = rate.value === null ? "– (n=" + rate.n + ")"
+        : pct(rate.value) + " [" + pct(rate.ci95[0]) + ", " + pct(rate.ci95[1]) + "] (n=" + rate.n + ")";
+      var per = cell.parentNode.querySelector("td.per-accepted");
+      per.textContent = typeof cost.value === "number" ? "$" + cost.value.toFixed(6)
+        : cost.value === "unknown" ? "unknown price" : "–";
+    }).catch(function () { cell.textContent = "?"; });
+  });
+})();
 // A running run's page follows it: every two seconds, ask how far it is; when its samples move, fetch the page again
 // and swap in the parts that changed (no reload, no framework). Stops once the run has ended.
 (function () {
