@@ -164,6 +164,9 @@ def test_runs_run_sample_compare_and_a_review_that_moves_the_metric(cli, emulato
         assert compared.text.count('class="change-fix"') == len(failed) - 1  # changed only, by default
         assert http.get("/compare", params={"run": run_id}).status_code == 400  # one route: nothing to compare
         pages.append(http.get(f"/runs/{run_id}/samples.csv").text)
+        junit = http.get(f"/runs/{run_id}/junit.xml").text
+        pages.append(junit)
+        assert junit.startswith("<?xml") and junit.count("<failure") == len(failed) and "<testcase" in junit
     for text in pages:
         assert CANARY not in text and CANARY[-12:] not in text
 

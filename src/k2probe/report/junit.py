@@ -14,6 +14,13 @@ from k2probe.core.untrusted import xml
 
 
 def write_junit(path: Path, suite: str, samples: list[Sample]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(junit_xml(suite, samples))
+    return path
+
+
+def junit_xml(suite: str, samples: list[Sample]) -> bytes:
+    """The document: one testsuite per route, one testcase per sample."""
     by_route: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_route[sample.route].append(sample)
@@ -35,6 +42,4 @@ def write_junit(path: Path, suite: str, samples: list[Sample]) -> Path:
                 ET.SubElement(case, "error", message=reason[:500]).text = proof[-4000:]
             elif s.outcome is Outcome.PENDING:
                 ET.SubElement(case, "skipped", message="not run (the run was interrupted)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-    return path
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))

@@ -306,6 +306,17 @@ async def samples_csv(request: Request) -> Response:
                     headers={"content-disposition": f'attachment; filename="samples-{run.id[:8]}.csv"'})
 
 
+async def samples_junit(request: Request) -> Response:
+    """The run's samples as JUnit XML, as `eval --junit` writes them."""
+    from k2probe.report.junit import junit_xml
+
+    store: Store = request.app.state.store
+    run = _run_of(request)
+    suite = str((run.config.get("eval") or {}).get("suite") or run.command)
+    return Response(store.redactor.text(junit_xml(suite, store.samples(run.id)).decode()), media_type="application/xml",
+                    headers={"content-disposition": f'attachment; filename="junit-{run.id[:8]}.xml"'})
+
+
 async def _not_found(request: Request, exc: Exception) -> HTMLResponse:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "the viewer could not show this page"
@@ -322,7 +333,8 @@ def create_app(store: Store) -> Starlette:
         Route("/", runs_page), Route("/compare", compare_page),
         Route("/runs/{run}", run_page), Route("/runs/{run}/page", static_page),
         Route("/runs/{run}/metrics.json", run_metrics_json), Route("/runs/{run}/progress.json", run_progress),
-        Route("/runs/{run}/samples.csv", samples_csv), Route("/runs/{run}/review", review_post, methods=["POST"]),
+        Route("/runs/{run}/samples.csv", samples_csv), Route("/runs/{run}/junit.xml", samples_junit),
+        Route("/runs/{run}/review", review_post, methods=["POST"]),
         Route("/runs/{run}/samples/{sample}", sample_page),
         Route("/runs/{run}/samples/{sample}/answer.txt", sample_text),
         Route("/runs/{run}/samples/{sample}/calls/{number:int}/replay/{lang}", replay)]
