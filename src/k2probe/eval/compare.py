@@ -13,8 +13,7 @@ from pydantic import PrivateAttr
 from k2probe.core.errors import UsageError
 from k2probe.core.results import Model, Outcome, RouteMetrics, Sample
 from k2probe.core.stats import bootstrap_mean_difference, mcnemar_exact_difference, mcnemar_p
-from k2probe.eval import metrics as eval_metrics
-from k2probe.eval.evaluate import suite_metrics_of_run
+from k2probe.eval.evaluate import metrics_of_run
 from k2probe.recording import queries
 from k2probe.recording.store import Store
 
@@ -116,9 +115,7 @@ def compare(store: Store, prefixes: list[str], reference: str | None = None) -> 
     routes: dict[str, RouteMetrics] = {}
     paired: dict[str, dict[tuple[str, int], Sample]] = {}
     for run, samples in per_run:
-        plan = run.config.get("eval") or {}
-        figures = eval_metrics.compute(store, run.id, int(plan.get("epochs") or 1), samples=samples,
-                                       extra=suite_metrics_of_run(str(plan.get("suite") or "")))
+        figures = metrics_of_run(store, run, samples)
         for route, m in figures.routes.items():
             label = _label(route, run.id, seen[route] > 1)
             routes[label] = m

@@ -14,8 +14,7 @@ from typing import Any
 
 from k2probe import __version__
 from k2probe.core.results import Outcome, RunMetrics, Sample
-from k2probe.eval import metrics as eval_metrics
-from k2probe.eval.evaluate import suite_metrics_of_run
+from k2probe.eval.evaluate import metrics_of_run
 from k2probe.eval.pytestproof import own_frames_removed
 from k2probe.recording import queries
 from k2probe.recording.store import Store
@@ -139,8 +138,7 @@ def build(store: Store, run_id: str) -> dict[str, Any]:
     run = store.find_run(run_id)
     plan = run.config.get("eval") or {}
     samples = store.samples(run.id)
-    figures = eval_metrics.compute(store, run.id, int(plan.get("epochs") or 1), samples=samples,
-                                   extra=suite_metrics_of_run(str(plan.get("suite") or "")))
+    figures = metrics_of_run(store, run, samples)
     routes = list(figures.routes)
     latencies = queries.call_latencies(store, run.id)
     ordered = sorted(samples, key=lambda s: (_natural(s.task_id), s.route, s.epoch))
