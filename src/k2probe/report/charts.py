@@ -41,6 +41,21 @@ class Bar:
     note: str = ""
 
 
+def _x_axis(left: float, plot_w: float, top: float, base_y: float, height: float, ticks: list[float], span: float,
+            label: str, grid: str) -> str:
+    """A horizontal chart's x axis: a grid line and a number at each tick, the axis lines, the label with its unit."""
+    out = []
+    for tick in ticks:
+        x = left + plot_w * tick / span
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{base_y}" stroke="{grid}"/>'
+                   f'<text x="{x:.1f}" y="{base_y + 14}" font-size="10" text-anchor="middle">{_fmt(tick)}</text>')
+    out.append(f'<line x1="{left}" y1="{base_y}" x2="{left + plot_w}" y2="{base_y}" stroke="#333"/>'
+               f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base_y}" stroke="#333"/>'
+               f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" font-size="11" text-anchor="middle">'
+               f'{escape(label)}</text>')
+    return "".join(out)
+
+
 def hbar(title: str, bars: list[Bar], x_label: str) -> str:
     """Horizontal (stacked) bars, one row per label, with an x axis in `x_label`'s units."""
     top = max((sum(v for _, v in b.parts) for b in bars), default=0.0)
@@ -52,14 +67,7 @@ def hbar(title: str, bars: list[Bar], x_label: str) -> str:
            f'viewBox="0 0 {WIDTH} {height}"><title>{escape(title)}</title>',
            f'<text x="{PAD_L}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
     base_y = PAD_T + len(bars) * (BAR_H + 6)
-    for tick in ticks:
-        x = PAD_L + plot_w * tick / span
-        out.append(f'<line x1="{x:.1f}" y1="{PAD_T - 4}" x2="{x:.1f}" y2="{base_y}" stroke="#ddd"/>'
-                   f'<text x="{x:.1f}" y="{base_y + 14}" font-size="10" text-anchor="middle">{_fmt(tick)}</text>')
-    out.append(f'<line x1="{PAD_L}" y1="{base_y}" x2="{PAD_L + plot_w}" y2="{base_y}" stroke="#333"/>'
-               f'<line x1="{PAD_L}" y1="{PAD_T - 4}" x2="{PAD_L}" y2="{base_y}" stroke="#333"/>'
-               f'<text x="{PAD_L + plot_w / 2:.1f}" y="{height - 8}" font-size="11" text-anchor="middle">'
-               f'{escape(x_label)}</text>')
+    out.append(_x_axis(PAD_L, plot_w, PAD_T - 4, base_y, height, ticks, span, x_label, "#ddd"))
     for row, bar in enumerate(bars):
         y = PAD_T + row * (BAR_H + 6)
         out.append(f'<text x="{PAD_L - 6}" y="{y + BAR_H - 5}" font-size="11" text-anchor="end">'
@@ -207,14 +215,8 @@ def call_bars(title: str, bars: list[CallBar]) -> str:
             out.append(f'<rect x="{x:.0f}" y="24" width="10" height="10" fill="{CALL_COLORS[kind]}"/>'
                        f'<text x="{x + 14:.0f}" y="33" font-size="11">{escape(CALL_KINDS[kind])}</text>')
             x += 24 + CHAR_W * len(CALL_KINDS[kind])
-    for tick in ticks:
-        tx = label_w + plot_w * tick / span
-        out.append(f'<line x1="{tx:.1f}" y1="{top - 2}" x2="{tx:.1f}" y2="{base_y}" stroke="#eee"/>'
-                   f'<text x="{tx:.1f}" y="{base_y + 14}" font-size="10" text-anchor="middle">{_fmt(tick)}</text>')
-    out.append(f'<line x1="{label_w}" y1="{base_y}" x2="{label_w + plot_w}" y2="{base_y}" stroke="#333"/>'
-               f'<line x1="{label_w}" y1="{top - 2}" x2="{label_w}" y2="{base_y}" stroke="#333"/>'
-               f'<text x="{label_w + plot_w / 2:.1f}" y="{height - 8}" font-size="11" text-anchor="middle">'
-               f'milliseconds (bar: end-to-end latency; mark: time to first token)</text>')
+    out.append(_x_axis(label_w, plot_w, top - 2, base_y, height, ticks, span,
+                       "milliseconds (bar: end-to-end latency; mark: time to first token)", "#eee"))
     for row, bar in enumerate(bars):
         y = top + row * row_h
         w = plot_w * bar.latency_ms / span
