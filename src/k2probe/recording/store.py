@@ -386,11 +386,16 @@ class Store:
                                           route=route, epoch=epoch, outcome=Outcome.PENDING.value))
 
     def start_sample(self, run_id: str, suite: str, task_id: str, route: str) -> str:
-        """One sample created as it begins (a proxy session), its id returned; `pending` until finished."""
+        """One sample created as it begins (a proxy session), its id returned at once and its row queued with the
+        calls (nothing references a sample by key), so a server's loop never waits on a commit; `pending`."""
         sample_id = str(uuid.uuid4())
-        with Session(self.engine) as session, session.begin():
-            session.add(SampleRow(id=sample_id, run_id=run_id, suite=suite, task_id=task_id, route=route, epoch=0,
-                                  outcome=Outcome.PENDING.value, started_at=time.time()))
+        row = {"id": sample_id, "run_id": run_id, "suite": suite, "task_id": task_id, "route": route, "epoch": 0,
+               "outcome": Outcome.PENDING.value, "started_at": time.time()}
+
+        def write(session: Session) -> None:
+            session.add(SampleRow(**row))
+
+        self.recorder.put(write)
         return sample_id
 
     def add_findings(self, run_id: str, sample_id: str | None, request: int, findings: list[dict[str, Any]]) -> None:
