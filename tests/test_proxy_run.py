@@ -1,6 +1,6 @@
-"""`k2probe proxy` as a user runs it: a process serving until Ctrl-C or SIGTERM, each call, session and finding in the
-store as a `proxy` run, the run's metrics those of the same calls made directly, and neither the route's key nor the
-client's Authorization anywhere on disk or in the output."""
+"""`k2probe proxy` as a user runs it: a process serving until Ctrl-C or SIGTERM, each call, session and finding in
+the store as a `proxy` run (and on its report page), the run's metrics those of the same calls made directly, and
+neither the route's key nor the client's Authorization anywhere on disk or in the output."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from k2probe.proxy.app import Proxy
 from k2probe.proxy.recording import StoreSink
 from k2probe.proxy.server import ProxyServer
 from k2probe.recording.store import Store
+from k2probe.report.proxy_html import write_proxy_report
 
 from .conftest import free_port, route_env, wait_for_port
 
@@ -81,8 +82,12 @@ def test_a_proxy_run_records_sessions_and_findings_and_keeps_no_secret(emulator,
         run = store.find_run(document["run_id"])
         calls = store.calls(run.id)
         sessions = store.samples(run.id)
+        page = write_proxy_report(store, run.id, workdir / "proxy.html").read_text()
     finally:
         store.dispose()
+    assert "reasoning_dropped</b>\nat <code>/messages/1/reasoning_content</code> — would be a 400 at Moonshot" in page
+    assert "4 requests in 2 sessions · 1 findings" in page and "relayed" in page
+    assert ROUTE_KEY not in page and CLIENT_KEY not in page
     assert run.command == "proxy" and run.status == "interrupted"
     assert [c["step"] for c in calls] == [1, 2, 3, 4] and [c["status"] for c in calls] == [200, 200, 200, 400]
     assert len(sessions) == 2 and {c["sample_id"] for c in calls} == {s.id for s in sessions}
