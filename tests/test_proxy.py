@@ -229,3 +229,12 @@ def test_hundreds_of_conformant_requests_give_no_finding(emu: RunningEmulator) -
     assert all(h.record.status == 200 and h.record.error_type is None for h in handled)
     assert [h.findings for h in handled if h.findings] == []
     assert proxy.server.proxy.stats.streamed >= made // 3
+
+
+def test_a_refusal_from_the_route_passes_through_with_its_retry_after() -> None:
+    with k2probe.emulator(faults={"rate_limit": 1.0}) as limited, proxied(limited) as proxy:
+        answer = _post(proxy, ASK)
+        (handled,) = proxy.settle(1)
+    assert answer.status_code == 429 and answer.headers.get("retry-after")
+    assert answer.json()["error"]["type"] == handled.record.error_type == "rate_limit_reached_error"
+    assert proxy.server.proxy.stats.errors == 1

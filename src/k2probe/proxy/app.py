@@ -39,6 +39,7 @@ from k2probe.proxy.stats import Stats
 Mode = Literal["observe", "enforce", "repair"]
 MODES: tuple[str, ...] = ("observe", "enforce", "repair")
 UNAUTHORISED = contract.ApiError(401, "invalid_authentication_error", "Invalid Authentication")
+PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id", "x-should-retry")  # what a client acts on
 _TRACE = ((".connect_tcp.started", "connect"), (".connect_tcp.complete", "tcp"), (".start_tls.complete", "tls"),
           (".send_request_headers.started", "wire"))
 
@@ -190,7 +191,8 @@ class Proxy:
         kind = response.headers.get("content-type", "")
         if response.status_code == 200 and "event-stream" in kind:
             return StreamingResponse(self._relay(response, handled, clock), status_code=200,
-                                     media_type="text/event-stream", headers={"cache-control": "no-cache"})
+                                     media_type="text/event-stream",
+                                     headers={"cache-control": "no-cache", **_passed(response)})
         try:
             content = await response.aread()
             end = arrival(response)
@@ -198,7 +200,8 @@ class Proxy:
             await response.aclose()
         record.latency_ms = clock.since_wire(end)
         self._plain(response.status_code, content, kind, handled)
-        return Response(content, status_code=response.status_code, media_type=kind or None)
+        return Response(content, status_code=response.status_code, media_type=kind or None,
+                        headers=_passed(response))
 
     def _plain(self, status: int, content: bytes, kind: str, handled: Handled) -> None:
         record = handled.record
@@ -310,6 +313,12 @@ class Proxy:
         self.sink.call(record)
         if self.on_handled is not None:
             self.on_handled(handled)
+
+
+def _passed(response: httpx2.Response) -> dict[str, str]:
+    """The route's headers a client acts on (Retry-After, rate-limit figures), passed on; never its cookies."""
+    return {k: v for k, v in response.headers.items()
+            if k.lower() in PASSED_HEADERS or k.lower().startswith("x-ratelimit-")}
 
 
 def _error_of(status: int, text: str) -> tuple[str, str]:

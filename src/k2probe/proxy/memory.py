@@ -38,6 +38,14 @@ def chain(messages: list[Any]) -> list[bytes]:
     return out
 
 
+LIMIT = 200_000  # tool calls and conversations remembered; past it the oldest are forgotten (a day-long run stays small)
+
+
+def _bounded(table: dict[Any, Any]) -> None:
+    while len(table) > LIMIT:
+        del table[next(iter(table))]
+
+
 @dataclass
 class Memory:
     """Tool calls relayed (by id), and the message chains seen (the whole messages of each request → its session)."""
@@ -58,6 +66,7 @@ class Memory:
             session = self.new_session()
         if prefixes:
             self.chains[prefixes[-1]] = session
+            _bounded(self.chains)
         return session
 
     def _by_tool_call(self, messages: list[Any]) -> str | None:
@@ -82,6 +91,8 @@ class Memory:
                               content if isinstance(content, str) else "", session, request)
             self.calls[relayed.call_id] = relayed
             self.by_session.setdefault(session, []).append(relayed)
+        _bounded(self.calls)
+        _bounded(self.by_session)
 
     def turn(self, message: dict[str, Any]) -> Relayed | None:
         """The relayed record of an assistant tool-call turn sent back (any of its calls' ids), if any."""
