@@ -238,3 +238,19 @@ def test_a_refusal_from_the_route_passes_through_with_its_retry_after() -> None:
     assert answer.status_code == 429 and answer.headers.get("retry-after")
     assert answer.json()["error"]["type"] == handled.record.error_type == "rate_limit_reached_error"
     assert proxy.server.proxy.stats.errors == 1
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b"[1, 2]", b'{"messages": "hello"}',
+    b'{"model": "kimi-k2.7-code", "messages": [{"role": "assistant", "content": "x", "tool_calls": 5}]}',
+    b'{"model": "kimi-k2.7-code", "messages": [{"role": "assistant", "content": "", "tool_calls": ["a", 1]}]}',
+    b'{"model": "kimi-k2.7-code", "messages": [{"role": "user", "content": [1, "x", {"type": "image_url"}]}]}',
+    b'{"model": "kimi-k2.7-code", "tool_choice": {"type": "function"}, "temperature": "hot", "messages": [1]}',
+])
+def test_a_body_too_odd_to_check_is_passed_on_never_a_proxy_crash(emu: RunningEmulator, body: bytes) -> None:
+    with proxied(emu) as proxy:
+        answer = httpx2.post(proxy.base_url + "/chat/completions", content=body, timeout=60,
+                             headers={"Content-Type": "application/json"})
+        (handled,) = proxy.settle(1)
+    assert answer.status_code in (400, 404) and answer.json()["error"]["message"]  # the route's own refusal
+    assert handled.record.status == answer.status_code

@@ -141,13 +141,19 @@ class Proxy:
             body = json.loads(raw)
         except ValueError:
             body = None
-        if not isinstance(body, dict):  # nothing to check: Moonshot says what it says about it
-            body = {}
         number = next(self._numbers)
-        messages = body.get("messages")
-        session = self.memory.session_for(messages if isinstance(messages, list) else [])
-        findings = check_request(body, self.profile, self.memory, session=session, path=request.url.path,
-                                 body_bytes=len(raw))
+        findings: list[Finding] = []
+        if not isinstance(body, dict):  # nothing to check: the route says what it says about it
+            body = {}
+            session = self.memory.session_for([])
+        else:
+            messages = body.get("messages")
+            session = self.memory.session_for(messages if isinstance(messages, list) else [])
+            try:
+                findings = check_request(body, self.profile, self.memory, session=session, path=request.url.path,
+                                         body_bytes=len(raw))
+            except Exception:  # a body too odd for a check: forwarded unchecked, never the client's traffic broken
+                self.stats.unchecked += 1
         record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                             stream=bool(body.get("stream")), request=body, purpose="proxy", sample_id=session,
                             step=number, started_at=time.time())

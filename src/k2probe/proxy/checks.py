@@ -11,7 +11,7 @@ from k2probe.core import contract
 from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES
 from k2probe.core.profiles import Profile
 from k2probe.core.results import Model
-from k2probe.proxy.memory import Memory, Relayed
+from k2probe.proxy.memory import Memory, Relayed, tool_calls
 
 Kind = Literal["fixed_parameter", "tool_choice", "thinking_disabled", "reasoning_dropped", "reasoning_altered",
                "tool_call_flattened", "tool_call_unanswered", "no_max_tokens", "media_over_limits", "doubled_v1"]
@@ -142,14 +142,13 @@ def _tool_calls(body: dict[str, Any], relayed_calls: list[Relayed]) -> list[Find
     found: list[Finding] = []
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)] if isinstance(body.get("messages"),
                                                                                            list) else []
-    carried = {str(c.get("id")) for m in messages if m.get("role") == "assistant"
-               for c in m.get("tool_calls") or [] if isinstance(c, dict)}
+    carried = {str(c.get("id")) for m in messages if m.get("role") == "assistant" for c in tool_calls(m)}
     answered = {str(m.get("tool_call_id")) for m in messages if m.get("role") == "tool"}
     for index, message in enumerate(messages):
         if message.get("role") != "assistant":
             continue
-        for k, call in enumerate(message.get("tool_calls") or []):
-            call_id = str(call.get("id")) if isinstance(call, dict) else ""
+        for k, call in enumerate(tool_calls(message)):
+            call_id = str(call.get("id"))
             if call_id not in answered:
                 found.append(Finding(kind="tool_call_unanswered", pointer=_pointer("messages", index, "tool_calls", k),
                                      would_400=False, evidence=f"tool_call_id {call_id!r}",

@@ -24,6 +24,12 @@ class Relayed:
     request: int
 
 
+def tool_calls(message: Any) -> list[dict[str, Any]]:
+    """An assistant message's tool calls that are objects (whatever else a client put there is not one)."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+
+
 def _digest(message: Any) -> bytes:
     return hashlib.sha256(json.dumps(message, sort_keys=True, ensure_ascii=False, default=str).encode()).digest()
 
@@ -72,8 +78,8 @@ class Memory:
     def _by_tool_call(self, messages: list[Any]) -> str | None:
         for message in reversed(messages):
             if isinstance(message, dict) and message.get("role") == "assistant":
-                for call in message.get("tool_calls") or []:
-                    known = self.calls.get(str(call.get("id"))) if isinstance(call, dict) else None
+                for call in tool_calls(message):
+                    known = self.calls.get(str(call.get("id")))
                     if known is not None:
                         return known.session
         return None
@@ -82,10 +88,11 @@ class Memory:
         """Keep the tool calls of an answer the proxy relayed, with its turn's reasoning and content."""
         reasoning = message.get("reasoning_content")
         content = message.get("content")
-        for call in message.get("tool_calls") or []:
-            if not isinstance(call, dict) or not call.get("id"):
+        for call in tool_calls(message):
+            if not call.get("id"):
                 continue
-            function = call.get("function") or {}
+            function = call.get("function")
+            function = function if isinstance(function, dict) else {}
             relayed = Relayed(str(call["id"]), str(function.get("name") or ""), str(function.get("arguments") or ""),
                               reasoning if isinstance(reasoning, str) else None,
                               content if isinstance(content, str) else "", session, request)
@@ -96,7 +103,7 @@ class Memory:
 
     def turn(self, message: dict[str, Any]) -> Relayed | None:
         """The relayed record of an assistant tool-call turn sent back (any of its calls' ids), if any."""
-        for call in message.get("tool_calls") or []:
-            if isinstance(call, dict) and (found := self.calls.get(str(call.get("id")))) is not None:
+        for call in tool_calls(message):
+            if (found := self.calls.get(str(call.get("id")))) is not None:
                 return found
         return None

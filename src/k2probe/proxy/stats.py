@@ -17,6 +17,7 @@ class Stats:
     refused: int = 0  # answered locally (enforce)
     repaired: int = 0  # requests changed by repair
     errors: int = 0  # the route failed or could not be reached
+    unchecked: int = 0  # bodies too odd for a check, forwarded as they were
     findings: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     sessions: set[str] = field(default_factory=set)
