@@ -38,7 +38,7 @@ def _finding_line(handled: Handled) -> None:
     for f in handled.findings:
         refusal = " — would be a 400 at Moonshot" if f.would_400 else ""
         done = " (repaired)" if f.repaired else " (refused here)" if handled.refused and f.would_400 else ""
-        render.err.print(render.shown(f"request {handled.number} ({handled.session[:8]}): {f.kind} at "
+        render.err.print(render.shown(f"request {handled.number} ({handled.label}): {f.kind} at "
                                       f"{f.pointer or 'the URL'}{refusal}{done}: {f.message}", "yellow"))
         render.err.print(render.shown(f"  fix: {f.fix}", "dim"))
 

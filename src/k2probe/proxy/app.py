@@ -32,7 +32,7 @@ from k2probe.core.failures import Failure, stream_error
 from k2probe.core.profiles import Profile
 from k2probe.core.records import CallRecord, Usage, cost_of
 from k2probe.proxy.checks import Finding, check_request
-from k2probe.proxy.memory import Memory
+from k2probe.proxy.memory import Memory, bounded
 from k2probe.proxy.repair import refusal, repair
 from k2probe.proxy.stats import Stats
 
@@ -71,6 +71,7 @@ class Handled:
 
     number: int
     session: str
+    label: str  # session-N
     findings: list[Finding]
     record: CallRecord
     refused: bool = False
@@ -91,7 +92,8 @@ class Proxy:
 
     def __post_init__(self) -> None:
         self._sessions = itertools.count(1)
-        self.memory = Memory(new_session=lambda: self.sink.session(next(self._sessions)))
+        self.labels: dict[str, str] = {}  # session id → its label (session-N, as stored), for what is printed
+        self.memory = Memory(new_session=self._new_session)
         self._numbers = itertools.count(1)
         self.price = price_for(self.route, self.profile)
         self._client: httpx2.AsyncClient | None = None
@@ -99,6 +101,13 @@ class Proxy:
         self.chat_url, self.models_url = f"{base}/chat/completions", f"{base}/models"
         self._headers = {"User-Agent": f"k2probe-proxy/{__version__}", **self.route.headers,
                          "Authorization": f"Bearer {self.route.key()}", "Content-Type": "application/json"}
+
+    def _new_session(self) -> str:
+        number = next(self._sessions)
+        session = self.sink.session(number)
+        self.labels[session] = f"session-{number}"
+        bounded(self.labels)
+        return session
 
     def client(self) -> httpx2.AsyncClient:
         """The upstream client, made in the serving loop on first use: pooled, TCP_NODELAY, kernel-stamped reads."""
@@ -157,7 +166,7 @@ class Proxy:
         record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                             stream=bool(body.get("stream")), request=body, purpose="proxy", sample_id=session,
                             step=number, started_at=time.time())
-        handled = Handled(number, session, findings, record)
+        handled = Handled(number, session, self.labels.get(session, session), findings, record)
         if self.mode == "enforce" and (error := refusal(body, self.profile, findings)) is not None:
             handled.refused = True
             record.status, record.error_type, record.error_message = error.status, error.type, error.message

@@ -47,7 +47,7 @@ def chain(messages: list[Any]) -> list[bytes]:
 LIMIT = 200_000  # tool calls and conversations remembered; past it the oldest are forgotten (a day-long run stays small)
 
 
-def _bounded(table: dict[Any, Any]) -> None:
+def bounded(table: dict[Any, Any]) -> None:
     while len(table) > LIMIT:
         del table[next(iter(table))]
 
@@ -72,7 +72,7 @@ class Memory:
             session = self.new_session()
         if prefixes:
             self.chains[prefixes[-1]] = session
-            _bounded(self.chains)
+            bounded(self.chains)
         return session
 
     def _by_tool_call(self, messages: list[Any]) -> str | None:
@@ -98,8 +98,8 @@ class Memory:
                               content if isinstance(content, str) else "", session, request)
             self.calls[relayed.call_id] = relayed
             self.by_session.setdefault(session, []).append(relayed)
-        _bounded(self.calls)
-        _bounded(self.by_session)
+        bounded(self.calls)
+        bounded(self.by_session)
 
     def turn(self, message: dict[str, Any]) -> Relayed | None:
         """The relayed record of an assistant tool-call turn sent back (any of its calls' ids), if any."""
