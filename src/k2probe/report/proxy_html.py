@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from k2probe import __version__
+from k2probe.core.stats import percentile
 from k2probe.eval import metrics as eval_metrics
 from k2probe.recording import queries
 from k2probe.recording.store import Store
@@ -18,7 +19,8 @@ from k2probe.report.evaluation import ROWS
 from k2probe.report.html import environment
 
 _env = environment()
-SKIPPED_ROWS = ("samples", "pass@", "accepted rate", "tool-call trigger", "error rate")  # a session has no verdict
+SKIPPED_ROWS = ("samples", "pass@", "accepted rate", "tool-call trigger", "tool-call arguments", "error rate",
+                "cost per accepted")  # a session has no verdict: what it cost in all is shown instead
 
 
 def _ms(value: float | None) -> str:
@@ -44,6 +46,13 @@ def build(store: Store, run_id: str) -> dict[str, Any]:
     overall = eval_metrics.compute(store, run.id).root.get(eval_metrics.OVERALL)
     metrics = [] if overall is None else [(label, read(overall)) for label, read in ROWS
                                           if not label.startswith(SKIPPED_ROWS)]
+    if overall is not None:
+        total = overall.cost_per_accepted_usd.total_cost_usd
+        metrics.append(("cost in all", "unknown (a call had no price)" if total == "unknown" else
+                        "–" if total is None else f"${total:.6f}"))
+        ttfts = [c["ttft_ms"] for s in sessions.values() for c in s["calls"] if c["ttft_ms"] is not None]
+        metrics.append(("TTFT p50 / p95 (streamed calls)",
+                        f"{_ms(percentile(ttfts, 50))} / {_ms(percentile(ttfts, 95))} (n={len(ttfts)})"))
     latencies = [v for values in queries.call_latencies(store, run.id).values() for v in values]
     return {
         "run": run, "mode": (run.config or {}).get("mode", "observe"), "version": __version__,
