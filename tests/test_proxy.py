@@ -254,3 +254,55 @@ def test_a_body_too_odd_to_check_is_passed_on_never_a_proxy_crash(emu: RunningEm
         (handled,) = proxy.settle(1)
     assert answer.status_code in (400, 404) and answer.json()["error"]["message"]  # the route's own refusal
     assert handled.record.status == answer.status_code
+
+
+def test_a_gzipped_route_is_relayed_decoded_and_its_usage_read() -> None:
+    """A route that gzips its answers, streams included (a gateway may): the client gets them plain, the proxy still
+    reads each turn's usage and reasoning."""
+    import threading
+    import time
+
+    import uvicorn
+    from pydantic import SecretStr
+    from starlette.middleware.gzip import GZipMiddleware
+
+    from k2probe.core.config import Route
+    from k2probe.core.profiles import PROFILES
+    from k2probe.emulator.app import create_app
+    from k2probe.emulator.settings import EmulatorSettings
+    from k2probe.proxy.app import Proxy
+    from k2probe.proxy.server import ProxyServer
+
+    from .conftest import free_port
+
+    port = free_port()
+    app = GZipMiddleware(create_app(EmulatorSettings()), minimum_size=1, exclude_content_types=())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    route = Route(name="gzip", base_url=f"http://127.0.0.1:{port}/v1", api_key=SecretStr("sk-k2probe-emulator"),
+                  api_key_env=None, model="kimi-k2.7-code")
+    handled: list[Any] = []
+    try:
+        with httpx2.stream("POST", f"{route.base_url}/chat/completions", timeout=30, json={**ASK, "stream": True},
+                           headers={"Authorization": "Bearer sk-k2probe-emulator"}) as direct:
+            assert direct.headers.get("content-encoding") == "gzip"  # the route does gzip its streams
+        with ProxyServer(Proxy(route, PROFILES["kimi-k2.7-code"], on_handled=handled.append)) as proxy:
+            client = openai.OpenAI(base_url=proxy.base_url, api_key="sk-client", max_retries=0)
+            plain = client.chat.completions.create(model="kimi-k2.7-code", max_tokens=100,
+                                                   messages=[{"role": "user", "content": "hi"}])
+            pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+                model="kimi-k2.7-code", max_tokens=100, stream=True,
+                messages=[{"role": "user", "content": "hello"}]) if c.choices]
+            deadline = time.monotonic() + 10
+            while len(handled) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert plain.choices[0].message.content and "".join(pieces)
+    assert [h.findings for h in handled] == [[], []]
+    assert all(h.record.completion_tokens > 0 and h.record.error_type is None for h in handled)
+    assert handled[1].record.ttft_ms is not None and handled[1].record.usage_location
