@@ -24,7 +24,8 @@ def venv_program(variable: str, cache: Path, packages: tuple[str, ...], program:
 
 def client_python() -> str:
     """The Python of the client-framework venv ($K2PROBE_CLIENTS)."""
-    return venv_program("K2PROBE_CLIENTS", Path("/tmp/k2probe-clients-venv"), ("langchain-openai",), "python")
+    return venv_program("K2PROBE_CLIENTS", Path("/tmp/k2probe-clients-venv"),
+                        ("langchain-openai", "pydantic-ai-slim[openai]"), "python")
 
 
 def litellm_program() -> str:

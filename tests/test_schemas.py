@@ -68,6 +68,7 @@ def test_every_json_document_validates_against_its_schema(cli, emulator, workdir
     run("agent", "agent", "--task", "median")
     run("agent-tasks", "agent", "--list-tasks")
     run("suite-check", "suite", "check", "basic")
+    run("proxy", "proxy", "--listen", "127.0.0.1:0", "--duration", "0.5")
     run("quickstart", "quickstart", extra={"K2PROBE_NODE_MODULES": str(node_modules)})
     (workdir / "k2probe.toml").write_text(
         f"[routes.one]\nbase_url = '{server.base_url}'\napi_key_env = 'ONE_KEY'\n"

@@ -13,6 +13,7 @@ from k2probe import __version__
 from k2probe.cli import (  # noqa: F401 - they register
     diagnose_commands,
     eval_commands,
+    proxy_commands,
     run_commands,
     schema_commands,
     serve_commands,

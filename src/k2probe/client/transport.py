@@ -213,6 +213,15 @@ class Clock:
         return ((self.stamps.get("handed") or self.wire_start()) - self.started) * 1000.0
 
 
+def price_for(route: Route, profile: Profile) -> Price | None:
+    """The price a route's calls are costed at: the user's override for the route, else its profile's."""
+    override = route.price
+    if override is None:
+        return profile.price
+    return Price(override.cache_hit_input if override.cache_hit_input is not None else override.cache_miss_input,
+                 override.cache_miss_input, override.output, override.source, "user override")
+
+
 class Transport:
     """Sends chat requests for one route and records each HTTP attempt through `on_call`."""
 
@@ -228,12 +237,7 @@ class Transport:
         self.on_call = on_call
         self.policy = policy or RetryPolicy()
         self._gate = asyncio.Semaphore(concurrency) if concurrency else None
-        override = route.price
-        self.price: Price | None = (
-            Price(override.cache_hit_input if override.cache_hit_input is not None else override.cache_miss_input,
-                  override.cache_miss_input, override.output, override.source, "user override")
-            if override else profile.price
-        )
+        self.price = price_for(route, profile)
 
     async def aclose(self) -> None:
         await self.client.close()

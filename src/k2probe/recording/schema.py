@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from k2probe.core.results import Outcome
@@ -187,3 +187,20 @@ class ReviewRow(Base):
     handoff: Mapped[bool] = mapped_column(default=False)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class FindingRow(Base):
+    """A proxy finding: one way a request the team's client sent breaks (or risks) the contract."""
+
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    sample_id: Mapped[str | None] = mapped_column(String(36))  # the session (a sample of the proxy run)
+    request: Mapped[int] = mapped_column(Integer)  # the request's number in the run (its call's `step`)
+    kind: Mapped[str] = mapped_column(String(64))
+    pointer: Mapped[str] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text)
+    fix: Mapped[str] = mapped_column(Text)
+    would_400: Mapped[bool] = mapped_column(Boolean)
+    evidence: Mapped[str] = mapped_column(Text)
+    repaired: Mapped[bool] = mapped_column(Boolean)

