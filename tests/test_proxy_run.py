@@ -60,7 +60,7 @@ def _loop(base_url: str, *, keep_reasoning: bool) -> list[int]:
     return [first.status_code, second.status_code]
 
 
-def test_a_proxy_run_records_sessions_and_findings_and_keeps_no_secret(emulator, workdir: Path) -> None:
+def test_a_proxy_run_records_sessions_and_findings_and_keeps_no_secret(cli, emulator, workdir: Path) -> None:
     server = emulator(api_key=ROUTE_KEY)
     process, base_url = _start(workdir, route_env(server, key=ROUTE_KEY), "--json")
     try:
@@ -93,6 +93,21 @@ def test_a_proxy_run_records_sessions_and_findings_and_keeps_no_secret(emulator,
     assert len(sessions) == 2 and {c["sample_id"] for c in calls} == {s.id for s in sessions}
     text = stdout + stderr
     assert ROUTE_KEY not in text and CLIENT_KEY not in text
+    # a person judges a session the proxy could not: the review counts in its accepted rate and repair time
+    reviewed = cli("review", run.id[:8], "--sample", "session-2", "--reject", "--repair-minutes", "4")
+    assert reviewed.code == 0, reviewed.stderr
+    figures = cli("report", run.id[:8], "--html", str(workdir / "again.html"))
+    assert figures.code == 0, figures.stderr
+    from k2probe.eval.evaluate import metrics_of_run
+
+    store = Store()
+    try:
+        overall = metrics_of_run(store, store.find_run(run.id)).overall
+    finally:
+        store.dispose()
+    assert overall.accepted_rate.n == 1 and overall.accepted_rate.value == 0.0 and overall.repair_minutes.total == 4
+    _view_a_proxy_run(run.id)
+
     for path in (workdir / "home").rglob("*"):
         if path.is_file():
             data = path.read_bytes()
@@ -174,3 +189,34 @@ def test_a_proxy_runs_metrics_equal_those_of_the_same_calls_made_directly(workdi
         assert pairs and all(b is not None for _, b in pairs)
         mean_gap = sum(abs(a - b) for a, b in pairs) / len(pairs)
         assert mean_gap < 15, (key, pairs)
+
+
+def _view_a_proxy_run(run_id: str) -> None:
+    """The viewer shows a proxy run's sessions with their findings, and takes a session's review where it is read."""
+    import re
+
+    import httpx
+
+    from .test_view import Viewer
+
+    view = Viewer()
+    try:
+        with httpx.Client(base_url=view.url, timeout=60) as http:
+            page = http.get(f"/runs/{run_id}").text
+            assert "accepted rate" in page and ">session-1</a>" in page and ">session-2</a>" in page
+            link = re.search(rf'href="(/runs/{run_id}/samples/[0-9a-f-]+)">session-2<', page)
+            assert link
+            session = http.get(link.group(1)).text
+            assert "<b>reasoning_dropped</b> at <code>/messages/1/reasoning_content</code>" in session
+            assert "would be a 400 at Moonshot" in session and ROUTE_KEY not in session and CLIENT_KEY not in session
+            other = re.search(rf'href="(/runs/{run_id}/samples/([0-9a-f-]+))">session-1<', page)
+            assert other
+            token = re.search(r'name="form_token" value="([0-9a-f]+)"', http.get(other.group(1)).text)
+            assert token
+            done = http.post(f"/runs/{run_id}/review", data={"form_token": token.group(1), "sample": other.group(2),
+                                                             "verdict": "accept"})
+            assert done.status_code == 303, done.text
+            rate = http.get(f"/runs/{run_id}/metrics.json").json()["metrics"]["overall"]["accepted_rate"]
+            assert rate["n"] == 2 and rate["value"] == 0.5
+    finally:
+        view.stop()

@@ -92,13 +92,14 @@ def _metrics(samples: list[Sample], reviews: dict[str, queries.SampleReview], to
              latencies: list[float], firsts: list[queries.FirstCall], tools: list[queries.ToolUse],
              epochs: int) -> RouteMetrics:
     done = [s for s in samples if s.outcome is not Outcome.PENDING]
-    judged = [s for s in done if s.outcome.judged]
+    # judged: by the verification, or by a person where nothing verified it (a proxy session stays pending)
+    judged = [s for s in samples if s.outcome.judged or (s.outcome is Outcome.PENDING and s.id in reviews)]
     accepted = 0
     for s in judged:
         review = reviews.get(s.id)
         accepted += review.accepted if review else s.outcome is Outcome.PASSED
     errors = sum(1 for s in done if s.outcome is Outcome.ERROR)
-    reviewed = [reviews[s.id] for s in done if s.id in reviews]
+    reviewed = [reviews[s.id] for s in samples if s.id in reviews]
     calls = sum(t.calls for t in totals)
     retries = sum(t.retries for t in totals)
     cost = sum(t.cost_usd for t in totals)

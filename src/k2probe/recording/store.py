@@ -409,11 +409,14 @@ class Store:
 
         self.recorder.put(write)
 
-    def findings(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's findings in the order they were found."""
+    def findings(self, run_id: str, sample_id: str | None = None) -> list[dict[str, Any]]:
+        """A run's findings (or one session's) in the order they were found."""
         self.flush()
         with Session(self.engine) as session:
-            rows = session.scalars(select(FindingRow).where(FindingRow.run_id == run_id).order_by(FindingRow.id))
+            query = select(FindingRow).where(FindingRow.run_id == run_id)
+            if sample_id is not None:
+                query = query.where(FindingRow.sample_id == sample_id)
+            rows = session.scalars(query.order_by(FindingRow.id))
             return [_as_dict(r) for r in rows.all()]
 
     def count_calls(self, run_id: str) -> int:

@@ -10,7 +10,7 @@ from k2probe.core.results import Run
 from k2probe.recording.store import Store
 from k2probe.report.html import write_page
 
-REPORTED = ("eval", "agent", "bench", "quickstart")  # the kinds of run a page is drawn for
+REPORTED = ("eval", "agent", "bench", "quickstart", "proxy")  # the kinds of run a page is drawn for
 
 
 def run_page(store: Store, run: Run) -> str:
@@ -31,6 +31,10 @@ def run_page(store: Store, run: Run) -> str:
         from k2probe.report.quickstart import stored_quickstart_page
 
         return stored_quickstart_page(store, run)
+    if run.command == "proxy":
+        from k2probe.report.proxy_html import proxy_page
+
+        return proxy_page(store, run.id)
     raise UsageError(f"run {run.id[:8]} is a `{run.command}` run: `report` draws {', '.join(REPORTED)} runs",
                      fix="see it with: k2probe show " + run.id[:8])
 

@@ -16,7 +16,7 @@ from k2probe.recording import queries
 from k2probe.recording.store import Store
 from k2probe.report.charts import histogram
 from k2probe.report.evaluation import ROWS
-from k2probe.report.html import environment
+from k2probe.report.html import environment, write_page
 
 _env = environment()
 SKIPPED_ROWS = ("samples", "pass@", "accepted rate", "tool-call trigger", "tool-call arguments", "error rate",
@@ -67,8 +67,9 @@ def build(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def write_proxy_report(store: Store, run_id: str, path: Path) -> Path:
-    """Write the proxy run `run_id`'s page to `path` (redacted as every report is) and return it."""
-    html = _env.get_template("proxy.html.j2").render(**build(store, run_id))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(store.redactor.text(html), encoding="utf-8")
-    return path
+    return write_page(path, proxy_page(store, run_id))
+
+
+def proxy_page(store: Store, run_id: str) -> str:
+    """The proxy run `run_id`'s page (redacted as every page is)."""
+    return store.redactor.text(_env.get_template("proxy.html.j2").render(**build(store, run_id)))

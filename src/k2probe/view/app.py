@@ -30,6 +30,7 @@ from k2probe.view.guard import check_form, form_token
 from k2probe.view.transcript import call_rows, transcript
 
 _env = environment()
+MEASURED = ("eval", "proxy")  # runs whose samples get the guide's metrics (a proxy run's samples: its sessions)
 _env.filters["datetime"] = lambda epoch: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 TEXT_LIMIT = 20_000  # characters of one message or answer shown before "full text"
 
@@ -99,7 +100,7 @@ async def run_page(request: Request) -> HTMLResponse:
     store: Store = request.app.state.store
     run = _run_of(request)
     q = request.query_params
-    figures = _metrics(request, run) if run.command == "eval" else None
+    figures = _metrics(request, run) if run.command in MEASURED else None
     routes = list(figures.routes) if figures else []
     samples = browse.list_samples(store, run.id, outcome=q.get("outcome") or None, task=q.get("task") or None,
                                   route=q.get("route") or None, text=q.get("q") or None, sort=q.get("sort", "task"),
@@ -132,7 +133,8 @@ async def sample_page(request: Request) -> HTMLResponse:
         raise HTTPException(404, str(exc)) from None
     calls = store.calls(run.id, sample_id=sample.id)
     reviews = [r for r in store.reviews(run.id) if r.sample_id == sample.id]
-    return _render(request, "view/sample.html.j2", attempts=_attempts(store, run.id, sample.id),
+    findings = store.findings(run.id, sample.id) if run.command == "proxy" else []
+    return _render(request, "view/sample.html.j2", attempts=_attempts(store, run.id, sample.id), findings=findings,
                    title=f"{sample.task_id} on {sample.route}", run=run,
                    sample=sample, before=before, after=after,
                    messages=transcript(calls, sample, TEXT_LIMIT, answer_length=length),
@@ -279,8 +281,8 @@ async def compare_page(request: Request) -> HTMLResponse:
 async def run_metrics_json(request: Request) -> JSONResponse:
     """The run's metrics, per route and overall, as `eval --json` gives them."""
     run = _run_of(request)
-    if run.command != "eval":
-        raise HTTPException(404, "metrics are kept for evaluation runs")
+    if run.command not in MEASURED:
+        raise HTTPException(404, "metrics are kept for evaluation and proxy runs")
     return JSONResponse({"run_id": run.id, "metrics": _metrics(request, run).model_dump(mode="json")})
 
 
