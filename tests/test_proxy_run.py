@@ -214,7 +214,8 @@ def _view_a_proxy_run(run_id: str) -> None:
             token = re.search(r'name="form_token" value="([0-9a-f]+)"', http.get(other.group(1)).text)
             assert token
             done = http.post(f"/runs/{run_id}/review", data={"form_token": token.group(1), "sample": other.group(2),
-                                                             "verdict": "accept"})
+                                                             "verdict": "accept"},
+                             headers={"sec-fetch-site": "same-origin"})
             assert done.status_code == 303, done.text
             rate = http.get(f"/runs/{run_id}/metrics.json").json()["metrics"]["overall"]["accepted_rate"]
             assert rate["n"] == 2 and rate["value"] == 0.5

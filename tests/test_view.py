@@ -138,22 +138,38 @@ def test_runs_run_sample_compare_and_a_review_that_moves_the_metric(cli, emulato
         assert token
 
         # a person accepts the failed sample: the table's accepted rate moves as `k2probe review` would move it
+        own = {"origin": view.url.rstrip("/")}
         forged = http.post(f"/runs/{run_id}/review", data={"form_token": "0" * 64, "sample": sample_id,
-                                                           "verdict": "accept"})
+                                                           "verdict": "accept"}, headers=own)
         assert forged.status_code == 403
         cross = http.post(f"/runs/{run_id}/review", headers={"origin": "http://evil.example"},
                           data={"form_token": token.group(1), "sample": sample_id, "verdict": "accept"})
         assert cross.status_code == 403
         rebound = httpx.get(view.url, headers={"host": "evil.example:80"})
         assert rebound.status_code == 421
+        unnamed = http.post(f"/runs/{run_id}/review", data={"form_token": token.group(1), "sample": sample_id,
+                                                             "verdict": "accept"})
+        assert unnamed.status_code == 403  # a post that names no origin at all is not taken
+        infinite = http.post(f"/runs/{run_id}/review", headers=own, data={
+            "form_token": token.group(1), "sample": sample_id, "verdict": "accept", "repair_minutes": "1e999"})
+        assert infinite.status_code == 400 and "repair minutes" in infinite.text
+        assert http.get("/", params={"sort": "bogus"}).status_code == 400
+        assert http.get(f"/runs/{run_id}", params={"sort": "bogus"}).status_code == 400
+        # another app on localhost may leave an odd cookie (cookies ignore ports): the session is still found
+        odd = {**dict(http.cookies), "jupyter-prefs": '{"theme":1}'}
+        kept = httpx.post(f"{view.url}runs/{run_id}/review", headers={**own, "cookie": "; ".join(
+            f"{k}={v}" for k, v in odd.items())}, data={"form_token": token.group(1), "sample": sample_id,
+                                                      "verdict": "reject"})
+        assert kept.status_code == 303, kept.text
+        assert http.post(f"/runs/{run_id}/review", data={"form_token": "x"}, headers={
+            "sec-fetch-site": "cross-site"}).status_code == 403
         done = http.post(f"/runs/{run_id}/review", data={"form_token": token.group(1), "sample": sample_id,
-                                                         "verdict": "accept", "repair_minutes": "4"},
-                         headers={"origin": view.url.rstrip("/")})
+                                                         "verdict": "accept", "repair_minutes": "4"}, headers=own)
         assert done.status_code == 303, done.text
         after = http.get(f"/runs/{run_id}/metrics.json").json()["metrics"][route]["accepted_rate"]
         assert after["value"] == pytest.approx(accepted["value"] + 1 / accepted["n"]) and after["reviewed"] == 1
         shown_json = cli("show", run_id[:8], "--json")
-        assert shown_json.code == 0 and len(shown_json.json()["reviews"]) == 1  # what `k2probe review` writes
+        assert shown_json.code == 0 and len(shown_json.json()["reviews"]) == 2  # what `k2probe review` writes
         assert "accepted · 4.0 min repair" in _text(http.get(link.group(1)).text)
 
         compared = http.get("/compare", params=[("run", run_id), ("run", second.json()["run_id"])])
@@ -336,7 +352,8 @@ def test_an_agent_run_shows_its_attempt_as_the_report_does_and_takes_a_review(cl
         token = re.search(r'name="form_token" value="([0-9a-f]+)"', page)
         assert attempt and token
         done = http.post(f"/runs/{run_id}/review", data={"form_token": token.group(1), "attempt": attempt.group(1),
-                                                         "verdict": "reject", "handoff": "1"})
+                                                         "verdict": "reject", "handoff": "1"},
+                         headers={"origin": view.url.rstrip("/")})
         assert done.status_code == 303
     shown = cli("show", run_id[:8], "--json").json()
     [review] = shown["reviews"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.table import Table
@@ -29,8 +30,9 @@ def review(store: Store, prefix: str, *, accepted: bool | None, repair_minutes: 
            handoff: bool, note: str | None, attempt: str | None, sample: str | None = None) -> RunDetail:
     if accepted is None:
         raise UsageError("say whether the output was accepted", fix="pass --accept or --reject")
-    if repair_minutes is not None and repair_minutes < 0:
-        raise UsageError("--repair-minutes cannot be negative", fix="give the minutes a human spent fixing it")
+    if repair_minutes is not None and not (math.isfinite(repair_minutes) and repair_minutes >= 0):
+        raise UsageError("the repair minutes must be a number of minutes, 0 or more",
+                         fix="give the minutes a human spent fixing it")
     run = store.find_run(prefix)
     attempt_ids = [a.id for a in store.attempts(run.id)]
     if attempt is not None and attempt not in attempt_ids:

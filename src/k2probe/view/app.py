@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from k2probe import __version__
 from k2probe.core.errors import K2ProbeError
+from k2probe.core.redact import StreamRedactor
 from k2probe.core.results import Outcome, Run, RunMetrics, RunStatus
 from k2probe.eval.evaluate import metrics_of_run
 from k2probe.recording import browse
@@ -64,13 +66,16 @@ def _link(request: Request, **changes: Any) -> str:
     return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
 
 
-async def runs_page(request: Request) -> HTMLResponse:
+def runs_page(request: Request) -> HTMLResponse:
     store: Store = request.app.state.store
     q = request.query_params
     sort = q.get("sort", "started")
-    page = browse.list_runs(store, command=q.get("command") or None, status=q.get("status") or None,
-                            text=q.get("q") or None, sort=sort, descending=q.get("order", "desc") == "desc",
-                            offset=_int(request, "offset", 0), limit=_page_size(request))
+    try:
+        page = browse.list_runs(store, command=q.get("command") or None, status=q.get("status") or None,
+                                text=q.get("q") or None, sort=sort, descending=q.get("order", "desc") == "desc",
+                                offset=_int(request, "offset", 0), limit=_page_size(request))
+    except K2ProbeError as exc:  # a sort the list does not have
+        raise HTTPException(400, str(exc)) from None
     return _render(request, "view/runs.html.j2", title="runs", page=page, query=q, link=lambda **c: _link(request, **c),
                    statuses=[s.value for s in RunStatus], sorts=list(browse.RUN_SORTS))
 
@@ -96,16 +101,19 @@ def _metrics(request: Request, run: Run) -> RunMetrics:
     return held[1]
 
 
-async def run_page(request: Request) -> HTMLResponse:
+def run_page(request: Request) -> HTMLResponse:
     store: Store = request.app.state.store
     run = _run_of(request)
     q = request.query_params
     figures = _metrics(request, run) if run.command in MEASURED else None
     routes = list(figures.routes) if figures else []
-    samples = browse.list_samples(store, run.id, outcome=q.get("outcome") or None, task=q.get("task") or None,
-                                  route=q.get("route") or None, text=q.get("q") or None, sort=q.get("sort", "task"),
-                                  descending=q.get("order", "asc") == "desc", offset=_int(request, "offset", 0),
-                                  limit=_page_size(request))
+    try:
+        samples = browse.list_samples(store, run.id, outcome=q.get("outcome") or None, task=q.get("task") or None,
+                                      route=q.get("route") or None, text=q.get("q") or None,
+                                      sort=q.get("sort", "task"), descending=q.get("order", "asc") == "desc",
+                                      offset=_int(request, "offset", 0), limit=_page_size(request))
+    except K2ProbeError as exc:  # a sort the list does not have
+        raise HTTPException(400, str(exc)) from None
     table = [{"label": label, "cells": [read(figures[r]) for r in routes]} for label, read in ROWS] if figures else []
     attempts = _attempts(store, run.id) if run.command == "agent" else []
     calls = None
@@ -124,20 +132,21 @@ async def run_page(request: Request) -> HTMLResponse:
                    config=json.dumps(run.config, indent=2, sort_keys=True, default=str))
 
 
-async def sample_page(request: Request) -> HTMLResponse:
+def sample_page(request: Request) -> HTMLResponse:
     store: Store = request.app.state.store
     run = _run_of(request)
     try:
         sample, length, before, after = browse.get_sample(store, run.id, request.path_params["sample"], TEXT_LIMIT)
     except K2ProbeError as exc:
         raise HTTPException(404, str(exc)) from None
-    calls = store.calls(run.id, sample_id=sample.id)
+    calls = store.calls(run.id, sample_id=sample.id, with_messages=False)  # the table needs no messages
+    last = store.calls(run.id, sample_id=sample.id, offset=max(0, len(calls) - 1), limit=1)  # the transcript's
     reviews = [r for r in store.reviews(run.id) if r.sample_id == sample.id]
     findings = store.findings(run.id, sample.id) if run.command == "proxy" else []
     return _render(request, "view/sample.html.j2", attempts=_attempts(store, run.id, sample.id), findings=findings,
                    title=f"{sample.task_id} on {sample.route}", run=run,
                    sample=sample, before=before, after=after,
-                   messages=transcript(calls, sample, TEXT_LIMIT, answer_length=length),
+                   messages=transcript(last, sample, TEXT_LIMIT, answer_length=length),
                    calls=call_rows(calls), reviews=reviews, limit=TEXT_LIMIT)
 
 
@@ -152,7 +161,7 @@ def _attempts(store: Store, run_id: str, sample_id: str | None = None) -> list[A
     return [attempt_view(a, steps[a.id]) for a in attempts]
 
 
-async def sample_text(request: Request) -> Response:
+def sample_text(request: Request) -> Response:
     """The whole answer of a sample, as text, streamed a megabyte at a time (the page shows its first characters)."""
     from starlette.responses import StreamingResponse
 
@@ -162,18 +171,20 @@ async def sample_text(request: Request) -> Response:
         sample, _, _, _ = browse.get_sample(store, run.id, request.path_params["sample"], 0)
     except K2ProbeError as exc:
         raise HTTPException(404, str(exc)) from None
-    redact = store.redactor.text
-    return StreamingResponse((redact(chunk) for chunk in browse.answer_chunks(store, sample.id)),
-                             media_type="text/plain; charset=utf-8",
+    def redacted() -> Iterator[str]:  # a secret split across two chunks is caught as one
+        shown = StreamRedactor()
+        for chunk in browse.answer_chunks(store, sample.id):
+            yield shown.feed(chunk)
+        yield shown.finish()
+
+    return StreamingResponse(redacted(), media_type="text/plain; charset=utf-8",
                              headers={"content-security-policy": "default-src 'none'"})
 
 
 async def review_post(request: Request) -> Response:
     """A person's verdict on one sample or agent attempt, written as `k2probe review --sample/--attempt` writes it."""
-    from k2probe.report.runs import review
+    from starlette.concurrency import run_in_threadpool
 
-    store: Store = request.app.state.store
-    run = _run_of(request)
     form = await request.form()
     if not check_form(request.scope.get("state", {}).get("session"), str(form.get("form_token") or "")):
         return PlainTextResponse("this form is not from this viewer's page: reload the page and try again", 403)
@@ -189,12 +200,22 @@ async def review_post(request: Request) -> Response:
     attempt_id = str(form.get("attempt") or "") or None
     if (sample_id is None) == (attempt_id is None):
         return PlainTextResponse("review one sample or one attempt", 400)
+    return await run_in_threadpool(_record_review, request, verdict == "accept", minutes, bool(form.get("rollback")),
+                                   bool(form.get("handoff")), str(form.get("note") or "") or None, sample_id,
+                                   attempt_id)
+
+
+def _record_review(request: Request, accepted: bool, minutes: float | None, rollback: bool, handoff: bool,
+                   note: str | None, sample_id: str | None, attempt_id: str | None) -> Response:
+    from k2probe.report.runs import review
+
+    store: Store = request.app.state.store
+    run = _run_of(request)
     try:
         if sample_id is not None:
             browse.get_sample(store, run.id, sample_id, 0)
-        review(store, run.id, accepted=verdict == "accept", repair_minutes=minutes, rollback=bool(form.get("rollback")),
-               handoff=bool(form.get("handoff")), note=str(form.get("note") or "") or None, attempt=attempt_id,
-               sample=sample_id)
+        review(store, run.id, accepted=accepted, repair_minutes=minutes, rollback=rollback, handoff=handoff,
+               note=note, attempt=attempt_id, sample=sample_id)
     except K2ProbeError as exc:
         return PlainTextResponse(str(exc), 400)
     back = f"/runs/{run.id}/samples/{sample_id}" if sample_id else f"/runs/{run.id}#attempt-{attempt_id}"
@@ -213,7 +234,7 @@ def _route_snapshots(run: Run) -> dict[str, dict[str, Any]]:
     return {}
 
 
-async def replay(request: Request) -> PlainTextResponse:
+def replay(request: Request) -> PlainTextResponse:
     """One of a sample's requests as runnable cURL, Python or Node.js (`k2probe snippet`'s renderer): the key read from
     the route's own variable, the URL the call was made to, every recorded value a literal of the language."""
     from k2probe.diagnose.snippets import LANGS, render
@@ -223,11 +244,12 @@ async def replay(request: Request) -> PlainTextResponse:
     lang = request.path_params["lang"]
     if lang not in LANGS:
         raise HTTPException(404, f"replay as one of: {', '.join(LANGS)}")
-    calls = store.calls(run.id, sample_id=request.path_params["sample"])
     number = int(request.path_params["number"])
-    if not 1 <= number <= len(calls) or not isinstance(calls[number - 1].get("request"), dict):
+    calls = store.calls(run.id, sample_id=request.path_params["sample"], offset=max(0, number - 1), limit=1) \
+        if number >= 1 else []
+    if not calls or not isinstance(calls[0].get("request"), dict):
         raise HTTPException(404, "this sample has no such call")
-    call = calls[number - 1]
+    call = calls[0]
     route = (_route_snapshots(run).get(call["route"]) or {}).get("route") or {}
     record = {"request": {"model": call["model"], **call["request"]}, "route": call["route"], "model": call["model"],
               "api_key_env": route.get("api_key_env"), "base_url": route.get("base_url") or "",
@@ -239,7 +261,7 @@ async def replay(request: Request) -> PlainTextResponse:
     return PlainTextResponse(store.redactor.text(text), headers={"content-security-policy": "default-src 'none'"})
 
 
-async def static_page(request: Request) -> HTMLResponse:
+def static_page(request: Request) -> HTMLResponse:
     """The run's self-contained page, by the renderer `k2probe report` writes it with (it runs no script)."""
     from k2probe.report.pages import run_page
 
@@ -253,7 +275,7 @@ async def static_page(request: Request) -> HTMLResponse:
                                                                   "img-src data:"})
 
 
-async def compare_page(request: Request) -> HTMLResponse:
+def compare_page(request: Request) -> HTMLResponse:
     """Two runs (or one run's routes) per sample: regressions, fixes, unchanged (changed only unless asked), each pair
     side by side, with the statistics `k2probe compare` gives."""
     from k2probe.eval.compare import compare
@@ -278,7 +300,7 @@ async def compare_page(request: Request) -> HTMLResponse:
                    lines=difference_lines(result))
 
 
-async def run_metrics_json(request: Request) -> JSONResponse:
+def run_metrics_json(request: Request) -> JSONResponse:
     """The run's metrics, per route and overall, as `eval --json` gives them."""
     run = _run_of(request)
     if run.command not in MEASURED:
@@ -286,21 +308,21 @@ async def run_metrics_json(request: Request) -> JSONResponse:
     return JSONResponse({"run_id": run.id, "metrics": _metrics(request, run).model_dump(mode="json")})
 
 
-async def run_progress(request: Request) -> JSONResponse:
+def run_progress(request: Request) -> JSONResponse:
     """How far a run is: what the run page polls while it runs."""
     store: Store = request.app.state.store
     run = _run_of(request)
     return JSONResponse({"status": run.status, "outcomes": store.sample_outcomes(run.id)})
 
 
-async def samples_csv(request: Request) -> Response:
+def samples_csv(request: Request) -> Response:
     store: Store = request.app.state.store
     run = _run_of(request)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["sample_id", "task_id", "route", "epoch", "outcome", "reason", "prompt_tokens",
                      "completion_tokens", "cost_usd", "latency_ms"])
-    for s in store.samples(run.id):
+    for s in store.samples(run.id, completions=False):
         writer.writerow([s.id, s.task_id, s.route, s.epoch, s.outcome.value, s.reason or "", s.usage.prompt_tokens,
                          s.usage.completion_tokens, "" if s.usage.cost_usd is None else s.usage.cost_usd,
                          "" if s.usage.latency_ms is None else s.usage.latency_ms])
@@ -308,14 +330,15 @@ async def samples_csv(request: Request) -> Response:
                     headers={"content-disposition": f'attachment; filename="samples-{run.id[:8]}.csv"'})
 
 
-async def samples_junit(request: Request) -> Response:
+def samples_junit(request: Request) -> Response:
     """The run's samples as JUnit XML, as `eval --junit` writes them."""
     from k2probe.report.junit import junit_xml
 
     store: Store = request.app.state.store
     run = _run_of(request)
     suite = str((run.config.get("eval") or {}).get("suite") or run.command)
-    return Response(store.redactor.text(junit_xml(suite, store.samples(run.id)).decode()), media_type="application/xml",
+    document = junit_xml(suite, store.samples(run.id, completions=False)).decode()
+    return Response(store.redactor.text(document), media_type="application/xml",
                     headers={"content-disposition": f'attachment; filename="junit-{run.id[:8]}.xml"'})
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from http.cookies import SimpleCookie
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,22 +35,27 @@ class Guard:
         self.app, self.hosts, self.token_hash = app, hosts, token_hash
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # the viewer speaks HTTP only: a websocket is refused before anything sees it
+            await send({"type": "websocket.close", "code": 1008})
             return
         headers = Headers(scope=scope)
         host = headers.get("host", "")
         if self.hosts is not None and host not in self.hosts:
             await PlainTextResponse("unknown Host: open the address k2probe view printed", 421)(scope, receive, send)
             return
-        cookies = SimpleCookie(headers.get("cookie", ""))
+        cookies = cookie_parser(headers.get("cookie", ""))  # lenient: another localhost app's odd cookie is skipped
         if self.token_hash is not None and not self._granted(scope, cookies):
             await self._ask_token(scope, receive, send)
             return
-        session = cookies[SESSION_COOKIE].value if SESSION_COOKIE in cookies else None
+        session = cookies.get(SESSION_COOKIE) or None
         if scope["method"] not in SAFE_METHODS:
             origin = headers.get("origin")
-            if origin is not None and origin.split("://", 1)[-1] != host:
+            same = origin.split("://", 1)[-1] == host if origin is not None else \
+                headers.get("sec-fetch-site") == "same-origin"
+            if not same:  # a browser names the page a post comes from: it must be this viewer's own
                 await PlainTextResponse("cross-origin request refused", 403)(scope, receive, send)
                 return
         fresh = None if session is not None else secrets.token_urlsafe(24)
@@ -60,15 +65,15 @@ class Guard:
             if message["type"] == "http.response.start":
                 raw = [*message.get("headers", []), *HEADERS]
                 if fresh is not None:
-                    raw.append((b"set-cookie", f"{SESSION_COOKIE}={fresh}; HttpOnly; SameSite=Strict; Path=/".encode()))
+                    raw.append((b"set-cookie", f"{SESSION_COOKIE}={fresh}; HttpOnly; SameSite=Lax; Path=/".encode()))
                 message = {**message, "headers": raw}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
-    def _granted(self, scope: Scope, cookies: SimpleCookie) -> bool:
+    def _granted(self, scope: Scope, cookies: dict[str, str]) -> bool:
         assert self.token_hash is not None
-        held = cookies[ACCESS_COOKIE].value if ACCESS_COOKIE in cookies else ""
+        held = cookies.get(ACCESS_COOKIE, "")
         return hmac.compare_digest(_digest(held), self.token_hash)
 
     async def _ask_token(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,10 +103,13 @@ started.</p><label>access token <input name="token" type="password" autofocus></
 </body></html>"""
 
 
+PROCESS_SECRET = secrets.token_bytes(32)  # made when the viewer starts, never written anywhere
+
+
 def form_token(session: str) -> str:
-    """The token a page's forms carry for this session: derived from the session cookie, which another site's page
-    can neither read nor set (SameSite=Strict, HttpOnly)."""
-    return hmac.new(session.encode(), b"k2probe-view-form", hashlib.sha256).hexdigest()
+    """The token a page's forms carry for this session: the session cookie signed with this process's secret, so a
+    page that sets a session cookie of its own (cookies ignore ports) still cannot know the token."""
+    return hmac.new(PROCESS_SECRET, session.encode(), hashlib.sha256).hexdigest()
 
 
 def check_form(session: str | None, given: str | None) -> bool:

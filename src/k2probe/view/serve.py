@@ -52,7 +52,8 @@ def hosts_for(host: str, port: int) -> set[str]:
     names = {host, f"[{host.strip('[]')}]"} if ":" in host else {host}
     if is_loopback(host):
         names |= {"localhost", "127.0.0.1", "[::1]"}
-    return {f"{name}:{port}" for name in names}
+    allowed = {f"{name}:{port}" for name in names}
+    return allowed | names if port == 80 else allowed  # a browser leaves the default port out of Host
 
 
 def serve(store: Store, host: str, port: int, *, allow_remote: bool = False,

@@ -70,8 +70,8 @@ def _message(raw: Any, limit: int) -> Message:
 
 
 def transcript(calls: list[dict[str, Any]], sample: Sample, limit: int, answer_length: int | None = None) -> list[Message]:
-    """The last request's messages, then the sample's answer as the assistant's last turn (`answer_length`: its full
-    length, when only its beginning was read)."""
+    """The last request's messages, then the sample's answer as the assistant's last turn (`answer_length`: the
+    answer's size in bytes, when only its beginning was read)."""
     messages: list[Any] = []
     for call in reversed(calls):
         request = call.get("request")
