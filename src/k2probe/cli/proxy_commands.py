@@ -21,7 +21,8 @@ MODES = ("observe", "enforce", "repair")
 
 def _listen(listen: str, allow_remote: bool) -> tuple[str, int]:
     """HOST:PORT, loopback unless --allow-remote (the proxy spends the route's key for whoever reaches it)."""
-    from k2probe.emulator.server import check_port, is_loopback
+    from k2probe.core.netaddr import is_loopback
+    from k2probe.emulator.server import check_port
 
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]")
