@@ -110,3 +110,19 @@ def test_chat_piped_writes_the_answer_alone_on_stdout(cli):
         assert result.code == 0, result.stderr
         assert result.stdout.strip() == "Emulated answer to: hi", result.stdout  # no reasoning, no figures
         assert "thinking: I will examine the request" in result.stderr and "latency" in result.stderr
+
+
+def test_resume_refuses_options_that_contradict_the_run_it_finishes(cli, emulator, workdir: Path):
+    from .conftest import route_env
+
+    env = route_env(emulator())
+    ran = cli("eval", "humaneval", "--limit", "2", "--epochs", "2", "--json", env=env, timeout=300)
+    assert ran.code == 0, ran.stderr
+    run = ran.json()["run_id"][:8]
+    for args, said in ((("basic",), "SUITE basic is not its humaneval"), (("--route", "b"), "--route b is not its"),
+                       (("--epochs", "5"), "--epochs 5 is not its 2"), (("--limit", "9"), "--limit 9 is not its 2")):
+        refused = cli("eval", *args, "--resume", run, env=env)
+        assert refused.code == 2 and said in refused.stderr and "drop" in refused.stderr, (args, refused.stderr)
+        assert len(refused.stderr.strip().splitlines()) == 1
+    same = cli("eval", "humaneval", "--epochs", "2", "--concurrency", "3", "--resume", run, env=env, timeout=300)
+    assert same.code == 0, same.stderr  # what agrees with the run, or only says how fast, is taken

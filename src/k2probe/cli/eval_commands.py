@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,9 +15,13 @@ from k2probe.cli.app import (
 )
 from k2probe.core.errors import ProbeFailed, UsageError
 
+if TYPE_CHECKING:
+    from k2probe.eval.plan import EvalPlan
+
 
 @app.command("eval")
 def eval_command(
+        ctx: typer.Context,
         suite: Annotated[str | None, typer.Argument(help="humaneval, toolcalls, basic, a suite folder, or a suite .py file",
                                                     metavar="SUITE")] = None,
         route: Annotated[list[str] | None, typer.Option("--route", help="a route from k2probe.toml; repeat to compare "
@@ -76,6 +80,8 @@ def eval_command(
                          fix="give task ids, comma-separated: --tasks HumanEval/0,HumanEval/3")
     plan = eval_plan(suite or "", routes=route, epochs=epochs, concurrency=concurrency, tasks=task_ids, limit=limit,
                      samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
+    if resume is not None:
+        _refuse_conflicts(ctx, resume, plan)
     result, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html, timeout)
     timed_out = bool(result.progress.timed_out and timeout is not None)
     if timed_out:  # the timeout's own line says why samples ended as error: one line, not two
@@ -88,6 +94,42 @@ def eval_command(
                           fix="raise --timeout, or lower --limit / --epochs")
     if broken:
         raise typer.Exit(1)
+
+
+# what a resumed run keeps of its own plan: an option given anew must agree with it (--concurrency may change)
+KEPT_ON_RESUME = {"suite": ("suite", "SUITE"), "route": ("routes", "--route"), "epochs": ("epochs", "--epochs"),
+                  "tasks": ("tasks", "--tasks"), "limit": ("limit", "--limit"), "samples": ("samples_file", "--samples"),
+                  "max_tokens": ("max_tokens", "--max-tokens"), "sandbox": ("sandbox", "--sandbox"),
+                  "fail_fast": ("fail_fast", "--fail-fast")}
+
+
+def _refuse_conflicts(ctx: typer.Context, resume: str, given: EvalPlan) -> None:
+    """`--resume RUN` finishes RUN as it was planned: an option given with it that says otherwise is a usage error,
+    never silently ignored."""
+    from k2probe.eval.plan import EvalPlan
+    from k2probe.recording.store import Store
+
+    sources = {name: ctx.get_parameter_source(name) for name in KEPT_ON_RESUME}
+    named = [name for name, source in sources.items() if source is not None and source.name != "DEFAULT"]
+    if not named:
+        return
+    store = Store()
+    try:
+        run = store.find_run(resume)
+    finally:
+        store.dispose()
+    if run.command != "eval":
+        return  # evaluate says so, in its own line
+    kept = EvalPlan.from_config(run.config)
+    for name in named:
+        field, flag = KEPT_ON_RESUME[name]
+        mine, theirs = getattr(given, field), getattr(kept, field)
+        if mine != theirs:
+            shown = ", ".join(str(r) for r in theirs) if isinstance(theirs, list) else theirs
+            raise UsageError(f"--resume {resume} finishes run {run.id[:8]} as it was planned: {flag} "
+                             f"{', '.join(str(r) for r in mine) if isinstance(mine, list) else mine} is not its "
+                             f"{shown if shown is not None else 'none'}",
+                             fix=f"drop {flag} to finish that run, or start a new run without --resume")
 
 
 def _epochs(resume: str | None, epochs: int, samples: Path | None = None) -> int:
