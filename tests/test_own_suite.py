@@ -174,7 +174,11 @@ def test_a_broken_suite_file_is_one_line_exit_2(cli, workdir):
              "wrong.py": ("suite = 42\n", "not a suite"),
              "taken.py": ("from k2probe import BaseSuite\nclass S(BaseSuite):\n    name = 'humaneval'\n"
                           "    def samples(self): return []\n    async def solve(self, s, m): ...\n"
-                          "    async def score(self, s, a, e): ...\nsuite = S\n", "is a built-in suite's")}
+                          "    async def score(self, s, a, e): ...\nsuite = S\n", "is a built-in suite's"),
+             "twice.py": ("from types import SimpleNamespace as N\nfrom k2probe import BaseSuite\nclass S(BaseSuite):\n"
+                          "    name = 'twice'\n    def samples(self): return [N(id='a'), N(id='b'), N(id='a')]\n"
+                          "    async def solve(self, s, m): ...\n    async def score(self, s, a, e): ...\nsuite = S\n",
+                          "more than one sample with id 'a'")}
     for name, (text, words) in cases.items():
         (workdir / name).write_text(text)
         result = cli("eval", name)

@@ -345,6 +345,11 @@ def select(suite: Suite, tasks: Sequence[str] | None, limit: int | None) -> list
     every = list(suite.samples())
     if not every:
         raise UsageError(f"suite {suite.name!r} has no samples", fix="give it at least one sample")
+    seen: set[str] = set()
+    twice = [s.id for s in every if s.id in seen or seen.add(s.id)]  # type: ignore[func-returns-value]
+    if twice:  # a sample is one result per task, route and epoch: two samples of one id would share it
+        raise UsageError(f"suite {suite.name!r} has more than one sample with id {twice[0]!r}",
+                         fix="give each sample an id of its own")
     if tasks:
         by_id = {s.id: s for s in every}
         unknown = [t for t in tasks if t not in by_id]
