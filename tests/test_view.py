@@ -126,6 +126,8 @@ def test_runs_run_sample_compare_and_a_review_that_moves_the_metric(cli, emulato
         pages.append(sample.text)
         assert "Transcript" in sample.text and "Complete the following Python function" in sample.text
         assert "failed" in _text(sample.text) and "TTFT" in sample.text
+        # the verdict drawn by the report's own macro: the failing assertion, the model's line marked in its code
+        assert "failing assertion (test line" in sample.text and '<span class="marked">' in sample.text
         replay = http.get(f"{link.group(1)}/calls/1/replay/python")
         assert replay.status_code == 200 and "AI_GATEWAY_API_KEY" in replay.text and CANARY not in replay.text
         (workdir / "replay.py").write_text(replay.text)

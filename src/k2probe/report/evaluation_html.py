@@ -117,20 +117,21 @@ def sample_views(store: Store, run_id: str, samples: list[Sample], suite: str) -
     """Every sample with what it needs on the page (k2probe's own frames never in a proof)."""
     attempts = {a.sample_id: a for a in attempt_views(store, run_id) if a.sample_id}
     prompts = _prompts(suite)
-    views = []
-    for s in samples:
-        facts = dict(s.verdict.details) if s.verdict else {}
-        if s.verdict and s.outcome is Outcome.FAILED and not facts:
-            facts = _older_facts(s.verdict.proof, s.task_id, suite)
-        attempt = attempts.get(s.id)
-        has_answer = bool(s.completion) or bool(attempt and attempt.steps)
-        marked = facts.get("model_line")
-        code = [CodeLine(i, line, i == marked) for i, line in enumerate((s.completion or "").splitlines(), 1)]
-        proof = own_frames_removed(s.verdict.proof) if s.verdict else ""
-        no_answer = _no_answer(s, has_answer)
-        views.append(SampleView(s, no_answer, code, prompts.get(s.task_id), facts,
-                                "" if no_answer else proof, attempt))
-    return views
+    return [sample_view(s, suite, prompts.get(s.task_id), attempts.get(s.id)) for s in samples]
+
+
+def sample_view(s: Sample, suite: str, prompt: str | None, attempt: AttemptView | None) -> SampleView:
+    """One sample as a page shows it (the report's and the viewer's): its verdict's facts — the failing assertion,
+    the call and what it answered, the model's line marked in its numbered code — or "no answer: <cause>"."""
+    facts = dict(s.verdict.details) if s.verdict else {}
+    if s.verdict and s.outcome is Outcome.FAILED and not facts:
+        facts = _older_facts(s.verdict.proof, s.task_id, suite)
+    has_answer = bool(s.completion) or bool(attempt and attempt.steps)
+    marked = facts.get("model_line")
+    code = [CodeLine(i, line, i == marked) for i, line in enumerate((s.completion or "").splitlines(), 1)]
+    proof = own_frames_removed(s.verdict.proof) if s.verdict else ""
+    no_answer = _no_answer(s, has_answer)
+    return SampleView(s, no_answer, code, prompt, facts, "" if no_answer else proof, attempt)
 
 
 def build(store: Store, run_id: str) -> dict[str, Any]:

@@ -143,7 +143,12 @@ def sample_page(request: Request) -> HTMLResponse:
     last = store.calls(run.id, sample_id=sample.id, offset=max(0, len(calls) - 1), limit=1)  # the transcript's
     reviews = [r for r in store.reviews(run.id) if r.sample_id == sample.id]
     findings = store.findings(run.id, sample.id) if run.command == "proxy" else []
-    return _render(request, "view/sample.html.j2", attempts=_attempts(store, run.id, sample.id), findings=findings,
+    from k2probe.report.evaluation_html import sample_view
+
+    attempts = _attempts(store, run.id, sample.id)
+    suite = str((run.config.get("eval") or {}).get("suite") or "")
+    view = sample_view(sample, suite, None, attempts[-1] if attempts else None)
+    return _render(request, "view/sample.html.j2", view=view, suite=suite, findings=findings,
                    title=f"{sample.task_id} on {sample.route}", run=run,
                    sample=sample, before=before, after=after,
                    messages=transcript(last, sample, TEXT_LIMIT, answer_length=length),
