@@ -19,6 +19,7 @@ from k2probe.sandbox.runtime import Runtime
 if TYPE_CHECKING:
     from k2probe.sandbox.guarded import Expected
     from k2probe.sandbox.preflight import HarnessTask, Preflight
+    from k2probe.sandbox.programs import Program, ProgramVerdict
 
 
 class Files(Protocol):
@@ -61,6 +62,11 @@ class Executor(Protocol):
     async def list(self, files: Files, relative: str) -> tuple[list[Path], int]: ...
 
     async def diff(self, files: Files) -> str: ...
+
+    async def program(self, key: str, program: Program) -> ProgramVerdict:
+        """A generated program judged by a trusted checker in a sandbox of its own (HumanEval's way): never raises,
+        a failing harness is an `error` verdict."""
+        ...
 
 
 class LocalExecutor:
@@ -115,6 +121,17 @@ class LocalExecutor:
 
     async def diff(self, files: Files) -> str:
         return await asyncio.to_thread(files.diff)
+
+    async def program(self, key: str, program: Program) -> ProgramVerdict:
+        """Judged by this machine's shared pool of checkers (sandbox/programs.py), as samples come: a slow test never
+        stalls another sample, and no two programs share a process, a folder or a pid namespace."""
+        from k2probe.core.results import Outcome
+        from k2probe.sandbox.programs import ProgramVerdict, submit
+
+        try:
+            return await asyncio.wrap_future(submit(key, program, iso=self.isolation))
+        except Exception as exc:
+            return ProgramVerdict(Outcome.ERROR, f"verification failed: {type(exc).__name__}: {exc}")
 
 
 class BubblewrapExecutor(LocalExecutor):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from k2probe.core.results import Outcome, Verdict
 from k2probe.eval.suite import Attempt, BaseSuite, Played, PlayRequest, RouteModel
-from k2probe.eval.verifier import BatchVerifier
 from k2probe.tasks.humaneval import SUITE, CodeProblem, completion_of, problem_in_text, problems
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ class HumanEvalSuite(BaseSuite):
 
     async def score(self, sample: CodeProblem, attempt: Attempt, executor: Executor) -> Verdict:
         program = sample.program(attempt.completion or "")
-        verdict = await BatchVerifier(executor.isolation).verify(f"{sample.task_id}:{uuid.uuid4().hex[:8]}", program)
+        verdict = await executor.program(f"{sample.task_id}:{uuid.uuid4().hex[:8]}", program)
         return Verdict(outcome=Outcome(verdict.status), reason=verdict.reason, proof=verdict.output[-PROOF_CHARS:],
                        details=verdict.details)
 
