@@ -123,7 +123,7 @@ def command_contexts(command: str, route: str | Route | None = None, *, config: 
 def eval_plan(suite: str | Suite, *, routes: Sequence[str | None] | None = None, epochs: int = 1,
               concurrency: int = 8, tasks: Sequence[str] | None = None, limit: int | None = None,
               samples: str | Path | None = None, sandbox: str = "auto", max_tokens: int = 4096,
-              fail_fast: bool = False) -> EvalPlan:
+              fail_fast: bool = False, executor: str = "local", ray_address: str | None = None) -> EvalPlan:
     """The plan of an evaluation: `suite` (humaneval, basic, toolcalls, a suite folder or a suite .py file — a folder
     or file stored by its absolute path so a resume finds it from anywhere — or a Suite object, stored by its name)
     over `routes` (names from k2probe.toml; None, the default route)."""
@@ -140,7 +140,7 @@ def eval_plan(suite: str | Suite, *, routes: Sequence[str | None] | None = None,
     return EvalPlan(suite=suite, routes=list(routes) if routes else [None], epochs=epochs, concurrency=concurrency,
                     tasks=list(tasks) if tasks is not None else None, limit=limit,
                     samples_file=str(samples) if samples is not None else None, sandbox=sandbox,
-                    max_tokens=max_tokens, fail_fast=fail_fast)
+                    max_tokens=max_tokens, fail_fast=fail_fast, executor=executor, ray_address=ray_address)
 
 
 def evaluate(suite: str | Suite | EvalPlan | None = None, *, routes: Sequence[str | None] | None = None,

@@ -62,6 +62,11 @@ def eval_command(
                                                       callback=_finite, help="exit 1 when more samples than this "
                                                       "share end as error (no verdict: route, harness)",
                                                       metavar="RATE")] = None,
+        executor: Annotated[str, typer.Option("--executor", envvar="K2PROBE_EXECUTOR", help=(
+            "where programs are judged: local (this machine) or ray (the nodes of a Ray cluster; pip install "
+            "'k2probe[ray]')"), metavar="TEXT")] = "local",
+        ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="K2PROBE_RAY_ADDRESS", help=(
+            "the Ray cluster (HOST:PORT; default: the one `ray start` runs on this machine)"), metavar="ADDR")] = None,
         as_json: JsonOpt = False) -> None:
     """Run a suite over one or more routes: every sample once, verified in the sandbox, then the guide's metrics."""
     if suite == "humaneval" and resume is None:  # its checkers and their sandboxes start while the rest loads
@@ -78,8 +83,11 @@ def eval_command(
     if task_ids == []:
         raise UsageError(f"--tasks {tasks!r} names no task",
                          fix="give task ids, comma-separated: --tasks HumanEval/0,HumanEval/3")
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor {executor!r} is not one of local, ray", fix="use --executor local or ray")
     plan = eval_plan(suite or "", routes=route, epochs=epochs, concurrency=concurrency, tasks=task_ids, limit=limit,
-                     samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast)
+                     samples=samples, sandbox=sandbox, max_tokens=max_tokens, fail_fast=fail_fast,
+                     executor=executor, ray_address=ray_address)
     if resume is not None:
         _refuse_conflicts(ctx, resume, plan)
     result, broken = run_eval_command(plan, resume, thresholds, junit, as_json, html, timeout)

@@ -28,7 +28,7 @@ from k2probe.eval.suite import (
     plays_on_emulator,
     select,
 )
-from k2probe.sandbox.executor import executor_for
+from k2probe.sandbox.executor import executor_for, executor_of
 from k2probe.sandbox.isolation import isolation
 
 if TYPE_CHECKING:
@@ -125,7 +125,9 @@ def evaluate(plan: EvalPlan, *, resume: str | None = None, on_start: Any = None,
     if resume is None and plan.samples_file is not None:  # nothing to ask: scoring starts while the store loads
         suite = suite if suite is not None and suite.name == plan.suite else get_suite(plan.suite)
         chosen = samples, given = _samples(plan, suite)
-        ahead = pool.submit(asyncio.run, _score_all(suite, samples, given or {}, executor_for(isolation(plan.sandbox))))
+        if plan.executor == "local":  # (a cluster's executor is made once, with its probe, by the run itself)
+            ahead = pool.submit(asyncio.run, _score_all(suite, samples, given or {},
+                                                        executor_for(isolation(plan.sandbox))))
     from k2probe.recording.store import Store
 
     store = Store(redactor=Redactor())
@@ -193,7 +195,7 @@ def _evaluate(plan: EvalPlan, suite: Suite, store: Store, run_id: str, on_start:
     from k2probe.eval import metrics
 
     samples, given = chosen or _samples(plan, suite)  # a samples file is read once: `evaluate` may have read it
-    executor = executor_for(isolation(plan.sandbox))
+    executor = executor_of(plan.sandbox, plan.executor, plan.ray_address)
     resumed = bool(run_id)
     with contextlib.ExitStack() as stack:
         sessions: dict[str, RouteContext] = {}  # each route's context; all of them recorded in this one run

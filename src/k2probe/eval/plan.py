@@ -23,6 +23,8 @@ class EvalPlan:
     sandbox: str = "auto"
     max_tokens: int = 4096
     fail_fast: bool = False  # a sample that raises stops the run (else that sample alone is `error`)
+    executor: str = "local"  # where programs are judged: this machine, or "ray" (a cluster's nodes)
+    ray_address: str | None = None  # the Ray cluster's address (None: the one `ray start` wrote on this machine)
 
     def as_config(self) -> dict[str, Any]:
         return {"eval": asdict(self)}

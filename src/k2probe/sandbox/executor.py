@@ -150,6 +150,20 @@ def executor_for(iso: Isolation) -> Executor:
     return EXECUTORS[iso.sandbox](iso)
 
 
+def executor_of(mode: str, where: str = "local", address: str | None = None) -> Executor:
+    """The executor for `--sandbox MODE` on `--executor WHERE`: this machine, or a Ray cluster's nodes."""
+    iso = isolation(mode)
+    if where == "local":
+        return executor_for(iso)
+    if where == "ray":
+        from k2probe.sandbox.ray_executor import RayExecutor
+
+        return RayExecutor(iso, mode, address)
+    from k2probe.core.errors import UsageError
+
+    raise UsageError(f"--executor {where!r} is not one of local, ray", fix="use --executor local or --executor ray")
+
+
 def executor(mode: str = "auto") -> Executor:
     """The executor `--sandbox MODE` asks for (SandboxUnavailable when isolation is asked for but missing)."""
     return executor_for(isolation(mode))

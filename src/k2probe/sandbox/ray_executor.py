@@ -1,0 +1,177 @@
+"""`--executor ray`: generated programs judged on the nodes of an existing Ray cluster, each node in its own sandboxes.
+
+Model calls stay on the driver (one event loop holds the streams, and the route's key never leaves this machine): only
+the CPU-bound judging goes out, as Ray tasks that carry the program's text and the sandbox mode — never a key, an
+environment or a runtime_env. Before the first sample a probe asks every node for its k2probe version and its sandbox;
+a node that cannot judge as this machine would is left out, said once, and never blamed on the model. Each task is
+pinned to one node and not retried by Ray: when a node dies under it, the driver sends the program to another node
+itself, and the driver alone records a sample's one result (the store keeps the first), so nothing is lost or counted
+twice. Results are taken as they finish, never in submission order."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from k2probe.core.errors import UsageError
+from k2probe.sandbox.executor import LocalExecutor
+from k2probe.sandbox.isolation import Isolation
+
+if TYPE_CHECKING:
+    from k2probe.sandbox.programs import Program, ProgramVerdict
+
+TRIES = 3  # nodes tried for one program before it is the harness's `error`
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray, which is not installed",
+                         fix="pip install 'k2probe[ray]' (or pip install ray), then start or name a cluster") from None
+    return ray
+
+
+def _cluster_messages_to_stderr(ray: Any) -> None:
+    """Ray prints the cluster's error messages (a node marked dead, …) on the driver's stdout, where `--json` keeps
+    its one document alone: they go to stderr instead (Ray offers no switch; its printer is looked up when called)."""
+    worker: Any = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if worker is None or original is None or getattr(original, "k2probe_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.k2probe_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
+def _reachable(address: str) -> None:
+    """Something listens at the cluster's address (ray.init would wait minutes for nothing)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"no Ray cluster at {address}: {getattr(exc, 'strerror', None) or exc}",
+                         fix="start one (ray start --head) or name it with --ray-address HOST:PORT") from None
+
+
+@dataclass(frozen=True)
+class NodeCheck:
+    """What the probe found on one node."""
+
+    node_id: str
+    k2probe: str
+    sandbox: str | None  # the isolation the node would judge with, or None when it has none
+    problem: str | None  # why it cannot judge (None: it can)
+
+
+def _probe(mode: str, version: str) -> NodeCheck:
+    """Runs on a node: its k2probe version and sandbox (SandboxUnavailable is a reason, not a crash)."""
+    import ray
+
+    from k2probe import __version__
+    from k2probe.sandbox.isolation import isolation
+
+    node = ray.get_runtime_context().get_node_id()
+    try:
+        iso = isolation(mode)
+    except Exception as exc:
+        return NodeCheck(node, __version__, None, f"no sandbox: {exc}")
+    if __version__ != version:
+        return NodeCheck(node, __version__, iso.sandbox, f"k2probe {__version__}, not the driver's {version}")
+    return NodeCheck(node, __version__, iso.sandbox, None)
+
+
+def _judge(key: str, program: Program, mode: str) -> ProgramVerdict:
+    """Runs on a node: the program judged by that node's checker pool, the node named in the verdict's details."""
+    import ray
+
+    from k2probe.sandbox.isolation import isolation
+    from k2probe.sandbox.programs import submit
+
+    verdict = submit(key, program, iso=isolation(mode)).result()
+    verdict.details["node"] = ray.get_runtime_context().get_node_id()[:12]
+    return verdict
+
+
+class RayExecutor(LocalExecutor):
+    """Programs judged across the cluster's probed nodes (round robin); every other part of the executor seam — an
+    agent's commands and files — stays on this machine for now."""
+
+    def __init__(self, iso: Isolation, mode: str, address: str | None = None) -> None:
+        super().__init__(iso)
+        ray = _ray()
+        self.mode, self._ray = mode, ray
+        if not ray.is_initialized():
+            if address:
+                _reachable(address)
+            _cluster_messages_to_stderr(ray)
+            try:
+                ray.init(address=address or "auto", logging_level="ERROR", log_to_driver=False,
+                         include_dashboard=False, configure_logging=True)
+            except ConnectionError as exc:
+                raise UsageError(f"no Ray cluster at {address or 'the address ray start wrote'}: {exc}",
+                                 fix="start one (ray start --head) or name it with --ray-address HOST:PORT") from None
+        self.checks = self._probe_nodes()
+        self.nodes = [c.node_id for c in self.checks if c.problem is None]
+        if not self.nodes:
+            said = "; ".join(f"{c.node_id[:12]}: {c.problem}" for c in self.checks) or "no node is alive"
+            raise UsageError(f"no node of the Ray cluster can judge programs here ({said})",
+                             fix="install bubblewrap and this k2probe version on the nodes, or use --executor local")
+        self._turn = itertools.count()
+        # a program's judging takes a fraction of a CPU (its checker waits on the sandbox most of the time)
+        self._judge = ray.remote(num_cpus=0.25, max_retries=0)(_judge)
+
+    @property
+    def left_out(self) -> list[NodeCheck]:
+        return [c for c in self.checks if c.problem is not None]
+
+    def _pinned(self, node: str) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+
+    def _probe_nodes(self) -> list[NodeCheck]:
+        from k2probe import __version__
+
+        ray = self._ray
+        probe = ray.remote(num_cpus=0)(_probe)
+        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+        refs = [probe.options(scheduling_strategy=self._pinned(node), max_retries=0).remote(self.mode, __version__)
+                for node in alive]
+        checks = []
+        for node, ref in zip(alive, refs, strict=True):
+            try:
+                checks.append(ray.get(ref, timeout=120))
+            except Exception as exc:
+                checks.append(NodeCheck(node, "?", None, f"did not answer the probe: {type(exc).__name__}"))
+        return checks
+
+    async def program(self, key: str, program: Program) -> ProgramVerdict:
+        from k2probe.core.results import Outcome
+        from k2probe.sandbox.programs import ProgramVerdict
+
+        ray = self._ray
+        failures = []
+        for _ in range(min(TRIES, len(self.nodes)) or 1):
+            if not self.nodes:
+                break
+            node = self.nodes[next(self._turn) % len(self.nodes)]
+            try:
+                ref = self._judge.options(scheduling_strategy=self._pinned(node)).remote(key, program, self.mode)
+                verdict: ProgramVerdict = await ref
+                return verdict
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the node died, or its worker did: another node judges it
+                failures.append(f"{node[:12]}: {type(exc).__name__}")
+                if not any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
+                    self.nodes = [n for n in self.nodes if n != node]
+        return ProgramVerdict(Outcome.ERROR, "verification failed on the Ray cluster: " + "; ".join(failures))
