@@ -94,6 +94,7 @@ class Connection:
         self.used = False  # has it carried a request before (a server may have closed it meanwhile)
         self.length: int | None = None
         self.chunked = False
+        self.headers: list[tuple[bytes, bytes]] = []  # the latest response's, names lower-cased, as they came
         self._keep = False  # the response allows another request after it
 
     @property
@@ -124,9 +125,11 @@ class Connection:
             raise ProtocolError(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
         status = int(rest[:3])
         kind, self.length, self.chunked, keep = "", None, False, version == b"HTTP/1.1"
+        self.headers = []
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
+            self.headers.append((name, value.strip()))
             if name == b"content-length":
                 try:
                     self.length = int(value)
