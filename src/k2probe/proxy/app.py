@@ -37,7 +37,7 @@ from k2probe.proxy.checks import Finding, check_request
 from k2probe.proxy.memory import Memory, bounded
 from k2probe.proxy.repair import refusal, repair
 from k2probe.proxy.stats import Stats
-from k2probe.proxy.upstream import Answer, PooledAnswer, Upstream, UpstreamError
+from k2probe.proxy.upstream import Answer, Pending, PooledAnswer, PooledPending, Upstream, UpstreamError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -135,13 +135,47 @@ class Proxy:
         return Response(content, status_code=status, media_type=kind)
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """POST /v1/chat/completions, as raw ASGI: the body read, checked, refused or repaired by mode, forwarded."""
+        """POST /v1/chat/completions, as raw ASGI: the body read, checked, refused or repaired by mode, forwarded. In
+        observe mode (which forwards as is) it goes on first and is checked while the route works on it."""
         if not self._authorised(scope["headers"]):
             await _respond(send, 401, _json(UNAUTHORISED.body()), "application/json")
             return
         raw = await _read_body(receive)
         if raw is None:  # the client left before its request was in
             return
+        started_at = time.time()
+        if self.mode == "observe":
+            doubled = scope["path"].startswith("/v1/v1")
+            pending, clock, failed = await self._start("/v1" if doubled else "", raw)
+            try:
+                handled = self._handled(raw, scope["path"], started_at)
+            except BaseException:
+                if pending is not None:
+                    pending.abandon()
+                raise
+            await self._forward(pending, failed, clock, handled, receive, send)
+            return
+        handled = self._handled(raw, scope["path"], started_at)
+        body, record, findings = handled.record.request, handled.record, handled.findings
+        if self.mode == "enforce" and (error := refusal(body, self.profile, findings)) is not None:
+            handled.refused = True
+            record.status, record.error_type, record.error_message = error.status, error.type, error.message
+            record.retry_reason = "refused by the proxy (enforce): not sent"
+            self._done(handled)
+            await _respond(send, error.status, _json(error.body()), "application/json")
+            return
+        if self.mode == "repair" and findings:
+            fixed = repair(body, self.profile, self.memory, findings)
+            if fixed != body or any(f.kind == "doubled_v1" for f in findings):
+                handled.repaired = True
+                raw = json.dumps(fixed, ensure_ascii=False).encode()
+                record.request = fixed
+        path = "" if handled.repaired or not any(f.kind == "doubled_v1" for f in findings) else "/v1"
+        pending, clock, failed = await self._start(path, raw)
+        await self._forward(pending, failed, clock, handled, receive, send)
+
+    def _handled(self, raw: bytes, path: str, started_at: float) -> Handled:
+        """The request read: its session, its findings, its record begun."""
         try:
             body = _loads(raw)
         except ValueError:
@@ -155,37 +189,33 @@ class Proxy:
             messages = body.get("messages")
             session = self.memory.session_for(messages if isinstance(messages, list) else [])
             try:
-                findings = check_request(body, self.profile, self.memory, session=session, path=scope["path"],
+                findings = check_request(body, self.profile, self.memory, session=session, path=path,
                                          body_bytes=len(raw))
             except Exception:  # a body too odd for a check: forwarded unchecked, never the client's traffic broken
                 self.stats.unchecked += 1
         record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                             stream=bool(body.get("stream")), request=body, purpose="proxy", sample_id=session,
-                            step=number, started_at=time.time())
-        handled = Handled(number, session, self.labels.get(session, session), findings, record)
-        if self.mode == "enforce" and (error := refusal(body, self.profile, findings)) is not None:
-            handled.refused = True
-            record.status, record.error_type, record.error_message = error.status, error.type, error.message
-            record.retry_reason = "refused by the proxy (enforce): not sent"
-            self._done(handled)
-            await _respond(send, error.status, _json(error.body()), "application/json")
-            return
-        if self.mode == "repair" and findings:
-            fixed = repair(body, self.profile, self.memory, findings)
-            if fixed != body or any(f.kind == "doubled_v1" for f in findings):
-                handled.repaired = True
-                body, raw = fixed, json.dumps(fixed, ensure_ascii=False).encode()
-                record.request = body
-        await self._forward(raw, handled, receive, send)
+                            step=number, started_at=started_at)
+        return Handled(number, session, self.labels.get(session, session), findings, record)
 
     # ---- forwarding ------------------------------------------------------------------------------------------
-    async def _forward(self, raw: bytes, handled: Handled, receive: Receive, send: Send) -> None:
-        record = handled.record
+    async def _start(self, path: str, raw: bytes) -> tuple[Pending | PooledPending | None, Clock,
+                                                            UpstreamError | None]:
+        """The request sent on (or why it could not be), with the clock its timings count on."""
         stamps: dict[str, float] = {}
-        path = "" if handled.repaired or not any(f.kind == "doubled_v1" for f in handled.findings) else "/v1"
         clock = Clock(time.perf_counter(), stamps)
         try:
-            answer = await self.upstream.post(f"{path}/chat/completions", raw, stamps)
+            return await self.upstream.start(f"{path}/chat/completions", raw, stamps), clock, None
+        except UpstreamError as exc:
+            return None, clock, exc
+
+    async def _forward(self, pending: Pending | PooledPending | None, failed: UpstreamError | None, clock: Clock,
+                       handled: Handled, receive: Receive, send: Send) -> None:
+        record = handled.record
+        try:
+            if pending is None:
+                raise failed or UpstreamError("ConnectError")
+            answer = await pending.answer()
         except UpstreamError as exc:
             record.error_type, record.error_message = "unreachable", f"{exc.name}: {exc}"[:300]
             self._done(handled)

@@ -11,8 +11,8 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx2
 
@@ -20,6 +20,7 @@ from k2probe.client.transport import POOL_LIMITS, request_seconds, stall_seconds
 from k2probe.client.wire import SOCKET_OPTIONS, StampedBackend, arrival, proxy_for, stamped
 from k2probe.load.h1 import Connection, ProtocolError, connect
 
+_T = TypeVar("_T")
 CONNECT_S = 5.0
 ACCEPT_ENCODING = b"gzip, deflate"  # what the lean path decodes (httpx2 asks for the same)
 
@@ -117,7 +118,7 @@ class Answer:
         decode = _decoder(self.headers)
         watch = self.watch
         try:
-            async for piece in self.connection.pieces():
+            async for piece in self.connection.pieces(joined=True):
                 if decode is not None:
                     piece = decode(piece)
                 if piece:
@@ -173,6 +174,84 @@ class PooledAnswer:
         await self.response.aclose()
 
 
+class Pending:
+    """A request sent on a lean connection, its answer's head still to come; sent again once on a new connection if
+    a kept one turns out closed by the route before any answer."""
+
+    def __init__(self, upstream: Upstream, data: bytes, stamps: dict[str, float]) -> None:
+        self.upstream, self.data, self.stamps = upstream, data, stamps
+        self.watch = Watch(stall_seconds(), request_seconds())
+        self.connection: Connection | None = None
+
+    async def guarded(self, operation: Awaitable[_T]) -> _T:
+        """Run a step of the exchange, its failures as UpstreamError, the watch closed on any."""
+        try:
+            return await operation
+        except asyncio.CancelledError:
+            self.abandon()
+            if (timeout := self.watch.timed_out()) is None:
+                raise
+            raise timeout from None
+        except (OSError, ssl.SSLError, ProtocolError) as exc:
+            self.abandon()
+            raise UpstreamError(type(exc).__name__, str(exc)) from exc
+        except BaseException:
+            self.abandon()
+            raise
+
+    async def send(self, fresh: bool = False) -> None:
+        for attempt in (0, 1):
+            connection = self.connection = await self.upstream._connection(self.stamps, fresh=fresh or attempt > 0)
+            self.stamps["wire"] = time.perf_counter()
+            try:
+                await connection.request(self.data)
+                return
+            except ConnectionError:
+                connection.close()
+                if attempt or not connection.used:  # a kept connection the route had closed: once more, on a new one
+                    raise
+
+    async def _head(self) -> tuple[Connection, int, str]:
+        for attempt in (0, 1):
+            if attempt:
+                await self.send(fresh=True)
+            connection = self.connection
+            assert connection is not None
+            try:
+                status, kind = await connection.head()
+            except (ConnectionError, ProtocolError):
+                connection.close()
+                if attempt or not connection.used:  # no byte of an answer on a kept connection: send it once more
+                    raise
+                continue
+            connection.used = True
+            return connection, status, kind
+        raise AssertionError("unreachable")
+
+    async def answer(self) -> Answer:
+        connection, status, kind = await self.guarded(self._head())
+        return Answer(self.upstream, connection, status, kind, self.watch)
+
+    def abandon(self) -> None:
+        """No answer will be read: the watch stopped, the connection closed."""
+        self.watch.close()
+        if self.connection is not None:
+            self.connection.close()
+
+
+class PooledPending:
+    """A request for httpx2's pool: sent when its answer is asked for."""
+
+    def __init__(self, upstream: Upstream, path: str, body: bytes, stamps: dict[str, float]) -> None:
+        self.upstream, self.path, self.body, self.stamps = upstream, path, body, stamps
+
+    async def answer(self) -> PooledAnswer:
+        return await self.upstream._pooled(self.path, self.body, self.stamps)
+
+    def abandon(self) -> None:
+        return None
+
+
 class Upstream:
     """The route's base URL with its headers (its key among them); `post` sends a chat request, `get` the rest."""
 
@@ -223,44 +302,21 @@ class Upstream:
         return answer.status_code, answer.content, answer.headers.get("content-type", "application/json")
 
     async def post(self, path: str, body: bytes, stamps: dict[str, float]) -> Answer | PooledAnswer:
-        """POST `body` to base URL + `path`; `stamps` gets connect/tcp/tls/wire as client.transport's Clock reads
-        them. Raises UpstreamError when no answer came."""
+        """POST `body` to base URL + `path` and wait for the answer's head (`start`, then its `answer`)."""
+        return await (await self.start(path, body, stamps)).answer()
+
+    async def start(self, path: str, body: bytes, stamps: dict[str, float]) -> Pending | PooledPending:
+        """Send a POST of `body` to base URL + `path`; its answer is awaited apart (`answer`), so what the caller
+        still has to do (its checks) overlaps the route's work. `stamps` gets connect/tcp/tls/wire as
+        client.transport's Clock reads them. Raises UpstreamError when the request could not go."""
         if not self.lean:
-            return await self._pooled(path, body, stamps)
+            return PooledPending(self, path, body, stamps)
         head = self._heads.get(path)
         if head is None:
             head = self._heads[path] = self._head(path)
-        data = b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
-        watch = Watch(stall_seconds(), request_seconds())
-        try:
-            for attempt in (0, 1):
-                connection = await self._connection(stamps)
-                stamps["wire"] = time.perf_counter()
-                try:
-                    await connection.request(data)
-                    status, kind = await connection.head()
-                    break
-                except (ConnectionError, ProtocolError):
-                    connection.close()
-                    # a kept connection the server closed as the request went out: once more on a new one
-                    if attempt or not connection.used:
-                        raise
-                except BaseException:
-                    connection.close()
-                    raise
-        except asyncio.CancelledError:
-            watch.close()
-            if (timeout := watch.timed_out()) is None:
-                raise
-            raise timeout from None
-        except (OSError, ssl.SSLError, ProtocolError) as exc:
-            watch.close()
-            raise UpstreamError(type(exc).__name__, str(exc)) from exc
-        except BaseException:
-            watch.close()
-            raise
-        connection.used = True
-        return Answer(self, connection, status, kind, watch)
+        pending = Pending(self, b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body)), stamps)
+        await pending.guarded(pending.send())
+        return pending
 
     def _head(self, path: str) -> bytes:
         url = httpx2.URL(self.base_url + path)
@@ -269,8 +325,8 @@ class Upstream:
                  b"Content-Length: "]
         return b"\r\n".join(lines)
 
-    async def _connection(self, stamps: dict[str, float]) -> Connection:
-        while self.idle:
+    async def _connection(self, stamps: dict[str, float], fresh: bool = False) -> Connection:
+        while self.idle and not fresh:
             connection = self.idle.pop()
             if connection.channel.idle_and_open:  # the route may have closed it since (uvicorn: after 5 s idle)
                 return connection
