@@ -237,8 +237,10 @@ class Proxy:
         finally:
             await answer.aclose()
         record.latency_ms = clock.since_wire(end)
-        self._plain(answer.status, content, answer.kind, handled)
-        await _respond(send, answer.status, content, answer.kind or None, _passed(answer.headers))
+        try:  # the client has its answer before the proxy reads it
+            await _respond(send, answer.status, content, answer.kind or None, _passed(answer.headers))
+        finally:
+            self._plain(answer.status, content, answer.kind, handled)
 
     def _plain(self, status: int, content: bytes, kind: str, handled: Handled) -> None:
         record = handled.record
@@ -271,7 +273,10 @@ class Proxy:
         state = {"finished": False, "gone": False}
 
         def left(watcher: asyncio.Task[Message]) -> None:
-            if not state["finished"] and not watcher.cancelled() and task is not None:
+            if watcher.cancelled():
+                return
+            watcher.exception()  # taken, so a receive that failed is not reported as never retrieved
+            if not state["finished"] and task is not None:
                 state["gone"] = True
                 task.cancel()
 
@@ -280,6 +285,7 @@ class Proxy:
                                 (b"content-type", b"text/event-stream; charset=utf-8")]})
         watcher = asyncio.ensure_future(receive())
         watcher.add_done_callback(left)
+        raised = True
         try:
             async for piece in answer.pieces():
                 now = answer.arrived
@@ -288,42 +294,60 @@ class Proxy:
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     self._feed(line, acc, record, now)
+            raised = False
         except UpstreamError as exc:
             record.error_type = "stream_cut"
             record.error_message = f"the route's stream broke after {acc.chunks} chunks: {exc.name}"
-        except BaseException:  # the client went away (or the server is stopping): what came is still recorded
-            record.error_type = record.error_type or "client_gone"
-            record.error_message = record.error_message or f"the client stopped reading after {acc.chunks} chunks"
-            if not state["gone"]:
-                raise
-            if task is not None:
-                task.uncancel()
+            raised = False
+        except BaseException as exc:  # the client went away (or the server is stopping): what came is still recorded
+            timeout = answer.watch.timed_out() if isinstance(answer, Answer) and isinstance(
+                exc, asyncio.CancelledError) else None
+            if timeout is not None:  # the whole answer's deadline passed while the client was being written to
+                record.error_type = "stream_cut"
+                record.error_message = f"the route's stream broke after {acc.chunks} chunks: {timeout.name}"
+            else:
+                record.error_type = record.error_type or "client_gone"
+                record.error_message = record.error_message or (
+                    f"the client stopped reading after {acc.chunks} chunks")
+                if not state["gone"]:
+                    raise
+                if task is not None:
+                    task.uncancel()
+            raised = False
         finally:
             state["finished"] = True
             watcher.cancel()
             await answer.aclose()
-            if pending:
-                self._feed(pending, acc, record, time.perf_counter())
-            record.ttft_ms, record.ttfc_ms = clock.since_wire(acc.first_token_at), clock.since_wire(
-                acc.first_content_at)
-            record.latency_ms = clock.since_wire(acc.last_token_at if acc.last_token_at is not None
-                                                 else time.perf_counter())
-            record.itl_ms = acc.inter_token_ms()
-            record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location
-            record.finish_reason = acc.finish_reason
-            if record.error_type is None and acc.finish_reason is None:
-                record.error_type = "stream_cut"
-                record.error_message = f"the stream ended before any finish_reason ({acc.chunks} chunks)"
-            try:
-                usage = answers.usage_of(acc.usage)
-            except ValueError:
-                usage = Usage()
-            self._account(usage, record)
-            if acc.chunks:
-                self.memory.remember(acc.message(), handled.session, handled.number)
-            self._done(handled)
-        if not state["gone"]:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if raised:
+                self._ended(acc, pending, handled, clock)
+        try:  # the client has the stream's end before the proxy reads it
+            if not state["gone"]:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._ended(acc, pending, handled, clock)
+
+    def _ended(self, acc: StreamAccumulator, pending: bytes, handled: Handled, clock: Clock) -> None:
+        """A relayed stream's record completed from what came: timings, usage, the turn remembered."""
+        record = handled.record
+        if pending:
+            self._feed(pending, acc, record, time.perf_counter())
+        record.ttft_ms, record.ttfc_ms = clock.since_wire(acc.first_token_at), clock.since_wire(acc.first_content_at)
+        record.latency_ms = clock.since_wire(acc.last_token_at if acc.last_token_at is not None
+                                             else time.perf_counter())
+        record.itl_ms = acc.inter_token_ms()
+        record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location
+        record.finish_reason = acc.finish_reason
+        if record.error_type is None and acc.finish_reason is None:
+            record.error_type = "stream_cut"
+            record.error_message = f"the stream ended before any finish_reason ({acc.chunks} chunks)"
+        try:
+            usage = answers.usage_of(acc.usage)
+        except ValueError:
+            usage = Usage()
+        self._account(usage, record)
+        if acc.chunks:
+            self.memory.remember(acc.message(), handled.session, handled.number)
+        self._done(handled)
 
     def _feed(self, line: bytes, acc: StreamAccumulator, record: CallRecord, now: float) -> None:
         if not line.startswith(b"data:"):
