@@ -184,7 +184,7 @@ class Connection:
             size = int(self.buffer[:end].split(b";", 1)[0], 16)
         except ValueError:
             return None  # said by _chunks, which reads it next
-        if size == 0 or len(self.buffer) < end + 2 + size + 2:
+        if size <= 0 or len(self.buffer) < end + 2 + size + 2:
             return None
         piece = self.buffer[end + 2:end + 2 + size]
         self.buffer = self.buffer[end + 2 + size + 2:]
