@@ -30,7 +30,8 @@ class ProxyServer:
     def _run(self) -> None:
         # the store's recorder thread holds the GIL while it writes; each socket call of the serving loop gives the GIL
         # up and would wait up to 5 ms (Python's default switch interval) to take it back — a relayed chunk's delay
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_S))
+        before = sys.getswitchinterval()
+        sys.setswitchinterval(min(before, SWITCH_S))
 
         async def serve() -> None:
             try:
@@ -38,7 +39,10 @@ class ProxyServer:
             finally:
                 await self.proxy.aclose()
 
-        asyncio.run(serve())
+        try:
+            asyncio.run(serve())
+        finally:  # the interpreter's setting is the process's: given back when the proxy stops
+            sys.setswitchinterval(before)
 
     @property
     def base_url(self) -> str:
