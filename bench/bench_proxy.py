@@ -4,6 +4,7 @@ measured the same way. Ratios in one run: direct, proxy and LiteLLM take turns, 
 the median over the rounds of that target's p50 / p99.
 
 Run: python bench/bench_proxy.py [--concurrency 100] [--requests 400] [--rounds 3] [--ttft-ms 100] [--no-litellm]
+It also says the CPU time each proxy process spent per request it relayed (Linux: its /proc stat), streamed and not.
 The emulator, the proxy (`k2probe proxy`, recording to a scratch store, as a user runs it), LiteLLM ($K2PROBE_LITELLM,
 its `openai/` provider) and the client (`k2probe bench`, kernel-stamped reads) each run in processes of their own.
 """
@@ -69,6 +70,15 @@ def start_litellm(upstream: str, folder: Path) -> tuple[subprocess.Popen[bytes],
     return process, f"http://127.0.0.1:{port}/v1"
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process (its threads included) has spent so far; None where /proc cannot say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def measure(base_url: str, key: str, model: str, stream: bool, args: argparse.Namespace,
             home: str) -> tuple[float, float, int]:
     """p50 and p99 (ms) of TTFT (streamed) or end-to-end latency (not), and n, from one `k2probe bench` step."""
@@ -108,11 +118,17 @@ def main() -> None:
         if litellm is not None:
             started.append(litellm[0])
             targets["LiteLLM proxy"] = (litellm[1], MASTER, "kimi-openai")
+        servers = {"k2probe proxy": proxy.pid, **({"LiteLLM proxy": litellm[0].pid} if litellm else {})}
         results: dict[tuple[str, bool], list[tuple[float, float, int]]] = {}
+        cpu_ms: dict[tuple[str, bool], list[float]] = {}  # a proxy's CPU per request it relayed
         for round_ in range(args.rounds):
             for stream in (True, False):
                 for name, (url, key, model) in targets.items():
+                    before = cpu_seconds(servers[name]) if name in servers else None
                     results.setdefault((name, stream), []).append(measure(url, key, model, stream, args, home))
+                    after = cpu_seconds(servers[name]) if name in servers else None
+                    if before is not None and after is not None:
+                        cpu_ms.setdefault((name, stream), []).append((after - before) * 1000 / args.requests)
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
         print(f"{args.concurrency} concurrent requests, {args.requests} a step, emulator TTFT {args.ttft_ms:g} ms, "
               f"median of {args.rounds} rounds")
@@ -120,11 +136,13 @@ def main() -> None:
             base50 = statistics.median(r[0] for r in results[("direct", stream)])
             base99 = statistics.median(r[1] for r in results[("direct", stream)])
             print(f"\n{what}:")
-            print(f"  {'target':<14} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10}")
+            print(f"  {'target':<14} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'CPU ms/req':>10}")
             for name in targets:
                 p50 = statistics.median(r[0] for r in results[(name, stream)])
                 p99 = statistics.median(r[1] for r in results[(name, stream)])
-                print(f"  {name:<14} {p50:8.1f} {p99:8.1f} {p50 - base50:+10.1f} {p99 - base99:+10.1f}")
+                cpu = cpu_ms.get((name, stream))
+                per = f"{statistics.median(cpu):10.2f}" if cpu else f"{'':>10}"
+                print(f"  {name:<14} {p50:8.1f} {p99:8.1f} {p50 - base50:+10.1f} {p99 - base99:+10.1f} {per}")
     finally:
         for process in started:
             process.send_signal(signal.SIGINT)

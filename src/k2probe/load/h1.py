@@ -94,6 +94,7 @@ class Connection:
         self.used = False  # has it carried a request before (a server may have closed it meanwhile)
         self.length: int | None = None
         self.chunked = False
+        self.headers: list[tuple[bytes, bytes]] = []  # the latest response's, names lower-cased, as they came
         self._keep = False  # the response allows another request after it
 
     @property
@@ -124,9 +125,11 @@ class Connection:
             raise ProtocolError(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
         status = int(rest[:3])
         kind, self.length, self.chunked, keep = "", None, False, version == b"HTTP/1.1"
+        self.headers = []
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
+            self.headers.append((name, value.strip()))
             if name == b"content-length":
                 try:
                     self.length = int(value)
@@ -146,10 +149,11 @@ class Connection:
     async def body(self) -> bytes:
         return b"".join([piece async for piece in self.pieces()])
 
-    async def pieces(self) -> AsyncIterator[bytes]:
-        """The body as it comes, a piece per read (a chunk, with chunked framing); `arrived` stamps the latest."""
+    async def pieces(self, joined: bool = False) -> AsyncIterator[bytes]:
+        """The body as it comes, a piece per read (a chunk, with chunked framing; `joined`: every whole chunk a read
+        brought, joined into one piece); `arrived` stamps the latest."""
         if self.chunked:
-            async for piece in self._chunks():
+            async for piece in self._chunks(joined):
                 yield piece
         elif self.length is not None:
             left = self.length
@@ -171,7 +175,22 @@ class Connection:
                 self.buffer = data
         self.reusable = self._keep and not self.buffer
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    def _whole_chunk(self) -> bytes | None:
+        """The next chunk if it is all in the buffer and not the last one (None: wait for the socket, or the end)."""
+        end = self.buffer.find(b"\r\n")
+        if end < 0:
+            return None
+        try:
+            size = int(self.buffer[:end].split(b";", 1)[0], 16)
+        except ValueError:
+            return None  # said by _chunks, which reads it next
+        if size <= 0 or len(self.buffer) < end + 2 + size + 2:
+            return None
+        piece = self.buffer[end + 2:end + 2 + size]
+        self.buffer = self.buffer[end + 2 + size + 2:]
+        return piece
+
+    async def _chunks(self, joined: bool = False) -> AsyncIterator[bytes]:
         while True:
             while (end := self.buffer.find(b"\r\n")) < 0:
                 await self._more()
@@ -190,6 +209,11 @@ class Connection:
             start = end + 2
             piece = self.buffer[start:start + size]
             self.buffer = self.buffer[start + size + 2:]
+            if joined and (more := self._whole_chunk()) is not None:
+                parts = [piece, more]
+                while (more := self._whole_chunk()) is not None:
+                    parts.append(more)
+                piece = b"".join(parts)
             yield piece
 
     def close(self) -> None:

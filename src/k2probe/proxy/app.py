@@ -2,30 +2,32 @@
 repairs it by mode, forwards it to the route with the route's key (the client's Authorization is never forwarded nor
 kept), passes the answer through as it arrives — SSE chunks relayed before they are read — and records the call.
 
-The added work per streamed chunk is one json.loads after the chunk has gone on, to remember the turn's reasoning and
-tool calls and read usage; the timings are the kernel's receive stamps (client.wire), as everywhere in k2probe."""
+The chat endpoint is raw ASGI (no routing, no StreamingResponse task group per request), the route is reached over
+load/h1.py's lean HTTP/1.1 (proxy/upstream.py), and the added work per streamed chunk is one orjson.loads after the
+chunk has gone on, to remember the turn's reasoning and tool calls and read usage; the timings are the kernel's receive
+stamps (client.wire), as everywhere in k2probe."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-import httpx2
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route as Path
 
 from k2probe import __version__
 from k2probe.client import answers
 from k2probe.client.stream import StreamAccumulator
-from k2probe.client.transport import POOL_LIMITS, Clock, price_for, request_seconds, stall_seconds
-from k2probe.client.wire import SOCKET_OPTIONS, arrival, stamped
+from k2probe.client.transport import Clock, price_for
 from k2probe.core import contract
 from k2probe.core.config import Route
 from k2probe.core.failures import Failure, stream_error
@@ -35,13 +37,18 @@ from k2probe.proxy.checks import Finding, check_request
 from k2probe.proxy.memory import Memory, bounded
 from k2probe.proxy.repair import refusal, repair
 from k2probe.proxy.stats import Stats
+from k2probe.proxy.upstream import Answer, Pending, PooledAnswer, PooledPending, Upstream, UpstreamError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 Mode = Literal["observe", "enforce", "repair"]
 MODES: tuple[str, ...] = ("observe", "enforce", "repair")
 UNAUTHORISED = contract.ApiError(401, "invalid_authentication_error", "Invalid Authentication")
 PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id", "x-should-retry")  # what a client acts on
-_TRACE = ((".connect_tcp.started", "connect"), (".connect_tcp.complete", "tcp"), (".start_tls.complete", "tls"),
-          (".send_request_headers.started", "wire"))
+CHAT_PATHS = ("/v1/chat/completions", "/v1/v1/chat/completions")
 
 
 class Sink(Protocol):
@@ -96,11 +103,10 @@ class Proxy:
         self.memory = Memory(new_session=self._new_session)
         self._numbers = itertools.count(1)
         self.price = price_for(self.route, self.profile)
-        self._client: httpx2.AsyncClient | None = None
         base = (self.route.base_url or "").rstrip("/")
-        self.chat_url, self.models_url = f"{base}/chat/completions", f"{base}/models"
-        self._headers = {"User-Agent": f"k2probe-proxy/{__version__}", **self.route.headers,
-                         "Authorization": f"Bearer {self.route.key()}", "Content-Type": "application/json"}
+        self.upstream = Upstream(base, {"User-Agent": f"k2probe-proxy/{__version__}", **self.route.headers,
+                                        "Authorization": f"Bearer {self.route.key()}",
+                                        "Content-Type": "application/json"})
 
     def _new_session(self) -> str:
         number = next(self._sessions)
@@ -109,45 +115,70 @@ class Proxy:
         bounded(self.labels)
         return session
 
-    def client(self) -> httpx2.AsyncClient:
-        """The upstream client, made in the serving loop on first use: pooled, TCP_NODELAY, kernel-stamped reads."""
-        if self._client is None:
-            transport = stamped(httpx2.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, limits=POOL_LIMITS))
-            self._client = httpx2.AsyncClient(transport=transport, limits=POOL_LIMITS,
-                                              timeout=httpx2.Timeout(request_seconds(), connect=5.0,
-                                                                     read=stall_seconds()))
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.upstream.aclose()
 
     # ---- the endpoints -----------------------------------------------------------------------------------------
-    def _refuse_client(self, request: Request) -> Response | None:
+    def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if self.token is None:
-            return None
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if hmac.compare_digest(given.encode(), self.token.encode()):
-            return None
-        return JSONResponse(UNAUTHORISED.body(), status_code=401)
+            return True
+        given = next((v for k, v in headers if k == b"authorization"), b"").decode("latin-1")
+        return hmac.compare_digest(given.removeprefix("Bearer ").strip().encode(), self.token.encode())
 
     async def models(self, request: Request) -> Response:
-        if (refused := self._refuse_client(request)) is not None:
-            return refused
+        if not self._authorised(request.scope["headers"]):
+            return Response(_json(UNAUTHORISED.body()), status_code=401, media_type="application/json")
         try:
-            answer = await self.client().get(self.models_url, headers=self._headers)
-        except httpx2.HTTPError as exc:
-            return _unreachable(exc)
-        return Response(answer.content, status_code=answer.status_code,
-                        media_type=answer.headers.get("content-type", "application/json"))
+            status, content, kind = await self.upstream.get("/models")
+        except UpstreamError as exc:
+            return Response(_json(_unreachable(exc)), status_code=502, media_type="application/json")
+        return Response(content, status_code=status, media_type=kind)
 
-    async def chat(self, request: Request) -> Response:
-        if (refused := self._refuse_client(request)) is not None:
-            return refused
-        raw = await request.body()
+    async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /v1/chat/completions, as raw ASGI: the body read, checked, refused or repaired by mode, forwarded. In
+        observe mode (which forwards as is) it goes on first and is checked while the route works on it."""
+        if not self._authorised(scope["headers"]):
+            await _respond(send, 401, _json(UNAUTHORISED.body()), "application/json")
+            return
+        raw = await _read_body(receive)
+        if raw is None:  # the client left before its request was in
+            return
+        started_at = time.time()
+        if self.mode == "observe":
+            doubled = scope["path"].startswith("/v1/v1")
+            pending, clock, failed = await self._start("/v1" if doubled else "", raw)
+            try:
+                await asyncio.sleep(0)  # the requests that came with this one go on before it is checked
+                handled = self._handled(raw, scope["path"], started_at)
+            except BaseException:
+                if pending is not None:
+                    pending.abandon()
+                raise
+            await self._forward(pending, failed, clock, handled, receive, send)
+            return
+        handled = self._handled(raw, scope["path"], started_at)
+        body, record, findings = handled.record.request, handled.record, handled.findings
+        if self.mode == "enforce" and (error := refusal(body, self.profile, findings)) is not None:
+            handled.refused = True
+            record.status, record.error_type, record.error_message = error.status, error.type, error.message
+            record.retry_reason = "refused by the proxy (enforce): not sent"
+            self._done(handled)
+            await _respond(send, error.status, _json(error.body()), "application/json")
+            return
+        if self.mode == "repair" and findings:
+            fixed = repair(body, self.profile, self.memory, findings)
+            if fixed != body or any(f.kind == "doubled_v1" for f in findings):
+                handled.repaired = True
+                raw = json.dumps(fixed, ensure_ascii=False).encode()
+                record.request = fixed
+        path = "" if handled.repaired or not any(f.kind == "doubled_v1" for f in findings) else "/v1"
+        pending, clock, failed = await self._start(path, raw)
+        await self._forward(pending, failed, clock, handled, receive, send)
+
+    def _handled(self, raw: bytes, path: str, started_at: float) -> Handled:
+        """The request read: its session, its findings, its record begun."""
         try:
-            body = json.loads(raw)
+            body = _loads(raw)
         except ValueError:
             body = None
         number = next(self._numbers)
@@ -159,64 +190,58 @@ class Proxy:
             messages = body.get("messages")
             session = self.memory.session_for(messages if isinstance(messages, list) else [])
             try:
-                findings = check_request(body, self.profile, self.memory, session=session, path=request.url.path,
+                findings = check_request(body, self.profile, self.memory, session=session, path=path,
                                          body_bytes=len(raw))
             except Exception:  # a body too odd for a check: forwarded unchecked, never the client's traffic broken
                 self.stats.unchecked += 1
         record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
                             stream=bool(body.get("stream")), request=body, purpose="proxy", sample_id=session,
-                            step=number, started_at=time.time())
-        handled = Handled(number, session, self.labels.get(session, session), findings, record)
-        if self.mode == "enforce" and (error := refusal(body, self.profile, findings)) is not None:
-            handled.refused = True
-            record.status, record.error_type, record.error_message = error.status, error.type, error.message
-            record.retry_reason = "refused by the proxy (enforce): not sent"
-            self._done(handled)
-            return JSONResponse(error.body(), status_code=error.status)
-        if self.mode == "repair" and findings:
-            fixed = repair(body, self.profile, self.memory, findings)
-            if fixed != body or any(f.kind == "doubled_v1" for f in findings):
-                handled.repaired = True
-                body, raw = fixed, json.dumps(fixed, ensure_ascii=False).encode()
-                record.request = body
-        return await self._forward(raw, body, handled)
+                            step=number, started_at=started_at)
+        return Handled(number, session, self.labels.get(session, session), findings, record)
 
     # ---- forwarding ------------------------------------------------------------------------------------------
-    async def _forward(self, raw: bytes, body: dict[str, Any], handled: Handled) -> Response:
-        record = handled.record
+    async def _start(self, path: str, raw: bytes) -> tuple[Pending | PooledPending | None, Clock,
+                                                            UpstreamError | None]:
+        """The request sent on (or why it could not be), with the clock its timings count on."""
         stamps: dict[str, float] = {}
-
-        async def trace(name: str, info: dict[str, Any]) -> None:
-            for suffix, key in _TRACE:
-                if name.endswith(suffix):
-                    stamps[key] = time.perf_counter()
-
-        path = "" if handled.repaired or not any(f.kind == "doubled_v1" for f in handled.findings) else "/v1"
-        url = self.chat_url.replace("/chat/completions", f"{path}/chat/completions")
-        upstream = self.client().build_request("POST", url, content=raw, headers=self._headers,
-                                               extensions={"trace": trace})
         clock = Clock(time.perf_counter(), stamps)
         try:
-            response = await self.client().send(upstream, stream=True)
-        except httpx2.HTTPError as exc:
-            record.error_type, record.error_message = "unreachable", f"{type(exc).__name__}: {exc}"[:300]
-            self._done(handled)
-            return _unreachable(exc)
-        record.status = response.status_code
-        kind = response.headers.get("content-type", "")
-        if response.status_code == 200 and "event-stream" in kind:
-            return StreamingResponse(self._relay(response, handled, clock), status_code=200,
-                                     media_type="text/event-stream",
-                                     headers={"cache-control": "no-cache", **_passed(response)})
+            return await self.upstream.start(f"{path}/chat/completions", raw, stamps), clock, None
+        except UpstreamError as exc:
+            return None, clock, exc
+
+    async def _forward(self, pending: Pending | PooledPending | None, failed: UpstreamError | None, clock: Clock,
+                       handled: Handled, receive: Receive, send: Send) -> None:
+        record = handled.record
         try:
-            content = await response.aread()
-            end = arrival(response)
+            if pending is None:
+                raise failed or UpstreamError("ConnectError")
+            answer = await pending.answer()
+        except UpstreamError as exc:
+            record.error_type, record.error_message = "unreachable", f"{exc.name}: {exc}"[:300]
+            self._done(handled)
+            await _respond(send, 502, _json(_unreachable(exc)), "application/json")
+            return
+        record.status = answer.status
+        if answer.status == 200 and "event-stream" in answer.kind:
+            await self._relay(answer, handled, clock, receive, send)
+            return
+        try:
+            try:
+                content = await answer.read()
+            except UpstreamError as exc:
+                record.error_type, record.error_message = "unreachable", f"{exc.name}: {exc}"[:300]
+                self._done(handled)
+                await _respond(send, 502, _json(_unreachable(exc)), "application/json")
+                return
+            end = answer.arrived
         finally:
-            await response.aclose()
+            await answer.aclose()
         record.latency_ms = clock.since_wire(end)
-        self._plain(response.status_code, content, kind, handled)
-        return Response(content, status_code=response.status_code, media_type=kind or None,
-                        headers=_passed(response))
+        try:  # the client has its answer before the proxy reads it
+            await _respond(send, answer.status, content, answer.kind or None, _passed(answer.headers))
+        finally:
+            self._plain(answer.status, content, answer.kind, handled)
 
     def _plain(self, status: int, content: bytes, kind: str, handled: Handled) -> None:
         record = handled.record
@@ -238,48 +263,92 @@ class Proxy:
                 self.memory.remember(message, handled.session, handled.number)
         self._done(handled)
 
-    async def _relay(self, response: httpx2.Response, handled: Handled, clock: Clock) -> AsyncIterator[bytes]:
-        """Each piece goes on as it arrives; only then is it read (its lines, for the accumulator)."""
+    async def _relay(self, answer: Answer | PooledAnswer, handled: Handled, clock: Clock, receive: Receive,
+                     send: Send) -> None:
+        """Each piece goes on as it arrives; only then is it read (its lines, for the accumulator). A client that
+        leaves (its connection closed) stops the relay, as Starlette's StreamingResponse did."""
         record = handled.record
         acc = StreamAccumulator()
         pending = b""
+        task = asyncio.current_task()
+        state = {"finished": False, "gone": False}
+
+        def left(watcher: asyncio.Task[Message]) -> None:
+            if watcher.cancelled():
+                return
+            watcher.exception()  # taken, so a receive that failed is not reported as never retrieved
+            if not state["finished"] and task is not None:
+                state["gone"] = True
+                task.cancel()
+
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"cache-control", b"no-cache"), *_passed(answer.headers),
+                                (b"content-type", b"text/event-stream; charset=utf-8")]})
+        watcher = asyncio.ensure_future(receive())
+        watcher.add_done_callback(left)
+        raised = True
         try:
-            async for piece in response.aiter_bytes():
-                now = arrival(response)
-                yield piece
+            async for piece in answer.pieces():
+                now = answer.arrived
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
                 pending += piece
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     self._feed(line, acc, record, now)
-        except httpx2.HTTPError as exc:
+            raised = False
+        except UpstreamError as exc:
             record.error_type = "stream_cut"
-            record.error_message = f"the route's stream broke after {acc.chunks} chunks: {type(exc).__name__}"
-        except BaseException:  # the client went away (or the server is stopping): what came is still recorded
-            record.error_type = record.error_type or "client_gone"
-            record.error_message = record.error_message or f"the client stopped reading after {acc.chunks} chunks"
-            raise
-        finally:
-            await response.aclose()
-            if pending:
-                self._feed(pending, acc, record, time.perf_counter())
-            record.ttft_ms, record.ttfc_ms = clock.since_wire(acc.first_token_at), clock.since_wire(
-                acc.first_content_at)
-            record.latency_ms = clock.since_wire(acc.last_token_at if acc.last_token_at is not None
-                                                 else time.perf_counter())
-            record.itl_ms = acc.inter_token_ms()
-            record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location
-            record.finish_reason = acc.finish_reason
-            if record.error_type is None and acc.finish_reason is None:
+            record.error_message = f"the route's stream broke after {acc.chunks} chunks: {exc.name}"
+            raised = False
+        except BaseException as exc:  # the client went away (or the server is stopping): what came is still recorded
+            timeout = answer.watch.timed_out() if isinstance(answer, Answer) and isinstance(
+                exc, asyncio.CancelledError) else None
+            if timeout is not None:  # the whole answer's deadline passed while the client was being written to
                 record.error_type = "stream_cut"
-                record.error_message = f"the stream ended before any finish_reason ({acc.chunks} chunks)"
-            try:
-                usage = answers.usage_of(acc.usage)
-            except ValueError:
-                usage = Usage()
-            self._account(usage, record)
-            if acc.chunks:
-                self.memory.remember(acc.message(), handled.session, handled.number)
-            self._done(handled)
+                record.error_message = f"the route's stream broke after {acc.chunks} chunks: {timeout.name}"
+            else:
+                record.error_type = record.error_type or "client_gone"
+                record.error_message = record.error_message or (
+                    f"the client stopped reading after {acc.chunks} chunks")
+                if not state["gone"]:
+                    raise
+                if task is not None:
+                    task.uncancel()
+            raised = False
+        finally:
+            state["finished"] = True
+            watcher.cancel()
+            await answer.aclose()
+            if raised:
+                self._ended(acc, pending, handled, clock)
+        try:  # the client has the stream's end before the proxy reads it
+            if not state["gone"]:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._ended(acc, pending, handled, clock)
+
+    def _ended(self, acc: StreamAccumulator, pending: bytes, handled: Handled, clock: Clock) -> None:
+        """A relayed stream's record completed from what came: timings, usage, the turn remembered."""
+        record = handled.record
+        if pending:
+            self._feed(pending, acc, record, time.perf_counter())
+        record.ttft_ms, record.ttfc_ms = clock.since_wire(acc.first_token_at), clock.since_wire(acc.first_content_at)
+        record.latency_ms = clock.since_wire(acc.last_token_at if acc.last_token_at is not None
+                                             else time.perf_counter())
+        record.itl_ms = acc.inter_token_ms()
+        record.reasoning_field, record.usage_location = acc.reasoning_field, acc.usage_location
+        record.finish_reason = acc.finish_reason
+        if record.error_type is None and acc.finish_reason is None:
+            record.error_type = "stream_cut"
+            record.error_message = f"the stream ended before any finish_reason ({acc.chunks} chunks)"
+        try:
+            usage = answers.usage_of(acc.usage)
+        except ValueError:
+            usage = Usage()
+        self._account(usage, record)
+        if acc.chunks:
+            self.memory.remember(acc.message(), handled.session, handled.number)
+        self._done(handled)
 
     def _feed(self, line: bytes, acc: StreamAccumulator, record: CallRecord, now: float) -> None:
         if not line.startswith(b"data:"):
@@ -288,7 +357,7 @@ class Proxy:
         if not data or data == b"[DONE]":
             return
         try:
-            chunk = json.loads(data)
+            chunk = _loads(data)
         except ValueError:
             record.error_type, record.error_message = "malformed_response", "a chunk of the stream is not JSON"
             return
@@ -330,10 +399,47 @@ class Proxy:
             self.on_handled(handled)
 
 
-def _passed(response: httpx2.Response) -> dict[str, str]:
+def _loads(data: bytes) -> Any:
+    """JSON as json.loads reads it, at orjson's speed: what orjson refuses (NaN, a lone surrogate) json still reads."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def _json(content: Any) -> bytes:
+    """A JSON body as Starlette's JSONResponse writes it."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
+def _passed(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     """The route's headers a client acts on (Retry-After, rate-limit figures), passed on; never its cookies."""
-    return {k: v for k, v in response.headers.items()
-            if k.lower() in PASSED_HEADERS or k.lower().startswith("x-ratelimit-")}
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+            if k.lower() in PASSED_HEADERS or k.lower().startswith("x-ratelimit-")]
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request's body, or None when the client left before it was all in."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _respond(send: Send, status: int, content: bytes, kind: str | None,
+                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A whole answer, its headers as Starlette's Response writes them (text/* with its charset)."""
+    head = [*(headers or []), (b"content-length", str(len(content)).encode())]
+    if kind:
+        if kind.startswith("text/") and "charset=" not in kind.lower():
+            kind += "; charset=utf-8"
+        head.append((b"content-type", kind.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
 def _error_of(status: int, text: str) -> tuple[str, str]:
@@ -347,16 +453,42 @@ def _error_of(status: int, text: str) -> tuple[str, str]:
     return f"http_{status}", " ".join(text[:200].split())
 
 
-def _unreachable(exc: Exception) -> Response:
+def _unreachable(exc: UpstreamError) -> dict[str, Any]:
     error = contract.ApiError(502, "proxy_upstream_error", f"k2probe proxy: the route could not be reached "
-                                                           f"({type(exc).__name__})")
-    return JSONResponse(error.body(), status_code=502)
+                                                           f"({exc.name})")
+    return error.body()
 
 
-def create_app(proxy: Proxy) -> Starlette:
-    """The proxy's Starlette app: /v1/chat/completions (and a doubled /v1/v1/…, to say so), /v1/models."""
-    routes = [Path(p, proxy.chat, methods=["POST"]) for p in ("/v1/chat/completions", "/v1/v1/chat/completions")]
-    routes.append(Path("/v1/models", proxy.models, methods=["GET"]))
-    app = Starlette(routes=routes)
-    app.state.proxy = proxy
-    return app
+class ChatEndpoint:
+    """The chat path as a raw ASGI app (Starlette's Route passes it the scope as it is)."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.proxy.chat(scope, receive, send)
+
+
+class ProxyApp:
+    """The proxy's ASGI app: a POST to the chat path goes straight to the proxy (the hot path: no routing, no
+    middleware); everything else through Starlette — /v1/models, a 404 or a 405 as before."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        chat = ChatEndpoint(proxy)
+        routes = [Path(p, chat, methods=["POST"]) for p in CHAT_PATHS]
+        routes.append(Path("/v1/models", proxy.models, methods=["GET"]))
+        self.starlette = Starlette(routes=routes)
+        self.starlette.state.proxy = proxy
+        self.state = self.starlette.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in CHAT_PATHS:
+            await self.proxy.chat(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
+
+
+def create_app(proxy: Proxy) -> ProxyApp:
+    """The proxy's app: /v1/chat/completions (and a doubled /v1/v1/…, to say so), /v1/models."""
+    return ProxyApp(proxy)

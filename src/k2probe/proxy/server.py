@@ -4,6 +4,7 @@ as a context manager), on loopback unless asked otherwise."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from types import TracebackType
@@ -11,6 +12,8 @@ from types import TracebackType
 import uvicorn
 
 from k2probe.proxy.app import Proxy, create_app
+
+SWITCH_S = 0.0002  # how long a thread holding the GIL keeps it from the serving loop at most
 
 
 class ProxyServer:
@@ -25,13 +28,21 @@ class ProxyServer:
         self._thread = threading.Thread(target=self._run, daemon=True, name="k2probe-proxy")
 
     def _run(self) -> None:
+        # the store's recorder thread holds the GIL while it writes; each socket call of the serving loop gives the GIL
+        # up and would wait up to 5 ms (Python's default switch interval) to take it back — a relayed chunk's delay
+        before = sys.getswitchinterval()
+        sys.setswitchinterval(min(before, SWITCH_S))
+
         async def serve() -> None:
             try:
                 await self._server.serve()
             finally:
                 await self.proxy.aclose()
 
-        asyncio.run(serve())
+        try:
+            asyncio.run(serve())
+        finally:  # the interpreter's setting is the process's: given back when the proxy stops
+            sys.setswitchinterval(before)
 
     @property
     def base_url(self) -> str:
