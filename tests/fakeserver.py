@@ -66,3 +66,30 @@ class FakeServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+VIA_PROXY = {"id": "x", "object": "chat.completion", "created": 0, "model": "kimi-k2.7-code",
+             "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                 "role": "assistant", "content": "via proxy", "reasoning_content": "r"}}],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+
+
+class ForwardProxy(FakeServer):
+    """A plain HTTP forward proxy ($HTTP_PROXY) that answers every chat completion itself ("via proxy") and keeps,
+    in `seen`, each request's absolute URL (what a proxy is asked for) and its Authorization."""
+
+    def __init__(self) -> None:
+        seen: list[tuple[str, str | None]] = []
+        self.seen = seen
+
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:
+                seen.append((self.path, self.headers.get("Authorization")))
+                self.read_json()
+                self.send_json(VIA_PROXY)
+
+        self.serve(Handler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])

@@ -311,9 +311,6 @@ def test_a_gzipped_route_is_relayed_decoded_and_its_usage_read() -> None:
 def test_the_route_is_reached_through_the_environments_http_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """HTTP_PROXY names how this machine reaches the route: the proxy's upstream goes through it (the lean HTTP/1.1
     path cannot, httpx2 does), as the main client and the load test's do; the route's key goes with the request."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from pydantic import SecretStr
 
@@ -322,30 +319,13 @@ def test_the_route_is_reached_through_the_environments_http_proxy(monkeypatch: p
     from k2probe.proxy.app import Proxy
     from k2probe.proxy.server import ProxyServer
 
-    seen: list[tuple[str, str | None]] = []
+    from .fakeserver import ForwardProxy
 
-    class HttpProxy(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            seen.append((self.path, self.headers.get("Authorization")))  # a proxy is asked for the absolute URL
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "kimi-k2.7-code",
-                               "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                   "role": "assistant", "content": "via proxy", "reasoning_content": "r"}}],
-                               "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HttpProxy)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    server = ForwardProxy().start()
+    seen = server.seen
     for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "all_proxy", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
     route = Route(name="far", base_url="http://kimi.example.invalid/v1", api_key=SecretStr("sk-route-key-0000"),
                   api_key_env=None, model="kimi-k2.7-code")
     handled: list[Any] = []
@@ -355,8 +335,7 @@ def test_the_route_is_reached_through_the_environments_http_proxy(monkeypatch: p
             answer = client.post(proxy.base_url + "/chat/completions", json=ASK,
                                  headers={"Authorization": "Bearer sk-client"})
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
     assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "via proxy"
     assert seen == [("http://kimi.example.invalid/v1/chat/completions", "Bearer sk-route-key-0000")]
     assert handled and handled[0].record.completion_tokens == 2

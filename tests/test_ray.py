@@ -101,6 +101,7 @@ def test_humaneval_on_two_nodes_gives_the_local_verdicts_and_keeps_every_key_out
     mine = {s["task_id"]: s["outcome"] for s in local.json()["samples"]}
     theirs = {s["task_id"]: s["outcome"] for s in far.json()["samples"]}
     assert len(mine) == 164 and theirs == mine  # the same 164 verdicts, 41 failures among them
+    assert "judged on 2 Ray node(s)" in far.json()["isolation"]  # the run says where its programs were judged
     assert sum(o == "failed" for o in mine.values()) == 41
     nodes = _nodes(workdir, far.json()["run_id"])
     assert len(nodes) == 2 and all(n > 20 for n in nodes.values()), nodes  # work on both nodes

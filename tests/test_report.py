@@ -18,14 +18,22 @@ def _chromium() -> str:
     return found
 
 
-def _browse(html: Path, out: Path) -> tuple[str, str, Image.Image]:
-    """The DOM after load, the browser's console log, and a screenshot."""
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
-             f"--user-data-dir={out / 'profile'}"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", html.as_uri()], capture_output=True, text=True,
-                         timeout=120)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+
+
+def dump_dom(html: Path | str, out: Path) -> subprocess.CompletedProcess[str]:
+    """Headless chromium's DOM of a page file or a served URL after load (stdout), and its console log (stderr)."""
+    target = html if isinstance(html, str) else html.as_uri()
+    return subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={out / 'profile'}", "--dump-dom", target],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _browse(html: Path | str, out: Path) -> tuple[str, str, Image.Image]:
+    """The DOM after load, the browser's console log, and a screenshot, of a page file or a served URL."""
+    dom = dump_dom(html, out)
     shot = out / "shot.png"
-    subprocess.run([_chromium(), *flags, f"--screenshot={shot}", "--window-size=1100,1800", html.as_uri()],
+    subprocess.run([_chromium(), *FLAGS, f"--user-data-dir={out / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1100,1800", html if isinstance(html, str) else html.as_uri()],
                    capture_output=True, text=True, timeout=120, check=True)
     return dom.stdout, dom.stderr, Image.open(shot).convert("RGB")
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from .conftest import route_env
+from .test_report import dump_dom
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/bwrap").exists(), reason="the sandbox needs bubblewrap")
 
@@ -22,10 +21,7 @@ OWN_FRAMES = ("forkrun", "checker.py", "callee", "site-packages/k2probe", "src/k
 
 def _dom(html: Path, out: Path) -> str:
     """The page's DOM after load in headless Chromium (scripts, if any ran, would have changed it)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "these tests need Debian's chromium (apt-get install chromium; .ci/run installs it)"
-    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={out / 'prof'}",
-                           "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120)
+    done = dump_dom(html, out)
     assert "<body" in done.stdout, done.stderr[-2000:]
     return done.stdout
 

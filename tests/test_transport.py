@@ -187,39 +187,17 @@ def test_client_queue_time_is_recorded_apart(emulator):
 
 def test_proxy_variables_are_honoured_like_the_raw_probes(cli, workdir):
     """HTTP_PROXY reaches the SDK's client too (a custom transport would silently ignore it); NO_PROXY exempts."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from .fakeserver import ForwardProxy
 
-    seen: list[str] = []
-
-    class Proxy(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            seen.append(self.path)  # a proxy is asked for the absolute URL
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "kimi-k2.7-code",
-                               "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                   "role": "assistant", "content": "via proxy", "reasoning_content": "r"}}],
-                               "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    server = ForwardProxy().start()
     env = {"AI_GATEWAY_API_KEY": "sk-proxy-test-00000000000", "AI_GATEWAY_BASE_URL": "http://kimi.example.invalid/v1",
-           "HTTP_PROXY": f"http://127.0.0.1:{server.server_port}"}
+           "HTTP_PROXY": f"http://127.0.0.1:{server.port}"}
     try:
         through = cli("chat", "hi", "--json", "--timeout", "20", env=env)
         exempt = cli("chat", "hi", "--json", "--timeout", "20", env={**env, "NO_PROXY": "kimi.example.invalid"})
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
+    seen = [path for path, _ in server.seen]
     assert through.code == 0 and through.json()["answer"] == "via proxy", through.stderr
     assert seen == ["http://kimi.example.invalid/v1/chat/completions"]
     assert exempt.code != 0 and len(seen) == 1  # not sent to the proxy: straight to a host that does not exist

@@ -206,19 +206,11 @@ def test_model_output_is_shown_never_run_in_a_real_browser(cli, workdir, viewer)
         raw = http.get(link.group(1)).text
     assert "&lt;script&gt;document.title=" in raw and "<script>document" not in raw
     (workdir / "b").mkdir()
-    dom, console, shot = _browse_url(view.url.rstrip("/") + link.group(1), workdir / "b")
+    dom, console, shot = _browse(view.url.rstrip("/") + link.group(1), workdir / "b")
     assert "<title>HumanEval/0 on samples — k2probe view</title>" in dom  # the answer's script did not retitle it
     assert "document.title='pwned'" in _text(dom) and "onerror=alert(1)" in _text(dom)  # shown as text
     assert not [line for line in console.splitlines() if "Uncaught" in line]
     assert len(shot.getcolors(maxcolors=1 << 20) or []) > 10
-
-
-def _browse_url(url: str, out: Path):
-    """`_browse` for a served page: the same chromium flags, a URL instead of a file."""
-    class _Url:
-        def as_uri(self) -> str:
-            return url
-    return _browse(_Url(), out)  # type: ignore[arg-type]
 
 
 def test_beyond_loopback_only_when_asked_and_then_behind_a_token(workdir, viewer):

@@ -210,6 +210,12 @@ class Proxy:
         except UpstreamError as exc:
             return None, clock, exc
 
+    async def _unreachable(self, exc: UpstreamError, handled: Handled, send: Send) -> None:
+        """The route could not be reached or read: recorded as such, and a 502 in the API's error shape."""
+        handled.record.error_type, handled.record.error_message = "unreachable", f"{exc.name}: {exc}"[:300]
+        self._done(handled)
+        await _respond(send, 502, _json(_unreachable(exc)), "application/json")
+
     async def _forward(self, pending: Pending | PooledPending | None, failed: UpstreamError | None, clock: Clock,
                        handled: Handled, receive: Receive, send: Send) -> None:
         record = handled.record
@@ -218,9 +224,7 @@ class Proxy:
                 raise failed or UpstreamError("ConnectError")
             answer = await pending.answer()
         except UpstreamError as exc:
-            record.error_type, record.error_message = "unreachable", f"{exc.name}: {exc}"[:300]
-            self._done(handled)
-            await _respond(send, 502, _json(_unreachable(exc)), "application/json")
+            await self._unreachable(exc, handled, send)
             return
         record.status = answer.status
         if answer.status == 200 and "event-stream" in answer.kind:
@@ -230,9 +234,7 @@ class Proxy:
             try:
                 content = await answer.read()
             except UpstreamError as exc:
-                record.error_type, record.error_message = "unreachable", f"{exc.name}: {exc}"[:300]
-                self._done(handled)
-                await _respond(send, 502, _json(_unreachable(exc)), "application/json")
+                await self._unreachable(exc, handled, send)
                 return
             end = answer.arrived
         finally:

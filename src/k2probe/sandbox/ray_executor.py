@@ -3,14 +3,15 @@
 Model calls stay on the driver (one event loop holds the streams, and the route's key never leaves this machine): only
 the CPU-bound judging goes out, as Ray tasks that carry the program's text and the sandbox mode — never a key, an
 environment or a runtime_env. Before the first sample a probe asks every node for its k2probe version and its sandbox;
-a node that cannot judge as this machine would is left out, said once, and never blamed on the model. Each task is
-pinned to one node and not retried by Ray: when a node dies under it, the driver sends the program to another node
-itself, and the driver alone records a sample's one result (the store keeps the first), so nothing is lost or counted
-twice. Results are taken as they finish, never in submission order."""
+a node that cannot judge as this machine would is left out — the run's isolation line names it and why — and never
+blamed on the model. Each task is pinned to one node and not retried by Ray: when a node dies under it, the driver
+sends the program to another node itself, and the driver alone records a sample's one result (the store keeps the
+first), so nothing is lost or counted twice. Results are taken as they finish, never in submission order."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -125,13 +126,13 @@ class RayExecutor(LocalExecutor):
             said = "; ".join(f"{c.node_id[:12]}: {c.problem}" for c in self.checks) or "no node is alive"
             raise UsageError(f"no node of the Ray cluster can judge programs here ({said})",
                              fix="install bubblewrap and this k2probe version on the nodes, or use --executor local")
+        # the run's isolation line says where programs were judged, and which nodes were left out and why
+        left_out = "; ".join(f"node {c.node_id[:12]} left out: {c.problem}" for c in self.checks if c.problem)
+        where = f"judged on {len(self.nodes)} Ray node(s)" + (f" ({left_out})" if left_out else "")
+        self.isolation = dataclasses.replace(iso, programs=f"{iso.programs}; {where}" if iso.programs else where)
         self._turn = itertools.count()
         # a program's judging takes a fraction of a CPU (its checker waits on the sandbox most of the time)
         self._judge = ray.remote(num_cpus=0.25, max_retries=0)(_judge)
-
-    @property
-    def left_out(self) -> list[NodeCheck]:
-        return [c for c in self.checks if c.problem is not None]
 
     def _pinned(self, node: str) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
