@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,61 +16,16 @@ from pathlib import Path
 import pytest
 
 from .conftest import free_port, route_env
+from .raycluster import Cluster, two_nodes
 
 ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip install -e '.[ray]' (.ci/run does)")
 pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="the sandbox needs bubblewrap")
 CANARY = "sk-canary-ray-7c1f9e02b4d6"
-RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-class Cluster:
-    """A head node and worker nodes, each `ray start` a process group of its own (so one can be killed whole)."""
-
-    def __init__(self, temp: Path) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.temp = temp
-        subprocess.run([*RAY, "start", "--head", "--port", str(self.port), "--num-cpus", "1", "--include-dashboard",
-                        "false", "--disable-usage-stats", f"--temp-dir={temp}"], env=ENV, check=True,
-                       capture_output=True, timeout=180)
-        self.workers: list[subprocess.Popen[bytes]] = []
-
-    def add_node(self) -> subprocess.Popen[bytes]:
-        before = self.alive()
-        node = subprocess.Popen([*RAY, "start", "--address", self.address, "--num-cpus", "1", "--block"], env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.workers.append(node)
-        deadline = time.monotonic() + 120
-        while self.alive() <= before:
-            assert time.monotonic() < deadline, "the worker node did not join"
-            time.sleep(0.5)
-        return node
-
-    def alive(self) -> int:
-        done = subprocess.run([sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1], "
-                               "logging_level='ERROR'); print(sum(1 for n in ray.nodes() if n['Alive']))",
-                               self.address], env=ENV, capture_output=True, text=True, timeout=120)
-        return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
-
-    def kill(self, node: subprocess.Popen[bytes]) -> None:
-        os.killpg(node.pid, signal.SIGKILL)  # the node's raylet, its workers and its object store, at once
-
-    def stop(self) -> None:
-        for node in self.workers:
-            if node.poll() is None:
-                os.killpg(node.pid, signal.SIGKILL)
-        subprocess.run([*RAY, "stop", "--force"], env=ENV, capture_output=True, timeout=180)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    made = Cluster(tmp_path_factory.mktemp("ray"))
-    try:
-        made.add_node()
-        yield made
-    finally:
-        made.stop()
+    yield from two_nodes(tmp_path_factory)
 
 
 def _nodes(workdir: Path, run_id: str) -> dict[str, int]:
