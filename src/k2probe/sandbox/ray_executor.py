@@ -14,9 +14,10 @@ import asyncio
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from k2probe.core.errors import UsageError
+from k2probe.core.raycluster import alive_nodes, connect, pinned
 from k2probe.sandbox.executor import LocalExecutor
 from k2probe.sandbox.isolation import Isolation
 
@@ -24,43 +25,6 @@ if TYPE_CHECKING:
     from k2probe.sandbox.programs import Program, ProgramVerdict
 
 TRIES = 3  # nodes tried for one program before it is the harness's `error`
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--executor ray needs Ray, which is not installed",
-                         fix="pip install 'k2probe[ray]' (or pip install ray), then start or name a cluster") from None
-    return ray
-
-
-def _cluster_messages_to_stderr(ray: Any) -> None:
-    """Ray prints the cluster's error messages (a node marked dead, …) on the driver's stdout, where `--json` keeps
-    its one document alone: they go to stderr instead (Ray offers no switch; its printer is looked up when called)."""
-    worker: Any = getattr(getattr(ray, "_private", None), "worker", None)
-    original = getattr(worker, "print_to_stdstream", None)
-    if worker is None or original is None or getattr(original, "k2probe_stderr", False):
-        return
-
-    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
-        original({**data, "is_err": True}, ignore_prefix)
-
-    to_stderr.k2probe_stderr = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = to_stderr
-
-
-def _reachable(address: str) -> None:
-    """Something listens at the cluster's address (ray.init would wait minutes for nothing)."""
-    import socket
-
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5):
-            return
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"no Ray cluster at {address}: {getattr(exc, 'strerror', None) or exc}",
-                         fix="start one (ray start --head) or name it with --ray-address HOST:PORT") from None
 
 
 @dataclass(frozen=True)
@@ -108,18 +72,8 @@ class RayExecutor(LocalExecutor):
 
     def __init__(self, iso: Isolation, mode: str, address: str | None = None) -> None:
         super().__init__(iso)
-        ray = _ray()
+        ray = connect(address)
         self.mode, self._ray = mode, ray
-        if not ray.is_initialized():
-            if address:
-                _reachable(address)
-            _cluster_messages_to_stderr(ray)
-            try:
-                ray.init(address=address or "auto", logging_level="ERROR", log_to_driver=False,
-                         include_dashboard=False, configure_logging=True)
-            except ConnectionError as exc:
-                raise UsageError(f"no Ray cluster at {address or 'the address ray start wrote'}: {exc}",
-                                 fix="start one (ray start --head) or name it with --ray-address HOST:PORT") from None
         self.checks = self._probe_nodes()
         self.nodes = [c.node_id for c in self.checks if c.problem is None]
         if not self.nodes:
@@ -134,18 +88,13 @@ class RayExecutor(LocalExecutor):
         # a program's judging takes a fraction of a CPU (its checker waits on the sandbox most of the time)
         self._judge = ray.remote(num_cpus=0.25, max_retries=0)(_judge)
 
-    def _pinned(self, node: str) -> Any:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        return NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-
     def _probe_nodes(self) -> list[NodeCheck]:
         from k2probe import __version__
 
         ray = self._ray
         probe = ray.remote(num_cpus=0)(_probe)
-        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-        refs = [probe.options(scheduling_strategy=self._pinned(node), max_retries=0).remote(self.mode, __version__)
+        alive = alive_nodes(ray)
+        refs = [probe.options(scheduling_strategy=pinned(node), max_retries=0).remote(self.mode, __version__)
                 for node in alive]
         checks = []
         for node, ref in zip(alive, refs, strict=True):
@@ -166,7 +115,7 @@ class RayExecutor(LocalExecutor):
                 break
             node = self.nodes[next(self._turn) % len(self.nodes)]
             try:
-                ref = self._judge.options(scheduling_strategy=self._pinned(node)).remote(key, program, self.mode)
+                ref = self._judge.options(scheduling_strategy=pinned(node)).remote(key, program, self.mode)
                 verdict: ProgramVerdict = await ref
                 return verdict
             except asyncio.CancelledError:
