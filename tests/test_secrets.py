@@ -121,3 +121,46 @@ def test_a_stream_is_redacted_as_a_whole_however_it_is_cut(seed):
     plain = "plain words go through " * 10
     early = StreamRedactor().feed(plain)  # only a tail is held back: the rest shows at once
     assert early and plain.startswith(early) and len(plain) - len(early) <= 120
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_value_with_nothing_to_redact_is_kept_and_any_other_is_redacted_string_by_string(seed):
+    """Redactor.value searches a value's strings once, joined, before walking it: what it returns must be exactly
+    what redacting every string (keys included) gives, wherever a secret hides — and the value itself when nothing
+    is to be redacted."""
+    import random
+
+    from k2probe.core.redact import Redactor, remember
+
+    rng = random.Random(seed)
+    remember("known-secret-5a1f-%d" % seed)
+    hidden = ["Bearer abcdef123456", "sk-" + "x" * 20, "https://h/x?api_key=zzzz", "ftp://u:pw@host",
+              "known-secret-5a1f-%d" % seed, "lone \udc80 surrogate"]
+    plain = ["hello", "Bearer ab", "sk-short", "a?b=c", "bearer", "日本語", "", "://x"]
+
+    def make(depth: int, secret: str | None) -> object:
+        kind = rng.choice(["str", "dict", "list", "num"] if depth < 4 else ["str", "num"])
+        if kind == "str":
+            return rng.choice(plain)
+        if kind == "num":
+            return rng.choice([1, 2.5, None, True])
+        if kind == "list":
+            return [make(depth + 1, None) for _ in range(rng.randint(0, 4))]
+        return {f"k{i}{rng.choice(plain)}": make(depth + 1, None) for i in range(rng.randint(0, 4))}
+
+    redactor = Redactor()
+    clean = {"messages": [make(0, None) for _ in range(5)]}
+    assert redactor.value(clean) is clean  # nothing to redact: the value as it is
+    for secret in hidden:
+        where = rng.choice(["value", "key", "deep"])
+        dirty = {"messages": [make(0, None) for _ in range(3)]}
+        if where == "value":
+            dirty["messages"].append({"content": f"see {secret} here"})
+        elif where == "key":
+            dirty[f"x {secret}"] = 1
+        else:
+            dirty["messages"].append([[{"a": [f"{secret}"]}]])
+        got = redactor.value(dirty)
+        assert got == redactor._walk(dirty)  # what redacting string by string gives
+        assert secret not in repr(got) and got != dirty
+    assert redactor.value(("a", "b")) == ["a", "b"]  # a tuple (not JSON) is walked, as before

@@ -49,14 +49,57 @@ class Redactor:
         return redact(value)
 
     def value(self, value: Any) -> Any:
-        """A JSON-like value with every string redacted (dict keys included)."""
+        """A JSON-like value with every string redacted (dict keys included). Its strings are first searched once,
+        joined: a value with nothing to redact (almost every one) comes back as it is, without a walk per string."""
+        if not _needs_redaction(value):
+            return value
+        return self._walk(value)
+
+    def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
             return redact(value)
         if isinstance(value, dict):
-            return {redact(str(k)): self.value(v) for k, v in value.items()}
+            return {redact(str(k)): self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
+            return [self._walk(v) for v in value]
         return value
+
+
+def _strings(value: Any, into: list[str]) -> bool:
+    """Collect the strings of a JSON-like value (dict keys included); False when a part is not plain JSON (a key
+    that is no string, a tuple, an object) — whose redacted form differs from the value itself."""
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return False
+            into.append(key)
+            if not _strings(item, into):
+                return False
+    elif isinstance(value, list):
+        return all(_strings(item, into) for item in value)
+    elif not (value is None or isinstance(value, bool | int | float)):
+        return False
+    return True
+
+
+def _needs_redaction(value: Any) -> bool:
+    """Whether any string of `value` holds something `redact` would change. The strings are joined by NUL, which no
+    pattern's match can need (nor a secret hold): a match in one string is a match in the join, so no match in the
+    join means nothing to change."""
+    found: list[str] = []
+    if not _strings(value, found):
+        return True
+    joined = "\0".join(found)
+    if not joined.isascii():
+        try:
+            joined.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: `redact` escapes it
+            return True
+    return (any(secret in joined for secret in _ordered) or _BEARER.search(joined) is not None
+            or _URL_TOKEN.search(joined) is not None or _URL_PASSWORD.search(joined) is not None
+            or _SK.search(joined) is not None)
 
 
 _OPEN_BEARER = re.compile(r"(?i)bearer\s*$")  # "Bearer " at a cut: the token may come in the next piece

@@ -4,6 +4,7 @@ PostgreSQL by URL. Its schema is Alembic's (recording/migrations); calls are wri
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Row, create_engine, event, func, select, update
+from sqlalchemy import Row, Table, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -107,16 +108,35 @@ def message_hash(message: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _insert_new(session: Session, table: type[Base], key: str, rows: list[dict[str, Any]]) -> None:
-    """Insert rows whose key is not stored yet; another process storing the same row at the same moment is no error."""
-    if session.get_bind().dialect.name == "postgresql":
+def _table(row: type[Base]) -> Table:
+    """A mapped class's Core table (for statements that skip the ORM's unit of work)."""
+    table = row.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# Core inserts for what is written per call: compiled once, no unit of work (the recorder's thread shares the GIL)
+_CALLS_INSERT = insert(_table(CallRow))
+_SAMPLES_INSERT = insert(_table(SampleRow))
+_FINDINGS_INSERT = insert(_table(FindingRow))
+
+
+@functools.cache
+def _insert_new_statement(dialect: str, table: Table, key: str) -> Any:
+    """INSERT … ON CONFLICT (key) DO NOTHING for `table` (Core, one statement per table: compiled once)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(pg_insert(table).values(rows).on_conflict_do_nothing(index_elements=[key]))
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(sqlite_insert(table).values(rows).on_conflict_do_nothing(index_elements=[key]))
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+def _insert_new(session: Session, table: type[Base], key: str, rows: list[dict[str, Any]]) -> None:
+    """Insert rows whose key is not stored yet; another process storing the same row at the same moment is no error.
+    A Core executemany of one cached statement: no ORM unit of work, no compiling per call."""
+    session.execute(_insert_new_statement(session.get_bind().dialect.name, _table(table), key), rows)
 
 
 def _read_thread(session: Session, tip: str) -> list[Any]:
@@ -328,7 +348,7 @@ class Store:
             if isinstance(request, dict) and isinstance(request.get("messages"), list) and request["messages"]:
                 clean["thread"] = self._store_thread(session, request["messages"])
                 clean["request"] = {k: v for k, v in request.items() if k != "messages"}
-            session.add(CallRow(run_id=run_id, **clean))
+            session.execute(_CALLS_INSERT, [{"run_id": run_id, **clean}])
 
         self.recorder.put(write)
 
@@ -394,7 +414,7 @@ class Store:
                "outcome": Outcome.PENDING.value, "started_at": time.time()}
 
         def write(session: Session) -> None:
-            session.add(SampleRow(**row))
+            session.execute(_SAMPLES_INSERT, [row])
 
         self.recorder.put(write)
         return sample_id
@@ -405,7 +425,8 @@ class Store:
                 for f in findings]
 
         def write(session: Session) -> None:
-            session.add_all(FindingRow(**row) for row in rows)
+            if rows:
+                session.execute(_FINDINGS_INSERT, rows)
 
         self.recorder.put(write)
 
