@@ -195,6 +195,15 @@ def _readable(sock: socket.socket) -> bool:
     return bool(ready)
 
 
+def _numeric(host: str, port: int) -> list[Any] | None:
+    """An IP literal's address, at once: asyncio's getaddrinfo takes a thread of a pool of a few, so a hundred
+    connections opened together to 127.0.0.1 (a proxy's first burst) would queue there for tens of milliseconds."""
+    try:
+        return socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError, ValueError):
+        return None
+
+
 class StampedBackend(httpcore2.AsyncNetworkBackend):
     """httpcore's backend for TCP connections whose reads are kernel-stamped; Unix sockets keep the default backend."""
 
@@ -212,7 +221,7 @@ class StampedBackend(httpcore2.AsyncNetworkBackend):
         turn, a new attempt every 250 ms while earlier ones are pending, the first to connect wins — so an address
         that silently drops SYNs (IPv6 routed nowhere) costs 250 ms, not the whole connect timeout."""
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _numeric(host, port) or await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         if not infos:
             raise OSError(f"no address for {host}")
         infos = _interleave(infos)

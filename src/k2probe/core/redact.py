@@ -28,6 +28,11 @@ def remember(secret: str | None) -> None:
         _ordered[:] = sorted(_KNOWN, key=len, reverse=True)
 
 
+def known_secrets() -> list[str]:
+    """Every secret redacted so far (for a process of k2probe's own that must redact as this one does)."""
+    return list(_ordered)
+
+
 def redact(value: str) -> str:
     """`value` with every known secret, Bearer token, URL token or password and sk- key replaced by ***; valid UTF-8
     (a lone surrogate escaped), since what is redacted is bound for disk or output."""

@@ -64,21 +64,24 @@ def serve(routed: RouteContext, run: RunContext, *, mode: Mode = "observe", host
           tick: Callable[[Stats], None] | None = None, tick_s: float = 0.5) -> ProxyOutcome:
     """Serve until `duration_s` passes (`finished`) or Ctrl-C / SIGTERM (`interrupted`: the caller re-raises it once
     it has said what was measured)."""
-    proxy = Proxy(routed.route, routed.profile, mode=mode, token=token, sink=StoreSink(run, routed.route.name),
-                  on_handled=on_handled)
+    sink = StoreSink(run, routed.route.name)
+    proxy = Proxy(routed.route, routed.profile, mode=mode, token=token, sink=sink, on_handled=on_handled)
     status: Literal["finished", "interrupted"] = "finished"
-    with ProxyServer(proxy, host, port) as server:
-        base_url = server.base_url
-        if on_started is not None:
-            on_started(base_url)
-        ends = None if duration_s is None else time.monotonic() + duration_s
-        try:
-            while server.alive and (ends is None or time.monotonic() < ends):
-                time.sleep(min(tick_s, max(0.0, ends - time.monotonic())) if ends is not None else tick_s)
-                if tick is not None:
-                    tick(proxy.stats)
-        except KeyboardInterrupt:
-            status = "interrupted"
+    try:
+        with ProxyServer(proxy, host, port) as server:
+            base_url = server.base_url
+            if on_started is not None:
+                on_started(base_url)
+            ends = None if duration_s is None else time.monotonic() + duration_s
+            try:
+                while server.alive and (ends is None or time.monotonic() < ends) and sink.failure is None:
+                    time.sleep(min(tick_s, max(0.0, ends - time.monotonic())) if ends is not None else tick_s)
+                    if tick is not None:
+                        tick(proxy.stats)
+            except KeyboardInterrupt:
+                status = "interrupted"
+    finally:
+        sink.close()  # every call committed before the run is read back (StoreFailed when one could not be)
     return outcome(run, routed, proxy, base_url, status)
 
 

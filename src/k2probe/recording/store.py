@@ -406,10 +406,10 @@ class Store:
                     session.add(SampleRow(id=str(uuid.uuid4()), run_id=run_id, suite=suite, task_id=task_id,
                                           route=route, epoch=epoch, outcome=Outcome.PENDING.value))
 
-    def start_sample(self, run_id: str, suite: str, task_id: str, route: str) -> str:
-        """One sample created as it begins (a proxy session), its id returned at once and its row queued with the
-        calls (nothing references a sample by key), so a server's loop never waits on a commit; `pending`."""
-        sample_id = str(uuid.uuid4())
+    def start_sample(self, run_id: str, suite: str, task_id: str, route: str, sample_id: str | None = None) -> str:
+        """One sample created as it begins (a proxy session), its id returned at once (or the one given) and its row
+        queued with the calls (nothing references a sample by key), so a server's loop never waits on a commit."""
+        sample_id = sample_id or str(uuid.uuid4())
         row = {"id": sample_id, "run_id": run_id, "suite": suite, "task_id": task_id, "route": route, "epoch": 0,
                "outcome": Outcome.PENDING.value, "started_at": time.time()}
 
