@@ -125,11 +125,11 @@ class NodeStep:
         encoded = self.result.encoded()
         wall = self.result.wall_s or 1e-9
         cores = max(1, min(self.workers, self.check.cores))
-        share = self.cpu_s / (wall * cores)
+        share = round(self.cpu_s / (wall * cores), 3)
         return {"node": self.check.node_id[:12], "address": self.check.address, "workers": self.workers,
                 "requests": self.result.sent, "ok": self.result.ok, "failed": dict(self.result.failed),
                 "ttft_ms": _figures(encoded["histograms"]["ttft"]), "e2e_ms": _figures(encoded["histograms"]["e2e"]),
-                "client_cpu": round(share, 3), "cores_used": cores, "saturated": share > SATURATED,
+                "client_cpu": share, "cores_used": cores, "saturated": share > SATURATED,
                 "wall_s": self.result.wall_s, "histograms": encoded["histograms"]}
 
 

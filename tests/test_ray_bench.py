@@ -1,0 +1,126 @@
+"""`bench --executor ray` on a real two-node Ray cluster on loopback: the load workers on both nodes, each reading the
+route's key from its own node's environment (the canary appears nowhere in Ray's records nor in the output), the
+merged percentiles those of the per-node histograms added, requests counted exactly, and a node without the key's
+variable one line with the fix. `.ci/run` installs the `ray` extra."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import route_env
+from .raycluster import ENV, Cluster, two_nodes
+
+ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra: pip install -e '.[ray]' (.ci/run does)")
+CANARY = "sk-canary-raybench-5e3a91d0c7f2"
+KEY_ENV = "AI_GATEWAY_API_KEY"  # the variable route_env names the key by
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from two_nodes(tmp_path_factory, env={KEY_ENV: CANARY})
+
+
+def _node_ids(address: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1], logging_level="
+                           "'ERROR'); print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))", address],
+                          env=ENV, capture_output=True, text=True, timeout=120, check=True)
+    return set(done.stdout.split())
+
+
+def _merged(nodes: list[dict], metric: str):
+    from k2probe.load.step import histogram
+
+    merged = histogram()
+    for node in nodes:
+        merged.decode_and_add(base64.b64decode(node["histograms"][metric]))
+    return merged
+
+
+def test_bench_on_two_nodes_merges_their_histograms_exactly_and_keeps_the_key_on_them(cli, emulator, cluster):
+    server = emulator(api_key=CANARY, ttft_ms=20, itl_ms=1)
+    run = cli("bench", "--concurrency", "6", "--rate", "60", "--requests", "150", "--max-tokens", "16", "--workers",
+              "2", "--executor", "ray", "--ray-address", cluster.address, "--json",
+              env=route_env(server, key=CANARY), timeout=600)
+    assert run.code == 0, run.stderr[-3000:]
+    data = run.json()
+    assert data["settings"]["executor"] == "ray" and data["cluster"]["left_out"] == []
+    assert len(data["cluster"]["nodes"]) == 2 and all(n["workers"] == 2 for n in data["cluster"]["nodes"])
+    assert len(data["steps"]) == 2
+    for step in data["steps"]:
+        nodes = step["nodes"]
+        # work on both nodes, and every request counted once: the nodes' counts add up to the step's, as asked
+        assert len({n["node"] for n in nodes}) == 2 and all(n["requests"] >= 30 for n in nodes), nodes
+        assert sum(n["requests"] for n in nodes) == step["requests"] == 150
+        assert sum(n["ok"] for n in nodes) == step["ok"] == 150 and step["failed"] == {}
+        # the merged percentiles are those of the nodes' histograms added (not their percentiles averaged)
+        for metric in ("ttft", "e2e", "itl"):
+            merged = _merged(nodes, metric)
+            figures = step[f"{metric}_ms"]
+            assert figures["n"] == merged.get_total_count() > 0
+            for p in (50, 90, 95, 99):
+                assert figures[f"p{p}"] == merged.get_value_at_percentile(p) / 1000
+            assert figures["max"] == merged.get_max_value() / 1000
+        assert step["ttft_ms"]["n"] == 150 and 19.5 <= step["ttft_ms"]["p50"] <= 20 + 40
+        for node in nodes:  # each node's own figures are its own histogram's
+            own = _merged([node], "ttft")
+            assert node["ttft_ms"]["n"] == own.get_total_count() == node["ok"]
+            assert node["ttft_ms"]["p50"] == own.get_value_at_percentile(50) / 1000
+            assert node["ttft_ms"]["p99"] == own.get_value_at_percentile(99) / 1000
+            assert node["client_cpu"] > 0 and node["saturated"] == (node["client_cpu"] > 0.9)
+        assert step["saturated_nodes"] == [n["node"] for n in nodes if n["saturated"]]
+    # the proof, the warm-up and the two steps: nothing sent twice, nothing lost
+    assert server.state.requests_seen == 1 + data["warmup"]["requests"] + 300
+
+    # the key stayed in the nodes' environment: not in the output, nor in Ray's logs, job and task records or objects
+    assert CANARY not in run.stdout and CANARY not in run.stderr
+    for path in cluster.temp.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as handle:
+                assert CANARY.encode() not in handle.read(), path
+
+
+def test_the_built_in_emulator_on_this_machine_serves_the_nodes_on_loopback(cli, cluster):
+    run = cli("bench", "--concurrency", "4", "--requests", "40", "--no-stream", "--executor", "ray",
+              "--ray-address", cluster.address, "--json", timeout=600)
+    assert run.code == 0, run.stderr[-3000:]
+    data = run.json()
+    [step] = data["steps"]
+    assert data["emulated"] and step["ok"] == step["requests"] == 40
+    assert len(step["nodes"]) == 2 and sum(n["requests"] for n in step["nodes"]) == 40
+    text = cli("bench", "--concurrency", "2", "--requests", "20", "--executor", "ray", "--ray-address",
+               cluster.address, timeout=600)
+    assert text.code == 0, text.stderr[-3000:]
+    assert "client CPU" in text.stdout + text.stderr and "2 Ray node(s)" in text.stdout + text.stderr
+
+
+def test_a_node_without_the_keys_variable_is_one_line_naming_both(cli, emulator, cluster):
+    before = _node_ids(cluster.address)
+    keyless = cluster.add_node()  # started without AI_GATEWAY_API_KEY in its environment
+    try:
+        [new] = _node_ids(cluster.address) - before
+        server = emulator(api_key=CANARY)
+        run = cli("bench", "--concurrency", "2", "--requests", "20", "--executor", "ray", "--ray-address",
+                  cluster.address, env=route_env(server, key=CANARY), timeout=600)
+    finally:
+        cluster.kill(keyless)
+    assert run.code == 2, run.stderr[-3000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert KEY_ENV in lines[0] and new[:12] in lines[0]
+    assert server.state.requests_seen <= 1  # the proof alone: no load was sent without a key
+    assert CANARY not in run.stderr + run.stdout
+
+
+def test_bench_imports_ray_only_when_asked_for_and_names_its_executors(cli):
+    code = ("import sys; import k2probe.api, k2probe.load.bench, k2probe.cli.serve_commands; "
+            "print(json.dumps(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))))")
+    done = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and json.loads(done.stdout) == [], done.stderr[-2000:]
+    unknown = cli("bench", "--executor", "spark")
+    assert unknown.code == 2 and "not one of local, ray" in unknown.stderr and "Traceback" not in unknown.stderr
