@@ -99,21 +99,38 @@ def test_the_built_in_emulator_on_this_machine_serves_the_nodes_on_loopback(cli,
     assert "client CPU" in text.stdout + text.stderr and "2 Ray node(s)" in text.stdout + text.stderr
 
 
-def test_a_node_without_the_keys_variable_is_one_line_naming_both(cli, emulator, cluster):
+def test_each_worker_sends_its_own_nodes_key_and_a_node_without_one_is_one_line(cli, emulator, cluster):
+    server = emulator(api_key=CANARY)
+    env = route_env(server, key=CANARY)  # this machine's key is the right one
     before = _node_ids(cluster.address)
-    keyless = cluster.add_node()  # started without AI_GATEWAY_API_KEY in its environment
+    added = [cluster.add_node(env={KEY_ENV: "sk-another-key-on-that-node"})]
     try:
-        [new] = _node_ids(cluster.address) - before
-        server = emulator(api_key=CANARY)
+        [odd] = _node_ids(cluster.address) - before
+        run = cli("bench", "--concurrency", "6", "--requests", "60", "--executor", "ray", "--ray-address",
+                  cluster.address, "--json", env=env, timeout=600)
+        assert run.code == 0, run.stderr[-3000:]
+        [step] = run.json()["steps"]
+        nodes = {n["node"]: n for n in step["nodes"]}
+        # the workers on the odd node sent that node's key, which the server refuses; the driver's never travelled
+        assert len(nodes) == 3 and nodes[odd[:12]]["requests"] == 20
+        assert nodes[odd[:12]]["ok"] == 0 and nodes[odd[:12]]["failed"] == {"invalid_key": 20}
+        assert all(n["ok"] == n["requests"] == 20 for name, n in nodes.items() if name != odd[:12])
+        assert step["failed"] == {"invalid_key": 20} and step["ok"] == 40
+
+        known = _node_ids(cluster.address)
+        added.append(cluster.add_node())  # started without AI_GATEWAY_API_KEY in its environment
+        [keyless] = _node_ids(cluster.address) - known
+        seen = server.state.requests_seen
         run = cli("bench", "--concurrency", "2", "--requests", "20", "--executor", "ray", "--ray-address",
-                  cluster.address, env=route_env(server, key=CANARY), timeout=600)
+                  cluster.address, env=env, timeout=600)
     finally:
-        cluster.kill(keyless)
+        for node in added:
+            cluster.kill(node)
     assert run.code == 2, run.stderr[-3000:]
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
-    assert KEY_ENV in lines[0] and new[:12] in lines[0]
-    assert server.state.requests_seen <= 1  # the proof alone: no load was sent without a key
+    assert KEY_ENV in lines[0] and keyless[:12] in lines[0] and odd[:12] not in lines[0]
+    assert server.state.requests_seen == seen + 1  # the proof alone: no load was sent
     assert CANARY not in run.stderr + run.stdout
 
 

@@ -248,8 +248,7 @@ def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str,
             result = StepResult()
             nodes = None
             if cluster is not None:
-                result, nodes = cluster.step(shares(replace(base, key=""), requests, len(cluster.workers)),
-                                             plan.duration_s, report)
+                result, nodes = cluster.step(shares(replace(base, key=""), requests, len(cluster.workers)), report)
             elif pool is None:
                 result.merge(asyncio.run(run_step(base, report)).encoded())
             else:
