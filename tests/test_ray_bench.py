@@ -86,13 +86,16 @@ def test_bench_on_two_nodes_merges_their_histograms_exactly_and_keeps_the_key_on
 
 
 def test_the_built_in_emulator_on_this_machine_serves_the_nodes_on_loopback(cli, cluster):
-    run = cli("bench", "--concurrency", "4", "--requests", "40", "--no-stream", "--executor", "ray",
+    run = cli("bench", "--concurrency", "4", "--requests", "40", "--no-stream", "--record-calls", "--executor", "ray",
               "--ray-address", cluster.address, "--json", timeout=600)
     assert run.code == 0, run.stderr[-3000:]
     data = run.json()
     [step] = data["steps"]
     assert data["emulated"] and step["ok"] == step["requests"] == 40
     assert len(step["nodes"]) == 2 and sum(n["requests"] for n in step["nodes"]) == 40
+    shown = cli("show", data["run_id"], "--json", "--limit", "100").json()
+    assert shown["calls_total"] == 40  # --record-calls: every request, from the workers of both nodes
+    assert all(c["status"] == 200 and c["purpose"] == "bench c=4" for c in shown["calls"])
     text = cli("bench", "--concurrency", "2", "--requests", "20", "--executor", "ray", "--ray-address",
                cluster.address, timeout=600)
     assert text.code == 0, text.stderr[-3000:]
