@@ -9,7 +9,6 @@ measure the client rather than the route."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 from k2probe.core.errors import ProbeFailed, UsageError
 from k2probe.core.raycluster import alive_nodes, connect, pinned
-from k2probe.load.step import StepPlan, StepResult, histogram, run_step
+from k2probe.load.step import REPORT_EVERY_S, StepPlan, StepResult, histogram, run_step
 
 SATURATED = 0.9  # client CPU time over this share of the wall time of the cores a node's workers used
 
@@ -70,32 +69,38 @@ def _probe(version: str, key_env: str | None, base_url: str) -> NodeCheck:
 
 
 class LoadWorker:
-    """One client process on one node (a Ray actor): the step's bodies held once, each step's share sent from here
-    with the key read from this node's environment."""
+    """One client process on one node (an async Ray actor): the step's bodies held once, each step's share sent from
+    its event loop with the key read from this node's environment, its latest progress snapshot there for `peek`."""
 
     def __init__(self, bodies: list[bytes], key_env: str | None) -> None:
         self.bodies = bodies
         self.key_env = key_env
+        self.latest: dict[str, Any] | None = None
 
-    def ready(self) -> str:
+    async def ready(self) -> str:
         import ray
 
         return str(ray.get_runtime_context().get_node_id())
 
-    def run(self, share: StepPlan) -> dict[str, Any]:
+    async def peek(self) -> dict[str, Any] | None:
+        """The running share's last progress snapshot (its calls stay for `run`'s answer)."""
+        return self.latest
+
+    async def run(self, share: StepPlan) -> dict[str, Any]:
         """The share sent, encoded as a local worker's (load/step.py), plus this process's CPU time and, when calls
-        are recorded, every call its progress reports carried."""
+        are recorded, every call its progress snapshots carried."""
         from k2probe.core.config import EMULATOR_KEY
 
         key = os.environ.get(self.key_env, "") if self.key_env else EMULATOR_KEY
         calls: list[dict[str, Any]] = []
+        self.latest = None
 
         def keep(snapshot: dict[str, Any]) -> None:
-            calls.extend(snapshot.get("calls") or [])
+            calls.extend(snapshot.pop("calls", None) or [])
+            self.latest = snapshot
 
         cpu = time.process_time()
-        result = asyncio.run(run_step(replace(share, key=key, payloads=self.bodies),
-                                      keep if share.record_calls else None))
+        result = await run_step(replace(share, key=key, payloads=self.bodies), keep)
         encoded = result.encoded()
         encoded["cpu_s"] = time.process_time() - cpu
         encoded["calls"] = calls
@@ -192,14 +197,16 @@ class RayLoad:
         ray = self._ray
         pending = {}
         for share, (check, actor) in zip(shares, self.workers, strict=False):
-            pending[actor.run.remote(replace(share, key="", payloads=[]))] = check
+            pending[actor.run.remote(replace(share, key="", payloads=[]))] = (check, actor)
         per_node = {c.node_id: NodeStep(c) for c in self.nodes}
         merged = StepResult()
         waiting = list(pending)
         while waiting:  # a worker whose node dies is ready too, with the error
-            done, waiting = ray.wait(waiting, num_returns=1)
+            done, waiting = ray.wait(waiting, num_returns=1, timeout=REPORT_EVERY_S if report is not None else None)
+            if not done and report is not None:
+                self._peek([actor for ref, (_, actor) in pending.items() if ref in waiting], report)
             for ref in done:
-                check = pending[ref]
+                check = pending[ref][0]
                 try:
                     encoded = ray.get(ref)
                 except Exception as exc:  # the node or its worker died: the step's figures would be partial
@@ -217,6 +224,19 @@ class RayLoad:
                     report({"worker": encoded["worker"], "label": shares[0].label, "sent": encoded["sent"],
                             "ok": encoded["ok"], "failed": encoded["failed"], "first": first, "calls": calls})
         return merged, [n.row() for n in per_node.values() if n.workers]
+
+    def _peek(self, actors: list[Any], report: Any) -> None:
+        """The running workers' latest snapshots to `report` (the live line); one that does not answer is skipped."""
+        ray = self._ray
+        refs = [actor.peek.remote() for actor in actors]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=REPORT_EVERY_S)
+        for ref in ready:
+            try:
+                snapshot = ray.get(ref)
+            except Exception:  # its node is failing: the step's own answer says so
+                continue
+            if snapshot is not None:
+                report(snapshot)
 
     def close(self) -> None:
         for _, actor in self.workers:
