@@ -20,6 +20,7 @@ from k2probe.core.raycluster import alive_nodes, connect, pinned
 from k2probe.load.step import REPORT_EVERY_S, StepPlan, StepResult, histogram, run_step
 
 SATURATED = 0.9  # client CPU time over this share of the wall time of the cores a node's workers used
+SATURATION_MIN_S = 1.0  # a shorter step's CPU share is its workers' start-up more than its load: not judged
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class NodeStep:
         return {"node": self.check.node_id[:12], "address": self.check.address, "workers": self.workers,
                 "requests": self.result.sent, "ok": self.result.ok, "failed": dict(self.result.failed),
                 "ttft_ms": _figures(encoded["histograms"]["ttft"]), "e2e_ms": _figures(encoded["histograms"]["e2e"]),
-                "client_cpu": share, "cores_used": cores, "saturated": share > SATURATED,
+                "client_cpu": share, "cores_used": cores, "saturated": share > SATURATED and wall >= SATURATION_MIN_S,
                 "wall_s": self.result.wall_s, "histograms": encoded["histograms"]}
 
 
