@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +33,17 @@ def _node_ids(address: str) -> set[str]:
                            "'ERROR'); print(' '.join(n['NodeID'] for n in ray.nodes() if n['Alive']))", address],
                           env=ENV, capture_output=True, text=True, timeout=120, check=True)
     return set(done.stdout.split())
+
+
+def _killed(cluster: Cluster, nodes: list[subprocess.Popen[bytes]], ids: list[str]) -> None:
+    """Kill nodes and wait until the cluster knows those of `ids` are gone, so the next test's probe does not wait
+    for them."""
+    for node in nodes:
+        cluster.kill(node)
+    deadline = time.monotonic() + 180
+    while alive := set(ids) & _node_ids(cluster.address):
+        assert time.monotonic() < deadline, f"the cluster still lists {sorted(alive)} as alive"
+        time.sleep(1)
 
 
 def _merged(nodes: list[dict], metric: str):
@@ -107,8 +120,9 @@ def test_each_worker_sends_its_own_nodes_key_and_a_node_without_one_is_one_line(
     env = route_env(server, key=CANARY)  # this machine's key is the right one
     before = _node_ids(cluster.address)
     added = [cluster.add_node(env={KEY_ENV: "sk-another-key-on-that-node"})]
+    [odd] = _node_ids(cluster.address) - before
+    ids = [odd]
     try:
-        [odd] = _node_ids(cluster.address) - before
         run = cli("bench", "--concurrency", "6", "--requests", "60", "--executor", "ray", "--ray-address",
                   cluster.address, "--json", env=env, timeout=600)
         assert run.code == 0, run.stderr[-3000:]
@@ -123,18 +137,42 @@ def test_each_worker_sends_its_own_nodes_key_and_a_node_without_one_is_one_line(
         known = _node_ids(cluster.address)
         added.append(cluster.add_node())  # started without AI_GATEWAY_API_KEY in its environment
         [keyless] = _node_ids(cluster.address) - known
+        ids.append(keyless)
         seen = server.state.requests_seen
         run = cli("bench", "--concurrency", "2", "--requests", "20", "--executor", "ray", "--ray-address",
                   cluster.address, env=env, timeout=600)
     finally:
-        for node in added:
-            cluster.kill(node)
+        _killed(cluster, added, ids)
     assert run.code == 2, run.stderr[-3000:]
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert KEY_ENV in lines[0] and keyless[:12] in lines[0] and odd[:12] not in lines[0]
     assert server.state.requests_seen == seen + 1  # the proof alone: no load was sent
     assert CANARY not in run.stderr + run.stdout
+
+
+def test_a_node_killed_mid_step_ends_the_bench_with_one_line_not_partial_figures(emulator, workdir, cluster):
+    server = emulator(api_key=CANARY, ttft_ms=100)
+    before = _node_ids(cluster.address)
+    doomed = cluster.add_node(env={KEY_ENV: CANARY})
+    [doomed_id] = _node_ids(cluster.address) - before
+    env = {**os.environ, **route_env(server, key=CANARY)}
+    run = subprocess.Popen([sys.executable, "-m", "k2probe", "bench", "--concurrency", "6", "--requests", "600",
+                            "--executor", "ray", "--ray-address", cluster.address, "--json"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while server.state.requests_seen < 60:  # the step under way on every node
+            assert time.monotonic() < deadline and run.poll() is None, "the bench ended before a node could die"
+            time.sleep(0.2)
+    finally:
+        _killed(cluster, [doomed], [doomed_id])
+    out, err = run.communicate(timeout=300)
+    assert server.state.requests_seen < 1 + 4 + 600  # the step was cut short, not finished elsewhere
+    assert run.returncode == 1 and not out.strip(), (out[-1000:], err[-3000:])
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and doomed_id[:12] in lines[0], err[-3000:]
+    assert "no measurement" in lines[0]
 
 
 def test_bench_imports_ray_only_when_asked_for_and_names_its_executors(cli):

@@ -20,6 +20,8 @@ from k2probe.core.raycluster import alive_nodes, connect, pinned
 from k2probe.load.step import REPORT_EVERY_S, StepPlan, StepResult, histogram, run_step
 
 SATURATED = 0.9  # client CPU time over this share of the wall time of the cores a node's workers used
+PROBE_S = 120.0  # for every node's answer to the probe
+START_S = 300.0  # for every worker to start (a Python process importing k2probe, on each node)
 SATURATION_MIN_S = 1.0  # a shorter step's CPU share is its workers' start-up more than its load: not judged
 
 
@@ -156,10 +158,13 @@ class RayLoad:
         alive = alive_nodes(ray)
         refs = [probe.options(scheduling_strategy=pinned(node), max_retries=0).remote(__version__, key_env, base_url)
                 for node in alive]
+        answered, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_S)  # one wait for all, not one per node
         checks: list[NodeCheck] = []
         for node, ref in zip(alive, refs, strict=True):
             try:
-                checks.append(ray.get(ref, timeout=120))
+                if ref not in answered:
+                    raise TimeoutError
+                checks.append(ray.get(ref))
             except Exception as exc:
                 checks.append(NodeCheck(node, "?", "?", 1, False, f"did not answer the probe: {type(exc).__name__}"))
         self.checks = checks
@@ -182,7 +187,11 @@ class RayLoad:
         self.workers: list[tuple[NodeCheck, Any]] = [
             (check, remote.options(scheduling_strategy=pinned(check.node_id)).remote(bodies, key_env))
             for _ in range(per_node) for check in usable]
-        ray.get([actor.ready.remote() for _, actor in self.workers], timeout=300)  # all up before the first step
+        try:  # every worker up before the first step, so each step's users start together
+            ray.get([actor.ready.remote() for _, actor in self.workers], timeout=START_S)
+        except Exception as exc:
+            raise ProbeFailed(f"the bench's workers did not start on the Ray cluster ({type(exc).__name__})",
+                              fix="see `ray status` for the nodes' state, or use --executor local") from None
 
     def describe(self) -> dict[str, Any]:
         """The cluster as the bench's settings keep it: the nodes used, with their workers, and those left out."""
