@@ -23,16 +23,17 @@ ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 class Cluster:
     """A head node and worker nodes, each `ray start --block` a process group of its own."""
 
-    def __init__(self, temp: Path) -> None:
+    def __init__(self, temp: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.temp = temp
         self.workers: list[subprocess.Popen[bytes]] = []
         self.head = self._start(["--head", "--port", str(self.port), "--include-dashboard", "false",
-                                 "--disable-usage-stats", f"--temp-dir={temp}"], before=0)
+                                 "--disable-usage-stats", f"--temp-dir={temp}"], before=0, env=env)
 
-    def _start(self, args: list[str], before: int) -> subprocess.Popen[bytes]:
-        node = subprocess.Popen([*RAY, "start", *args, "--num-cpus", "1", "--block"], env=ENV,
+    def _start(self, args: list[str], before: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`env`: variables added to the node's environment (its Ray workers inherit them)."""
+        node = subprocess.Popen([*RAY, "start", *args, "--num-cpus", "1", "--block"], env={**ENV, **(env or {})},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 180
         while self.alive() <= before:
@@ -42,8 +43,8 @@ class Cluster:
             time.sleep(0.5)
         return node
 
-    def add_node(self) -> subprocess.Popen[bytes]:
-        node = self._start(["--address", self.address], before=self.alive())
+    def add_node(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        node = self._start(["--address", self.address], before=self.alive(), env=env)
         self.workers.append(node)
         return node
 
@@ -68,11 +69,12 @@ class Cluster:
             self._kill(node)
 
 
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A head and one worker node, for a module's `cluster` fixture (`yield from two_nodes(tmp_path_factory)`)."""
-    made = Cluster(tmp_path_factory.mktemp("ray"))
+def two_nodes(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A head and one worker node, for a module's `cluster` fixture (`yield from two_nodes(tmp_path_factory)`);
+    `env`: variables added to both nodes' environments."""
+    made = Cluster(tmp_path_factory.mktemp("ray"), env)
     try:
-        made.add_node()
+        made.add_node(env)
         yield made
     finally:
         made.stop()

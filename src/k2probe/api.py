@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from k2probe.core.errors import ProbeFailed, UsageError
+from k2probe.core.errors import ConfigError, ProbeFailed, UsageError
 
 if TYPE_CHECKING:
     from k2probe.agent.runner import AgentResult, AgentTask
@@ -250,7 +250,8 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Lite
           workers: int | None = None, record_calls: bool = False, unique_prompts: bool = True,
           html: str | Path | None = None, on_notices: OnNotices | None = None,
           on_step: Callable[[dict[str, Any]], None] | None = None,
-          live: Callable[[Progress], AbstractContextManager[Any]] | None = None) -> BenchOutcome:
+          live: Callable[[Progress], AbstractContextManager[Any]] | None = None, executor: str = "local",
+          ray_address: str | None = None) -> BenchOutcome:
     """Load-test a route, a step per `concurrency` (closed loop; "auto": a saturation sweep to the knee, by
     load/sweep.py's RULE) and per `rate` (open loop, arrivals per second; concurrency 1 and 8 when neither is given),
     `requests` per step (100 unless `duration_s`), after `warmup` requests not measured. Prompts are `prompt_tokens`
@@ -259,7 +260,8 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Lite
     `on_step` gets each step's figures as it ends; `live(progress)` is held open while the sweep runs (the CLI's
     live line). The sweep is kept as a bench run (its settings, a summary row per step and its histograms); one
     where nothing answered raises (ConfigError when every failure says the configuration is wrong, else
-    ProbeFailed)."""
+    ProbeFailed). `executor="ray"`: `workers` client processes on each node of the Ray cluster at `ray_address`
+    (load/ray_workers.py), each reading the key from its node's `api_key_env`; each step keeps every node's figures."""
     import base64
 
     from k2probe.load.bench import BenchOutcome, BenchPlan, bench_call, default_workers, payloads, run_bench, verdict
@@ -275,15 +277,22 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Lite
     prompts = read_dataset(dataset) if dataset is not None else None  # a bad file is refused before any request
     lengths = [x if isinstance(x, Lengths) else Lengths.parse(str(x), name, upper)
                for x, name, upper in ((prompt_tokens, "prompt_tokens", 200_000), (max_tokens, "max_tokens", 100_000))]
+    if executor not in ("local", "ray"):
+        raise UsageError(f"executor {executor!r} is not one of local, ray", fix="use local or ray")
     with command_contexts("bench", route, prove=True) as (routed, run):
         if on_notices is not None:
             on_notices(routed.notices)
+        key_env = None if routed.route.emulated else routed.route.api_key_env
+        if executor == "ray" and not routed.route.emulated and not key_env:
+            raise ConfigError(f"route {routed.route.name!r} has its key in no environment variable; with --executor "
+                              "ray each node reads it from one", fix="set api_key_env for the route")
         plan = BenchPlan(routed.route.base_url or "", routed.route.key(), routed.route.model, routed.route.headers,
                          stream, lengths[0], lengths[1],
                          fixed or ([] if rate or auto else [1, 8]),
                          list(rate), requests if requests or duration_s else 100, duration_s, slo_ms or {},
-                         workers or default_workers(), record_calls, unique_prompts, prompts,
-                         None if dataset is None else str(dataset), seed, warmup, auto)
+                         workers or (1 if executor == "ray" else default_workers()), record_calls, unique_prompts, prompts,
+                         None if dataset is None else str(dataset), seed, warmup, auto, executor, ray_address,
+                         key_env)
         bodies = payloads(plan, routed.profile)  # what the steps cycle through
 
         def record(label: str, calls: list[dict[str, Any]]) -> None:
@@ -295,9 +304,9 @@ def bench(route: str | Route | None = None, *, concurrency: Sequence[int] | Lite
             measured = run_bench(plan, bodies, on_step=on_step, progress=progress)
         steps = measured.steps
         outcome = BenchOutcome(routed.route.name, run.run_id, routed.route.emulated, stream, steps, plan.settings(),
-                               measured.warmup, measured.sweep)
+                               measured.warmup, measured.sweep, measured.cluster)
         run.summary = {"steps": steps, "settings": outcome.settings, "warmup": outcome.warmup,
-                       "sweep": outcome.sweep, "histograms": {
+                       "sweep": outcome.sweep, "cluster": outcome.cluster, "histograms": {
             index: {name: base64.b64encode(h.encode()).decode() for name, h in result.histograms.items()}
             for index, result in measured.results.items()}}
         verdict(steps, routed.route)  # after the summary is kept: a failed sweep is still on record

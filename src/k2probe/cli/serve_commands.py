@@ -79,7 +79,8 @@ def bench(route: RouteOpt = None,
           slo: Annotated[str | None, typer.Option("--slo", help="goodput limits: ttft_ms=…,itl_ms=…,e2e_ms=…",
                                                   metavar="NAME=MS[,...]")] = None,
           workers: Annotated[int | None, typer.Option("--workers", min=1, max=64, help="client processes "
-                                                      "(default: up to 4, one per core)", metavar="W")] = None,
+                                                      "(default: up to 4, one per core; with --executor ray, per "
+                                                      "node, default 1)", metavar="W")] = None,
           html: Annotated[Path | None, typer.Option("--html", help="write the charts here", metavar="FILE")] = None,
           same_prompt: Annotated[bool, typer.Option("--same-prompt", help="send one prompt over and over (default: "
                                                     "each request numbered, so no server answers from its prompt "
@@ -87,6 +88,12 @@ def bench(route: RouteOpt = None,
           record_calls: Annotated[bool, typer.Option("--record-calls", envvar="K2PROBE_RECORD_CALLS",
                                                      help="store every request as a call (default: a summary row "
                                                      "per step and its histograms)")] = False,
+          executor: Annotated[str, typer.Option("--executor", envvar="K2PROBE_EXECUTOR", help=(
+              "where the client processes run: local (this machine) or ray (--workers on each node of a Ray "
+              "cluster, each reading the route's key from its own node's api_key_env variable; pip install "
+              "'k2probe[ray]')"), metavar="TEXT")] = "local",
+          ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="K2PROBE_RAY_ADDRESS", help=(
+              "the Ray cluster (HOST:PORT; default: the one `ray start` runs on this machine)"), metavar="ADDR")] = None,
           as_json: JsonOpt = False) -> None:
     """Load-test a route: TTFT, time to first content, ITL, TPOT, latency, throughput and goodput per step. One cheap
     request proves the route first (a wrong key, URL or model stops here: exit 2 with the fix)."""
@@ -103,6 +110,8 @@ def bench(route: RouteOpt = None,
             raise UsageError(f"--slo {item!r}: unknown limit", fix="use ttft_ms, itl_ms, e2e_ms, e.g. --slo ttft_ms=500")
         [number] = _numbers(value, float, "--slo " + name.strip())
         limits[name.strip().removesuffix("_ms")] = number
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor {executor!r} is not one of local, ray", fix="use --executor local or ray")
     auto = (concurrency or "").strip().lower() == "auto"
     concurrencies = [] if auto else _numbers(concurrency, int, "--concurrency")
     rates = _numbers(rate, float, "--rate")
@@ -138,7 +147,7 @@ def bench(route: RouteOpt = None,
                         duration_s=duration, stream=stream, prompt_tokens=prompt_lengths, max_tokens=output_lengths,
                         dataset=dataset, seed=seed, warmup=warmup, slo_ms=limits, unique_prompts=not same_prompt,
                         workers=workers, record_calls=record_calls, html=html, on_notices=_notices, on_step=shown,
-                        live=live)
+                        live=live, executor=executor, ray_address=ray_address)
     if html is not None and not as_json:
         render.notice(f"wrote {html}")
     if as_json:

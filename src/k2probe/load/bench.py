@@ -66,6 +66,9 @@ class BenchPlan:
     seed: int = 0  # the lengths drawn (and the open loop's arrivals): the same seed, the same requests
     warmup: int = 0  # requests sent before the first step, not measured
     auto: bool = False  # --concurrency auto: a saturation sweep by sweep.RULE
+    executor: str = "local"  # ray: the workers on a Ray cluster's nodes (load/ray_workers.py), `workers` per node
+    ray_address: str | None = None
+    key_env: str | None = None  # the variable each Ray node reads the key from (None: the built-in emulator's key)
 
     def settings(self) -> dict[str, Any]:
         """What the sweep sent and judged by, as kept in the run, shown on the page and in --json."""
@@ -74,7 +77,8 @@ class BenchPlan:
                 "dataset_prompts": len(self.dataset) if self.dataset else None, "unique_prompts": self.unique_prompts,
                 "seed": self.seed, "requests": self.requests, "duration_s": self.duration_s,
                 "workers": self.workers, "slo_ms": self.slo_ms, "warmup": self.warmup,
-                "concurrency": "auto" if self.auto else self.concurrencies, "rates": self.rates}
+                "concurrency": "auto" if self.auto else self.concurrencies, "rates": self.rates,
+                "executor": self.executor}
 
 
 @dataclass
@@ -89,10 +93,12 @@ class BenchOutcome:
     settings: dict[str, Any]
     warmup: dict[str, Any] | None = None  # what the unmeasured warm-up requests met
     sweep: dict[str, Any] | None = None  # --concurrency auto: its rule, the knee and why it stopped
+    cluster: dict[str, Any] | None = None  # --executor ray: the nodes used (workers, cores) and those left out
 
     def as_json(self) -> dict[str, Any]:
         return {"route": self.route, "run_id": self.run_id, "emulated": self.emulated, "settings": self.settings,
-                "warmup": self.warmup, "steps": self.steps, "sweep": self.sweep}
+                "warmup": self.warmup, "steps": self.steps, "sweep": self.sweep,
+                **({"cluster": self.cluster} if self.cluster is not None else {})}
 
 
 def _body(plan: BenchPlan, messages: Messages, max_tokens: int, profile: Any) -> bytes:
@@ -163,6 +169,7 @@ class Measured:
     results: dict[str, StepResult]
     warmup: dict[str, Any] | None = None
     sweep: dict[str, Any] | None = None
+    cluster: dict[str, Any] | None = None
 
 
 def step_requests(plan: BenchPlan, concurrency: int | None) -> int | None:
@@ -182,6 +189,20 @@ def _steps(plan: BenchPlan, sweep: Sweep | None, done: list[dict[str, Any]]) -> 
         yield {"concurrency": concurrency}
 
 
+def shares(base: StepPlan, requests: int | None, workers: int) -> list[StepPlan]:
+    """A step split over `workers`, never more than requests in flight: each worker gets a share of the users (or the
+    rate) and the same share of the requests; worker w sends bodies w, w + used, w + 2·used, …"""
+    used = min(workers, base.concurrency) if base.concurrency else workers
+    parts = []
+    for w in range(used):
+        share = replace(base, seed=base.seed * 1000 + w, requests=_split(requests, used, w),
+                        concurrency=_split(base.concurrency, used, w) if base.concurrency else None,
+                        rate=base.rate / used if base.rate else None, worker=w, offset=w, stride=used)
+        if share.requests != 0:
+            parts.append(share)
+    return parts
+
+
 def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str, Any]], None] | None = None,
               progress: Progress | None = None) -> Measured:
     """The warm-up (unmeasured), then every step of the sweep in order, each cycling through `bodies` (`payloads`).
@@ -189,6 +210,12 @@ def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str,
     slo_us = {k: int(v * 1000) for k, v in plan.slo_ms.items()}
     sweep = Sweep(RULE, plan.stream) if plan.auto else None
     measured = Measured([], {})
+    cluster = None
+    if plan.executor == "ray":  # Ray imported only here; its nodes probed before any request is sent
+        from k2probe.load.ray_workers import RayLoad
+
+        cluster = RayLoad(plan.ray_address, plan.base_url, plan.key_env, plan.headers, bodies, plan.workers)
+        measured.cluster = cluster.describe()
     if plan.warmup:
         first = plan.concurrencies[0] if plan.concurrencies else 8
         warm = StepPlan(plan.base_url, plan.key, bodies, plan.stream, min(plan.warmup, first, 64), None,
@@ -199,7 +226,7 @@ def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str,
                            "concurrency": warm.concurrency}
     queue: Any = None
     pool = None
-    if plan.workers > 1:
+    if plan.workers > 1 and cluster is None:
         # fork where it is safe and quick (Linux: the workers touch none of the parent's threads' state); spawn on
         # macOS and Windows
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -219,23 +246,19 @@ def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str,
                             headers=plan.headers, record_calls=plan.record_calls, label=step_label(step),
                             unique=plan.unique_prompts)
             result = StepResult()
-            if pool is None:
+            nodes = None
+            if cluster is not None:
+                result, nodes = cluster.step(shares(replace(base, key=""), requests, len(cluster.workers)), report)
+            elif pool is None:
                 result.merge(asyncio.run(run_step(base, report)).encoded())
             else:
-                # never more workers than requests in flight: each worker gets a share of the users (or the rate)
-                # and the same share of the requests; worker w sends bodies w, w + used, w + 2·used, …
-                used = min(plan.workers, base.concurrency) if base.concurrency else plan.workers
-                parts = []
-                for w in range(used):
-                    share = replace(base, seed=base.seed * 1000 + w, requests=_split(requests, used, w),
-                                    concurrency=_split(base.concurrency, used, w) if base.concurrency else None,
-                                    rate=base.rate / used if base.rate else None, worker=w, offset=w, stride=used)
-                    if share.requests == 0:
-                        continue
-                    parts.append(pool.submit(run_in_worker, share))
+                parts = [pool.submit(run_in_worker, share) for share in shares(base, requests, plan.workers)]
                 for encoded in _gather(parts, queue, report):
                     result.merge(encoded)
             row = summary(step, result)
+            if nodes is not None:  # each node's own figures, beside the merge they add up to
+                row["nodes"] = nodes
+                row["saturated_nodes"] = [n["node"] for n in nodes if n["saturated"]]
             measured.steps.append(row)
             measured.results[str(index)] = result
             if on_step is not None:
@@ -243,6 +266,8 @@ def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str,
     finally:
         if pool is not None:
             pool.shutdown()
+        if cluster is not None:
+            cluster.close()
     if sweep is not None:
         measured.sweep = sweep.as_json(measured.steps)
     return measured

@@ -45,7 +45,9 @@ def step_line(row: dict[str, Any], stream: bool) -> str:
     label = "TTFT" if stream else "latency"
     return (f"{step_label(row)}: {row['ok']}/{row['requests']} ok, {row['rps']:.1f} req/s, "
             f"{row['output_tps']:.0f} tok/s, {label} p50 {ms(first['p50'])} / p99 {ms(first['p99'])}"
-            f" ms (n={first['n']}), failed {failures_text(row['failed']) if row['failed'] else 0}")
+            f" ms (n={first['n']}), failed {failures_text(row['failed']) if row['failed'] else 0}"
+            + (f" · client CPU saturated on node {', '.join(row['saturated_nodes'])}"
+               if row.get("saturated_nodes") else ""))
 
 
 def print_steps(steps: list[dict[str, Any]], stream: bool, emulated: bool, knee: int | None = None) -> None:
@@ -107,9 +109,10 @@ def settings_text(settings: dict[str, Any]) -> str:
               else "no SLO given: goodput counts every answered request")
     drawn = any(isinstance(settings.get(k), dict) and settings[k].get("stdev") for k in ("prompt_tokens", "max_tokens"))
     seed = f" (lengths drawn with seed {settings.get('seed')})" if drawn else ""
+    where = " on each Ray node" if settings.get("executor") == "ray" else ""
     return (f"{'streamed' if settings.get('stream', True) else 'not streamed'}, {prompts}, max_tokens "
             f"{_lengths(settings.get('max_tokens'))}, {per_step}, {settings.get('workers')} client "
-            f"process(es){seed}; {judged}")
+            f"process(es){where}{seed}; {judged}")
 
 
 def warmup_text(warmup: dict[str, Any] | None) -> str:
@@ -139,11 +142,42 @@ def rule_text(sweep: dict[str, Any]) -> str:
     return "saturation sweep: " + KneeRule(**sweep["rule"]).words()
 
 
+def cluster_text(cluster: dict[str, Any]) -> str:
+    """Where the client processes ran (--executor ray), and which nodes were left out and why."""
+    used = ", ".join(f"{n['node']} ({n['address']}, {n['workers']} worker(s))" for n in cluster["nodes"])
+    left = "; ".join(f"node {n['node']} ({n['address']}) left out: {n['why']}" for n in cluster["left_out"])
+    return f"load sent from {len(cluster['nodes'])} Ray node(s): {used}" + (f"; {left}" if left else "")
+
+
+def node_lines(step: dict[str, Any], stream: bool) -> list[str]:
+    """A step's figures node by node (--executor ray): each node's own requests, percentiles and client CPU."""
+    name, key = ("TTFT", "ttft_ms") if stream else ("latency", "e2e_ms")
+    return [f"{step_label(step)} node {n['node']}: {n['ok']}/{n['requests']} ok, {name} p50 {ms(n[key]['p50'])} / "
+            f"p99 {ms(n[key]['p99'])} ms, client CPU {100 * n['client_cpu']:.0f}% of {n['cores_used']} core(s)"
+            for n in step.get("nodes", [])]
+
+
+def saturation_text(step: dict[str, Any]) -> str:
+    """The warning for a step where a node's client CPU saturated: its figures measure the client."""
+    from k2probe.load.ray_workers import SATURATED
+
+    return (f"{step_label(step)}: the client CPU of node {', '.join(step['saturated_nodes'])} was over "
+            f"{100 * SATURATED:.0f}% of the cores its workers used, so its figures measure the client as much as the "
+            "route: add --workers (cores permitting) or nodes")
+
+
 def print_outcome(outcome: BenchOutcome) -> None:
     """The table, then what was left out (the warm-up) and, for --concurrency auto, the knee."""
     knee = (outcome.sweep or {}).get("knee")
     print_steps(outcome.steps, outcome.stream, outcome.emulated, knee["concurrency"] if knee else None)
     render.err.print(settings_text(outcome.settings), style="dim", markup=False, highlight=False)
     render.err.print(warmup_text(outcome.warmup), style="dim", markup=False, highlight=False)
+    if outcome.cluster is not None:
+        render.err.print(cluster_text(outcome.cluster), style="dim", markup=False, highlight=False)
+        for step in outcome.steps:
+            for line in node_lines(step, outcome.stream):
+                render.out.print(line, markup=False, highlight=False)
+            if step.get("saturated_nodes"):
+                render.err.print(saturation_text(step), style="yellow", markup=False, highlight=False)
     if outcome.sweep is not None:
         render.out.print(knee_text(outcome.sweep), markup=False, highlight=False)
