@@ -133,9 +133,9 @@ def test_a_value_with_nothing_to_redact_is_kept_and_any_other_is_redacted_string
     from k2probe.core.redact import Redactor, remember
 
     rng = random.Random(seed)
-    remember("known-secret-5a1f-%d" % seed)
+    remember(f"known-secret-5a1f-{seed}")
     hidden = ["Bearer abcdef123456", "sk-" + "x" * 20, "https://h/x?api_key=zzzz", "ftp://u:pw@host",
-              "known-secret-5a1f-%d" % seed, "lone \udc80 surrogate"]
+              f"known-secret-5a1f-{seed}", "lone \udc80 surrogate"]
     plain = ["hello", "Bearer ab", "sk-short", "a?b=c", "bearer", "日本語", "", "://x"]
 
     def make(depth: int, secret: str | None) -> object:
