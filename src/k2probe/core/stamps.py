@@ -32,20 +32,37 @@ def enable(sock: socket.socket) -> bool:
     return True
 
 
+_OFFSET_S = 0.05  # how long one reading of realtime − clock serves (a slew of 500 ppm moves it 25 µs in that time)
+_offsets: dict[Callable[[], float], tuple[float, float]] = {}  # clock → (realtime − clock, read again after)
+
+
+def _offset(clock: Callable[[], float]) -> tuple[float, float]:
+    """realtime − `clock`, read with the two clocks back to back (again, if this process was preempted between
+    them) and kept for _OFFSET_S; and now on `clock`."""
+    now = clock()
+    known = _offsets.get(clock)
+    if known is not None and now < known[1]:
+        return known[0], now
+    for _ in range(3):
+        before = clock()
+        wall = time.time()
+        after = clock()
+        if after - before < 50e-6:
+            break
+    offset = wall - (before + after) / 2
+    _offsets[clock] = (offset, after + _OFFSET_S)
+    return offset, after
+
+
 def received(ancillary: list[tuple[int, int, bytes]], clock: Callable[[], float]) -> float:
     """When the last bytes of a read reached the kernel, on `clock` (time.perf_counter or time.monotonic), or now on
-    it where the read carries no stamp. The realtime stamp is converted with the two clocks read back to back (again,
-    if this process was preempted between them), so neither a slew nor a preemption shifts it; a stamp from the
-    future or over a minute old (the wall clock was stepped) is clamped."""
+    it where the read carries no stamp. The realtime stamp is converted by the clocks' offset (read back to back, a
+    fresh reading every 50 ms), so neither a slew nor a preemption shifts it; a stamp from the future or over a minute
+    old (the wall clock was stepped) is clamped."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             sec, nsec = struct.unpack("qq", data[:16])
-            for _ in range(3):
-                before = clock()
-                wall = time.time()
-                after = clock()
-                if after - before < 50e-6:
-                    break
-            age = wall - (float(sec) + float(nsec) / 1e9)
-            return (before + after) / 2 - min(max(age, 0.0), 60.0)
+            offset, now = _offset(clock)
+            age = now + offset - (float(sec) + float(nsec) / 1e9)
+            return now - min(max(age, 0.0), 60.0)
     return clock()
