@@ -221,3 +221,60 @@ def _view_a_proxy_run(run_id: str) -> None:
             assert rate["n"] == 2 and rate["value"] == 0.5
     finally:
         view.stop()
+
+
+def _writer_of(pid: int) -> int:
+    """The pid of the proxy's store writer (its child running multiprocessing's spawn_main)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and b"spawn_main" in command:
+                return int(entry.name)
+        time.sleep(0.1)
+    raise AssertionError("the proxy started no store writer")
+
+
+def test_a_proxy_killed_outright_loses_no_call_it_answered(emulator, workdir: Path) -> None:
+    """The calls are written by a child process: the proxy killed with SIGKILL, the child still commits every call
+    it was handed (the end of its pipe is all it waits for)."""
+    server = emulator(api_key=ROUTE_KEY)
+    process, base_url = _start(workdir, route_env(server, key=ROUTE_KEY))
+    try:
+        writer = _writer_of(process.pid)
+        for _ in range(3):
+            assert _loop(base_url, keep_reasoning=True) == [200, 200]
+        time.sleep(1.0)  # the last answers' records handed to the writer (they follow the answer, not precede it)
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{writer}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    store = Store()
+    try:
+        (run,) = [r for r in store.runs(5) if r.command == "proxy"]
+        calls = store.calls(run.id)
+        assert len(calls) == 6 and {c["sample_id"] for c in calls} == {s.id for s in store.samples(run.id)}
+        assert ROUTE_KEY not in json.dumps(calls)
+    finally:
+        store.dispose()
+
+
+def test_a_store_writer_that_dies_ends_the_proxy_run_with_one_line(emulator, workdir: Path) -> None:
+    server = emulator(api_key=ROUTE_KEY)
+    process, base_url = _start(workdir, route_env(server, key=ROUTE_KEY))
+    try:
+        os.kill(_writer_of(process.pid), signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=60)  # it stops by itself: nothing more could be recorded
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2, stderr[-1500:]
+    assert "the store failed" in stderr and "writer process ended" in stderr and "Traceback" not in stderr
