@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -134,6 +135,33 @@ def test_thinking_disabled_a_missing_budget_and_a_public_image_url_are_flagged(e
     assert findings["thinking_disabled"].would_400 and not findings["no_max_tokens"].would_400
     assert findings["media_over_limits"].pointer == "/messages/0/content/1/image_url/url"
     assert answer.json()["error"]["message"] == "invalid thinking: only type=enabled is allowed for this model"
+
+
+def test_an_image_or_video_over_the_resolution_limit_is_flagged_as_the_route_would_refuse_it(
+        emu: RunningEmulator, tmp_path: Path) -> None:
+    """Read from the data URL's header (no pixel decoded): a 5000×100 PNG and a 1920×1088 MP4 are over the limits
+    the emulator enforces (4096×2160, 1920×1080, either orientation); a 2160×4096 portrait image is not."""
+    import base64
+
+    from .media_files import image, video
+
+    def part(kind: str, path: Path, mime: str) -> dict[str, Any]:
+        url = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+        return {"type": f"{kind}_url", f"{kind}_url": {"url": url}}
+
+    wide = part("image", image(tmp_path / "wide.png", "PNG", (5000, 100)), "image/png")
+    tall = part("image", image(tmp_path / "tall.png", "PNG", (2160, 4096)), "image/png")
+    film = part("video", video(tmp_path / "big.mp4", (1920, 1088), frames=2), "video/mp4")
+    body = {**ASK, "messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, wide, tall,
+                                                             film]}]}
+    with proxied(emu) as proxy:
+        answer = _post(proxy, body)
+        findings = _findings(proxy, 1)
+    assert answer.status_code == 400  # the route refuses it too
+    assert [(f.kind, f.pointer) for f in findings] == [("media_over_limits", "/messages/0/content/1/image_url/url"),
+                                                       ("media_over_limits", "/messages/0/content/3/video_url/url")]
+    assert "5000x100 exceeds the limit 4096x2160" in findings[0].message and findings[0].would_400
+    assert "1920x1088 exceeds the limit 1920x1080" in findings[1].message
 
 
 def test_a_tool_call_flattened_into_text_or_never_answered_is_flagged(emu: RunningEmulator) -> None:

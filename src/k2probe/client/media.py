@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.core.errors import UsageError
-from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES, describe_unknown, heif_size, kind_of, sniff
+from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES, describe_unknown, fits, heif_size, kind_of, sniff
 from k2probe.core.profiles import MediaLimits
 
 PILLOW_SAVE = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF", "image/bmp": "BMP"}
@@ -51,11 +51,6 @@ class Media:
         return {"name": self.name, "kind": self.kind, "mime": self.mime, "bytes": len(self.data),
                 "width": self.width, "height": self.height, "duration_s": self.duration_s, "fitted": self.fitted,
                 "delivery": self.delivery, "file_id": self.file_id, "sha256": self.sha256}
-
-
-def fits(width: int, height: int, limit: tuple[int, int]) -> bool:
-    """Within the limit in either orientation (a portrait 2160×4096 image fits 4096×2160)."""
-    return max(width, height) <= max(limit) and min(width, height) <= min(limit)
 
 
 def fitted_size(width: int, height: int, limit: tuple[int, int], even: bool = False) -> tuple[int, int]:

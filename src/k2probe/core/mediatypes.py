@@ -74,3 +74,32 @@ def heif_size(data: bytes) -> tuple[int, int] | None:
     width = int.from_bytes(data[at + 8:at + 12], "big")
     height = int.from_bytes(data[at + 12:at + 16], "big")
     return (width, height) if width and height else None
+
+
+def fits(width: int, height: int, limit: tuple[int, int]) -> bool:
+    """Within the limit in either orientation (a portrait 2160×4096 image fits 4096×2160)."""
+    return max(width, height) <= max(limit) and min(width, height) <= min(limit)
+
+
+def media_size(data: bytes, mime: str) -> tuple[int, int] | None:
+    """Width and height as the file's header says them, without decoding a pixel or a frame (Pillow's lazy open;
+    PyAV's stream header; HEIF's ispe box); None when the header does not say (a file broken or cut short)."""
+    import io
+
+    try:
+        if mime in ("image/heic", "image/heif"):
+            return heif_size(data)
+        if mime.startswith("image/"):
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        import av
+
+        with av.open(io.BytesIO(data), mode="r") as container:
+            streams = container.streams.video
+            if streams and streams[0].codec_context.width:
+                return streams[0].codec_context.width, streams[0].codec_context.height
+    except Exception:  # Pillow and PyAV raise many types for broken input: the route says what it makes of it
+        return None
+    return None

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES, heif_size, sniff
+from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES, fits, heif_size, sniff
 from k2probe.emulator.contract import bad_request
 from k2probe.emulator.files import FileStore
 
@@ -37,10 +37,6 @@ class Seen:
     @property
     def tokens(self) -> int:
         return max(1, math.ceil(self.width * self.height / 784)) if self.kind == "image" else 1024
-
-
-def _fits(width: int, height: int, limit: tuple[int, int]) -> bool:
-    return max(width, height) <= max(limit) and min(width, height) <= min(limit)
 
 
 def _decode_image(data: bytes) -> tuple[int, int]:
@@ -118,7 +114,7 @@ def inspect_media(body: dict[str, Any], files: FileStore) -> list[Seen]:
             except Exception as exc:  # Pillow and PyAV raise many types for broken input
                 raise bad_request(f"Invalid request: failed to decode {kind}: {type(exc).__name__}") from exc
             limit = IMAGE_MAX if kind == "image" else VIDEO_MAX
-            if not _fits(width, height, limit):
+            if not fits(width, height, limit):
                 raise bad_request(f"Invalid request: {kind} resolution {width}x{height} exceeds the limit "
                                   f"{limit[0]}x{limit[1]}")
             seen.append(Seen(kind, actual, width, height, len(data), hashlib.sha256(data).hexdigest()))

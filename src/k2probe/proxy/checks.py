@@ -5,10 +5,12 @@ relayed (memory.py), which is what tells a dropped or altered reasoning from one
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from k2probe.core import contract
-from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES
+from k2probe.core.mediatypes import IMAGE_TYPES, VIDEO_TYPES, fits, media_size
 from k2probe.core.profiles import Profile
 from k2probe.core.results import Model
 from k2probe.proxy.memory import Memory, Relayed, tool_calls
@@ -198,4 +200,22 @@ def _media(body: dict[str, Any], profile: Profile, body_bytes: int) -> list[Find
                 found.append(Finding(kind="media_over_limits", pointer=where, would_400=True,
                                      message=f"Invalid request: unsupported {kind[:5]} format: {mime}",
                                      fix=f"send one of: {', '.join(t.split('/')[1] for t in allowed)}"))
+            elif mime is not None and (over := _over_resolution(url, mime, kind, profile)) is not None:
+                found.append(Finding(kind="media_over_limits", pointer=where, would_400=True, message=over,
+                                     fix="scale it down before sending (k2probe chat --image/--video … --fit does; "
+                                         "Pillow: Image.thumbnail((4096, 2160)); ffmpeg: -vf scale=1920:-2)"))
     return found
+
+
+def _over_resolution(url: str, mime: str, kind: str, profile: Profile) -> str | None:
+    """Moonshot's words for an image or video over the profile's resolution limit (either orientation), read from
+    the data URL's header; None when it fits or the header does not say."""
+    try:
+        data = base64.b64decode(url.partition(",")[2], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    size = media_size(data, mime)
+    limit = profile.media.image_max if kind == "image_url" else profile.media.video_max
+    if size is None or fits(*size, limit):
+        return None
+    return (f"Invalid request: {kind[:5]} resolution {size[0]}x{size[1]} exceeds the limit {limit[0]}x{limit[1]}")
