@@ -5,35 +5,29 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
-import time
 from dataclasses import asdict
-from types import TracebackType
 
 import uvicorn
 from starlette.applications import Starlette
 
 from k2probe.core.errors import UsageError
 from k2probe.core.netaddr import is_loopback
+from k2probe.core.served import ThreadedServer
 from k2probe.emulator.app import Emulator, create_app
 from k2probe.emulator.protocol import LOOP, ArrivalProtocol
 from k2probe.emulator.settings import EmulatorSettings
 
 
-class EmulatorServer:
+class EmulatorServer(ThreadedServer):
     """The emulator served by uvicorn in a daemon thread; `base_url` ends in /v1. Use as a context manager."""
 
     def __init__(self, settings: EmulatorSettings | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.settings = settings or EmulatorSettings()
         self.app = create_app(self.settings)
-        self.host = host
-        self.port = port  # 0: uvicorn binds a free port, read back once started
         # uvicorn binds itself: handing it a pre-bound socket left accepted connections with a 40 ms
         # Nagle/delayed-ACK stall on every reused keep-alive connection.
-        config = uvicorn.Config(self.app, host=host, port=port, log_level="error", access_log=False, lifespan="off",
-                                http=ArrivalProtocol, loop=LOOP)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        super().__init__(uvicorn.Config(self.app, host=host, port=port, log_level="error", access_log=False,
+                                        lifespan="off", http=ArrivalProtocol, loop=LOOP), "emulator")
 
     @property
     def base_url(self) -> str:
@@ -43,28 +37,6 @@ class EmulatorServer:
     def state(self) -> Emulator:
         emulator: Emulator = self.app.state.emulator
         return emulator
-
-    def start(self) -> EmulatorServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the emulator did not start")
-            time.sleep(0.005)
-        if self.port == 0:
-            self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 SETTINGS_ENV = "K2PROBE_EMULATOR_SETTINGS"
