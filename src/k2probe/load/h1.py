@@ -238,3 +238,40 @@ async def connect(backend: Any, host: str, port: int, ssl_context: ssl.SSLContex
         channel.close()
         raise
     return Connection(channel, tls)
+
+
+class Pool:
+    """Keep-alive connections to one host: a free list (the latest returned taken first), at most `keep` idle; one
+    the server closed while it sat idle (uvicorn does after 5 s) is dropped when taken, never handed out."""
+
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, keep: int,
+                 options: list[Any]) -> None:
+        from k2probe.client.wire import StampedBackend
+
+        self.host, self.port, self.ssl_context, self.keep, self.options = host, port, ssl_context, keep, options
+        self.idle: list[Connection] = []
+        self.backend = StampedBackend()
+
+    def take(self) -> Connection | None:
+        """An idle connection still open, or None."""
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.channel.idle_and_open:
+                return connection
+            connection.close()
+        return None
+
+    async def connect(self) -> Connection:
+        return await connect(self.backend, self.host, self.port, self.ssl_context, self.options)
+
+    def give(self, connection: Connection, reusable: bool = True) -> None:
+        """A connection done with: kept idle if it can carry another request and there is room, else closed."""
+        if reusable and connection.reusable and len(self.idle) < self.keep:
+            self.idle.append(connection)
+        else:
+            connection.close()
+
+    def close(self) -> None:
+        for connection in self.idle:
+            connection.close()
+        self.idle.clear()

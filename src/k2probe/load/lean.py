@@ -15,11 +15,11 @@ import httpcore2
 import httpx2
 import orjson
 
-from k2probe.client.wire import SOCKET_OPTIONS, StampedBackend, arrival, proxy_for, stamped
+from k2probe.client.wire import SOCKET_OPTIONS, arrival, proxy_for, stamped
 from k2probe.core import stamps
 from k2probe.core.failures import Failure, from_body
 from k2probe.core.records import token_count
-from k2probe.load.h1 import Connection, ProtocolError, connect
+from k2probe.load.h1 import Pool, ProtocolError
 
 
 @dataclass
@@ -50,10 +50,8 @@ class LeanClient:
         self.url = str(url)
         secure = url.scheme == "https"
         self.host, self.port = url.host, url.port or (443 if secure else 80)
-        self.keep = connections  # idle connections kept at most
-        self.idle: list[Connection] = []
-        self.backend = StampedBackend()
-        self.ssl_context = httpx2.create_ssl_context() if secure else None
+        ssl_context = httpx2.create_ssl_context() if secure else None
+        self.pool = Pool(self.host, self.port, ssl_context, connections, SOCKET_OPTIONS)
         self.timeout_s = timeout_s
         self.timeouts = {"connect": 10.0, "read": timeout_s, "write": timeout_s, "pool": None}
         extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
@@ -73,19 +71,9 @@ class LeanClient:
                                                            max_keepalive_connections=connections)))
 
     async def aclose(self) -> None:
-        for connection in self.idle:
-            connection.close()
-        self.idle.clear()
+        self.pool.close()
         if self.pooled is not None:
             await self.pooled.aclose()
-
-    async def _connection(self) -> Connection:
-        while self.idle:
-            connection = self.idle.pop()
-            if connection.channel.idle_and_open:  # the server may have closed it since (uvicorn: after 5 s idle)
-                return connection
-            connection.close()
-        return await connect(self.backend, self.host, self.port, self.ssl_context, SOCKET_OPTIONS)
 
     async def shot(self, payload: bytes, stream: bool) -> Shot:
         at = time.time()
@@ -106,7 +94,7 @@ class LeanClient:
     async def _direct(self, payload: bytes, stream: bool) -> Shot:
         data = b"".join((self.head, str(len(payload)).encode(), b"\r\n\r\n", payload))
         for attempt in (0, 1):
-            connection = await self._connection()
+            connection = self.pool.take() or await self.pool.connect()
             t0 = time.perf_counter()  # the request onto the wire
             try:
                 await connection.request(data)
@@ -133,10 +121,7 @@ class LeanClient:
             read.status = status
             return read
         finally:
-            if connection.reusable and len(self.idle) < self.keep:
-                self.idle.append(connection)
-            else:
-                connection.close()
+            self.pool.give(connection)
 
     async def _pooled(self, payload: bytes, stream: bool) -> Shot:
         """Through httpcore's pool (a proxy): its trace stamps the request's own headers onto the wire."""

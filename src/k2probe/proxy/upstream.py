@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import httpx2
 
 from k2probe.client.transport import POOL_LIMITS, request_seconds, stall_seconds
-from k2probe.client.wire import SOCKET_OPTIONS, StampedBackend, arrival, proxy_for, stamped
-from k2probe.load.h1 import Connection, ProtocolError, connect
+from k2probe.client.wire import SOCKET_OPTIONS, arrival, proxy_for, stamped
+from k2probe.load.h1 import Connection, Pool, ProtocolError
 
 _T = TypeVar("_T")
 CONNECT_S = 5.0
@@ -142,10 +142,7 @@ class Answer:
         self.closed = True
         self.watch.close()
         connection = self.connection
-        if self.complete and connection.reusable and len(self.upstream.idle) < self.upstream.keep:
-            self.upstream.idle.append(connection)
-        else:
-            connection.close()
+        self.upstream.pool.give(connection, reusable=self.complete)
 
 
 class PooledAnswer:
@@ -258,21 +255,19 @@ class Upstream:
     def __init__(self, base_url: str, headers: dict[str, str], keep: int = 100) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = headers
-        self.keep = keep  # idle connections kept at most (the SDK's own keep-alive limit)
-        self.idle: list[Connection] = []
         self._client: httpx2.AsyncClient | None = None
         self._heads: dict[str, bytes] = {}
         url = httpx2.URL(self.base_url + "/chat/completions")
         secure = url.scheme == "https"
         self.host, self.port = url.host, url.port or (443 if secure else 80)
         self.netloc = url.netloc
-        self.ssl_context = httpx2.create_ssl_context() if secure else None
+        # idle connections kept at most: the SDK's own keep-alive limit
+        self.pool = Pool(self.host, self.port, httpx2.create_ssl_context() if secure else None, keep, SOCKET_OPTIONS)
         self.proxy = proxy_for(url)
         lines = [f"{k}: {v}" for k, v in headers.items()]
         # the lean path: plain http or https, no HTTP proxy, reads stamped by recvmsg, headers that are one line each
         self.lean = (url.scheme in ("http", "https") and self.proxy is None and hasattr(socket.socket, "recvmsg")
                      and not any(c in line for line in lines for c in "\r\n\0"))
-        self._backend = StampedBackend()
 
     def client(self) -> httpx2.AsyncClient:
         """httpx2, made in the serving loop on first use: pooled, TCP_NODELAY, kernel-stamped reads, through the
@@ -286,9 +281,7 @@ class Upstream:
         return self._client
 
     async def aclose(self) -> None:
-        for connection in self.idle:
-            connection.close()
-        self.idle.clear()
+        self.pool.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -326,20 +319,17 @@ class Upstream:
         return b"\r\n".join(lines)
 
     async def _connection(self, stamps: dict[str, float], fresh: bool = False) -> Connection:
-        while self.idle and not fresh:
-            connection = self.idle.pop()
-            if connection.channel.idle_and_open:  # the route may have closed it since (uvicorn: after 5 s idle)
-                return connection
-            connection.close()
+        if not fresh and (connection := self.pool.take()) is not None:
+            return connection
         stamps["connect"] = time.perf_counter()
         try:
             async with asyncio.timeout(CONNECT_S):
-                connection = await connect(self._backend, self.host, self.port, self.ssl_context, SOCKET_OPTIONS)
+                connection = await self.pool.connect()
         except TimeoutError:
             raise UpstreamError("ConnectTimeout", f"no connection to the route within {CONNECT_S:g} s") from None
         except Exception as exc:  # StampedBackend raises httpcore's ConnectError / ConnectTimeout
             raise UpstreamError(type(exc).__name__, str(exc)) from exc
-        stamps["tls" if self.ssl_context is not None else "tcp"] = time.perf_counter()
+        stamps["tls" if self.pool.ssl_context is not None else "tcp"] = time.perf_counter()
         return connection
 
     async def _pooled(self, path: str, body: bytes, stamps: dict[str, float]) -> PooledAnswer:
