@@ -3,8 +3,13 @@ requests against the emulator, measured against the same client going direct —
 measured the same way. Ratios in one run: direct, proxy and LiteLLM take turns, round after round, and each figure is
 the median over the rounds of that target's p50 / p99.
 
-Run: python bench/bench_proxy.py [--concurrency 100] [--requests 400] [--rounds 3] [--ttft-ms 100] [--no-litellm]
-It also says the CPU time each proxy process spent per request it relayed (Linux: its /proc stat), streamed and not.
+Run: python bench/bench_proxy.py [--concurrency 100] [--requests 400] [--rounds 3] [--ttft-ms 100] [--itl-ms 20]
+                                 [--no-litellm]
+Each measured step follows an unmeasured one of `concurrency` requests, so every relay's pool of connections to the
+route is warm, as in use (the emulator closes a connection idle for 5 s, and the targets take turns for longer).
+--itl-ms 20 is a model decoding about 50 tokens a second; --itl-ms 2 is a stress of ten times the chunks.
+It also says the CPU time each proxy spent per request it relayed (Linux: /proc stat of its process and its
+children — k2probe's store writer), streamed and not.
 The emulator, the proxy (`k2probe proxy`, recording to a scratch store, as a user runs it), LiteLLM ($K2PROBE_LITELLM,
 its `openai/` provider) and the client (`k2probe bench`, kernel-stamped reads) each run in processes of their own.
 """
@@ -70,13 +75,25 @@ def start_litellm(upstream: str, folder: Path) -> tuple[subprocess.Popen[bytes],
     return process, f"http://127.0.0.1:{port}/v1"
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process (its threads included) has spent so far; None where /proc cannot say."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process (its threads included) and its children alive now (the proxy's store writer)
+    have spent so far; None where /proc cannot say."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
+    ticks = int(fields[11]) + int(fields[12])
+    for entry in Path("/proc").iterdir():
+        child = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if child is not None and int(child[1]) == pid:
+            ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def measure(base_url: str, key: str, model: str, stream: bool, args: argparse.Namespace,
@@ -103,13 +120,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ttft-ms", type=float, default=100.0)
+    parser.add_argument("--itl-ms", type=float, default=20.0)
     parser.add_argument("--no-litellm", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="k2probe-bench-proxy-"))
     home = str(folder / "home")
     started: list[subprocess.Popen[bytes]] = []
     try:
-        emulator, upstream = start_emulator("--ttft-ms", str(args.ttft_ms), "--itl-ms", "2")
+        emulator, upstream = start_emulator("--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms))
         started.append(emulator)
         proxy, proxied = start_proxy(upstream, home)
         started.append(proxy)
@@ -124,6 +142,8 @@ def main() -> None:
         for round_ in range(args.rounds):
             for stream in (True, False):
                 for name, (url, key, model) in targets.items():
+                    warm = argparse.Namespace(**{**vars(args), "requests": args.concurrency})
+                    measure(url, key, model, stream, warm, home)  # the relay's connections to the route opened
                     before = cpu_seconds(servers[name]) if name in servers else None
                     results.setdefault((name, stream), []).append(measure(url, key, model, stream, args, home))
                     after = cpu_seconds(servers[name]) if name in servers else None
@@ -131,7 +151,7 @@ def main() -> None:
                         cpu_ms.setdefault((name, stream), []).append((after - before) * 1000 / args.requests)
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
         print(f"{args.concurrency} concurrent requests, {args.requests} a step, emulator TTFT {args.ttft_ms:g} ms, "
-              f"median of {args.rounds} rounds")
+              f"ITL {args.itl_ms:g} ms, median of {args.rounds} rounds")
         for stream, what in ((True, "TTFT (streamed)"), (False, "latency (not streamed)")):
             base50 = statistics.median(r[0] for r in results[("direct", stream)])
             base99 = statistics.median(r[1] for r in results[("direct", stream)])
