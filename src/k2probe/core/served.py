@@ -24,7 +24,7 @@ class ThreadedServer:
         self.server = uvicorn.Server(config)
         self._start_within, self._stop_within = start_within_s, stop_within_s
         self._thread = threading.Thread(target=run or (lambda server: server.run()), args=(self.server,),
-                                        daemon=True, name=name)
+                                        daemon=True, name=f"k2probe-{name}")
         self._name = name
 
     def start(self) -> Self:

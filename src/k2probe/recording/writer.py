@@ -9,9 +9,9 @@ import atexit
 import contextlib
 import multiprocessing
 import pickle
-import queue
 import signal
 import threading
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,7 +19,7 @@ from k2probe.core.records import CallRecord
 from k2probe.core.redact import known_secrets, remember
 from k2probe.recording.recorder import StoreFailed
 
-BATCH = 256  # writes sent to the child in one pipe message at most
+FEED_S = 0.02  # how often the writes left so far go to the child
 
 
 def _serve(url: str, secrets: list[str], writes: Connection, status: Connection) -> None:
@@ -61,7 +61,8 @@ class StoreWriter:
         self._process.start()
         theirs.close()
         their_status.close()
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._pending: deque[bytes] = deque()  # pickled writes not yet handed to the child (append, popleft: atomic)
+        self._closing = threading.Event()
         self._failure: str | None = None
         self._feeder = threading.Thread(target=self._feed, name="k2probe-writer-feeder", daemon=True)
         self._feeder.start()
@@ -84,9 +85,11 @@ class StoreWriter:
         self._put("add_findings", run_id, sample_id, request, findings)
 
     def _put(self, method: str, *args: Any) -> None:
+        """Pickled here (a snapshot of the arguments), left on a list the feeder takes every FEED_S: no thread is
+        woken per write — a wake-up per call made the serving thread wait for the GIL on each."""
         if self.failure is not None:
             raise StoreFailed(self.failure)
-        self._queue.put(pickle.dumps((method, args), protocol=pickle.HIGHEST_PROTOCOL))
+        self._pending.append(pickle.dumps((method, args), protocol=pickle.HIGHEST_PROTOCOL))
 
     @property
     def failure(self) -> str | None:
@@ -101,33 +104,25 @@ class StoreWriter:
         return self._failure
 
     def _feed(self) -> None:
-        """Hand what has queued up to the child, a batch per pipe message (its thread waits on the pipe, not the
-        server's)."""
-        done = False
-        while not done:
-            batch: list[bytes] = []
-            item = self._queue.get()
-            while item is not None:
-                batch.append(item)
-                if len(batch) >= BATCH:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            done = item is None
+        """Every FEED_S, hand what has been left to the child in one pipe message (this thread waits on the pipe,
+        never the server's)."""
+        while True:
+            closing = self._closing.wait(FEED_S)
+            batch = [self._pending.popleft() for _ in range(len(self._pending))]
             if batch:
                 try:
                     self._writes.send_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
                 except OSError:  # the child is gone: its status says why
                     self._failure = self._failure or "the store's writer process ended"
                     return
+            if closing and not self._pending:
+                break
         self._writes.close()
 
     def close(self, timeout_s: float = 120.0) -> None:
         """Every write committed (the child told it is done, and waited for); raises StoreFailed when one was not."""
         atexit.unregister(self._close_at_exit)
-        self._queue.put(None)
+        self._closing.set()
         self._feeder.join(timeout_s)
         self._process.join(timeout_s)
         if self._process.is_alive():
