@@ -159,9 +159,9 @@ class RaySpace:
             except BaseException as exc:
                 ray.kill(actor, no_restart=True)
                 executor.release(node)
-                if not isinstance(exc, ray.exceptions.RayActorError) or executor.node_alive(node):
+                if not isinstance(exc, Exception) or executor.node_alive(node):
                     raise
-                lost.append(node[:12])
+                lost.append(node[:12])  # the node went away: another one holds the attempt
         raise NodeLost("no Ray node could hold this attempt's workspace"
                        + (f" (lost: {', '.join(lost)})" if lost else " (none is left)"))
 
@@ -170,10 +170,12 @@ class RaySpace:
         ray = self.executor.ray
         try:
             return await asyncio.wait_for(ref, timeout=max(self.deadline - time.monotonic(), 0.0) + SLACK_S)
-        except ray.exceptions.RayActorError as exc:
-            what = ("the Ray worker holding this attempt's workspace on node" if self.executor.node_alive(self.node_id)
-                    else "the Ray node holding this attempt's workspace")
-            raise NodeLost(f"{what} {self.node} was lost mid-attempt ({type(exc).__name__})") from exc
+        except ray.exceptions.RayError as exc:
+            if isinstance(exc, ray.exceptions.RayTaskError):  # k2probe's own code raised there: said as it is
+                raise
+            dead = "" if self.executor.node_alive(self.node_id) else ": the node is dead"
+            raise NodeLost(f"the Ray actor holding this attempt's workspace on node {self.node} was lost mid-attempt "
+                           f"({type(exc).__name__}{dead})") from exc
         except TimeoutError as exc:
             raise NodeLost(f"the Ray node {self.node} holding this attempt's workspace stopped answering") from exc
 
