@@ -99,12 +99,15 @@ def _under_way(workdir: Path) -> int:
 
 
 def test_basic_on_two_nodes_gives_the_local_verdicts_and_keeps_the_key_out_of_ray(cli, workdir, cluster):
+    """The same model on both executors, a key that must reach Ray nowhere; then one `agent --executor ray`."""
     model = MixedModel().start()
     env = {"AI_GATEWAY_BASE_URL": model.base_url, "AI_GATEWAY_API_KEY": CANARY}
     try:
         local = cli("eval", "basic", "--json", env=env, timeout=600)
         far = cli("eval", "basic", "--executor", "ray", "--ray-address", cluster.address, "--json", env=env,
                   timeout=600)
+        one = cli("agent", "--task", "median", "--executor", "ray", "--ray-address", cluster.address, "--json",
+                  env=env, timeout=300)
     finally:
         model.stop()
     assert local.code == 0 and far.code == 0, (local.stderr[-2000:], far.stderr[-2000:])  # no error: exit 0
@@ -117,6 +120,11 @@ def test_basic_on_two_nodes_gives_the_local_verdicts_and_keeps_the_key_out_of_ra
     nodes = _nodes(far.json()["run_id"])
     assert len(nodes) == 2 and all(n >= 2 for n in nodes.values()), nodes  # work on both nodes
     assert set(nodes) <= {n[:12] for n in _node_ids(cluster.address)}
+    # `agent --executor ray`: one attempt on one node, its tampering caught there (exit 1: the model's failure)
+    assert one.code == 1, one.stderr[-2000:]
+    verification = one.json()["verification"]
+    assert verification["status"] == "failed" and verification["reason"] == mine["median"][1]
+    assert one.json()["isolation"]["node"] in {n[:12] for n in _node_ids(cluster.address)}
     for path in cluster.temp.rglob("*"):  # Ray's logs, job and task records, spilled objects
         if path.is_file() and not path.is_symlink():
             with open(path, "rb") as handle:
