@@ -163,3 +163,25 @@ def test_a_node_killed_mid_run_ends_its_attempts_as_errors_naming_it(cli, emulat
         assert store.find_run(data["run_id"]).status == "finished"
     finally:
         store.dispose()
+
+
+def test_a_task_reaches_a_node_as_its_files_links_kept_caches_left_out(tmp_path):
+    from k2probe.agent.ray_space import pack, unpack
+
+    source = tmp_path / "repo"
+    (source / "pkg" / "__pycache__").mkdir(parents=True)
+    (source / "pkg" / "mod.py").write_text("x = 1\n")
+    (source / "pkg" / "__pycache__" / "mod.pyc").write_bytes(b"cache")
+    (source / "run.sh").write_text("#!/bin/sh\n")
+    (source / "run.sh").chmod(0o755)
+    (source / "link").symlink_to("/etc/passwd")
+    os.mkfifo(source / "pipe")
+    rebuilt = tmp_path / "rebuilt"
+    unpack(pack(source), rebuilt)
+    assert sorted(p.relative_to(rebuilt).as_posix() for p in rebuilt.rglob("*")) == ["link", "pkg", "pkg/mod.py",
+                                                                                   "run.sh"]
+    assert (rebuilt / "link").is_symlink() and os.readlink(rebuilt / "link") == "/etc/passwd"  # a link, not its text
+    assert os.access(rebuilt / "run.sh", os.X_OK) and (rebuilt / "pkg" / "mod.py").read_text() == "x = 1\n"
+    with pytest.raises(ValueError, match="leaves its folder"):
+        unpack([("../escape", "f", b"x", 0o644)], tmp_path / "again")
+

@@ -86,8 +86,8 @@ class AttemptHolder:
     """The actor's class, run on the node: the task rebuilt in a private folder, its workspace and toolbox served with
     this node's own sandbox (and interpreter, when the driver's was asked for)."""
 
-    def __init__(self, repo: Packed, hidden: Packed | None, checks: Checks, limits: Limits, remaining_s: float,
-                 mode: str, own_runtime: bool) -> None:
+    def __init__(self, repo: Packed, hidden: Packed | None, checks: Checks, limits: Limits, mode: str,
+                 own_runtime: bool) -> None:
         import ray
 
         from k2probe.sandbox.executor import executor_for
@@ -102,10 +102,11 @@ class AttemptHolder:
         self.checks = replace(checks, hidden=self.base / checks.hidden.name if checks.hidden else None,
                               runtime=Runtime.own() if own_runtime else checks.runtime)
         executor = executor_for(isolation(mode))
-        self.space = LocalSpace(Workspace(self.base / "repo"), self.checks, limits, executor,
-                                time.monotonic() + remaining_s)
+        self.space = LocalSpace(Workspace(self.base / "repo"), self.checks, limits, executor, None)
 
-    def where(self) -> str:
+    def where(self, remaining_s: float) -> str:
+        """This node's id, once the attempt's deadline is set by this node's clock (`remaining_s` from now)."""
+        self.space.toolbox.deadline = time.monotonic() + remaining_s
         return self.node
 
     async def call(self, name: str, raw_arguments: str) -> tuple[str, Any, str]:
@@ -152,12 +153,13 @@ class RaySpace:
             if node is None:
                 break
             actor = holder.options(scheduling_strategy=pinned(node)).remote(
-                repo_files, hidden_files, checks, limits, deadline - time.monotonic(), executor.mode, own)
+                repo_files, hidden_files, checks, limits, executor.mode, own)
             try:
-                await actor.where.remote()
+                await actor.where.remote(deadline - time.monotonic())  # clocks differ: the time left crosses
                 return cls(executor, actor, node, deadline)
             except BaseException as exc:
-                ray.kill(actor, no_restart=True)
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
                 executor.release(node)
                 if not isinstance(exc, Exception) or executor.node_alive(node):
                     raise
@@ -201,5 +203,6 @@ class RaySpace:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.actor.close.remote(), timeout=CLOSE_S)
         finally:
-            self.executor.ray.kill(self.actor, no_restart=True)
+            with contextlib.suppress(Exception):  # (an actor already gone)
+                self.executor.ray.kill(self.actor, no_restart=True)
             self.executor.release(self.node_id)
