@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -102,6 +103,7 @@ def test_basic_on_two_nodes_gives_the_local_verdicts_and_keeps_the_key_out_of_ra
     """The same model on both executors, a key that must reach Ray nowhere; then one `agent --executor ray`."""
     model = MixedModel().start()
     env = {"AI_GATEWAY_BASE_URL": model.base_url, "AI_GATEWAY_API_KEY": CANARY}
+    before = set(Path(tempfile.gettempdir()).glob("k2probe-ws-task-*"))
     try:
         local = cli("eval", "basic", "--json", env=env, timeout=600)
         far = cli("eval", "basic", "--executor", "ray", "--ray-address", cluster.address, "--json", env=env,
@@ -120,6 +122,7 @@ def test_basic_on_two_nodes_gives_the_local_verdicts_and_keeps_the_key_out_of_ra
     nodes = _nodes(far.json()["run_id"])
     assert len(nodes) == 2 and all(n >= 2 for n in nodes.values()), nodes  # work on both nodes
     assert set(nodes) <= {n[:12] for n in _node_ids(cluster.address)}
+    assert set(Path(tempfile.gettempdir()).glob("k2probe-ws-task-*")) <= before  # each node removed what it held
     # `agent --executor ray`: one attempt on one node, its tampering caught there (exit 1: the model's failure)
     assert one.code == 1, one.stderr[-2000:]
     verification = one.json()["verification"]

@@ -2,7 +2,8 @@
 holds the workspace and its toolbox there and runs every tool call, test run and the final hidden-test check with that
 node's sandbox. The model is asked from the driver (the route's key never leaves it); only the task's files, the
 model's tool calls and their results cross. The actor gets the task's files as bytes (any suite, wherever it is on the
-driver), never a key or an environment, and is killed when the attempt ends, whatever happened.
+driver), never a key or an environment, and is killed when the attempt ends, whatever happened (the folders of one
+killed before it could remove them are removed by the next attempt on its node).
 
 A node that dies before the attempt's first model call costs nothing: the attempt is placed on another node. After
 it, the attempt ends as the harness's `error` naming the node (NodeLost): its model calls are not paid for again, and
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from k2probe.agent.space import Checks, LocalSpace, NodeLost
 from k2probe.agent.tools import Finished, ToolFailure, ToolOutput
 from k2probe.agent.workspace import Workspace, left_out
-from k2probe.core.liveness import mark_owner
+from k2probe.core.liveness import mark_owner, remove_leftovers
 from k2probe.core.raycluster import pinned
 from k2probe.sandbox.isolation import Limits
 from k2probe.sandbox.outcome import Verification
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from k2probe.sandbox.ray_executor import RayExecutor
 
 TRIES = 3  # nodes tried to hold one attempt before its first model call
-CLOSE_S = 60.0  # how long a node is given to remove the attempt's folders before its actor is killed anyway
+CLOSE_S = 15.0  # how long a node is given to remove the attempt's folders before its actor is killed anyway
 SLACK_S = 180.0  # past the attempt's deadline, how long a silent node is waited for before it counts as lost
 
 Packed = list[tuple[str, str, bytes, int]]  # (relative path, "d" | "f" | "l", content or link target, mode)
@@ -94,6 +95,8 @@ class AttemptHolder:
         from k2probe.sandbox.isolation import isolation
 
         self.node = str(ray.get_runtime_context().get_node_id())
+        with contextlib.suppress(OSError):  # what killed actors (and dead k2probe runs) left on this node goes
+            remove_leftovers()
         self.base = Path(tempfile.mkdtemp(prefix="k2probe-ws-task-")).resolve()
         mark_owner(self.base)
         unpack(repo, self.base / "repo")
