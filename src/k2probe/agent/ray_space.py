@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import stat
@@ -132,6 +133,13 @@ class AttemptHolder:
         await asyncio.to_thread(shutil.rmtree, self.base, True)
 
 
+@functools.cache
+def _holder(ray: Any) -> Any:
+    """The actor class, made once per process: it holds no CPU in Ray's books (an attempt waits on the model most of
+    its life; the executor spreads attempts by count), and neither it nor its calls are retried or restarted by Ray."""
+    return ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(AttemptHolder)
+
+
 class RaySpace:
     """The driver's side: each method one call to the attempt's actor, awaited; a dead actor is NodeLost."""
 
@@ -149,7 +157,7 @@ class RaySpace:
         repo_files = await asyncio.to_thread(pack, repo)
         hidden_files = await asyncio.to_thread(pack, checks.hidden) if checks.hidden is not None else None
         own = checks.runtime == Runtime.own()
-        holder = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(AttemptHolder)
+        holder = _holder(ray)
         lost: list[str] = []
         for _ in range(TRIES):
             node = executor.place()
