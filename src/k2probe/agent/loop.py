@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from k2probe.agent.stored import stored_copy
-from k2probe.agent.tools import TOOL_SCHEMAS, Finished, Toolbox, ToolFailure
+from k2probe.agent.tools import TOOL_SCHEMAS, Finished, ToolFailure, Tools
 from k2probe.client.media import Media
 from k2probe.client.transport import Transport
 from k2probe.contexts import RouteContext
@@ -80,7 +80,7 @@ class Step:
 
 @dataclass
 class LoopResult:
-    end_reason: str  # finished | steps | cost | timeout | context | tool_failures | api_error
+    end_reason: str  # finished | steps | cost | timeout | context | tool_failures | api_error | node_lost
     detail: str
     steps: list[Step]
     failures: Counter[str]
@@ -106,7 +106,7 @@ def _truncate(text: str) -> str:
 class AgentLoop:
     """Runs one task: `history_transform` lets a test (or a framework under study) rewrite what is sent."""
 
-    def __init__(self, routed: RouteContext, transport: Transport, toolbox: Toolbox, statement: str,
+    def __init__(self, routed: RouteContext, transport: Transport, toolbox: Tools, statement: str,
                  limits: AgentLimits | None = None, *, on_step: Callable[[Step], None] | None = None,
                  history_transform: Callable[[History], History] | None = None,
                  media: list[Media] | None = None) -> None:

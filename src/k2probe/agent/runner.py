@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k2probe.agent.loop import AgentLimits, AgentLoop, History, LoopResult, Step, append_trajectory, step_dict
-from k2probe.agent.tools import Toolbox
+from k2probe.agent.space import Checks, NodeLost, Space, final_check, open_space
 from k2probe.agent.workspace import Workspace
 from k2probe.client.media import Media
 from k2probe.client.uploads import deliver
@@ -20,11 +20,13 @@ from k2probe.core.config import home
 from k2probe.core.records import linked, links
 from k2probe.core.results import AttemptResult, Outcome
 from k2probe.sandbox.executor import Executor, executor_for
-from k2probe.sandbox.guardcmd import is_guarded
 from k2probe.sandbox.isolation import Isolation, Limits, isolation
 from k2probe.sandbox.outcome import Verification
 from k2probe.sandbox.runtime import Runtime
 from k2probe.tasks.shipped import Task
+
+if TYPE_CHECKING:
+    from k2probe.sandbox.guarded import Expected
 
 
 @dataclass
@@ -86,18 +88,25 @@ class AgentResult:
 VERIFY_GRACE_S = 5.0  # verification may run this long past --timeout (at most 15% of it), so a run still gets a verdict
 
 
+def checks_of(task: AgentTask) -> Checks:
+    """How the attempt's final state is judged (agent/space.py)."""
+    return Checks(task.test_cmd, task.hidden_cmd, task.hidden, task.runtime)
+
+
+async def expected_of(task: AgentTask, executor: Executor) -> Expected | None:
+    """The hidden tests a guarded verification must report, as the task's preflight found them (on this machine, where
+    the results are written); None when there are none to know."""
+    if checks_of(task).guarded and task.shipped is not None:
+        return await executor.expected(task.shipped, task.runtime)
+    return None
+
+
 async def verify(workspace: Workspace, task: AgentTask, limits: Limits, executor: Executor) -> Verification:
     """The hidden tests (or the task's test command) on a fresh private copy of the final state, hidden tests laid in
     by the sandbox itself (whatever the workspace has at their place is replaced, never written through). The hidden
     tests run under the guarded runner, checked against the tests the preflight found; any other command is judged
     by its exit status only."""
-    command = task.hidden_cmd or task.test_cmd
-    if task.hidden is not None and is_guarded(command):
-        expected = await executor.expected(task.shipped, task.runtime) if task.shipped is not None else None
-        return await executor.hidden(workspace.root, task.hidden, limits, task.runtime, expected, command)
-    lay = {task.hidden.name: task.hidden} if task.hidden is not None else {}
-    which = "hidden tests" if task.hidden else "tests"
-    return (await executor.test(command, workspace.root, limits, task.runtime, which, lay=lay, probe=True))[1]
+    return await final_check(workspace.root, checks_of(task), limits, executor, await expected_of(task, executor))
 
 
 async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limits: AgentLimits | None = None,
@@ -136,7 +145,7 @@ async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limi
         if on_step is not None:
             on_step(step)
 
-    workspace: Workspace | None = None
+    space: Space | None = None
     try:
         failed_preflight = await executor.preflight(task.shipped, task.runtime) if task.shipped else None
         if failed_preflight is not None:  # the harness cannot judge here: no request is sent, nothing is blamed
@@ -145,24 +154,31 @@ async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limi
             outcome = LoopResult("preflight", pf.detail, [], Counter())
             verification = Verification(Outcome.ERROR, f"preflight failed: {pf.detail}", bad.command, bad.output)
             return _finish(run, attempt_id, task, outcome, verification, "", path, document, iso_record)
-        workspace = await asyncio.to_thread(Workspace, task.repo)
-        # an HTTP client's set-up: off the loop
-        async with await asyncio.to_thread(routed.transport, run.record) as transport:
-            with linked(attempt_id=attempt_id):
-                if task.media:
-                    await deliver(transport, task.media, force_upload=task.force_upload)
-                toolbox = Toolbox(workspace, task.test_cmd, sandbox_limits, deadline=deadline, runtime=task.runtime,
-                                  executor=executor)
-                loop = AgentLoop(routed, transport, toolbox, task.statement, limits, on_step=logged,
-                                 history_transform=history_transform, media=task.media)
-                outcome = await loop.run()
-        if outcome.unanswered is not None:  # nothing of the model's to judge: no hidden test runs
-            verification = Verification(Outcome.ERROR, outcome.unanswered, "", outcome.detail)
-        else:
-            grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
-            verification = await verify(workspace, task, sandbox_limits.within(deadline + grace - time.monotonic()),
-                                        executor)
-        diff = await executor.diff(workspace)
+        loop: AgentLoop | None = None
+        try:
+            # the workspace and its tools: here, or on the cluster node the executor places the attempt on
+            space = await open_space(executor, task.repo, checks_of(task), sandbox_limits, deadline)
+            if space.node is not None:
+                iso_record = {**iso_record, "node": space.node}
+            # an HTTP client's set-up: off the loop
+            async with await asyncio.to_thread(routed.transport, run.record) as transport:
+                with linked(attempt_id=attempt_id):
+                    if task.media:
+                        await deliver(transport, task.media, force_upload=task.force_upload)
+                    loop = AgentLoop(routed, transport, space, task.statement, limits, on_step=logged,
+                                     history_transform=history_transform, media=task.media)
+                    outcome = await loop.run()
+            if outcome.unanswered is not None:  # nothing of the model's to judge: no hidden test runs
+                verification = Verification(Outcome.ERROR, outcome.unanswered, "", outcome.detail)
+            else:
+                grace = min(VERIFY_GRACE_S, 0.15 * limits.timeout_s)
+                expected = await expected_of(task, executor)
+                verification = await space.check(sandbox_limits.within(deadline + grace - time.monotonic()), expected)
+            diff = await space.diff()
+        except NodeLost as lost:  # the machine holding the workspace went away: the harness's error, not the model's
+            steps, failures = (loop.steps, loop.failures) if loop is not None else ([], Counter[str]())
+            outcome = LoopResult("node_lost", str(lost), steps, failures)
+            verification, diff = Verification(Outcome.ERROR, str(lost), ""), ""
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
         reason = "interrupted" if interrupted else f"k2probe failed: {type(exc).__name__}: {exc}"
@@ -172,8 +188,8 @@ async def run_agent(routed: RouteContext, run: RunContext, task: AgentTask, limi
             steps=document["steps"], trajectory_path=str(path)))
         raise
     finally:
-        if workspace is not None:
-            await asyncio.to_thread(workspace.cleanup)
+        if space is not None:
+            await space.close()
     return _finish(run, attempt_id, task, outcome, verification, diff, path, document, iso_record)
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import regex
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -123,6 +123,13 @@ class ToolOutput:
     text: str
     test_run: SandboxResult | None = None
     tests: str | None = None  # run_tests: passed | failed | error
+
+
+class Tools(Protocol):
+    """What the loop needs of a toolbox: one call at a time, a ToolOutput, or ToolFailure / Finished raised (a Toolbox
+    here, or one held with its workspace on a cluster's node: agent/ray_space.py)."""
+
+    async def call(self, name: str, raw_arguments: str) -> ToolOutput: ...
 
 
 def parse_arguments(name: str, raw: str) -> _Args:

@@ -15,7 +15,7 @@ from k2probe.core import untrusted
 from k2probe.core.errors import UsageError
 from k2probe.core.results import Outcome
 from k2probe.report import terminal as render
-from k2probe.sandbox.isolation import Isolation
+from k2probe.sandbox.executor import Executor
 
 
 def choose_task(statement: str | None, repo: Path | None, test_cmd: str | None, task_ref: str | None,
@@ -74,10 +74,12 @@ def show_result(result: AgentResult) -> None:
 
 
 def run_agent_command(routed: RouteContext, run: RunContext, task: AgentTask, limits: AgentLimits, test_timeout_s: float,
-                      quiet: bool, iso: Isolation) -> AgentResult:
+                      quiet: bool, executor: Executor) -> AgentResult:
     sandbox = Limits(wall_s=test_timeout_s, cpu_s=max(1, int(test_timeout_s)))
+    iso = executor.isolation
     if not quiet:
         render.notice(f"isolation: {iso.line()}")
         for note in iso.notes:
             render.notice(f"warning: {note}")
-    return asyncio.run(run_agent(routed, run, task, limits, sandbox, on_step=None if quiet else show_step, iso=iso))
+    return asyncio.run(run_agent(routed, run, task, limits, sandbox, on_step=None if quiet else show_step,
+                                 executor=executor))

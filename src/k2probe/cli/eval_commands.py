@@ -63,8 +63,8 @@ def eval_command(
                                                       "share end as error (no verdict: route, harness)",
                                                       metavar="RATE")] = None,
         executor: Annotated[str, typer.Option("--executor", envvar="K2PROBE_EXECUTOR", help=(
-            "where programs are judged: local (this machine) or ray (the nodes of a Ray cluster; pip install "
-            "'k2probe[ray]')"), metavar="TEXT")] = "local",
+            "where programs are judged and agent attempts run: local (this machine) or ray (the nodes of a Ray "
+            "cluster; pip install 'k2probe[ray]')"), metavar="TEXT")] = "local",
         ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="K2PROBE_RAY_ADDRESS", help=(
             "the Ray cluster (HOST:PORT; default: the one `ray start` runs on this machine)"), metavar="ADDR")] = None,
         as_json: JsonOpt = False) -> None:

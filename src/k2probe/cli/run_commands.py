@@ -53,13 +53,18 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
           python: Annotated[Path | None, typer.Option("--python", envvar="K2PROBE_PYTHON", help=(
               "the interpreter the tests run with (default: for --repo, the caller's PATH and venv; for --task, "
               "k2probe's own)"), metavar="PATH")] = None,
+          executor: Annotated[str, typer.Option("--executor", envvar="K2PROBE_EXECUTOR", help=(
+              "where the workspace and its tool and test runs are: local (this machine) or ray (one node of a Ray "
+              "cluster; pip install 'k2probe[ray]')"), metavar="TEXT")] = "local",
+          ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="K2PROBE_RAY_ADDRESS", help=(
+              "the Ray cluster (HOST:PORT; default: the one `ray start` runs on this machine)"), metavar="ADDR")] = None,
           as_json: JsonOpt = False) -> None:
     """The tool-calling loop on a private copy of a repository, verified by tests; exit 0 only if verified."""
     from k2probe.agent import AgentLimits
     from k2probe.api import command_contexts
     from k2probe.cli.agent import choose_task, run_agent_command, show_result
     from k2probe.core.results import Outcome
-    from k2probe.sandbox.isolation import isolation
+    from k2probe.sandbox.executor import executor_of
     from k2probe.tasks.shipped import load_suite
 
     if list_tasks:
@@ -72,7 +77,8 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
         for item in load_suite():
             render.out.print(render.shown(f"{item.suite}/{item.id:<14} {item.title}"))
         return
-    iso = isolation(sandbox)  # fail closed before anything is sent: no isolation, no agent (unless --sandbox none)
+    # fail closed before anything is sent: no isolation (or no cluster that can give it), no agent
+    where = executor_of(sandbox, executor, ray_address)
     chosen = choose_task(task, repo, test_cmd, task_ref, python)
     chosen.media = load_all_media(route, image, video, fit=fit)
     chosen.force_upload = upload
@@ -84,7 +90,7 @@ def agent(task: Annotated[str | None, typer.Argument(help="what to do, in words"
             from k2probe.eval.suite import UNPLAYED
 
             render.notice(UNPLAYED.format(suite="a task of your own"))
-        result = run_agent_command(routed, run, chosen, limits, test_timeout, as_json, iso)
+        result = run_agent_command(routed, run, chosen, limits, test_timeout, as_json, where)
         run.summary = {"attempt": result.attempt_id, "passed": result.passed}
     if as_json:
         from k2probe.report.documents import AgentDocument

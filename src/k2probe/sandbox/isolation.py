@@ -78,6 +78,7 @@ class Isolation:
     syscalls: str = "no system-call filter"  # what the filter denies, or why there is none
     memory: str = "per process only"  # the memory cap across a sandbox's processes, or why there is none
     programs: str = ""  # how HumanEval programs are isolated from each other, where it differs from the above
+    cluster: str = ""  # where the work ran when not on this machine (a Ray cluster's nodes); "" : here
 
     @property
     def isolated(self) -> bool:
@@ -85,8 +86,9 @@ class Isolation:
 
     def line(self) -> str:
         programs = f"; HumanEval programs: {self.programs}" if self.programs else ""
+        cluster = f"; {self.cluster}" if self.cluster else ""
         return (f"sandbox {self.sandbox}: {self.filesystem}; network {self.network}; user {self.user}; "
-                f"{self.syscalls}; memory {self.memory}{programs}")
+                f"{self.syscalls}; memory {self.memory}{programs}{cluster}")
 
 
 @dataclass

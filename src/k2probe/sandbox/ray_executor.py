@@ -6,15 +6,19 @@ environment or a runtime_env. Before the first sample a probe asks every node fo
 a node that cannot judge as this machine would is left out — the run's isolation line names it and why — and never
 blamed on the model. Each task is pinned to one node and not retried by Ray: when a node dies under it, the driver
 sends the program to another node itself, and the driver alone records a sample's one result (the store keeps the
-first), so nothing is lost or counted twice. Results are taken as they finish, never in submission order."""
+first), so nothing is lost or counted twice. Results are taken as they finish, never in submission order.
+
+An agent attempt (`eval basic`) goes to one node as a whole: agent/ray_space.py holds its workspace in an actor there,
+on the node `place` picks (the one holding the fewest live attempts); this module only keeps that count."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import itertools
+from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from k2probe.core.errors import UsageError
 from k2probe.core.raycluster import alive_nodes, connect, pinned
@@ -67,8 +71,9 @@ def _judge(key: str, program: Program, mode: str) -> ProgramVerdict:
 
 
 class RayExecutor(LocalExecutor):
-    """Programs judged across the cluster's probed nodes (round robin); every other part of the executor seam — an
-    agent's commands and files — stays on this machine for now."""
+    """Programs judged across the cluster's probed nodes (round robin); an agent attempt placed whole on one of them
+    (agent/ray_space.py). What is left of the seam used here directly — a task's preflight, which proves its hidden
+    tests and keeps the tests they must report — runs on this machine, where the results are written."""
 
     def __init__(self, iso: Isolation, mode: str, address: str | None = None) -> None:
         super().__init__(iso)
@@ -83,8 +88,12 @@ class RayExecutor(LocalExecutor):
         # the run's isolation line says where programs were judged, and which nodes were left out and why
         left_out = "; ".join(f"node {c.node_id[:12]} left out: {c.problem}" for c in self.checks if c.problem)
         where = f"judged on {len(self.nodes)} Ray node(s)" + (f" ({left_out})" if left_out else "")
-        self.isolation = dataclasses.replace(iso, programs=f"{iso.programs}; {where}" if iso.programs else where)
+        attempts = (f"agent attempts: each on one of {len(self.nodes)} Ray node(s), its workspace, tool and test runs "
+                    "and hidden tests in an actor there (model calls from this machine)")
+        self.isolation = dataclasses.replace(iso, programs=f"{iso.programs}; {where}" if iso.programs else where,
+                                             cluster=attempts)
         self._turn = itertools.count()
+        self._holding: Counter[str] = Counter()  # live agent attempts by node
         # a program's judging takes a fraction of a CPU (its checker waits on the sandbox most of the time)
         self._judge = ray.remote(num_cpus=0.25, max_retries=0)(_judge)
 
@@ -104,11 +113,36 @@ class RayExecutor(LocalExecutor):
                 checks.append(NodeCheck(node, "?", None, f"did not answer the probe: {type(exc).__name__}"))
         return checks
 
+    @property
+    def ray(self) -> Any:
+        """The connected `ray` module."""
+        return self._ray
+
+    def place(self) -> str | None:
+        """The node for a new agent attempt: the probed node alive with the fewest live attempts (ties in turn);
+        None when no node is left. The caller gives it back with `release`."""
+        if not self.nodes:
+            return None
+        turn = next(self._turn)
+        order = self.nodes[turn % len(self.nodes):] + self.nodes[:turn % len(self.nodes)]
+        node = min(order, key=lambda n: self._holding[n])
+        self._holding[node] += 1
+        return node
+
+    def release(self, node: str) -> None:
+        self._holding[node] -= 1
+
+    def node_alive(self, node: str) -> bool:
+        """Is `node` alive now? A dead one is taken out of the nodes work goes to."""
+        alive = any(n["NodeID"] == node and n.get("Alive") for n in self._ray.nodes())
+        if not alive:
+            self.nodes = [n for n in self.nodes if n != node]
+        return alive
+
     async def program(self, key: str, program: Program) -> ProgramVerdict:
         from k2probe.core.results import Outcome
         from k2probe.sandbox.programs import ProgramVerdict
 
-        ray = self._ray
         failures = []
         for _ in range(min(TRIES, len(self.nodes)) or 1):
             if not self.nodes:
@@ -122,6 +156,5 @@ class RayExecutor(LocalExecutor):
                 raise
             except Exception as exc:  # the node died, or its worker did: another node judges it
                 failures.append(f"{node[:12]}: {type(exc).__name__}")
-                if not any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes()):
-                    self.nodes = [n for n in self.nodes if n != node]
+                self.node_alive(node)
         return ProgramVerdict(Outcome.ERROR, "verification failed on the Ray cluster: " + "; ".join(failures))

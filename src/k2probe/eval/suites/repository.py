@@ -44,7 +44,8 @@ class RepositorySuite(BaseSuite):
         return Verdict(outcome=Outcome(v.status), reason=v.reason, proof=proof,
                        details={"command": v.command, "duration_ms": v.duration_ms, "guard": v.guard,
                                 "tampering": v.tampering, "passed": v.passed, "attempt_id": result.attempt_id,
-                                "failed_tests": [t.as_json() for t in failing]})
+                                "failed_tests": [t.as_json() for t in failing],
+                                **({"node": result.isolation["node"]} if "node" in result.isolation else {})})
 
     def playable(self) -> bool:
         return self.shipped  # the scripted trajectories are built from the shipped tasks' solutions
