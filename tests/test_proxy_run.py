@@ -269,10 +269,10 @@ def test_a_proxy_killed_outright_loses_no_call_it_answered(emulator, workdir: Pa
 
 def test_a_store_writer_that_dies_ends_the_proxy_run_with_one_line(emulator, workdir: Path) -> None:
     server = emulator(api_key=ROUTE_KEY)
-    process, base_url = _start(workdir, route_env(server, key=ROUTE_KEY))
+    process, _ = _start(workdir, route_env(server, key=ROUTE_KEY))
     try:
         os.kill(_writer_of(process.pid), signal.SIGKILL)
-        stdout, stderr = process.communicate(timeout=60)  # it stops by itself: nothing more could be recorded
+        _, stderr = process.communicate(timeout=60)  # it stops by itself: nothing more could be recorded
     finally:
         if process.poll() is None:
             process.kill()
