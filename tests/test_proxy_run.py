@@ -224,7 +224,7 @@ def _view_a_proxy_run(run_id: str) -> None:
 
 
 def _writer_of(pid: int) -> int:
-    """The pid of the proxy's store writer (its child running multiprocessing's spawn_main)."""
+    """The pid of the proxy's store writer (its child `python -m k2probe.recording.writer`)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for entry in Path("/proc").iterdir():
@@ -235,7 +235,7 @@ def _writer_of(pid: int) -> int:
                 command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat[1]) == pid and b"spawn_main" in command:
+            if int(stat[1]) == pid and b"k2probe.recording.writer" in command:
                 return int(entry.name)
         time.sleep(0.1)
     raise AssertionError("the proxy started no store writer")

@@ -10,6 +10,7 @@ stamps (client.wire), as everywhere in k2probe."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
 import json
@@ -38,6 +39,7 @@ from k2probe.proxy.memory import Memory, bounded
 from k2probe.proxy.repair import refusal, repair
 from k2probe.proxy.stats import Stats
 from k2probe.proxy.upstream import Answer, Pending, PooledAnswer, PooledPending, Upstream, UpstreamError
+from k2probe.recording.recorder import StoreFailed
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -243,7 +245,7 @@ class Proxy:
         try:  # the client has its answer before the proxy reads it
             await _respond(send, answer.status, content, answer.kind or None, _passed(answer.headers))
         finally:
-            self._plain(answer.status, content, answer.kind, handled)
+            _later(self._plain, answer.status, content, answer.kind, handled)
 
     def _plain(self, status: int, content: bytes, kind: str, handled: Handled) -> None:
         record = handled.record
@@ -327,7 +329,7 @@ class Proxy:
             if not state["gone"]:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            self._ended(acc, pending, handled, clock)
+            _later(self._ended, acc, pending, handled, clock)
 
     def _ended(self, acc: StreamAccumulator, pending: bytes, handled: Handled, clock: Clock) -> None:
         """A relayed stream's record completed from what came: timings, usage, the turn remembered."""
@@ -399,6 +401,18 @@ class Proxy:
         self.sink.call(record)
         if self.on_handled is not None:
             self.on_handled(handled)
+
+
+def _later(bookkeeping: Callable[..., None], *args: Any) -> None:
+    """An answer's bookkeeping (parse, account, remember, record) after what is ready now: the other answers that
+    came in the same moment are relayed first, not held behind it. It still runs before any request read later, so a
+    turn is remembered before the client can send it back. A store that failed is the run's to notice (serve())."""
+
+    def run() -> None:
+        with contextlib.suppress(StoreFailed):
+            bookkeeping(*args)
+
+    asyncio.get_running_loop().call_soon(run)
 
 
 def _loads(data: bytes) -> Any:
