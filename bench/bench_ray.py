@@ -17,20 +17,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import free_port
-
-RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-
-
-def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(argv[2:])} failed: {done.stderr[-600:]}")
-    return time.perf_counter() - started
+from common import free_port, ray_node, stop_nodes, timed
 
 
 def main() -> None:
@@ -44,20 +33,23 @@ def main() -> None:
     env.update(K2PROBE_HOME=str(folder / "home"), RAY_USAGE_STATS_ENABLED="0")
     (folder / "samples.jsonl").write_text("".join(json.dumps({"task_id": t, "completion": p.canonical_solution}) + "\n"
                                                   for t, p in problems().items()))
-    imported = _timed([sys.executable, "-c", "import ray"], env, folder) - _timed([sys.executable, "-c", "pass"], env,
+    imported = timed([sys.executable, "-c", "import ray"], env, folder) - timed([sys.executable, "-c", "pass"], env,
                                                                                   folder)
     port = free_port()
     address = f"127.0.0.1:{port}"
-    head = _timed([*RAY, "start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard", "false",
-                   "--disable-usage-stats"], env, folder)
+    nodes: list[subprocess.Popen[bytes]] = []
     eval_ = [sys.executable, "-m", "k2probe", "eval", "humaneval", "--samples", "samples.jsonl"]
     try:
-        local = [_timed(eval_, env, folder) for _ in range(args.runs)]
-        one = [_timed([*eval_, "--executor", "ray", "--ray-address", address], env, folder) for _ in range(args.runs)]
-        node = _timed([*RAY, "start", "--address", address, "--num-cpus", "1"], env, folder)
-        two = [_timed([*eval_, "--executor", "ray", "--ray-address", address], env, folder) for _ in range(args.runs)]
+        local = [timed(eval_, env, folder) for _ in range(args.runs)]
+        started, head = ray_node(["--head", "--port", str(port), "--include-dashboard", "false",
+                                  "--disable-usage-stats", f"--temp-dir={folder / 'ray'}"], env, address, 0)
+        nodes.append(started)
+        one = [timed([*eval_, "--executor", "ray", "--ray-address", address], env, folder) for _ in range(args.runs)]
+        second, node = ray_node(["--address", address], env, address, 1)
+        nodes.append(second)
+        two = [timed([*eval_, "--executor", "ray", "--ray-address", address], env, folder) for _ in range(args.runs)]
     finally:
-        subprocess.run([*RAY, "stop", "--force"], env=env, capture_output=True, check=False)
+        stop_nodes(nodes)
     print(f"import ray: {imported:.2f} s more than a bare interpreter; ray start --head {head:.1f} s, "
           f"a second node {node:.1f} s")
     for label, times in (("local executor", local), ("ray, 1 node", one), ("ray, 2 nodes", two)):

@@ -14,44 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import free_port
-
-RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-
-
-def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(argv[2:])} failed: {done.stderr[-600:]}")
-    return time.perf_counter() - started
-
-
-def _alive(address: str, env: dict[str, str]) -> int:
-    done = subprocess.run([sys.executable, "-c", "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
-                           " print(sum(1 for n in ray.nodes() if n['Alive']))", address], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
-    return int(done.stdout.split()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
-
-
-def _node(args: list[str], env: dict[str, str], address: str, before: int) -> tuple[subprocess.Popen[bytes], float]:
-    """A node started as a process group of its own; its start-up time (until the cluster counts it)."""
-    started = time.perf_counter()
-    node = subprocess.Popen([*RAY, "start", *args, "--num-cpus", "1", "--block"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    while _alive(address, env) <= before:
-        if node.poll() is not None or time.perf_counter() - started > 180:
-            sys.exit("a Ray node did not start")
-        time.sleep(0.3)
-    return node, time.perf_counter() - started
+from common import free_port, ray_node, stop_nodes, timed
 
 
 def main() -> None:
@@ -68,20 +37,17 @@ def main() -> None:
     ray_ = [*eval_, "--executor", "ray", "--ray-address", address]
     nodes: list[subprocess.Popen[bytes]] = []
     try:
-        _timed(eval_, env, folder)  # the preflights, kept in K2PROBE_HOME: not part of what is compared
-        local = [_timed(eval_, env, folder) for _ in range(args.runs)]
-        head, head_s = _node(["--head", "--port", str(port), "--include-dashboard", "false", "--disable-usage-stats",
+        timed(eval_, env, folder)  # the preflights, kept in K2PROBE_HOME: not part of what is compared
+        local = [timed(eval_, env, folder) for _ in range(args.runs)]
+        head, head_s = ray_node(["--head", "--port", str(port), "--include-dashboard", "false", "--disable-usage-stats",
                               f"--temp-dir={folder / 'ray'}"], env, address, 0)
         nodes.append(head)
-        one = [_timed(ray_, env, folder) for _ in range(args.runs)]
-        second, node_s = _node(["--address", address], env, address, 1)
+        one = [timed(ray_, env, folder) for _ in range(args.runs)]
+        second, node_s = ray_node(["--address", address], env, address, 1)
         nodes.append(second)
-        two = [_timed(ray_, env, folder) for _ in range(args.runs)]
+        two = [timed(ray_, env, folder) for _ in range(args.runs)]
     finally:
-        for node in nodes:
-            if node.poll() is None:
-                os.killpg(node.pid, signal.SIGKILL)
-                node.wait()
+        stop_nodes(nodes)
     print(f"ray start --head {head_s:.1f} s, a second node {node_s:.1f} s (until the cluster counts it)")
     for label, times in (("local executor", local), ("ray, 1 node", one), ("ray, 2 nodes", two)):
         median = statistics.median(times)

@@ -14,6 +14,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from jsonschema import Draft202012Validator
+
+from k2probe.report.documents import json_schema
 
 from .conftest import route_env
 from .raycluster import ENV, Cluster, two_nodes
@@ -62,6 +65,8 @@ def test_bench_on_two_nodes_merges_their_histograms_exactly_and_keeps_the_key_on
               env=route_env(server, key=CANARY), timeout=600)
     assert run.code == 0, run.stderr[-3000:]
     data = run.json()
+    errors = [e.message for e in Draft202012Validator(json_schema("bench")).iter_errors(data)]
+    assert errors == [], errors[:3]  # the document `k2probe schema bench` publishes, its per-node parts included
     assert data["settings"]["executor"] == "ray" and data["cluster"]["left_out"] == []
     assert len(data["cluster"]["nodes"]) == 2 and all(n["workers"] == 2 for n in data["cluster"]["nodes"])
     assert len(data["steps"]) == 2

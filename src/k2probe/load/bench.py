@@ -97,8 +97,7 @@ class BenchOutcome:
 
     def as_json(self) -> dict[str, Any]:
         return {"route": self.route, "run_id": self.run_id, "emulated": self.emulated, "settings": self.settings,
-                "warmup": self.warmup, "steps": self.steps, "sweep": self.sweep,
-                **({"cluster": self.cluster} if self.cluster is not None else {})}
+                "warmup": self.warmup, "steps": self.steps, "sweep": self.sweep, "cluster": self.cluster}
 
 
 def _body(plan: BenchPlan, messages: Messages, max_tokens: int, profile: Any) -> bytes:
@@ -256,9 +255,9 @@ def run_bench(plan: BenchPlan, bodies: list[bytes], on_step: Callable[[dict[str,
                 for encoded in _gather(parts, queue, report):
                     result.merge(encoded)
             row = summary(step, result)
-            if nodes is not None:  # each node's own figures, beside the merge they add up to
-                row["nodes"] = nodes
-                row["saturated_nodes"] = [n["node"] for n in nodes if n["saturated"]]
+            # --executor ray: each node's own figures, beside the merge they add up to (else null: one machine)
+            row["nodes"] = nodes
+            row["saturated_nodes"] = [n["node"] for n in nodes if n["saturated"]] if nodes is not None else None
             measured.steps.append(row)
             measured.results[str(index)] = result
             if on_step is not None:

@@ -154,7 +154,7 @@ def node_lines(step: dict[str, Any], stream: bool) -> list[str]:
     name, key = ("TTFT", "ttft_ms") if stream else ("latency", "e2e_ms")
     return [f"{step_label(step)} node {n['node']}: {n['ok']}/{n['requests']} ok, {name} p50 {ms(n[key]['p50'])} / "
             f"p99 {ms(n[key]['p99'])} ms, client CPU {100 * n['client_cpu']:.0f}% of {n['cores_used']} core(s)"
-            for n in step.get("nodes", [])]
+            for n in step.get("nodes") or []]
 
 
 def saturation_text(step: dict[str, Any]) -> str:

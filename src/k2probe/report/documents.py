@@ -309,16 +309,46 @@ class BenchStep(Model):
     wall_s: float
 
 
+class NodeLatency(Model):
+    p50: float | None
+    p99: float | None
+    n: int
+
+
+class NodeStep(Model):
+    """`--executor ray`: one node's part of a step — its counts, its own TTFT and latency, its client CPU share (of
+    the cores its workers used; `saturated` over 90%: its figures then measure the client) and its encoded
+    histograms, which added give the step's."""
+
+    node: str
+    address: str
+    workers: int
+    requests: int
+    ok: int
+    failed: dict[str, int]
+    ttft_ms: NodeLatency
+    e2e_ms: NodeLatency
+    client_cpu: float
+    cores_used: int
+    saturated: bool
+    wall_s: float
+    histograms: dict[str, str]
+
+
 class ClosedLoopStep(BenchStep):
-    """A closed-loop step: `concurrency` requests in flight."""
+    """A closed-loop step: `concurrency` requests in flight (`nodes`: with --executor ray, each node's part)."""
 
     concurrency: int
+    nodes: list[NodeStep] | None = None
+    saturated_nodes: list[str] | None = None
 
 
 class OpenLoopStep(BenchStep):
-    """An open-loop step: Poisson arrivals at `rate` per second."""
+    """An open-loop step: Poisson arrivals at `rate` per second (`nodes`: with --executor ray, each node's part)."""
 
     rate: float
+    nodes: list[NodeStep] | None = None
+    saturated_nodes: list[str] | None = None
 
 
 class LengthSetting(Model):
@@ -345,6 +375,7 @@ class BenchSettings(Model):
     warmup: int
     concurrency: list[int] | Literal["auto"]
     rates: list[float]
+    executor: Literal["local", "ray"]
 
 
 class BenchWarmup(Model):
@@ -388,6 +419,26 @@ class BenchSweep(Model):
     stopped: str
 
 
+class ClusterNode(Model):
+    node: str
+    address: str
+    workers: int
+    cores: int
+
+
+class LeftOutNode(Model):
+    node: str
+    address: str
+    why: str
+
+
+class BenchCluster(Model):
+    """`--executor ray`: the nodes the workers ran on, and those the probe left out (and why)."""
+
+    nodes: list[ClusterNode]
+    left_out: list[LeftOutNode]
+
+
 class BenchDocument(Model):
     """`k2probe bench --json`: the settings, the warm-up, each step's latency percentiles, throughput and goodput,
     and the knee of a saturation sweep."""
@@ -399,6 +450,7 @@ class BenchDocument(Model):
     warmup: BenchWarmup | None
     steps: list[ClosedLoopStep | OpenLoopStep]
     sweep: BenchSweep | None
+    cluster: BenchCluster | None = None
 
 
 class ShippedTask(Model):
