@@ -4,6 +4,7 @@ and the cluster's messages kept off stdout (where `--json` keeps its one documen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from k2probe.core.errors import UsageError
@@ -73,3 +74,22 @@ def pinned(node: str) -> Any:
 def alive_nodes(ray: Any) -> list[str]:
     """The ids of the cluster's nodes that are alive now."""
     return [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+
+
+def on_every_node(ray: Any, function: Callable[..., Any], *args: Any,
+                  timeout_s: float = 120.0) -> list[tuple[str, Any, str | None]]:
+    """`function(*args)` once on each alive node (pinned there, never retried), all awaited together for at most
+    `timeout_s`: per node its id, its answer (None when it gave none) and why it gave none."""
+    remote = ray.remote(num_cpus=0)(function)
+    alive = alive_nodes(ray)
+    refs = [remote.options(scheduling_strategy=pinned(node), max_retries=0).remote(*args) for node in alive]
+    answered, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
+    found: list[tuple[str, Any, str | None]] = []
+    for node, ref in zip(alive, refs, strict=True):
+        try:
+            if ref not in answered:
+                raise TimeoutError
+            found.append((node, ray.get(ref), None))
+        except Exception as exc:
+            found.append((node, None, f"did not answer the probe: {type(exc).__name__}"))
+    return found

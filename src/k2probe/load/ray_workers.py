@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from k2probe.core.errors import ProbeFailed, UsageError
-from k2probe.core.raycluster import alive_nodes, connect, pinned
+from k2probe.core.raycluster import connect, on_every_node, pinned
 from k2probe.load.step import REPORT_EVERY_S, StepPlan, StepResult, histogram, run_step
 
 SATURATED = 0.9  # client CPU time over this share of the wall time of the cores a node's workers used
@@ -154,19 +154,9 @@ class RayLoad:
                              "ship to the nodes", fix="give the key by api_key_env, or use --executor local")
         ray = connect(address)
         self._ray = ray
-        probe = ray.remote(num_cpus=0)(_probe)
-        alive = alive_nodes(ray)
-        refs = [probe.options(scheduling_strategy=pinned(node), max_retries=0).remote(__version__, key_env, base_url)
-                for node in alive]
-        answered, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_S)  # one wait for all, not one per node
-        checks: list[NodeCheck] = []
-        for node, ref in zip(alive, refs, strict=True):
-            try:
-                if ref not in answered:
-                    raise TimeoutError
-                checks.append(ray.get(ref))
-            except Exception as exc:
-                checks.append(NodeCheck(node, "?", "?", 1, False, f"did not answer the probe: {type(exc).__name__}"))
+        checks = [answer or NodeCheck(node, "?", "?", 1, False, problem)
+                  for node, answer, problem in on_every_node(ray, _probe, __version__, key_env, base_url,
+                                                             timeout_s=PROBE_S)]
         self.checks = checks
         usable = [c for c in checks if c.problem is None]
         if not usable:

@@ -19,10 +19,6 @@ from k2probe.recording.writer import StoreWriter
 SUITE = "proxy"
 
 
-def _in_memory(url: str) -> bool:
-    return url in ("sqlite://", "sqlite:///") or (url.startswith("sqlite") and ":memory:" in url)
-
-
 class StoreSink:
     """Writes a proxy run as it happens: sessions, calls and findings, through a writer process (or the store's
     thread for a store in memory: the store and the writer take the same writes). `close` returns once every write
@@ -30,7 +26,7 @@ class StoreSink:
 
     def __init__(self, run: RunContext, route: str) -> None:
         self.run, self.route = run, route
-        self.writer = None if _in_memory(run.store.url) else StoreWriter(run.store.url)
+        self.writer = None if run.store.in_memory else StoreWriter(run.store.url)
         self.target: Store | StoreWriter = self.writer or run.store
 
     def session(self, number: int) -> str:

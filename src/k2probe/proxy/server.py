@@ -35,8 +35,9 @@ class ProxyServer(ThreadedServer):
         super().__init__(config, "proxy", start_within_s=15.0, stop_within_s=10.0, run=self._run)
 
     def _run(self, server: uvicorn.Server) -> None:
-        # the store's recorder thread holds the GIL while it writes; each socket call of the serving loop gives the GIL
-        # up and would wait up to 5 ms (Python's default switch interval) to take it back — a relayed chunk's delay
+        # another thread of this process holding the GIL (the store writer's feeder, the live line, an in-memory
+        # store's recorder) would keep each socket call of the serving loop waiting up to 5 ms (Python's default
+        # switch interval) to take it back — a relayed chunk's delay
         before = sys.getswitchinterval()
         sys.setswitchinterval(min(before, SWITCH_S))
 

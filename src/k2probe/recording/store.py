@@ -174,12 +174,17 @@ class Store:
     """Runs and samples are written at once (their ids are referenced); calls and steps through the recorder's queue.
     Every read flushes the queue first, so a reader in the same process sees what was recorded."""
 
+    @property
+    def in_memory(self) -> bool:
+        """A SQLite store in this process's memory (no other process can open it)."""
+        return (self.url.startswith("sqlite") and ":memory:" in self.url) or self.url in ("sqlite://", "sqlite:///")
+
     def __init__(self, url: str | None = None, redactor: Redactor | None = None) -> None:
         self.url = url or database_url()
         self.redactor = redactor or Redactor()
         self._known: set[str] = set()  # message hashes this process knows are stored
         try:
-            if (self.url.startswith("sqlite") and ":memory:" in self.url) or self.url in ("sqlite://", "sqlite:///"):
+            if self.in_memory:
                 from sqlalchemy.pool import StaticPool  # one shared connection: the recorder's thread sees the tables
 
                 self.engine = create_engine(self.url, poolclass=StaticPool, connect_args={"check_same_thread": False})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from k2probe.core.errors import UsageError
-from k2probe.core.raycluster import alive_nodes, connect, pinned
+from k2probe.core.raycluster import connect, on_every_node, pinned
 from k2probe.sandbox.executor import LocalExecutor
 from k2probe.sandbox.isolation import Isolation
 
@@ -100,18 +100,8 @@ class RayExecutor(LocalExecutor):
     def _probe_nodes(self) -> list[NodeCheck]:
         from k2probe import __version__
 
-        ray = self._ray
-        probe = ray.remote(num_cpus=0)(_probe)
-        alive = alive_nodes(ray)
-        refs = [probe.options(scheduling_strategy=pinned(node), max_retries=0).remote(self.mode, __version__)
-                for node in alive]
-        checks = []
-        for node, ref in zip(alive, refs, strict=True):
-            try:
-                checks.append(ray.get(ref, timeout=120))
-            except Exception as exc:
-                checks.append(NodeCheck(node, "?", None, f"did not answer the probe: {type(exc).__name__}"))
-        return checks
+        return [answer or NodeCheck(node, "?", None, problem)
+                for node, answer, problem in on_every_node(self._ray, _probe, self.mode, __version__)]
 
     @property
     def ray(self) -> Any:
