@@ -109,6 +109,7 @@ class TLSStream(_Stream):
         self.raw, self.sock = raw, raw.sock
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.eof = False  # the peer closed the socket
+        self._answering: asyncio.Future[None] | None = None  # TLS's own answer to the peer, sent from a callback
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=server_hostname)
 
     @property
@@ -151,6 +152,29 @@ class TLSStream(_Stream):
 
     async def send(self, buffer: bytes) -> None:
         await self._run(lambda: self.tls.write(buffer))
+
+    def encrypt(self, data: bytes) -> bytes:
+        """`data` as the records to put on the wire, for a writer that cannot wait (load/h1.Connection.request_now)."""
+        self.tls.write(data)
+        return self.outgoing.read()
+
+    def decrypt(self, data: bytes) -> bytes:
+        """Bytes from the socket in, the plaintext they complete out (b"" while a record is incomplete), for a reader
+        in the socket's callback (load/h1.Connection.relay); what TLS has to say back (a key update) goes on after."""
+        if data:
+            self.incoming.write(data)
+        parts = []
+        while True:
+            try:
+                part = self.tls.read(262144)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not part:
+                break
+            parts.append(part)
+        if self.outgoing.pending:
+            self._answering = asyncio.ensure_future(self.raw.send(self.outgoing.read()))
+        return b"".join(parts)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":

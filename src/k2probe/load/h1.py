@@ -10,7 +10,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from k2probe.core import stamps
@@ -32,6 +32,7 @@ class Channel:
         self.eof = False
         self.error: OSError | None = None
         self.arrived: float | None = None
+        self.relay: Callable[[bytes, float], None] | None = None  # takes each read in the callback (b"": the end)
         stamps.enable(sock)
         self.loop.add_reader(sock.fileno(), self._readable)
 
@@ -43,10 +44,18 @@ class Channel:
         except OSError as exc:
             self.error, data = exc, b""
         if data:
-            self.reads.append((data, stamps.received(ancillary, time.perf_counter)))
+            stamp = stamps.received(ancillary, time.perf_counter)
+            if self.relay is not None:
+                self.arrived = stamp
+                self.relay(data, stamp)
+                return
+            self.reads.append((data, stamp))
         else:
             self.eof = True
             self.loop.remove_reader(self.sock.fileno())
+            if self.relay is not None:
+                self.relay(b"", time.perf_counter())
+                return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -112,6 +121,19 @@ class Connection:
         self.reusable = False
         await self.stream.send(data)
 
+    def request_now(self, data: bytes) -> asyncio.Future[None] | None:
+        """`request` begun from a callback, without waiting: what the socket takes now is sent now (encrypted first
+        over TLS); the rest of a large body goes on in a task, whose future is returned (None: all of it went)."""
+        self.reusable = False
+        wire = data if self.stream is self.channel else self.stream.encrypt(data)
+        try:
+            sent = self.channel.sock.send(wire)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent == len(wire):
+            return None
+        return asyncio.ensure_future(self.channel.send(wire[sent:]))
+
     async def head(self) -> tuple[int, str]:
         """The status and the Content-Type; the body's framing is kept for `body`/`pieces`."""
         while (end := self.buffer.find(b"\r\n\r\n")) < 0:
@@ -174,6 +196,92 @@ class Connection:
                     break
                 self.buffer = data
         self.reusable = self._keep and not self.buffer
+
+    def relay(self, on_piece: Callable[[bytes, float], bool],
+              decode: Callable[[bytes], bytes] | None = None) -> asyncio.Future[bool] | None:
+        """A chunked body handed over from the socket's reader callback as it arrives, no task woken per read: each
+        read's whole chunks, joined (and decoded), go to `on_piece(piece, arrival stamp)`. The future is True at the
+        body's end (the connection then as `pieces` leaves it), False once `on_piece` said stop (the rest is for
+        `pieces`), or the error that broke the body. None: a body this cannot relay (not chunked; not read straight
+        from the socket or through TLS in memory over it)."""
+        channel = self.channel
+        decrypt = None if self.stream is channel else getattr(self.stream, "decrypt", None)
+        if not self.chunked or channel.relay is not None or (self.stream is not channel and (
+                decrypt is None or getattr(self.stream, "raw", None) is not channel)):
+            return None
+        done: asyncio.Future[bool] = channel.loop.create_future()
+
+        def end(result: bool | BaseException) -> None:
+            channel.relay = None
+            if done.done():
+                return
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+        def emit(parts: list[bytes], stamp: float) -> bool:
+            piece = b"".join(parts) if len(parts) > 1 else parts[0]
+            if decode is not None:
+                piece = decode(piece)
+            return not piece or on_piece(piece, stamp)
+
+        def parse(stamp: float) -> None:
+            parts: list[bytes] = []
+            buffer = self.buffer
+            while (end_ := buffer.find(b"\r\n")) >= 0:
+                try:
+                    size = int(buffer[:end_].split(b";", 1)[0], 16)
+                except ValueError:
+                    raise ProtocolError("a chunk size that is not hexadecimal") from None
+                if size == 0:  # the last chunk, then trailers (if any) and an empty line
+                    rest = buffer[end_ + 2:]
+                    if rest.startswith(b"\r\n"):
+                        buffer = rest[2:]
+                    elif (close := rest.find(b"\r\n\r\n")) >= 0:
+                        buffer = rest[close + 4:]
+                    else:
+                        break
+                    self.buffer = buffer
+                    if parts:
+                        emit(parts, stamp)
+                    self.reusable = self._keep and not buffer
+                    end(True)
+                    return
+                if len(buffer) < end_ + 2 + size + 2:
+                    break
+                parts.append(buffer[end_ + 2:end_ + 2 + size])
+                buffer = buffer[end_ + 2 + size + 2:]
+            self.buffer = buffer
+            if parts and not emit(parts, stamp):
+                end(False)
+
+        def take(data: bytes, stamp: float) -> None:
+            try:
+                plain = decrypt(data) if decrypt is not None else data
+                if plain:
+                    self.buffer += plain
+                if not data and (channel.eof or channel.error is not None):
+                    raise channel.error or ConnectionResetError("the server closed the connection")
+                parse(stamp)
+            except Exception as exc:  # a broken body: the reader says it where it awaits the future
+                end(exc)
+
+        channel.relay = take
+        parse_from = self.arrived
+        try:
+            plain = decrypt(b"") if decrypt is not None else b""  # over TLS: what was decrypted but not yet read
+            self.buffer += plain
+            parse(parse_from)
+        except Exception as exc:
+            end(exc)
+        while channel.reads and not done.done():  # what came while nobody read
+            data, stamp = channel.reads.popleft()
+            channel.arrived = stamp
+            take(data, stamp)
+        if not done.done() and (channel.eof or channel.error is not None):
+            take(b"", time.perf_counter())
+        return done
 
     def _whole_chunk(self) -> bytes | None:
         """The next chunk if it is all in the buffer and not the last one (None: wait for the socket, or the end)."""

@@ -10,7 +10,6 @@ stamps (client.wire), as everywhere in k2probe."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import itertools
 import json
@@ -34,12 +33,12 @@ from k2probe.core.config import Route
 from k2probe.core.failures import Failure, stream_error
 from k2probe.core.profiles import Profile
 from k2probe.core.records import CallRecord, Usage, cost_of
+from k2probe.proxy.backlog import Backlog
 from k2probe.proxy.checks import Finding, check_request
 from k2probe.proxy.memory import Memory, bounded
 from k2probe.proxy.repair import refusal, repair
 from k2probe.proxy.stats import Stats
 from k2probe.proxy.upstream import Answer, Pending, PooledAnswer, PooledPending, Upstream, UpstreamError
-from k2probe.recording.recorder import StoreFailed
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,6 +50,7 @@ MODES: tuple[str, ...] = ("observe", "enforce", "repair")
 UNAUTHORISED = contract.ApiError(401, "invalid_authentication_error", "Invalid Authentication")
 PASSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id", "x-should-retry")  # what a client acts on
 CHAT_PATHS = ("/v1/chat/completions", "/v1/v1/chat/completions")
+EARLY, TRANSPORT = "k2probe.early", "k2probe.transport"  # what the server's protocol leaves in a chat request's scope
 
 
 class Sink(Protocol):
@@ -98,12 +98,14 @@ class Proxy:
     sink: Sink = field(default_factory=NoSink)
     on_handled: Callable[[Handled], None] | None = None
     stats: Stats = field(default_factory=Stats)
+    write_high: int = 262144  # bytes waiting for a slow client past which a stream is relayed awaiting it (uvicorn drains)
 
     def __post_init__(self) -> None:
         self._sessions = itertools.count(1)
         self.labels: dict[str, str] = {}  # session id → its label (session-N, as stored), for what is printed
         self.memory = Memory(new_session=self._new_session)
         self._numbers = itertools.count(1)
+        self.backlog = Backlog()
         self.price = price_for(self.route, self.profile)
         base = (self.route.base_url or "").rstrip("/")
         self.upstream = Upstream(base, {"User-Agent": f"k2probe-proxy/{__version__}", **self.route.headers,
@@ -118,6 +120,7 @@ class Proxy:
         return session
 
     async def aclose(self) -> None:
+        self.backlog.flush()
         await self.upstream.aclose()
 
     # ---- the endpoints -----------------------------------------------------------------------------------------
@@ -136,29 +139,50 @@ class Proxy:
             return Response(_json(_unreachable(exc)), status_code=502, media_type="application/json")
         return Response(content, status_code=status, media_type=kind)
 
+    def early(self, scope: Scope, raw: bytes) -> Pending | None:
+        """A chat request whose body is all in, handed over by the server's protocol from its socket's callback:
+        in observe mode (which forwards as is) it goes on to the route at once — a burst of requests is not sent
+        one task after another — and the request's task takes its answer (`chat`). None: it goes the usual way."""
+        if self.mode != "observe" or not self._authorised(scope["headers"]):
+            return None
+        pending = self.upstream.send_now(f"{'/v1' if scope['path'].startswith('/v1/v1') else ''}/chat/completions",
+                                         raw)
+        if pending is not None:
+            scope[EARLY] = (pending, time.time())
+        return pending
+
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /v1/chat/completions, as raw ASGI: the body read, checked, refused or repaired by mode, forwarded. In
-        observe mode (which forwards as is) it goes on first and is checked while the route works on it."""
+        observe mode (which forwards as is) it goes on first — from the server's callback when it can (`early`) —
+        and is checked in the backlog, after the answers that came before it, while the route works on it."""
         if not self._authorised(scope["headers"]):
             await _respond(send, 401, _json(UNAUTHORISED.body()), "application/json")
             return
         raw = await _read_body(receive)
-        if raw is None:  # the client left before its request was in
+        # sent early or not is settled once the body is in: `early` runs in the very callback that completes it
+        early: tuple[Pending, float] | None = scope.pop(EARLY, None)
+        if raw is None:  # the client left before its request was in (or, sent early, before its answer began)
+            if early is not None:
+                early[0].abandon()
+            return
+        transport = scope.get(TRANSPORT)
+        if self.mode == "observe":
+            self.stats.ways["sent early" if early is not None else "sent"] += 1
+            if early is not None:
+                pending: Pending | PooledPending | None = early[0]
+                clock, failed, started_at = Clock(early[0].stamps["wire"], early[0].stamps), None, early[1]
+            else:
+                started_at = time.time()
+                doubled = scope["path"].startswith("/v1/v1")
+                pending, clock, failed = await self._start("/v1" if doubled else "", raw)
+            handled = self._begin(started_at)
+            self.backlog.add(self._check, handled, raw, scope["path"])
+            await self._forward(pending, failed, clock, handled, receive, send, transport)
             return
         started_at = time.time()
-        if self.mode == "observe":
-            doubled = scope["path"].startswith("/v1/v1")
-            pending, clock, failed = await self._start("/v1" if doubled else "", raw)
-            try:
-                await asyncio.sleep(0)  # the requests that came with this one go on before it is checked
-                handled = self._handled(raw, scope["path"], started_at)
-            except BaseException:
-                if pending is not None:
-                    pending.abandon()
-                raise
-            await self._forward(pending, failed, clock, handled, receive, send)
-            return
-        handled = self._handled(raw, scope["path"], started_at)
+        self.backlog.flush()  # the turns relayed before this request remembered, before it is checked
+        handled = self._begin(started_at)
+        self._check(handled, raw, scope["path"])
         body, record, findings = handled.record.request, handled.record, handled.findings
         if self.mode == "enforce" and (error := refusal(body, self.profile, findings)) is not None:
             handled.refused = True
@@ -174,16 +198,23 @@ class Proxy:
                 raw = json.dumps(fixed, ensure_ascii=False).encode()
                 record.request = fixed
         path = "" if handled.repaired or not any(f.kind == "doubled_v1" for f in findings) else "/v1"
+        self.stats.ways["sent"] += 1
         pending, clock, failed = await self._start(path, raw)
-        await self._forward(pending, failed, clock, handled, receive, send)
+        await self._forward(pending, failed, clock, handled, receive, send, transport)
 
-    def _handled(self, raw: bytes, path: str, started_at: float) -> Handled:
-        """The request read: its session, its findings, its record begun."""
+    def _begin(self, started_at: float) -> Handled:
+        """A request's number and record, before anything is known of it (`_check` reads it)."""
+        number = next(self._numbers)
+        record = CallRecord(route=self.route.name, model="None", endpoint="/chat/completions", stream=False,
+                            request={}, purpose="proxy", step=number, started_at=started_at)
+        return Handled(number, "", "", [], record)
+
+    def _check(self, handled: Handled, raw: bytes, path: str) -> None:
+        """The request read: its session, its findings, its record filled in."""
         try:
             body = _loads(raw)
         except ValueError:
             body = None
-        number = next(self._numbers)
         findings: list[Finding] = []
         if not isinstance(body, dict):  # nothing to check: the route says what it says about it
             body = {}
@@ -196,10 +227,10 @@ class Proxy:
                                          body_bytes=len(raw))
             except Exception:  # a body too odd for a check: forwarded unchecked, never the client's traffic broken
                 self.stats.unchecked += 1
-        record = CallRecord(route=self.route.name, model=str(body.get("model")), endpoint="/chat/completions",
-                            stream=bool(body.get("stream")), request=body, purpose="proxy", sample_id=session,
-                            step=number, started_at=started_at)
-        return Handled(number, session, self.labels.get(session, session), findings, record)
+        record = handled.record
+        record.model, record.stream, record.request = str(body.get("model")), bool(body.get("stream")), body
+        record.sample_id = handled.session = session
+        handled.label, handled.findings = self.labels.get(session, session), findings
 
     # ---- forwarding ------------------------------------------------------------------------------------------
     async def _start(self, path: str, raw: bytes) -> tuple[Pending | PooledPending | None, Clock,
@@ -215,11 +246,11 @@ class Proxy:
     async def _unreachable(self, exc: UpstreamError, handled: Handled, send: Send) -> None:
         """The route could not be reached or read: recorded as such, and a 502 in the API's error shape."""
         handled.record.error_type, handled.record.error_message = "unreachable", f"{exc.name}: {exc}"[:300]
-        self._done(handled)
+        self.backlog.add(self._done, handled)
         await _respond(send, 502, _json(_unreachable(exc)), "application/json")
 
     async def _forward(self, pending: Pending | PooledPending | None, failed: UpstreamError | None, clock: Clock,
-                       handled: Handled, receive: Receive, send: Send) -> None:
+                       handled: Handled, receive: Receive, send: Send, transport: Any = None) -> None:
         record = handled.record
         try:
             if pending is None:
@@ -230,7 +261,7 @@ class Proxy:
             return
         record.status = answer.status
         if answer.status == 200 and "event-stream" in answer.kind:
-            await self._relay(answer, handled, clock, receive, send)
+            await self._relay(answer, handled, clock, receive, send, transport)
             return
         try:
             try:
@@ -245,7 +276,7 @@ class Proxy:
         try:  # the client has its answer before the proxy reads it
             await _respond(send, answer.status, content, answer.kind or None, _passed(answer.headers))
         finally:
-            _later(self._plain, answer.status, content, answer.kind, handled)
+            self.backlog.add(self._plain, answer.status, content, answer.kind, handled)
 
     def _plain(self, status: int, content: bytes, kind: str, handled: Handled) -> None:
         record = handled.record
@@ -268,12 +299,13 @@ class Proxy:
         self._done(handled)
 
     async def _relay(self, answer: Answer | PooledAnswer, handled: Handled, clock: Clock, receive: Receive,
-                     send: Send) -> None:
-        """Each piece goes on as it arrives; only then is it read (its lines, for the accumulator). A client that
-        leaves (its connection closed) stops the relay, as Starlette's StreamingResponse did."""
-        record = handled.record
+                     send: Send, transport: Any = None) -> None:
+        """Each piece goes on as it arrives — written to the client's `transport` from the route's socket callback
+        where the server gave one (no task woken per piece), else through ASGI — and is read once the stream is over
+        (in the backlog). A client that leaves (its connection closed) stops the relay, as Starlette's
+        StreamingResponse did."""
         acc = StreamAccumulator()
-        pending = b""
+        came: list[tuple[bytes, float]] = []  # each piece relayed, with its arrival
         task = asyncio.current_task()
         state = {"finished": False, "gone": False}
 
@@ -291,29 +323,36 @@ class Proxy:
         watcher = asyncio.ensure_future(receive())
         watcher.add_done_callback(left)
         raised = True
+        finished: bool | None = None
+        broke: tuple[str, str] | None = None  # how the stream ended early: said once its chunks are counted
         try:
-            async for piece in answer.pieces():
-                now = answer.arrived
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
-                pending += piece
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._feed(line, acc, record, now)
+            if transport is not None and isinstance(answer, Answer):
+                high = self.write_high
+
+                def write(piece: bytes, stamp: float) -> bool:  # as uvicorn frames a chunk of a chunked response
+                    if transport.is_closing():
+                        return False
+                    transport.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                    came.append((piece, stamp))
+                    return bool(transport.get_write_buffer_size() <= high)
+
+                finished = await answer.relayed(write)
+            if not finished:  # not a body for the callback, or a client slow to read: the rest awaited, piece by piece
+                async for piece in answer.pieces():
+                    now = answer.arrived
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    came.append((piece, now))
             raised = False
         except UpstreamError as exc:
-            record.error_type = "stream_cut"
-            record.error_message = f"the route's stream broke after {acc.chunks} chunks: {exc.name}"
+            broke = ("stream_cut", exc.name)
             raised = False
         except BaseException as exc:  # the client went away (or the server is stopping): what came is still recorded
             timeout = answer.watch.timed_out() if isinstance(answer, Answer) and isinstance(
                 exc, asyncio.CancelledError) else None
             if timeout is not None:  # the whole answer's deadline passed while the client was being written to
-                record.error_type = "stream_cut"
-                record.error_message = f"the route's stream broke after {acc.chunks} chunks: {timeout.name}"
+                broke = ("stream_cut", timeout.name)
             else:
-                record.error_type = record.error_type or "client_gone"
-                record.error_message = record.error_message or (
-                    f"the client stopped reading after {acc.chunks} chunks")
+                broke = ("client_gone", "")
                 if not state["gone"]:
                     raise
                 if task is not None:
@@ -321,21 +360,38 @@ class Proxy:
             raised = False
         finally:
             state["finished"] = True
+            self.stats.ways["slowed" if finished is False else "relayed in callback"
+                            if getattr(answer, "relaying", False) else "relayed awaited"] += 1
             watcher.cancel()
             await answer.aclose()
             if raised:
-                self._ended(acc, pending, handled, clock)
+                self.backlog.add(self._ended, acc, came, handled, clock, broke)
         try:  # the client has the stream's end before the proxy reads it
             if not state["gone"]:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            _later(self._ended, acc, pending, handled, clock)
+            self.backlog.add(self._ended, acc, came, handled, clock, broke)
 
-    def _ended(self, acc: StreamAccumulator, pending: bytes, handled: Handled, clock: Clock) -> None:
-        """A relayed stream's record completed from what came: timings, usage, the turn remembered."""
+    def _ended(self, acc: StreamAccumulator, came: list[tuple[bytes, float]], handled: Handled,
+               clock: Clock, broke: tuple[str, str] | None = None) -> None:
+        """A relayed stream's record completed from what came, read line by line with each piece's arrival:
+        timings, usage, the turn remembered; and how it ended early (`broke`: the route cut it, its error's name;
+        or the client left)."""
         record = handled.record
+        pending = b""
+        for piece, now in came:
+            pending += piece
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._feed(line, acc, record, now)
         if pending:
-            self._feed(pending, acc, record, time.perf_counter())
+            self._feed(pending, acc, record, came[-1][1])
+        if broke is not None and broke[0] == "stream_cut":
+            record.error_type = "stream_cut"
+            record.error_message = f"the route's stream broke after {acc.chunks} chunks: {broke[1]}"
+        elif broke is not None:
+            record.error_type = record.error_type or "client_gone"
+            record.error_message = record.error_message or f"the client stopped reading after {acc.chunks} chunks"
         record.ttft_ms, record.ttfc_ms = clock.since_wire(acc.first_token_at), clock.since_wire(acc.first_content_at)
         record.latency_ms = clock.since_wire(acc.last_token_at if acc.last_token_at is not None
                                              else time.perf_counter())
@@ -401,18 +457,6 @@ class Proxy:
         self.sink.call(record)
         if self.on_handled is not None:
             self.on_handled(handled)
-
-
-def _later(bookkeeping: Callable[..., None], *args: Any) -> None:
-    """An answer's bookkeeping (parse, account, remember, record) after what is ready now: the other answers that
-    came in the same moment are relayed first, not held behind it. It still runs before any request read later, so a
-    turn is remembered before the client can send it back. A store that failed is the run's to notice (serve())."""
-
-    def run() -> None:
-        with contextlib.suppress(StoreFailed):
-            bookkeeping(*args)
-
-    asyncio.get_running_loop().call_soon(run)
 
 
 def _loads(data: bytes) -> Any:

@@ -21,6 +21,9 @@ class Stats:
     findings: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     sessions: set[str] = field(default_factory=set)
+    # how requests went (k2probe's own working, not the route's): "sent early" from the server's callback or "sent"
+    # by their task; streams "relayed in callback", "relayed awaited", "slowed" (a client slow to read: the rest awaited)
+    ways: Counter[str] = field(default_factory=Counter)
 
     def p(self, q: float) -> float | None:
         return percentile(self.latencies_ms, q)

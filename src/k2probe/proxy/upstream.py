@@ -108,14 +108,43 @@ class Answer:
         self.upstream, self.connection, self.watch = upstream, connection, watch
         self.status, self.kind = status, kind
         self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in connection.headers]
+        self.decode = _decoder(self.headers)  # one for the body, however it is read
         self.complete = self.closed = False
+        self.relaying = False  # its body went (or began to go) from the socket's callback
 
     @property
     def arrived(self) -> float:
         return self.connection.arrived
 
+    async def relayed(self, on_piece: Callable[[bytes, float], bool]) -> bool | None:
+        """The body handed to `on_piece(piece, arrival)` from the socket's callback as it arrives (load/h1's
+        Connection.relay): True once all of it went, False when `on_piece` asked to stop (the rest is for `pieces`),
+        None when this body cannot go that way (it is then all for `pieces`)."""
+        watch = self.watch
+
+        def piece(data: bytes, stamp: float) -> bool:
+            watch.wait()  # a stall counts from the latest piece
+            return on_piece(data, stamp)
+
+        done = self.connection.relay(piece, self.decode)
+        if done is None:
+            return None
+        self.relaying = True
+        try:
+            finished = await done
+        except asyncio.CancelledError:
+            if (timeout := watch.timed_out()) is None:
+                raise
+            raise timeout from None
+        except (OSError, ssl.SSLError, ProtocolError, zlib.error) as exc:
+            raise UpstreamError(type(exc).__name__, str(exc)) from exc
+        finally:
+            self.connection.channel.relay = None
+        self.complete = finished
+        return finished
+
     async def pieces(self) -> AsyncIterator[bytes]:
-        decode = _decoder(self.headers)
+        decode = self.decode
         watch = self.watch
         try:
             async for piece in self.connection.pieces(joined=True):
@@ -175,13 +204,21 @@ class Pending:
     """A request sent on a lean connection, its answer's head still to come; sent again once on a new connection if
     a kept one turns out closed by the route before any answer."""
 
-    def __init__(self, upstream: Upstream, data: bytes, stamps: dict[str, float]) -> None:
+    def __init__(self, upstream: Upstream, data: bytes, stamps: dict[str, float], connection: Connection | None = None,
+                 sending: asyncio.Future[None] | None = None) -> None:
         self.upstream, self.data, self.stamps = upstream, data, stamps
-        self.watch = Watch(stall_seconds(), request_seconds())
-        self.connection: Connection | None = None
+        self.connection, self.sending = connection, sending  # already on its way (Upstream.send_now)
+        # the time limits, kept on the task that reads the answer (a request sent from a callback has none yet)
+        self.watch: Watch | None = Watch(stall_seconds(), request_seconds()) if connection is None else None
+
+    @property
+    def adopted(self) -> bool:
+        """Has a task taken its answer on (False only for a request sent early whose reader has not started)."""
+        return self.watch is not None
 
     async def guarded(self, operation: Awaitable[_T]) -> _T:
         """Run a step of the exchange, its failures as UpstreamError, the watch closed on any."""
+        assert self.watch is not None
         try:
             return await operation
         except asyncio.CancelledError:
@@ -215,6 +252,9 @@ class Pending:
             connection = self.connection
             assert connection is not None
             try:
+                if self.sending is not None:  # the rest of a body begun early
+                    sending, self.sending = self.sending, None
+                    await sending
                 status, kind = await connection.head()
             except (ConnectionError, ProtocolError):
                 connection.close()
@@ -226,12 +266,17 @@ class Pending:
         raise AssertionError("unreachable")
 
     async def answer(self) -> Answer:
+        if self.watch is None:
+            self.watch = Watch(stall_seconds(), request_seconds())
         connection, status, kind = await self.guarded(self._head())
         return Answer(self.upstream, connection, status, kind, self.watch)
 
     def abandon(self) -> None:
         """No answer will be read: the watch stopped, the connection closed."""
-        self.watch.close()
+        if self.watch is not None:
+            self.watch.close()
+        if self.sending is not None:
+            self.sending.cancel()
         if self.connection is not None:
             self.connection.close()
 
@@ -304,12 +349,30 @@ class Upstream:
         client.transport's Clock reads them. Raises UpstreamError when the request could not go."""
         if not self.lean:
             return PooledPending(self, path, body, stamps)
+        pending = Pending(self, self._request(path, body), stamps)
+        await pending.guarded(pending.send())
+        return pending
+
+    def send_now(self, path: str, body: bytes) -> Pending | None:
+        """`start` from a callback, without waiting: the request goes at once on an idle kept connection (its answer
+        then read by a task, as `start`'s). None when it cannot go so — not the lean path, no idle connection, or a
+        kept one found broken — and `start` is the way."""
+        if not self.lean or (connection := self.pool.take()) is None:
+            return None
+        data = self._request(path, body)
+        stamps = {"wire": time.perf_counter()}
+        try:
+            sending = connection.request_now(data)
+        except (OSError, ssl.SSLError):
+            connection.close()
+            return None
+        return Pending(self, data, stamps, connection, sending)
+
+    def _request(self, path: str, body: bytes) -> bytes:
         head = self._heads.get(path)
         if head is None:
             head = self._heads[path] = self._head(path)
-        pending = Pending(self, b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body)), stamps)
-        await pending.guarded(pending.send())
-        return pending
+        return b"".join((head, str(len(body)).encode(), b"\r\n\r\n", body))
 
     def _head(self, path: str) -> bytes:
         url = httpx2.URL(self.base_url + path)
