@@ -1,10 +1,11 @@
 """What `k2probe proxy` adds to a client's TTFT (streamed) and to a non-streamed call's latency, at 100 concurrent
-requests against the emulator, measured against the same client going direct — and a real LiteLLM proxy beside it,
-measured the same way. Ratios in one run: direct, proxy and LiteLLM take turns, round after round, and each figure is
-the median over the rounds of that target's p50 / p99.
+requests against the emulator, measured against the same client going direct — and beside it a real LiteLLM proxy,
+the floor of any relay on this machine (bench/tcp_pipe.py: a byte pipe in Python), and, with --compare-src, the proxy
+of another checkout, all measured the same way. Ratios in one run: the targets take turns, round after round, and
+each figure is the median over the rounds of that target's p50 / p99.
 
 Run: python bench/bench_proxy.py [--concurrency 100] [--requests 400] [--rounds 3] [--ttft-ms 100] [--itl-ms 20]
-                                 [--no-litellm]
+                                 [--no-litellm] [--no-pipe] [--compare-src OTHER_CHECKOUT/src]
 Each measured step follows an unmeasured one of `concurrency` requests, so every relay's pool of connections to the
 route is warm, as in use (the emulator closes a connection idle for 5 s, and the targets take turns for longer).
 --itl-ms 20 is a model decoding about 50 tokens a second; --itl-ms 2 is a stress of ten times the chunks.
@@ -50,12 +51,24 @@ def _wait(port: int, process: subprocess.Popen[bytes], seconds: float) -> None:
     raise SystemExit(f"nothing listened on {port} within {seconds:.0f} s")
 
 
-def start_proxy(upstream: str, home: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_proxy(upstream: str, home: str, src: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`k2probe proxy` in front of `upstream` — this checkout's, or the one whose sources are at `src`."""
     port = free_port()
     env = {**os.environ, "AI_GATEWAY_API_KEY": KEY, "AI_GATEWAY_BASE_URL": upstream, "K2PROBE_HOME": home}
+    if src is not None:
+        env["PYTHONPATH"] = src
     process = subprocess.Popen([sys.executable, "-m", "k2probe", "proxy", "--listen", f"127.0.0.1:{port}"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait(port, process, 60)
+    return process, f"http://127.0.0.1:{port}/v1"
+
+
+def start_pipe(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    route_port = upstream.rsplit(":", 1)[1].split("/", 1)[0]
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("tcp_pipe.py")), str(port), route_port],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(port, process, 30)
     return process, f"http://127.0.0.1:{port}/v1"
 
 
@@ -122,6 +135,8 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=100.0)
     parser.add_argument("--itl-ms", type=float, default=20.0)
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--no-pipe", action="store_true", help="leave out the byte pipe (the floor of any relay)")
+    parser.add_argument("--compare-src", help="also measure the proxy of the checkout whose sources are here")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="k2probe-bench-proxy-"))
     home = str(folder / "home")
@@ -132,11 +147,23 @@ def main() -> None:
         proxy, proxied = start_proxy(upstream, home)
         started.append(proxy)
         targets = {"direct": (upstream, KEY, "kimi-k2.7-code"), "k2probe proxy": (proxied, KEY, "kimi-k2.7-code")}
+        servers = {"k2probe proxy": proxy.pid}
+        if args.compare_src:
+            other, other_url = start_proxy(upstream, str(folder / "other-home"), args.compare_src)
+            started.append(other)
+            targets["compared proxy"] = (other_url, KEY, "kimi-k2.7-code")
+            servers["compared proxy"] = other.pid
+        if not args.no_pipe:
+            pipe, piped = start_pipe(upstream)
+            started.append(pipe)
+            targets["TCP pipe"] = (piped, KEY, "kimi-k2.7-code")
+            servers["TCP pipe"] = pipe.pid
         litellm = None if args.no_litellm else start_litellm(upstream, folder)
         if litellm is not None:
             started.append(litellm[0])
             targets["LiteLLM proxy"] = (litellm[1], MASTER, "kimi-openai")
-        servers = {"k2probe proxy": proxy.pid, **({"LiteLLM proxy": litellm[0].pid} if litellm else {})}
+        if litellm is not None:
+            servers["LiteLLM proxy"] = litellm[0].pid
         results: dict[tuple[str, bool], list[tuple[float, float, int]]] = {}
         cpu_ms: dict[tuple[str, bool], list[float]] = {}  # a proxy's CPU per request it relayed
         for round_ in range(args.rounds):
@@ -156,13 +183,13 @@ def main() -> None:
             base50 = statistics.median(r[0] for r in results[("direct", stream)])
             base99 = statistics.median(r[1] for r in results[("direct", stream)])
             print(f"\n{what}:")
-            print(f"  {'target':<14} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'CPU ms/req':>10}")
+            print(f"  {'target':<15} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'CPU ms/req':>10}")
             for name in targets:
                 p50 = statistics.median(r[0] for r in results[(name, stream)])
                 p99 = statistics.median(r[1] for r in results[(name, stream)])
                 cpu = cpu_ms.get((name, stream))
                 per = f"{statistics.median(cpu):10.2f}" if cpu else f"{'':>10}"
-                print(f"  {name:<14} {p50:8.1f} {p99:8.1f} {p50 - base50:+10.1f} {p99 - base99:+10.1f} {per}")
+                print(f"  {name:<15} {p50:8.1f} {p99:8.1f} {p50 - base50:+10.1f} {p99 - base99:+10.1f} {per}")
     finally:
         for process in started:
             process.send_signal(signal.SIGINT)
