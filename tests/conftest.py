@@ -219,6 +219,19 @@ def venv_seeing_our_packages(folder: Path) -> Path:
     return python
 
 
+def trusted_pem(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A server's key and certificate (localhost, 127.0.0.1) in one PEM file, from a throwaway CA that clients in
+    this process trust through SSL_CERT_FILE, as a company's own CA would be."""
+    import trustme
+
+    ca = trustme.CA()
+    pem, ca_file = folder / "server.pem", folder / "ca.pem"
+    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    return pem
+
+
 def free_port() -> int:
     import socket
 

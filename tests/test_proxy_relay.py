@@ -29,6 +29,7 @@ from k2probe.emulator.settings import EmulatorSettings
 from k2probe.proxy.app import Handled, Proxy
 from k2probe.proxy.server import ProxyServer
 
+from .conftest import trusted_pem
 from .test_proxy import ASK
 
 KEY = "sk-k2probe-emulator"
@@ -64,14 +65,7 @@ def _streamed(client: openai.OpenAI, body: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def tls_route(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Route]:
     """The emulator over HTTPS, its throwaway CA trusted through SSL_CERT_FILE (as a company's own CA would be)."""
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    key_file, ca_file = tmp_path / "server.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    key_file = trusted_pem(tmp_path, monkeypatch)
     config = uvicorn.Config(create_app(EmulatorSettings()), host="127.0.0.1", port=0, log_level="error",
                             lifespan="off", ssl_keyfile=str(key_file), ssl_certfile=str(key_file))
     with ThreadedServer(config, "tls emulator") as server:
@@ -147,6 +141,19 @@ def test_a_client_that_leaves_mid_stream_is_recorded_and_the_proxy_serves_on() -
     assert proxy.stats.ways["sent early"] >= 1
 
 
+def _message_body(conn: socket.socket) -> bytes:
+    """The body of the HTTP message (request or answer, its length given by Content-Length) read from `conn`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return body
+
+
 class BrokenRoute:
     """A route that answers each request with a stream's head and one chunk, then `closes` or stalls."""
 
@@ -167,14 +174,7 @@ class BrokenRoute:
             except OSError:
                 return
             self.kept.append(conn)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            while len(body) < length:
-                body += conn.recv(65536)
+            _message_body(conn)
             conn.sendall(self.HEAD + b"%x\r\n%b\r\n" % (len(self.CHUNK), self.CHUNK))
             if self.closes:
                 time.sleep(0.05)
@@ -219,15 +219,7 @@ def _exchange(port: int, parts: list[bytes], pause_s: float) -> bytes:
             if i:
                 time.sleep(pause_s)
             conn.sendall(part)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length")))
-        while len(body) < length:
-            body += conn.recv(65536)
-        return body
+        return _message_body(conn)
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["body-at-once", "body-in-parts"])

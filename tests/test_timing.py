@@ -26,7 +26,7 @@ from k2probe.core.stamps import STAMP_HEADER
 from k2probe.emulator import EmulatorSettings, create_app
 from k2probe.emulator.protocol import LOOP, ArrivalProtocol
 
-from .conftest import EMULATOR_KEY, free_port, wait_for_port
+from .conftest import EMULATOR_KEY, free_port, trusted_pem, wait_for_port
 
 
 def _route(base_url: str) -> Route:
@@ -72,13 +72,7 @@ def test_ttft_is_the_kernel_arrival_not_when_a_blocked_loop_reads_it(emulator):
 @pytest.fixture
 def tls_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The emulator served over HTTPS (a throwaway CA the client trusts through SSL_CERT_FILE)."""
-    import trustme
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    key_file, ca_file = tmp_path / "server.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    key_file = trusted_pem(tmp_path, monkeypatch)
     port = free_port()
     config = uvicorn.Config(create_app(EmulatorSettings(ttft_ms=300)), host="127.0.0.1", port=port,
                             log_level="error", lifespan="off", http=ArrivalProtocol, loop=LOOP,

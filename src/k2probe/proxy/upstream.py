@@ -7,11 +7,12 @@ the kernel's arrival stamp of the latest piece."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import httpx2
@@ -100,6 +101,20 @@ def _decoder(headers: list[tuple[str, str]]) -> Callable[[bytes], bytes] | None:
     return None
 
 
+@contextlib.contextmanager
+def _read_errors(watch: Watch) -> Iterator[None]:
+    """A read of the route's answer, its failures as UpstreamError: the watch's timeout (the cancellation it caused
+    taken back), a connection or a body that broke."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        if (timeout := watch.timed_out()) is None:
+            raise
+        raise timeout from None
+    except (OSError, ssl.SSLError, ProtocolError, zlib.error) as exc:
+        raise UpstreamError(type(exc).__name__, str(exc)) from exc
+
+
 class Answer:
     """The route's answer on a lean connection, its body read piece by piece; the connection goes back on the free
     list when the body was read to its end and the server allows another request on it."""
@@ -131,13 +146,8 @@ class Answer:
             return None
         self.relaying = True
         try:
-            finished = await done
-        except asyncio.CancelledError:
-            if (timeout := watch.timed_out()) is None:
-                raise
-            raise timeout from None
-        except (OSError, ssl.SSLError, ProtocolError, zlib.error) as exc:
-            raise UpstreamError(type(exc).__name__, str(exc)) from exc
+            with _read_errors(watch):
+                finished = await done
         finally:
             self.connection.channel.relay = None
         self.complete = finished
@@ -146,7 +156,7 @@ class Answer:
     async def pieces(self) -> AsyncIterator[bytes]:
         decode = self.decode
         watch = self.watch
-        try:
+        with _read_errors(watch):
             async for piece in self.connection.pieces(joined=True):
                 if decode is not None:
                     piece = decode(piece)
@@ -154,12 +164,6 @@ class Answer:
                     watch.reading = False
                     yield piece
                     watch.wait()
-        except asyncio.CancelledError:
-            if (timeout := watch.timed_out()) is None:
-                raise
-            raise timeout from None
-        except (OSError, ssl.SSLError, ProtocolError, zlib.error) as exc:
-            raise UpstreamError(type(exc).__name__, str(exc)) from exc
         self.complete = True
 
     async def read(self) -> bytes:
