@@ -46,6 +46,19 @@ def _start(workdir: Path, env: dict[str, str], *args: str) -> tuple[subprocess.P
     return process, f"http://127.0.0.1:{port}/v1"
 
 
+def _ended(process: subprocess.Popen[str], seconds: float = 60) -> tuple[str, str]:
+    """The stopped proxy's stdout and stderr; should it not end within `seconds`, every thread's stack (SIGUSR1)
+    goes into the failure, so a hang says where it hangs."""
+    try:
+        return process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        process.kill()
+        _, stderr = process.communicate()
+        raise AssertionError(f"the proxy did not end within {seconds:g} s; its threads:\n{stderr[-6000:]}") from None
+
+
 def _loop(base_url: str, *, keep_reasoning: bool) -> list[int]:
     """A two-step tool loop, its history kept whole or hand-built without reasoning; the statuses it got."""
     headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
@@ -69,7 +82,7 @@ def test_a_proxy_run_records_sessions_and_findings_and_keeps_no_secret(cli, emul
         time.sleep(0.3)
     finally:
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        stdout, stderr = _ended(process)
     assert process.returncode == 130, stderr[-1500:]
     document = json.loads(stdout)
     assert document["status"] == "interrupted" and document["requests"] == 4 and document["sessions"] == 2
@@ -123,7 +136,7 @@ def test_sigterm_ends_a_proxy_run_as_interrupted_with_its_summary(emulator, work
             "messages": [{"role": "user", "content": "hi"}]})
     finally:
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
+        stdout, stderr = _ended(process)
     assert refused.status_code == 400 and "only 1 is allowed" in refused.text
     assert process.returncode == 143, stderr[-1500:]
     assert "1 requests in 1 sessions, 1 findings" in stdout and "fixed_parameter: 1" in stdout
@@ -253,7 +266,7 @@ def test_a_proxy_killed_outright_loses_no_call_it_answered(emulator, workdir: Pa
         time.sleep(1.0)  # the last answers' records handed to the writer (they follow the answer, not precede it)
     finally:
         process.kill()
-        process.communicate(timeout=60)
+        _ended(process)
     deadline = time.monotonic() + 60
     while Path(f"/proc/{writer}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -272,7 +285,7 @@ def test_a_store_writer_that_dies_ends_the_proxy_run_with_one_line(emulator, wor
     process, _ = _start(workdir, route_env(server, key=ROUTE_KEY))
     try:
         os.kill(_writer_of(process.pid), signal.SIGKILL)
-        _, stderr = process.communicate(timeout=60)  # it stops by itself: nothing more could be recorded
+        _, stderr = _ended(process)  # it stops by itself: nothing more could be recorded
     finally:
         if process.poll() is None:
             process.kill()

@@ -4,6 +4,7 @@ Commands live in the *_commands modules by subject; each imports what it uses wh
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 
@@ -60,6 +61,11 @@ def main() -> None:
 
     with contextlib.suppress(ValueError):  # only the main thread may (k2probe called from a thread keeps its own)
         signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGUSR1") and sys.__stderr__ is not None:  # `kill -USR1 PID`: every thread's stack on stderr
+        import faulthandler
+
+        with contextlib.suppress(ValueError, OSError, RuntimeError, AttributeError, io.UnsupportedOperation):
+            faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     sys.stdout = RedactingStream(sys.stdout)
     sys.stderr = RedactingStream(sys.stderr)
     for name in KEY_ENVS:  # known before anything can print

@@ -11,7 +11,6 @@ committed); a failure is one line on its stdout and exit status 1."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import struct
@@ -127,8 +126,6 @@ def _serve(stdin: IO[bytes]) -> int:
     from k2probe.core.redact import remember
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's to act on: the child ends when its stdin does
-    with contextlib.suppress(OSError, AttributeError):  # bookkeeping: the CPU goes first to the server it records
-        os.nice(10)
     url, secrets = _read_frame(stdin)
     for secret in secrets:
         remember(secret)
