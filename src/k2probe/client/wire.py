@@ -110,6 +110,7 @@ class TLSStream(_Stream):
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.eof = False  # the peer closed the socket
         self._answering: asyncio.Future[None] | None = None  # TLS's own answer to the peer, sent from a callback
+        self._broken: ssl.SSLError | None = None  # a decrypt that failed after giving what it had
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=server_hostname)
 
     @property
@@ -161,19 +162,32 @@ class TLSStream(_Stream):
     def decrypt(self, data: bytes) -> bytes:
         """Bytes from the socket in, the plaintext they complete out (b"" while a record is incomplete), for a reader
         in the socket's callback (load/h1.Connection.relay); what TLS has to say back (a key update) goes on after."""
+        if self._broken is not None:
+            raise self._broken
         if data:
             self.incoming.write(data)
-        parts = []
+        parts: list[bytes] = []
         while True:
             try:
                 part = self.tls.read(262144)
             except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                 break
+            except ssl.SSLError as exc:  # what was read before it goes on; the error comes with the next read
+                if not parts:
+                    raise
+                self._broken = exc
+                break
             if not part:
                 break
             parts.append(part)
-        if self.outgoing.pending:
-            self._answering = asyncio.ensure_future(self.raw.send(self.outgoing.read()))
+        if self.outgoing.pending:  # sent now where the socket takes it, ahead of anything sent after
+            answer = self.outgoing.read()
+            try:
+                sent = self.sock.send(answer)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent < len(answer):
+                self._answering = asyncio.ensure_future(self.raw.send(answer[sent:]))
         return b"".join(parts)
 
     def get_extra_info(self, info: str) -> Any:

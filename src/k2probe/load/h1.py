@@ -233,6 +233,9 @@ class Connection:
                 try:
                     size = int(buffer[:end_].split(b";", 1)[0], 16)
                 except ValueError:
+                    self.buffer = buffer
+                    if parts:  # the whole chunks before it go on, as the awaited reader gives them
+                        emit(parts, stamp)
                     raise ProtocolError("a chunk size that is not hexadecimal") from None
                 if size == 0:  # the last chunk, then trailers (if any) and an empty line
                     rest = buffer[end_ + 2:]

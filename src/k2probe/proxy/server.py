@@ -43,7 +43,15 @@ def _protocol(proxy: Proxy) -> type[asyncio.Protocol] | str:
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
+            try:
+                self._early()
+            except Exception:  # never the parser's error: the request's task sends it the usual way
+                return
+
+        def _early(self) -> None:
             cycle = self.cycle
+            if cycle is None or self.parser.should_upgrade():
+                return
             scope = cast(dict[str, Any], cycle.scope)
             if scope["method"] != "POST" or scope["path"] not in CHAT_PATHS or cycle.response_complete:
                 return
@@ -52,10 +60,7 @@ def _protocol(proxy: Proxy) -> type[asyncio.Protocol] | str:
             length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
             if length is None or not length.isdigit() or int(length) != len(body):
                 return  # part of the body was already read by the request's task: the task sends it
-            try:
-                pending = proxy.early(scope, body)
-            except Exception:  # never the parser's error: the request's task sends it the usual way
-                return
+            pending = proxy.early(scope, body)
             if pending is not None:
                 if not hasattr(self, "early"):
                     self.early = []
@@ -90,6 +95,7 @@ class ProxyServer(ThreadedServer):
 
         # what the process holds by now (its modules, the route, the profile) is never garbage: kept out of the
         # collector's full passes, which otherwise stop the relay for tens of milliseconds (56 ms seen mid-bench)
+        gc.collect()
         gc.freeze()
 
         async def serve() -> None:
