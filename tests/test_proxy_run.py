@@ -37,11 +37,17 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The proxy takes SIGINT as from a terminal's Ctrl-C, even where the tests run as a background job (which
+    ignores SIGINT, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(workdir: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "k2probe", "proxy", "--listen", f"127.0.0.1:{port}", *args],
                                env={**os.environ, **env}, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     wait_for_port(port, process, 60)
     return process, f"http://127.0.0.1:{port}/v1"
 
