@@ -145,8 +145,7 @@ class Proxy:
         one task after another — and the request's task takes its answer (`chat`). None: it goes the usual way."""
         if self.mode != "observe" or not self._authorised(scope["headers"]):
             return None
-        pending = self.upstream.send_now(f"{'/v1' if scope['path'].startswith('/v1/v1') else ''}/chat/completions",
-                                         raw)
+        pending = self.upstream.send_now(f"{_doubled(scope['path'])}/chat/completions", raw)
         if pending is not None:
             scope[EARLY] = (pending, time.time())
         return pending
@@ -173,8 +172,7 @@ class Proxy:
                 clock, failed, started_at = Clock(early[0].stamps["wire"], early[0].stamps), None, early[1]
             else:
                 started_at = time.time()
-                doubled = scope["path"].startswith("/v1/v1")
-                pending, clock, failed = await self._start("/v1" if doubled else "", raw)
+                pending, clock, failed = await self._start(_doubled(scope["path"]), raw)
             handled = self._begin(started_at)
             self.backlog.add(self._check, handled, raw, scope["path"])
             await self._forward(pending, failed, clock, handled, receive, send, transport)
@@ -457,6 +455,12 @@ class Proxy:
         self.sink.call(record)
         if self.on_handled is not None:
             self.on_handled(handled)
+
+
+def _doubled(path: str) -> str:
+    """What observe mode keeps of a doubled /v1 when it forwards as is: the extra "/v1" ("" for a path as it should
+    be)."""
+    return "/v1" if path.startswith("/v1/v1") else ""
 
 
 def _loads(data: bytes) -> Any:
